@@ -1,0 +1,139 @@
+"""`forum-ouvert`: run, serve, migrate and administer the forum."""
+from __future__ import annotations
+
+import asyncio
+import importlib
+import signal
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from shared.settings import SERVICES, get_settings
+
+cli = typer.Typer(help="Forum ouvert — le forum permanent du Partenariat pour un gouvernement ouvert.",
+                  no_args_is_help=True, add_completion=False)
+SERVABLE = (*SERVICES, "web", "mailcatcher")
+
+
+@cli.command()
+def up(demo: Annotated[bool, typer.Option(help="Fill an empty forum with demo content.")] = False,
+       port: Annotated[int, typer.Option(help="Web port (another free one is used if taken).")] = 8000,
+       data_dir: Annotated[Path, typer.Option(help="Where the local forum keeps its data.")] = Path(".forum-data"),
+       ) -> None:
+    """Start the whole forum locally: nats-server, every service on SQLite, a mail catcher, the web front."""
+    from services.launcher import Stack
+
+    stack = Stack(data_dir, web_port=port, log_dir=data_dir / "logs")
+    typer.echo("Démarrage du forum ouvert… (journaux dans " + str(data_dir / "logs") + ")")
+    try:
+        stack.start()
+        if demo:
+            from services.demo import fill
+
+            typer.echo("Remplissage avec des données de démonstration…")
+            typer.echo(fill(stack))
+        typer.echo(f"""
+Forum ouvert prêt : {stack.web_url}
+  courriels reçus (local) : {stack.web_url}/dev/mail
+  NATS                    : {stack.nats_url}
+Premier compte du secrétariat :
+  forum-ouvert create-secretariat secretariat@example.org --data-dir {data_dir}
+  puis « Se connecter » avec cette adresse ; le lien arrive dans {stack.web_url}/dev/mail
+Ctrl-C pour arrêter.""")
+        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+        while True:
+            time.sleep(1)
+            stack._check_alive()
+    except KeyboardInterrupt:
+        typer.echo("\nArrêt…")
+    finally:
+        stack.stop()
+
+
+@cli.command()
+def serve(service: Annotated[str, typer.Argument(help=f"One of: {', '.join(SERVABLE)}")],
+          migrate_first: Annotated[bool, typer.Option("--migrate", help="Apply migrations first.")] = False) -> None:
+    """Run one service in the foreground (what each container runs)."""
+    settings = get_settings()
+    if service not in SERVABLE:
+        raise typer.BadParameter(f"unknown service {service!r}; one of {', '.join(SERVABLE)}")
+    if migrate_first and service in SERVICES:
+        from shared.migrations import upgrade
+
+        upgrade(service, settings.service_database_url(service))
+    if service == "mailcatcher":
+        from services.mailcatcher import serve as serve_mail
+
+        serve_mail(settings.mail_folder, "127.0.0.1" if settings.web_host == "127.0.0.1" else "0.0.0.0",
+                   settings.smtp_port)
+        return
+    if service == "web":
+        import uvicorn
+
+        uvicorn.run("services.web.app:create_app", factory=True, host=settings.web_host, port=settings.web_port,
+                    log_level="warning", proxy_headers=True, access_log=False)
+        return
+    app = importlib.import_module(f"services.{service}.app").app
+    try:
+        asyncio.run(app.run())
+    except KeyboardInterrupt:
+        pass
+
+
+@cli.command()
+def migrate(service: Annotated[str | None, typer.Argument(help="One service, or all.")] = None) -> None:
+    """Apply database migrations (each service has its own database and history)."""
+    from shared.migrations import upgrade
+
+    settings = get_settings()
+    for s in [service] if service else SERVICES:
+        upgrade(s, settings.service_database_url(s))
+        typer.echo(f"{s}: à jour")
+
+
+@cli.command("create-secretariat")
+def create_secretariat(email: str,
+                       name: Annotated[str, typer.Option(help="Display name.")] = "Secrétariat du forum",
+                       data_dir: Annotated[Path | None, typer.Option(help="Local data folder (local run).")] = None,
+                       ) -> None:
+    """Create (or promote) a secretariat account. It then signs in by e-mailed link like everyone."""
+    import os
+
+    from pydantic import TypeAdapter, ValidationError
+    from pydantic import EmailStr
+
+    if data_dir is not None:
+        os.environ["FORUM_DATA_DIR"] = str(data_dir)
+        get_settings.cache_clear()
+    try:
+        TypeAdapter(EmailStr).validate_python(email)
+    except ValidationError:
+        raise typer.BadParameter(f"adresse électronique invalide : {email}") from None
+    from shared.migrations import upgrade
+
+    settings = get_settings()
+    upgrade("registry", settings.service_database_url("registry"))
+    view = asyncio.run(_create_secretariat(email, name))
+    typer.echo(f"Compte du secrétariat prêt : {view.email} (id {view.member_id}). "
+               "Connectez-vous avec cette adresse : un lien vous sera envoyé.")
+
+
+async def _create_secretariat(email: str, name: str):  # noqa: ANN202
+    from services.registry.handlers import create_secretariat as create, svc
+    from shared.db import Database
+
+    svc._db = Database(svc.settings.service_database_url("registry"))
+    try:
+        return await create(email, name)
+    finally:
+        await svc.db.dispose()
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,204 @@
+"""Notifications: keeps who can be mailed, turns events into e-mails, sends them at most once."""
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+from sqlmodel import col, select, update
+
+from services.notifications import mail
+from services.notifications.models import Delivery, DeliveryStatus, Recipient
+from shared.contracts.common import Request
+from shared.contracts.notifications import DeliveryCounts, MemberNotifications
+from shared.contracts.registry import (
+    EmailVerificationRequested, ExportData, MemberApproved, MemberErased, MemberRegistered, MemberRejected,
+    ProfileUpdated, SignInRequested,
+)
+from shared.envelope import Envelope, utcnow
+from shared.errors import RetryLater
+from shared.logging import get_logger
+from shared.outbox import UnitOfWork
+from shared.service import Command, Service
+
+svc = Service("notifications", title="Notifications")
+log = get_logger(__name__)
+RETRY_DELAYS = [5, 30, 120, 600, 1800]  # seconds between SMTP attempts after a temporary failure
+_wake = asyncio.Event()
+
+
+def _link(path: str) -> str:
+    return svc.settings.public_url.rstrip("/") + path
+
+
+async def _queue(uow: UnitOfWork, event: Envelope[Any], member_id: str, kind: str, **ctx: Any) -> None:
+    """Render and store one e-mail in the consumer's transaction; the sender loop sends it."""
+    r = await uow.session.get(Recipient, member_id)
+    if r is None:
+        # The registration event may not have been applied yet (different consumer): try again shortly.
+        raise RetryLater(f"no recipient yet for member {member_id}")
+    subject, text, html = mail.render(kind, name=r.full_name, **ctx)
+    uow.session.add(Delivery(event_id=str(event.event_id), member_id=member_id, kind=kind, to_addr=r.email,
+                             subject=subject, text_body=text, html_body=html))
+
+
+# ---------------------------------------------------------------- projection of contacts
+@svc.consume(MemberRegistered)
+async def on_registered(event: Envelope[MemberRegistered], uow: UnitOfWork) -> None:
+    """Remember how to reach a new member."""
+    d = event.data
+    existing = await uow.session.get(Recipient, d.member_id)
+    if existing is None:
+        uow.session.add(Recipient(member_id=d.member_id, email=d.email, full_name=d.full_name))
+
+
+@svc.consume(ProfileUpdated)
+async def on_profile_updated(event: Envelope[ProfileUpdated], uow: UnitOfWork) -> None:
+    """Keep the member's name current in greetings."""
+    r = await uow.session.get(Recipient, event.data.member_id)
+    if r is None:
+        raise RetryLater("profile update before registration")
+    r.full_name, r.updated_at = event.data.full_name, utcnow()
+    uow.session.add(r)
+
+
+@svc.consume(MemberErased)
+async def on_erased(event: Envelope[MemberErased], uow: UnitOfWork) -> None:
+    """Forget the member's address and redact every e-mail kept for them."""
+    r = await uow.session.get(Recipient, event.data.member_id)
+    if r is not None:
+        await uow.session.delete(r)
+    await uow.session.exec(update(Delivery).where(col(Delivery.member_id) == event.data.member_id)  # type: ignore[call-overload]
+                           .values(to_addr="", text_body="", html_body="", subject="(effacé)"))
+
+
+# ---------------------------------------------------------------- e-mails
+@svc.consume(EmailVerificationRequested)
+async def on_verification_requested(event: Envelope[EmailVerificationRequested], uow: UnitOfWork) -> None:
+    """Mail the e-mail verification link."""
+    d = event.data
+    await _queue(uow, event, d.member_id, "verify_email", link=_link(f"/inscription/verifier?token={d.token}"),
+                 expires=mail.paris_time(d.expires_at))
+
+
+@svc.consume(SignInRequested)
+async def on_sign_in_requested(event: Envelope[SignInRequested], uow: UnitOfWork) -> None:
+    """Mail the one-time sign-in link."""
+    d = event.data
+    await _queue(uow, event, d.member_id, "sign_in", link=_link(f"/connexion/lien?token={d.token}"),
+                 expires=mail.paris_time(d.expires_at))
+
+
+@svc.consume(MemberApproved)
+async def on_approved(event: Envelope[MemberApproved], uow: UnitOfWork) -> None:
+    """Tell the member the secretariat approved them."""
+    await _queue(uow, event, event.data.member_id, "approved", link=_link("/espace"))
+
+
+@svc.consume(MemberRejected)
+async def on_rejected(event: Envelope[MemberRejected], uow: UnitOfWork) -> None:
+    """Tell the member the secretariat rejected them, and why."""
+    await _queue(uow, event, event.data.member_id, "rejected", reason=event.data.reason)
+
+
+# ---------------------------------------------------------------- sending
+async def send_due(limit: int = 50) -> int:
+    """Send the e-mails that are due; returns how many were attempted."""
+    now = utcnow()
+    async with svc.db.transaction(notify=False) as s:
+        stmt = (select(Delivery).where(Delivery.status == DeliveryStatus.PENDING, Delivery.next_attempt_at <= now)
+                .order_by(col(Delivery.created_at)).limit(limit))
+        if not svc.db.sqlite:
+            stmt = stmt.with_for_update(skip_locked=True)
+        due = (await s.exec(stmt)).all()
+        for d in due:  # claim: from now on a crash leaves them UNCERTAIN, never re-sent
+            d.status, d.attempts = DeliveryStatus.SENDING, d.attempts + 1
+            s.add(d)
+    await asyncio.gather(*[_send_one(d) for d in due])
+    return len(due)
+
+
+async def _send_one(d: Delivery) -> None:
+    msg = mail.compose(settings=svc.settings, to=d.to_addr, subject=d.subject, text=d.text_body,
+                       html=d.html_body, message_key=d.id)
+    status, error, retry_at = DeliveryStatus.SENT, None, None
+    try:
+        await mail.send(svc.settings, msg)
+    except mail.PermanentFailure as exc:
+        status, error = DeliveryStatus.FAILED, str(exc)
+    except Exception as exc:  # noqa: BLE001 - connection refused, timeout, 4xx: the message did not leave
+        error = f"{type(exc).__name__}: {exc}"
+        if d.attempts > len(RETRY_DELAYS):
+            status = DeliveryStatus.FAILED
+        else:
+            status, retry_at = DeliveryStatus.PENDING, utcnow() + timedelta(seconds=RETRY_DELAYS[d.attempts - 1])
+    async with svc.db.transaction(notify=False) as s:
+        row = await s.get(Delivery, d.id)
+        assert row is not None
+        row.status, row.last_error = status, (error or "")[:1000] or None
+        if status == DeliveryStatus.SENT:
+            row.sent_at, row.text_body, row.html_body = utcnow(), "", ""
+        if retry_at:
+            row.next_attempt_at = retry_at
+        s.add(row)
+    if error:
+        log.warning("e-mail not sent", delivery=d.id, kind=d.kind, status=status, error=error)
+    else:
+        log.info("e-mail sent", delivery=d.id, kind=d.kind)
+
+
+@svc.background
+async def mail_sender() -> None:
+    """Sends due e-mails; woken by every commit, sweeps every second for retries."""
+    async with svc.db.transaction(notify=False) as s:
+        # Whatever was being handed to SMTP when the last process died might have left: never resend it.
+        n = (await s.exec(update(Delivery).where(col(Delivery.status) == DeliveryStatus.SENDING)  # type: ignore[call-overload]
+                          .values(status=DeliveryStatus.UNCERTAIN))).rowcount
+    if n:
+        log.warning("e-mails interrupted mid-send marked uncertain (not re-sent)", count=n)
+    svc.db.on_commit(_wake.set)
+    while True:
+        try:
+            await asyncio.wait_for(_wake.wait(), timeout=1.0)
+        except TimeoutError:
+            pass
+        _wake.clear()
+        try:
+            while await send_due() == 50:
+                pass
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - keep the loop alive; rows stay pending
+            log.exception("mail sender sweep failed")
+            await asyncio.sleep(1)
+
+
+# ---------------------------------------------------------------- queries
+async def _counts() -> dict[str, Any]:
+    from sqlalchemy import func
+
+    async with svc.db.session() as s:
+        rows = (await s.exec(select(Delivery.status, func.count()).group_by(Delivery.status))).all()  # type: ignore[call-overload]
+    return {"deliveries": {status: n for status, n in rows}}
+
+svc.health_details = _counts
+
+
+@svc.rpc("delivery-counts")
+async def delivery_counts(req: Request, cmd: Command) -> DeliveryCounts:
+    """How many e-mails are in each state (monitoring, benchmarks)."""
+    return DeliveryCounts(by_status=(await _counts())["deliveries"])
+
+
+@svc.rpc("export")
+async def export(req: ExportData, cmd: Command) -> MemberNotifications:
+    """GDPR access: the contact details and the e-mails sent to the member."""
+    async with svc.db.session() as s:
+        r = await s.get(Recipient, req.actor_id)
+        ds = (await s.exec(select(Delivery).where(Delivery.member_id == req.actor_id)
+                           .order_by(col(Delivery.created_at)))).all()
+    return MemberNotifications(
+        contact={"email": r.email, "full_name": r.full_name} if r else None,
+        emails=[{"kind": d.kind, "subject": d.subject, "to": d.to_addr, "status": d.status,
+                 "created_at": d.created_at.isoformat(), "sent_at": d.sent_at.isoformat() if d.sent_at else None}
+                for d in ds])

@@ -1,0 +1,69 @@
+"""Rendering and sending e-mails: RFC 5322 multipart text + HTML, French, Europe/Paris times."""
+from __future__ import annotations
+
+from datetime import datetime
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import aiosmtplib
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from shared.settings import Settings
+
+PARIS = ZoneInfo("Europe/Paris")
+SUBJECTS = {
+    "verify_email": "Confirmez votre adresse électronique — Forum ouvert",
+    "sign_in": "Votre lien de connexion — Forum ouvert",
+    "approved": "Votre inscription au forum ouvert est validée",
+    "rejected": "Votre inscription au forum ouvert n'a pas été validée",
+}
+_env = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates" / "mail"),
+                   autoescape=select_autoescape(["html"]), undefined=StrictUndefined)
+
+
+def paris_time(dt: datetime) -> str:
+    return dt.astimezone(PARIS).strftime("%d/%m/%Y à %H:%M (heure de Paris)")
+
+
+def render(kind: str, **ctx: object) -> tuple[str, str, str]:
+    """(subject, text, html) of one kind of e-mail."""
+    subject = SUBJECTS[kind]
+    text = _env.get_template(f"{kind}.txt").render(subject=subject, **ctx)
+    html = _env.get_template(f"{kind}.html").render(subject=subject, **ctx)
+    return subject, text, html
+
+
+def compose(*, settings: Settings, to: str, subject: str, text: str, html: str, message_key: str,
+            headers: dict[str, str] | None = None) -> EmailMessage:
+    msg = EmailMessage()
+    msg["From"] = settings.mail_from
+    msg["To"] = to
+    msg["Subject"] = subject
+    msg["Date"] = format_datetime(datetime.now(PARIS))
+    # Derived from the delivery id, so a receiving system can dedupe too.
+    msg["Message-ID"] = make_msgid(idstring=message_key, domain="forum-ouvert.local")
+    msg["Auto-Submitted"] = "auto-generated"
+    for k, v in (headers or {}).items():
+        msg[k] = v
+    msg.set_content(text)
+    msg.add_alternative(html, subtype="html")
+    return msg
+
+
+class PermanentFailure(Exception):
+    """The SMTP server refused the message for good (5xx): retrying would not help."""
+
+
+async def send(settings: Settings, msg: EmailMessage) -> None:
+    try:
+        await aiosmtplib.send(msg, hostname=settings.smtp_host, port=settings.smtp_port,
+                              username=settings.smtp_username or None, password=settings.smtp_password or None,
+                              start_tls=settings.smtp_starttls, timeout=30)
+    except aiosmtplib.SMTPResponseException as exc:
+        if 500 <= exc.code < 600:
+            raise PermanentFailure(f"{exc.code} {exc.message}") from exc
+        raise
+    except aiosmtplib.SMTPRecipientsRefused as exc:
+        raise PermanentFailure(str(exc)) from exc

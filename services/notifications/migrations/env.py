@@ -1,0 +1,4 @@
+from services.notifications import models
+from shared.migrations import run_env
+
+run_env([models.Recipient.__tablename__, models.Delivery.__tablename__])

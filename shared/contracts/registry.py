@@ -1,0 +1,202 @@
+"""Registry contracts: member events and the commands the web front sends."""
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import BaseModel, EmailStr, Field, StringConstraints, field_validator
+
+from shared.contracts.common import ActorRequest, Request
+from shared.envelope import EventData
+
+
+class College(StrEnum):
+    PUBLIC_ACTOR = "public_actor"
+    CIVIL_SOCIETY = "civil_society"
+    CITIZEN = "citizen"
+
+
+COLLEGE_LABELS = {
+    College.PUBLIC_ACTOR: "Acteurs publics",
+    College.CIVIL_SOCIETY: "Organisations de la société civile",
+    College.CITIZEN: "Citoyennes et citoyens",
+}
+
+
+class MemberStatus(StrEnum):
+    PENDING_VERIFICATION = "pending_verification"
+    PENDING_APPROVAL = "pending_approval"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    ERASED = "erased"
+
+
+class Role(StrEnum):
+    MEMBER = "member"
+    SECRETARIAT = "secretariat"
+
+
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=2, max_length=120)]
+Organisation = Annotated[str, StringConstraints(strip_whitespace=True, max_length=160)]
+Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=1000)]
+Token = Annotated[str, StringConstraints(strip_whitespace=True, min_length=16, max_length=128)]
+
+
+# ---------------------------------------------------------------- events
+class MemberRegistered(EventData):
+    TYPE = "registry.member.registered"
+    member_id: str
+    public_id: str
+    full_name: str
+    email: str
+    organisation: str
+    college: College | None
+    role: Role
+
+
+class EmailVerificationRequested(EventData):
+    """Carries the single-use link token to notifications, which mails it. Expires with the token."""
+
+    TYPE = "registry.email_verification.requested"
+    member_id: str
+    token: str
+    expires_at: datetime
+
+
+class EmailVerified(EventData):
+    TYPE = "registry.member.email_verified"
+    member_id: str
+
+
+class SignInRequested(EventData):
+    TYPE = "registry.sign_in.requested"
+    member_id: str
+    token: str
+    expires_at: datetime
+
+
+class MemberApproved(EventData):
+    """Public fact: only the pseudonymous id and the college are meant for the public record."""
+
+    TYPE = "registry.member.approved"
+    member_id: str
+    public_id: str
+    college: College | None
+
+
+class MemberRejected(EventData):
+    TYPE = "registry.member.rejected"
+    member_id: str
+    reason: str
+
+
+class ProfileUpdated(EventData):
+    TYPE = "registry.member.profile_updated"
+    member_id: str
+    full_name: str
+    organisation: str
+
+
+class MemberErased(EventData):
+    TYPE = "registry.member.erased"
+    member_id: str
+    public_id: str
+
+
+REGISTRY_EVENTS: list[type[EventData]] = [
+    MemberRegistered, EmailVerificationRequested, EmailVerified, SignInRequested,
+    MemberApproved, MemberRejected, ProfileUpdated, MemberErased,
+]
+
+
+# ---------------------------------------------------------------- requests / replies
+class Register(Request):
+    full_name: Name
+    email: EmailStr = Field(max_length=254)
+    organisation: Organisation = ""
+    college: College
+    charter_accepted: bool
+
+    @field_validator("charter_accepted")
+    @classmethod
+    def _must_accept(cls, v: bool) -> bool:
+        if not v:
+            raise ValueError("la charte du forum doit être acceptée")
+        return v
+
+
+class VerifyEmail(Request):
+    token: Token
+
+
+class RequestSignIn(Request):
+    email: EmailStr = Field(max_length=254)
+
+
+class RedeemSignIn(Request):
+    token: Token
+
+
+class GetMember(Request):
+    member_id: str
+
+
+class ListMembers(ActorRequest):
+    status: MemberStatus | None = None
+
+
+class ApproveMember(ActorRequest):
+    member_id: str
+
+
+class RejectMember(ActorRequest):
+    member_id: str
+    reason: Reason
+
+
+class UpdateProfile(ActorRequest):
+    full_name: Name
+    organisation: Organisation = ""
+
+
+class ExportData(ActorRequest):
+    pass
+
+
+class EraseMember(ActorRequest):
+    pass
+
+
+class MemberView(BaseModel):
+    member_id: str
+    public_id: str
+    full_name: str
+    email: str | None
+    organisation: str
+    college: College | None
+    role: Role
+    status: MemberStatus
+    rejection_reason: str | None = None
+    registered_at: datetime
+    verified_at: datetime | None = None
+    decided_at: datetime | None = None
+
+
+class MemberList(BaseModel):
+    members: list[MemberView]
+
+
+class Registered(BaseModel):
+    member_id: str
+    status: MemberStatus
+
+
+class Accepted(BaseModel):
+    """Reply to commands whose outcome must not reveal anything (sign-in requests)."""
+
+    accepted: bool = True
+
+
+class Export(BaseModel):
+    data: dict[str, Any]

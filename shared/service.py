@@ -1,0 +1,289 @@
+"""The runtime every back-end service is built from: one way to consume, one way to answer, one way
+to publish (through the outbox).
+
+    svc = Service("registry")
+
+    @svc.rpc("register")
+    async def register(req: Register, cmd: Command) -> Registered:
+        async with cmd.unit_of_work() as uow: ...; uow.emit(MemberRegistered(...))
+
+    @svc.consume(MemberApproved)
+    async def on_approved(event: Envelope[MemberApproved], uow: UnitOfWork) -> None: ...
+
+`svc.app` is the FastStream application (`forum-ouvert serve registry` runs it).
+"""
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+import structlog
+from faststream import AckPolicy, AsyncAPI, BaseMiddleware, FastStream
+from faststream.nats import ConsumerConfig, JStream, NatsBroker, NatsMessage, NatsRouter, PullSub
+from nats.js.api import DeliverPolicy
+from pydantic import BaseModel, ValidationError
+
+from shared.contracts.common import ErrorBody, ErrorCode, Health, HealthRequest, Reply
+from shared.db import Database
+from shared.envelope import SYSTEM, Envelope, EventData
+from shared.errors import DomainError
+from shared.logging import configure_logging, get_logger
+from shared.outbox import OutboxRelay, UnitOfWork, already_processed
+from shared.settings import Settings, get_settings
+from shared.validation import field_errors
+from shared.streams import DEAD_LETTER_PREFIX, RPC_PREFIX, ensure_streams, stream_name
+
+log = get_logger(__name__)
+Req = TypeVar("Req", bound=BaseModel)
+SPEC_NATS_URL = "nats://nats:4222"  # what the committed AsyncAPI documents say, whatever the run
+
+
+def validation_reply(exc: ValidationError) -> Reply:
+    field, message = next(iter(field_errors(exc).items()))
+    return Reply(ok=False, error=ErrorBody(code=ErrorCode.INVALID, message=message,
+                                           field=None if field == "__root__" else field))
+
+
+class Command:
+    """What an RPC handler gets besides its request: the caller's correlation id and a UoW factory."""
+
+    def __init__(self, service: "Service", correlation_id: str) -> None:
+        self.service = service
+        self.correlation_id = correlation_id
+
+    def unit_of_work(self, actor: str = SYSTEM) -> Any:
+        return self.service.unit_of_work(correlation_id=self.correlation_id, actor=actor)
+
+
+class Service:
+    def __init__(self, name: str, title: str, settings: Settings | None = None) -> None:
+        self.name = name
+        self.settings = settings or get_settings()
+        self.title = title
+        self.broker = NatsBroker(
+            self.settings.nats_url.split(","), name=f"forum-{name}", graceful_timeout=15.0,
+            middlewares=[_log_context_middleware()], specification_url=SPEC_NATS_URL,
+            log_level=10,  # FastStream's per-message "Received/Processed" lines only at DEBUG
+        )
+        self.events = NatsRouter(ack_policy=AckPolicy.MANUAL, middlewares=[self._consumer_middleware()])
+        self.rpcs = NatsRouter(middlewares=[_rpc_error_middleware()])
+        self._db: Database | None = None
+        self.relay: OutboxRelay | None = None
+        self.health_details: Callable[[], Awaitable[dict[str, Any]]] | None = None
+        self._included = False
+        self._background: list[Callable[[], Awaitable[None]]] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self.rpc("health")(self._health)
+
+    def background(self, fn: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+        """Run `fn` as a long-lived task while the service is up (e.g. the mail sender)."""
+        self._background.append(fn)
+        return fn
+
+    # ------------------------------------------------------------------ plumbing
+    @property
+    def db(self) -> Database:
+        if self._db is None:
+            raise RuntimeError(f"{self.name}: database not started")
+        return self._db
+
+    @asynccontextmanager
+    async def unit_of_work(self, correlation_id: str | None = None, causation_id: str | None = None,
+                           actor: str = SYSTEM) -> AsyncIterator[UnitOfWork]:
+        async with self.db.transaction() as session:
+            yield UnitOfWork(session, producer=self.name, correlation_id=correlation_id or str(uuid.uuid4()),
+                             causation_id=causation_id, actor=actor)
+
+    def produces(self, *events: type[EventData]) -> None:
+        """Document the events this service publishes (through its outbox) in its AsyncAPI."""
+        for ev in events:
+            self.broker.publisher(ev.TYPE, stream=JStream(stream_name(ev.TYPE), declare=False),
+                                  schema=Envelope[ev], title=f"{ev.TYPE}:Publisher",  # type: ignore[valid-type]
+                                  description=(ev.__doc__ or "").strip() or None)
+
+    # ------------------------------------------------------------------ request/reply
+    def rpc(self, op: str) -> Callable[[Callable[..., Awaitable[BaseModel]]], Callable[..., Any]]:
+        """Register a request/reply handler on `rpc.<service>.<op>`.
+
+        The handler's first parameter is a pydantic request model; invalid requests and DomainErrors
+        become typed error replies. Handlers run concurrently (bounded) in a queue group, so any
+        number of replicas share the load."""
+        subject = f"{RPC_PREFIX}.{self.name}.{op}"
+
+        def deco(fn: Callable[..., Awaitable[BaseModel]]) -> Callable[..., Any]:
+            import inspect
+
+            req_model = next(iter(inspect.signature(fn).parameters.values())).annotation
+            if isinstance(req_model, str):
+                req_model = fn.__globals__[req_model]
+            ret = inspect.signature(fn).return_annotation
+            if isinstance(ret, str):
+                ret = eval(ret, fn.__globals__)  # noqa: S307 - our own annotations
+            service = self
+
+            async def handler(body: req_model, msg: NatsMessage) -> dict[str, Any]:  # type: ignore[valid-type]
+                result = await fn(body, Command(service, msg.correlation_id))
+                return Reply(ok=True, data=result.model_dump(mode="json")).model_dump(mode="json")
+
+            handler.__name__ = fn.__name__
+            self.rpcs.subscriber(subject, queue=f"{self.name}-rpc", max_workers=self.settings.rpc_workers,
+                                 title=f"{subject}:{fn.__name__}", description=(fn.__doc__ or "").strip() or None,
+                                 )(handler)
+            return fn
+
+        return deco
+
+    async def _health(self, req: HealthRequest, cmd: Command) -> Health:
+        """Liveness and readiness of the service: broker connected, database answering."""
+        try:
+            await self.db.ping()
+            db = "ok"
+        except Exception as exc:  # report, don't crash: health must answer
+            db = f"error: {exc}"
+        details = await self.health_details() if self.health_details else {}
+        if self.relay:
+            details["outbox_published"] = self.relay.published
+        return Health(service=self.name, status="ok" if db == "ok" else "degraded", database=db, details=details)
+
+    # ------------------------------------------------------------------ events
+    def consume(self, event: type[EventData], name: str | None = None) -> Callable[..., Any]:
+        """Durable, idempotent consumer of one event type.
+
+        The handler runs inside a transaction that also records the event id in the inbox; the
+        message is acked only after that commit. Failures are retried with backoff, and parked on
+        `deadletter.<durable>` once `consumer_max_deliver` attempts are spent."""
+        durable = name or f"{self.name}--{event.TYPE.replace('.', '-')}"
+        env_model = Envelope[event]  # type: ignore[valid-type]
+        s = self.settings
+
+        def deco(fn: Callable[[Any, UnitOfWork], Awaitable[None]]) -> Callable[..., Any]:
+            service = self
+
+            async def handler(body: env_model, msg: NatsMessage) -> None:  # type: ignore[valid-type]
+                async with service.unit_of_work(correlation_id=body.correlation_id,
+                                                causation_id=str(body.event_id)) as uow:
+                    if not await already_processed(uow.session, durable, str(body.event_id)):
+                        await fn(body, uow)
+                await msg.ack()
+
+            handler.__name__ = fn.__name__
+            self.events.subscriber(
+                event.TYPE, stream=JStream(stream_name(event.TYPE), declare=False), durable=durable,
+                pull_sub=PullSub(batch_size=50, timeout=1.0),
+                config=ConsumerConfig(max_deliver=s.consumer_max_deliver, ack_wait=60,
+                                      deliver_policy=DeliverPolicy.ALL, max_ack_pending=1000),
+                title=f"{event.TYPE}:{fn.__name__}", description=(fn.__doc__ or "").strip() or None,
+            )(handler)
+            return fn
+
+        return deco
+
+    def _consumer_middleware(self) -> type[BaseMiddleware]:
+        service = self
+
+        class RetryOrDeadLetter(BaseMiddleware):
+            async def consume_scope(self, call_next: Any, msg: Any) -> Any:
+                try:
+                    return await call_next(msg)
+                except Exception as exc:  # noqa: BLE001 - every failure is retried or parked, never lost
+                    await service._on_consumer_failure(msg, exc)
+                    return None
+
+        return RetryOrDeadLetter
+
+    async def _on_consumer_failure(self, msg: Any, exc: Exception) -> None:
+        raw = msg.raw_message
+        delivered = raw.metadata.num_delivered if raw.metadata else 1
+        poison = isinstance(exc, ValidationError)
+        s = self.settings
+        if poison or delivered >= s.consumer_max_deliver:
+            consumer = raw.metadata.consumer if raw.metadata else "?"
+            record = {"consumer": consumer, "subject": raw.subject, "deliveries": delivered,
+                      "error": f"{type(exc).__name__}: {exc}"[:2000],
+                      "headers": dict(raw.headers or {}), "payload": raw.data.decode(errors="replace")}
+            await self.broker.publish(json.dumps(record).encode(), f"{DEAD_LETTER_PREFIX}.{consumer}",
+                                      stream=DEAD_LETTER_PREFIX.upper(), timeout=10,
+                                      headers={"Nats-Msg-Id": f"dl-{consumer}-{raw.metadata.sequence.stream}"})
+            log.error("event parked on dead-letter subject", consumer=consumer, subject=raw.subject,
+                      deliveries=delivered, error=record["error"])
+            await raw.term()
+        else:
+            delay = s.consumer_backoff[min(delivered - 1, len(s.consumer_backoff) - 1)]
+            log.warning("event handler failed, will retry", subject=raw.subject, deliveries=delivered,
+                        retry_in=delay, error=f"{type(exc).__name__}: {exc}")
+            await raw.nak(delay=delay)
+
+    # ------------------------------------------------------------------ lifecycle
+    @property
+    def app(self) -> FastStream:
+        if not self._included:
+            self.broker.include_router(self.rpcs)
+            self.broker.include_router(self.events)
+            self._included = True
+        return FastStream(self.broker, lifespan=self._lifespan,
+                          specification=AsyncAPI(title=f"Forum ouvert — {self.title}", version="0.1.0",
+                                                 description=f"Events and request/reply subjects of the "
+                                                             f"{self.name} service."))
+
+    @asynccontextmanager
+    async def _lifespan(self) -> AsyncIterator[None]:
+        configure_logging(self.settings, self.name)
+        self._db = Database(self.settings.service_database_url(self.name),
+                            pool_size=max(5, self.settings.rpc_workers))
+        # Streams must exist before durable consumers bind to them: connect, declare, then start.
+        await self.broker.connect()
+        await ensure_streams(self.broker.connection.jetstream(), self.settings.stream_replicas)
+        if self.settings.outbox_relay_enabled:
+            self.relay = OutboxRelay(self._db, self.broker.connection.jetstream(), self.settings.outbox_poll_interval)
+            self.relay.start()
+        self._tasks = [asyncio.create_task(fn(), name=fn.__name__) for fn in self._background]
+        log.info("service started", nats=self.settings.nats_url, database=_safe_url(self._db.url))
+        try:
+            yield
+        finally:
+            for t in self._tasks:
+                t.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            if self.relay:
+                await self.relay.stop()
+            await self._db.dispose()
+            log.info("service stopped")
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _rpc_error_middleware() -> type[BaseMiddleware]:
+    class TypedErrors(BaseMiddleware):
+        async def consume_scope(self, call_next: Any, msg: Any) -> Any:
+            try:
+                return await call_next(msg)
+            except ValidationError as exc:
+                return validation_reply(exc).model_dump(mode="json")
+            except DomainError as exc:
+                return Reply(ok=False, error=exc.body()).model_dump(mode="json")
+            except Exception:  # noqa: BLE001 - answer, never hang; the trace goes to the log only
+                log.exception("request handler failed", subject=getattr(msg.raw_message, "subject", "?"))
+                return Reply(ok=False, error=ErrorBody(code=ErrorCode.INTERNAL,
+                                                       message="Erreur interne du service.")).model_dump(mode="json")
+
+    return TypedErrors
+
+
+def _log_context_middleware() -> type[BaseMiddleware]:
+    class LogContext(BaseMiddleware):
+        async def consume_scope(self, call_next: Any, msg: Any) -> Any:
+            with structlog.contextvars.bound_contextvars(correlation_id=msg.correlation_id,
+                                                        subject=msg.raw_message.subject):
+                return await call_next(msg)
+
+    return LogContext
+
+
+__all__ = ["Command", "Service", "UnitOfWork"]

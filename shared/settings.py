@@ -1,0 +1,77 @@
+"""One way to configure: pydantic-settings, env vars prefixed FORUM_, documented defaults.
+
+Every process reads the same `Settings`; a service only looks at the fields it needs.
+`database_url` is per process: `forum-ouvert up` and the compose file give each service its own.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SERVICES = ("registry", "forum", "minutes", "notifications")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FORUM_", extra="ignore")
+
+    # -- where things are
+    data_dir: Path = Field(Path(".forum-data"), description="Local state: SQLite files, mail, keys.")
+    nats_url: str = Field("nats://127.0.0.1:4222", description="NATS server(s), comma separated.")
+    database_url: str = Field("", description="SQLAlchemy async URL of this service's own database; "
+                              "empty = SQLite file <data_dir>/<service>.db.")
+    public_url: str = Field("http://127.0.0.1:8000", description="Address of the web front, for links in e-mails.")
+
+    # -- JetStream
+    stream_replicas: int = Field(1, description="Replicas of every stream (3 in the cluster).")
+    consumer_max_deliver: int = Field(6, description="Attempts before an event is parked on the dead-letter subject.")
+    consumer_backoff: list[float] = Field([0.5, 2, 10, 30, 60], description="Delay (s) before each retry.")
+    rpc_timeout: float = Field(5.0, description="Seconds the web front waits for a service's reply.")
+    rpc_workers: int = Field(16, description="Concurrent request handlers per RPC subject.")
+    outbox_relay_enabled: bool = Field(True, description="Run the outbox relay in this process (off only for fault tests).")
+    outbox_poll_interval: float = Field(1.0, description="Seconds between outbox sweeps when no commit woke the relay.")
+
+    # -- logging
+    log_format: str = Field("console", description="console (local) or json (deployment).")
+    log_level: str = Field("INFO")
+
+    # -- e-mail
+    smtp_host: str = Field("127.0.0.1")
+    smtp_port: int = Field(1025)
+    smtp_username: str = ""
+    smtp_password: str = ""
+    smtp_starttls: bool = False
+    mail_from: str = Field("Forum ouvert <ne-pas-repondre@forum-ouvert.local>")
+    mail_dir: Path | None = Field(None, description="Where the local mail catcher writes caught mail "
+                                  "(default <data_dir>/mail).")
+
+    # -- web
+    web_host: str = "127.0.0.1"
+    web_port: int = 8000
+    secret_key: str = Field("", description="Signs session cookies; generated into <data_dir>/secret.key if empty.")
+    cookie_secure: bool = Field(False, description="Secure flag on cookies (true behind HTTPS).")
+    session_max_age: int = Field(14 * 24 * 3600, description="Seconds a sign-in lasts.")
+    rate_limit_per_minute: int = Field(10, description="Register / sign-in POSTs per client address per minute.")
+    local_mode: bool = Field(False, description="Enables /dev/mail (the local mail catcher viewer).")
+    theme_dir: Path | None = Field(None, description="Folder with templates/ and static/ of the site theme.")
+
+    # -- registry
+    verify_token_ttl: int = Field(48 * 3600, description="Seconds an e-mail verification link is valid.")
+    sign_in_token_ttl: int = Field(15 * 60, description="Seconds a sign-in link is valid.")
+
+    def service_database_url(self, service: str) -> str:
+        if self.database_url:
+            return self.database_url
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        return f"sqlite+aiosqlite:///{(self.data_dir / f'{service}.db').resolve()}"
+
+    @property
+    def mail_folder(self) -> Path:
+        return self.mail_dir or self.data_dir / "mail"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,46 @@
+"""Pydantic validation errors as short French sentences, with the field they are about."""
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+_MESSAGES = {
+    "missing": "Ce champ est obligatoire.",
+    "string_too_short": "Ce champ doit contenir au moins {min_length} caractères.",
+    "string_too_long": "Ce champ ne doit pas dépasser {max_length} caractères.",
+    "value_error": "{msg}",
+    "enum": "Choisissez une des valeurs proposées.",
+    "literal_error": "Choisissez une des valeurs proposées.",
+    "bool_parsing": "Valeur invalide.",
+    "bool_type": "Valeur invalide.",
+    "string_type": "Ce champ doit être un texte.",
+    "int_parsing": "Ce champ doit être un nombre entier.",
+    "extra_forbidden": "Ce champ n'est pas attendu.",
+    "datetime_parsing": "Date et heure invalides.",
+    "datetime_from_date_parsing": "Date et heure invalides.",
+}
+
+
+def french_message(err: dict[str, Any]) -> str:
+    kind = err.get("type", "")
+    if kind == "value_error" and "email" in str(err.get("msg", "")).lower():
+        return "Adresse électronique invalide."
+    template = _MESSAGES.get(kind)
+    if template is None:
+        return "Valeur invalide."
+    ctx = dict(err.get("ctx") or {})
+    ctx["msg"] = str(err.get("msg", "")).removeprefix("Value error, ")
+    try:
+        return template.format(**ctx)
+    except (KeyError, IndexError):
+        return "Valeur invalide."
+
+
+def field_errors(exc: ValidationError, skip: tuple[str, ...] = ("body",)) -> dict[str, str]:
+    """{field path: French message} for every error (first message per field)."""
+    out: dict[str, str] = {}
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err.get("loc", ()) if p not in skip) or "__root__"
+        out.setdefault(field, french_message(err))
+    return out
