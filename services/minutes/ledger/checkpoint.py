@@ -27,6 +27,8 @@ MAX_TREE_SIZE = 2**64 - 1
 
 _DECIMAL = re.compile(r"0|[1-9][0-9]*")
 _B64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
+# Control characters (newline included: one field per line) and lone surrogates.
+_FORBIDDEN_IN_LINE = re.compile("[\x00-\x1f\ud800-\udfff]")
 
 
 class CheckpointError(ValueError):
@@ -48,9 +50,9 @@ def _check_line(what: str, line: str) -> None:
         raise CheckpointError(f"{what} must be a str, not {type(line).__name__}")
     if not line:
         raise CheckpointError(f"{what} must not be empty")
-    for ch in line:
-        if ch < " " or "\ud800" <= ch <= "\udfff":
-            raise CheckpointError(f"{what} contains control character U+{ord(ch):04X}")
+    bad = _FORBIDDEN_IN_LINE.search(line)
+    if bad is not None:
+        raise CheckpointError(f"{what} contains forbidden character U+{ord(bad.group()):04X}")
 
 
 def format_checkpoint(checkpoint: Checkpoint) -> str:

@@ -40,6 +40,8 @@ _SIG_PREFIX = "\u2014 "  # em dash, space
 _PRIVATE_PREFIX = "PRIVATE+KEY+"
 _HEX8 = re.compile(r"[0-9a-fA-F]{8}")
 _B64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
+# ASCII control characters other than newline, and lone surrogates (not encodable as UTF-8).
+_FORBIDDEN_IN_NOTE = re.compile("[\x00-\x09\x0b-\x1f\ud800-\udfff]")
 
 # Unicode White_Space, i.e. what Go's unicode.IsSpace rejects in key names.
 _SPACES = frozenset(
@@ -271,11 +273,12 @@ class Note:
 
 
 def _check_text(text: str) -> None:
-    for ch in text:
-        if ch < " " and ch != "\n":
-            raise MalformedNoteError(f"note contains control character U+{ord(ch):04X}")
-        if "\ud800" <= ch <= "\udfff":
-            raise MalformedNoteError("note is not valid Unicode (lone surrogate)")
+    bad = _FORBIDDEN_IN_NOTE.search(text)
+    if bad is None:
+        return
+    if bad.group() >= "\ud800":
+        raise MalformedNoteError("note is not valid Unicode (lone surrogate)")
+    raise MalformedNoteError(f"note contains control character U+{ord(bad.group()):04X}")
 
 
 def sign_note(text: str, *signers: Signer) -> str:

@@ -1,0 +1,134 @@
+"""The backbone against a real nats-server and a real database: outbox relay, JetStream dedupe,
+idempotent consumers, retries and the dead-letter subject."""
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import nats
+import pytest
+from faststream import TestApp
+from sqlmodel import select, update
+
+from shared.contracts.registry import MemberApproved
+from shared.envelope import Envelope, make_event
+from shared.migrations import upgrade
+from shared.outbox import InboxMessage, OutboxMessage, UnitOfWork
+from shared.service import Service
+from shared.settings import Settings
+from tests.support import database_urls, drop_schemas, nats_server
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def harness(tmp_path: Path):
+    """A throwaway service named 'forum' consuming registry.member.approved, with its own NATS."""
+    urls = database_urls(tmp_path)
+    upgrade("forum", urls["forum"])
+    with nats_server() as url:
+        settings = Settings(nats_url=url, database_url=urls["forum"], consumer_max_deliver=3,
+                            consumer_backoff=[0.2], data_dir=tmp_path, outbox_poll_interval=0.2)
+        svc = Service("forum", title="test", settings=settings)
+        seen: list[str] = []
+
+        @svc.consume(MemberApproved)
+        async def on_approved(event: Envelope[MemberApproved], uow: UnitOfWork) -> None:
+            seen.append(event.data.member_id)
+            if event.data.member_id.startswith("poison"):
+                raise RuntimeError("cannot handle this one")
+
+        async with TestApp(svc.app):
+            nc = await nats.connect(url)
+            yield svc, seen, nc.jetstream(), nc
+            await nc.close()
+    drop_schemas(urls)
+
+
+async def _wait(cond, timeout: float = 10.0) -> None:  # noqa: ANN001
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not cond():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.05)
+
+
+def _approved(member_id: str) -> Envelope:
+    return make_event(MemberApproved(member_id=member_id, public_id="p", college="citizen"), producer="registry")
+
+
+async def test_outbox_relays_committed_events_once_even_when_republished(harness) -> None:
+    svc, seen, js, _ = harness
+    async with svc.unit_of_work() as uow:
+        env = uow.emit(MemberApproved(member_id="m-outbox", public_id="p", college=None))
+    await _wait(lambda: "m-outbox" in seen)
+    # The relay crashed after publishing and before marking: the row is published again.
+    async with svc.db.transaction() as s:
+        await s.exec(update(OutboxMessage).values(published_at=None))
+    await svc.relay.relay_once()
+    info = await js.stream_info("REGISTRY")
+    msgs = [await js.get_msg("REGISTRY", seq) for seq in range(info.state.first_seq, info.state.last_seq + 1)]
+    assert [json.loads(m.data)["event_id"] for m in msgs].count(str(env.event_id)) == 1
+    await asyncio.sleep(0.5)
+    assert seen.count("m-outbox") == 1
+
+
+async def test_rolled_back_transaction_emits_nothing(harness) -> None:
+    svc, _, js, _ = harness
+    with pytest.raises(RuntimeError):
+        async with svc.unit_of_work() as uow:
+            uow.emit(MemberApproved(member_id="m-rollback", public_id="p", college=None))
+            raise RuntimeError("command failed after emitting")
+    async with svc.db.session() as s:
+        assert (await s.exec(select(OutboxMessage))).all() == []
+
+
+async def test_consumer_is_idempotent_on_event_id(harness) -> None:
+    svc, seen, js, _ = harness
+    env = _approved("m-dup")
+    body = env.model_dump_json().encode()
+    # Same event under two different Nats-Msg-Ids: JetStream keeps both, the inbox must drop one.
+    await js.publish("registry.member.approved", body, headers={"Nats-Msg-Id": "a"})
+    await js.publish("registry.member.approved", body, headers={"Nats-Msg-Id": "b"})
+    await _wait(lambda: "m-dup" in seen)
+    await asyncio.sleep(1.0)
+    assert seen.count("m-dup") == 1
+    async with svc.db.session() as s:
+        rows = (await s.exec(select(InboxMessage).where(InboxMessage.event_id == str(env.event_id)))).all()
+    assert len(rows) == 1
+
+
+async def test_failing_event_is_retried_then_parked_with_its_reason(harness) -> None:
+    svc, seen, js, nc = harness
+    parked: list[dict] = []
+    sub = await nc.subscribe("deadletter.>", cb=_collector(parked))
+    env = _approved("poison-1")
+    await js.publish("registry.member.approved", env.model_dump_json().encode(),
+                     headers={"Nats-Msg-Id": str(env.event_id)})
+    await _wait(lambda: len(parked) == 1, timeout=15)
+    assert seen.count("poison-1") == 3  # consumer_max_deliver
+    assert "cannot handle this one" in parked[0]["error"]
+    assert json.loads(parked[0]["payload"])["event_id"] == str(env.event_id)
+    async with svc.db.session() as s:  # the failed attempts left nothing behind
+        assert (await s.exec(select(InboxMessage).where(InboxMessage.event_id == str(env.event_id)))).all() == []
+    # A healthy event behind it still flows.
+    await js.publish("registry.member.approved", _approved("m-after").model_dump_json().encode())
+    await _wait(lambda: "m-after" in seen)
+    await sub.unsubscribe()
+
+
+async def test_malformed_event_is_parked_at_once(harness) -> None:
+    _, seen, js, nc = harness
+    parked: list[dict] = []
+    sub = await nc.subscribe("deadletter.>", cb=_collector(parked))
+    await js.publish("registry.member.approved", b'{"not": "an envelope"}')
+    await _wait(lambda: len(parked) == 1)
+    assert parked[0]["deliveries"] == 1 and "ValidationError" in parked[0]["error"]
+    await sub.unsubscribe()
+
+
+def _collector(into: list):  # noqa: ANN202
+    async def collect(msg) -> None:  # noqa: ANN001
+        into.append(json.loads(msg.data))
+    return collect

