@@ -6,6 +6,7 @@ exercise exactly the same processes.
 """
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -58,7 +59,7 @@ class Stack:
 
     def __init__(self, data_dir: Path, *, web_port: int | None = None, nats_url: str | None = None,
                  database_urls: dict[str, str] | None = None, env: dict[str, str] | None = None,
-                 log_dir: Path | None = None, services: Iterable[str] = SERVICES) -> None:
+                 log_dir: Path | None = None, services: Iterable[str] = SERVICES, web: bool = True) -> None:
         self.data_dir = data_dir.resolve()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.external_nats = nats_url
@@ -68,6 +69,7 @@ class Stack:
         self.smtp_port = free_port()
         self.database_urls = database_urls or sqlite_urls(self.data_dir)
         self.services = tuple(services)
+        self.with_web = web
         self.extra_env = env or {}
         self.log_dir = log_dir
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
@@ -137,21 +139,50 @@ class Stack:
         self.start_service(MAILCATCHER)
         for s in self.services:
             self.start_service(s)
-        self.start_service(WEB)
+        if self.with_web:
+            self.start_service(WEB)
         self.wait_ready()
 
-    def wait_ready(self, timeout: float = 60) -> None:
+    def wait_ready(self, timeout: float = 60, services: Iterable[str] | None = None) -> None:
         self._wait(lambda: port_open(self.smtp_port), "mail catcher", timeout)
+        pending = set(self.services if services is None else services)
 
-        def healthy() -> bool:
+        def services_healthy() -> bool:
             self._check_alive()
-            try:
-                r = httpx.get(f"{self.web_url}/sante", timeout=2)
-            except httpx.HTTPError:
-                return False
-            return r.status_code == 200 and all(r.json().get("services", {}).get(s) == "ok" for s in self.services)
+            pending.difference_update({s for s in pending if self.service_health(s) == "ok"})
+            return not pending
 
-        self._wait(healthy, "services", timeout)
+        self._wait(services_healthy, "services", timeout)
+        if self.with_web and services is None:
+            def web_healthy() -> bool:
+                self._check_alive()
+                try:
+                    return httpx.get(f"{self.web_url}/sante", timeout=2).status_code == 200
+                except httpx.HTTPError:
+                    return False
+
+            self._wait(web_healthy, "web front", timeout)
+
+    def service_health(self, service: str) -> str | None:
+        """The service's own answer to `rpc.<service>.health`, or None if it does not answer."""
+        import asyncio
+
+        import nats
+
+        async def ask() -> str | None:
+            try:
+                nc = await nats.connect(self.nats_url, connect_timeout=1, max_reconnect_attempts=0)
+            except Exception:  # noqa: BLE001 - not up yet
+                return None
+            try:
+                msg = await nc.request(f"rpc.{service}.health", b"{}", timeout=1)
+                return json.loads(msg.data).get("data", {}).get("status")
+            except Exception:  # noqa: BLE001 - not up yet
+                return None
+            finally:
+                await nc.close()
+
+        return asyncio.run(ask())
 
     def _check_alive(self) -> None:
         for name, p in self.procs.items():
