@@ -120,15 +120,48 @@ def create_secretariat(email: str,
                "Connectez-vous avec cette adresse : un lien vous sera envoyé.")
 
 
-async def _create_secretariat(email: str, name: str):  # noqa: ANN202
+async def _create_secretariat(email: str, name: str, database_url: str | None = None):  # noqa: ANN202
     from services.registry.handlers import create_secretariat as create, svc
     from shared.db import Database
 
-    svc._db = Database(svc.settings.service_database_url("registry"))
+    svc._db = Database(database_url or svc.settings.service_database_url("registry"))
     try:
         return await create(email, name)
     finally:
         await svc.db.dispose()
+
+
+DOCS_DIR = Path(__file__).resolve().parent.parent / "docs" / "asyncapi"
+
+
+def asyncapi_documents() -> dict[str, str]:
+    """The AsyncAPI 3.0 document FastStream generates for each service, as stable JSON."""
+    import json
+
+    docs = {}
+    for s in SERVICES:
+        app = importlib.import_module(f"services.{s}.app").app
+        spec = json.loads(app.schema.to_specification().to_json())
+        docs[s] = json.dumps(spec, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    return docs
+
+
+@cli.command()
+def asyncapi(check: Annotated[bool, typer.Option(help="Fail if the committed documents are stale.")] = False) -> None:
+    """Write (or check) docs/asyncapi/<service>.json from the code."""
+    stale = []
+    DOCS_DIR.mkdir(parents=True, exist_ok=True)
+    for s, text in asyncapi_documents().items():
+        path = DOCS_DIR / f"{s}.json"
+        if check:
+            if not path.exists() or path.read_text() != text:
+                stale.append(str(path))
+        else:
+            path.write_text(text)
+            typer.echo(f"écrit : {path}")
+    if stale:
+        typer.echo("Documents AsyncAPI périmés (lancez `forum-ouvert asyncapi`) : " + ", ".join(stale), err=True)
+        raise typer.Exit(1)
 
 
 def main() -> None:

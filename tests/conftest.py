@@ -22,7 +22,8 @@ def forum(tmp_path_factory: pytest.TempPathFactory, nats_url: str) -> Iterator[S
     """The whole forum, running: web front, registry, forum, minutes, notifications, mail catcher."""
     data = tmp_path_factory.mktemp("forum")
     urls = database_urls(data, "main")
-    stack = Stack(data, nats_url=nats_url, database_urls=urls, log_dir=data / "logs",
+    import os
+    stack = Stack(data, nats_url=nats_url, database_urls=urls, log_dir=data / "logs", web=os.environ.get("TMP_NOWEB") != "1",
                   env={"FORUM_RATE_LIMIT_PER_MINUTE": "100000", "FORUM_OUTBOX_POLL_INTERVAL": "0.5"})
     with stack:
         yield stack
@@ -32,3 +33,29 @@ def forum(tmp_path_factory: pytest.TempPathFactory, nats_url: str) -> Iterator[S
 @pytest.fixture(scope="session")
 def mail_dir(forum: Stack) -> Path:
     return forum.mail_dir
+
+
+@pytest.fixture(scope="session")
+async def rpc(forum: Stack):
+    """A request/reply client on the running forum's NATS (what the web front uses)."""
+    from faststream.nats import NatsBroker
+
+    from shared.rpc_client import RpcClient
+
+    async with NatsBroker(forum.nats_url) as broker:
+        yield RpcClient(broker, timeout=10)
+
+
+@pytest.fixture(scope="session")
+def secretariat(forum: Stack) -> str:
+    """A secretariat account created with the real CLI command; returns its member id."""
+    import os
+    import subprocess
+    import sys
+
+    email = "secretariat@tests.forum-ouvert.example"
+    out = subprocess.run([sys.executable, "-m", "services.cli", "create-secretariat", email], check=True,
+                         capture_output=True, text=True,
+                         env={**os.environ, "FORUM_DATABASE_URL": forum.database_urls["registry"],
+                              "FORUM_DATA_DIR": str(forum.data_dir)})
+    return out.stdout.split("(id ", 1)[1].split(")", 1)[0]

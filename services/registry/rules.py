@@ -5,7 +5,7 @@ import hashlib
 import secrets
 from datetime import UTC, datetime, timedelta
 
-from shared.contracts.registry import MemberStatus, Role
+from shared.contracts.registry import STATUS_LABELS, MemberStatus, Role
 from shared.errors import Conflict, Expired, Forbidden, Invalid
 
 VERIFY_EMAIL = "verify_email"
@@ -53,7 +53,7 @@ def check_decidable(status: MemberStatus) -> None:
     if status == MemberStatus.PENDING_VERIFICATION:
         raise Conflict("Ce membre n'a pas encore confirmé son adresse électronique.")
     if status != MemberStatus.PENDING_APPROVAL:
-        raise Conflict(f"Cette inscription a déjà été traitée (statut : {status.value}).")
+        raise Conflict(f"Cette inscription a déjà été traitée (statut : {STATUS_LABELS[MemberStatus(status)]}).")
 
 
 def can_sign_in(status: MemberStatus) -> bool:

@@ -32,6 +32,15 @@ class MemberStatus(StrEnum):
     ERASED = "erased"
 
 
+STATUS_LABELS = {
+    MemberStatus.PENDING_VERIFICATION: "en attente de confirmation de l'adresse",
+    MemberStatus.PENDING_APPROVAL: "en attente de validation",
+    MemberStatus.APPROVED: "membre validé·e",
+    MemberStatus.REJECTED: "inscription refusée",
+    MemberStatus.ERASED: "compte supprimé",
+}
+
+
 class Role(StrEnum):
     MEMBER = "member"
     SECRETARIAT = "secretariat"

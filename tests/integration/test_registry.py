@@ -1,0 +1,210 @@
+"""Registry commands through the real broker, the real registry and notifications processes, the
+real database and the real SMTP catcher."""
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from services.launcher import Stack
+from shared.contracts.common import ErrorCode
+from shared.contracts.notifications import MemberNotifications
+from shared.contracts.registry import (
+    Accepted, ApproveMember, EraseMember, Export, ExportData, GetMember, MemberView, RedeemSignIn, Register,
+    Registered, RejectMember, RequestSignIn, UpdateProfile, VerifyEmail,
+)
+from shared.db import sync_url
+from shared.envelope import utcnow
+from shared.rpc_client import RpcClient, RpcError
+from tests.support import caught_mail, link_in
+
+pytestmark = pytest.mark.integration
+
+
+def new_email() -> str:
+    return f"membre-{uuid.uuid4().hex[:10]}@example.org"
+
+
+async def register(rpc: RpcClient, email: str, college: str = "citizen") -> Registered:
+    return await rpc.call("registry", "register", Register(full_name="Jeanne Test", email=email, organisation="",
+                                                           college=college, charter_accepted=True), Registered)
+
+
+def token_from_mail(forum: Stack, email: str, subject: str, path: str, count: int = 1) -> str:
+    mails = caught_mail(forum.mail_dir, email, subject, count=count)
+    assert len(mails) >= count, f"expected {count} '{subject}' e-mail(s) to {email}"
+    return link_in(mails[0], path).split("token=", 1)[1]
+
+
+async def verified_member(rpc: RpcClient, forum: Stack) -> tuple[str, str]:
+    email = new_email()
+    reg = await register(rpc, email)
+    token = await asyncio.to_thread(token_from_mail, forum, email, "Confirmez", "/inscription/verifier")
+    await rpc.call("registry", "verify-email", VerifyEmail(token=token), MemberView)
+    return reg.member_id, email
+
+
+async def raw(rpc: RpcClient, op: str, payload: dict) -> dict:
+    """Send a request the typed client would refuse to build, as a buggy or hostile caller could."""
+    msg = await rpc.broker.request(payload, f"rpc.registry.{op}", timeout=5)
+    reply = await msg.decode()
+    assert reply["ok"] is False
+    return reply
+
+
+async def expect_error(coro, code: ErrorCode, field: str | None = None) -> RpcError:  # noqa: ANN001
+    with pytest.raises(RpcError) as exc:
+        await coro
+    assert exc.value.code == code, exc.value.error
+    if field:
+        assert exc.value.field == field
+    return exc.value
+
+
+async def test_register_verify_sign_in_and_approval(rpc: RpcClient, forum: Stack, secretariat: str) -> None:
+    email = new_email()
+    reg = await register(rpc, email, "civil_society")
+    assert reg.status == "pending_verification"
+    token = await asyncio.to_thread(token_from_mail, forum, email, "Confirmez", "/inscription/verifier")
+    member = await rpc.call("registry", "verify-email", VerifyEmail(token=token), MemberView)
+    assert member.status == "pending_approval" and member.verified_at is not None
+
+    await rpc.call("registry", "request-sign-in", RequestSignIn(email=email.upper()), Accepted)
+    sign_in = await asyncio.to_thread(token_from_mail, forum, email, "connexion", "/connexion/lien")
+    me = await rpc.call("registry", "redeem-sign-in", RedeemSignIn(token=sign_in), MemberView)
+    assert me.member_id == reg.member_id
+
+    approved = await rpc.call("registry", "approve-member",
+                              ApproveMember(actor_id=secretariat, member_id=reg.member_id), MemberView)
+    assert approved.status == "approved"
+    mail = (await asyncio.to_thread(caught_mail, forum.mail_dir, email, "validée"))[0]
+    assert mail.is_multipart() and mail.get_body(("html",)) is not None and mail.get_body(("plain",)) is not None
+    assert mail["Message-ID"] and "Jeanne Test" in mail.get_body(("plain",)).get_content()
+
+
+async def test_rejection_carries_the_reason(rpc: RpcClient, forum: Stack, secretariat: str) -> None:
+    member_id, email = await verified_member(rpc, forum)
+    reply = await raw(rpc, "reject-member", {"actor_id": secretariat, "member_id": member_id, "reason": " "})
+    assert reply["error"]["code"] == "invalid" and reply["error"]["field"] == "reason"
+    r = await rpc.call("registry", "reject-member", RejectMember(actor_id=secretariat, member_id=member_id,
+                                                                 reason="Organisation hors du périmètre du forum."),
+                       MemberView)
+    assert r.status == "rejected"
+    mail = (await asyncio.to_thread(caught_mail, forum.mail_dir, email, "pas été validée"))[0]
+    assert "hors du périmètre" in mail.get_body(("plain",)).get_content()
+    # A decision is not silently redone.
+    await expect_error(rpc.call("registry", "approve-member", ApproveMember(actor_id=secretariat, member_id=member_id),
+                                MemberView), ErrorCode.CONFLICT)
+
+
+async def test_duplicate_registration_is_refused_even_when_concurrent(rpc: RpcClient, forum: Stack) -> None:
+    email = new_email()
+    results = await asyncio.gather(*[register(rpc, email) for _ in range(8)], return_exceptions=True)
+    ok = [r for r in results if isinstance(r, Registered)]
+    errors = [r for r in results if isinstance(r, RpcError)]
+    assert len(ok) == 1 and len(errors) == 7, results
+    assert all(e.code == ErrorCode.CONFLICT and e.field == "email" for e in errors)
+    await asyncio.sleep(1.5)
+    assert len(await asyncio.to_thread(caught_mail, forum.mail_dir, email, "Confirmez", 0)) == 1
+
+
+async def test_bad_registration_input_writes_nothing(rpc: RpcClient, forum: Stack) -> None:
+    email = new_email()
+    for payload, field in [
+        ({"full_name": "Jeanne", "email": "pas-une-adresse", "college": "citizen", "charter_accepted": True}, "email"),
+        ({"email": email, "college": "citizen", "charter_accepted": True}, "full_name"),
+        ({"full_name": "J" * 200, "email": email, "college": "citizen", "charter_accepted": True}, "full_name"),
+        ({"full_name": "Jeanne", "email": email, "college": "lobby", "charter_accepted": True}, "college"),
+        ({"full_name": "Jeanne", "email": email, "college": "citizen", "charter_accepted": False}, "charter_accepted"),
+    ]:
+        reply = await raw(rpc, "register", payload)
+        assert reply["ok"] is False and reply["error"]["code"] == "invalid" and reply["error"]["field"] == field
+    # Nothing was stored: a sign-in request for that address sends nothing.
+    await rpc.call("registry", "request-sign-in", RequestSignIn(email=email), Accepted)
+    await asyncio.sleep(1.5)
+    assert await asyncio.to_thread(caught_mail, forum.mail_dir, email, "", 0) == []
+
+
+def _expire_tokens(forum: Stack, member_id: str) -> None:
+    engine = create_engine(sync_url(forum.database_urls["registry"]))
+    with engine.begin() as c:
+        c.execute(text("UPDATE email_token SET expires_at = :t WHERE member_id = :m"),
+                  {"t": utcnow() - timedelta(minutes=1), "m": member_id})
+    engine.dispose()
+
+
+async def test_expired_reused_and_unknown_tokens(rpc: RpcClient, forum: Stack) -> None:
+    email = new_email()
+    reg = await register(rpc, email)
+    token = await asyncio.to_thread(token_from_mail, forum, email, "Confirmez", "/inscription/verifier")
+    await asyncio.to_thread(_expire_tokens, forum, reg.member_id)
+    await expect_error(rpc.call("registry", "verify-email", VerifyEmail(token=token), MemberView),
+                       ErrorCode.EXPIRED, "token")
+    me = await rpc.call("registry", "get-member", GetMember(member_id=reg.member_id), MemberView)
+    assert me.status == "pending_verification"  # nothing half-done
+    # A new link is sent by the sign-in form to an unverified member; it works once.
+    await rpc.call("registry", "request-sign-in", RequestSignIn(email=email), Accepted)
+    fresh = await asyncio.to_thread(token_from_mail, forum, email, "Confirmez", "/inscription/verifier", 2)
+    assert fresh != token  # caught_mail lists the newest first
+    await rpc.call("registry", "verify-email", VerifyEmail(token=fresh), MemberView)
+    await expect_error(rpc.call("registry", "verify-email", VerifyEmail(token=fresh), MemberView),
+                       ErrorCode.EXPIRED, "token")
+    await expect_error(rpc.call("registry", "verify-email", VerifyEmail(token="x" * 43), MemberView),
+                       ErrorCode.NOT_FOUND, "token")
+    await expect_error(rpc.call("registry", "redeem-sign-in", RedeemSignIn(token=fresh), MemberView),
+                       ErrorCode.INVALID, "token")
+
+
+async def test_only_the_secretariat_decides(rpc: RpcClient, forum: Stack, secretariat: str) -> None:
+    member_id, _ = await verified_member(rpc, forum)
+    other_id, _ = await verified_member(rpc, forum)
+    await expect_error(rpc.call("registry", "approve-member", ApproveMember(actor_id=other_id, member_id=member_id),
+                                MemberView), ErrorCode.FORBIDDEN)
+    await expect_error(rpc.call("registry", "approve-member",
+                                ApproveMember(actor_id=secretariat, member_id=str(uuid.uuid4())), MemberView),
+                       ErrorCode.NOT_FOUND, "member_id")
+    me = await rpc.call("registry", "get-member", GetMember(member_id=member_id), MemberView)
+    assert me.status == "pending_approval"
+
+
+async def test_unverified_member_cannot_be_approved(rpc: RpcClient, forum: Stack, secretariat: str) -> None:
+    reg = await register(rpc, new_email())
+    await expect_error(rpc.call("registry", "approve-member",
+                                ApproveMember(actor_id=secretariat, member_id=reg.member_id), MemberView),
+                       ErrorCode.CONFLICT)
+
+
+async def test_profile_export_and_erasure(rpc: RpcClient, forum: Stack) -> None:
+    member_id, email = await verified_member(rpc, forum)
+    updated = await rpc.call("registry", "update-profile", UpdateProfile(actor_id=member_id, full_name="Jeanne Nouvelle",
+                                                                          organisation="Collectif"), MemberView)
+    assert updated.full_name == "Jeanne Nouvelle"
+    exported = await rpc.call("registry", "export", ExportData(actor_id=member_id), Export)
+    assert exported.data["member"]["email"] == email and exported.data["email_links"]
+    notif = await rpc.call("notifications", "export", ExportData(actor_id=member_id), MemberNotifications)
+    assert notif.contact and notif.contact["email"] == email and notif.emails
+
+    await rpc.call("registry", "erase", EraseMember(actor_id=member_id), Accepted)
+    await expect_error(rpc.call("registry", "get-member", GetMember(member_id=member_id), MemberView),
+                       ErrorCode.NOT_FOUND)
+    engine = create_engine(sync_url(forum.database_urls["registry"]))
+    with engine.connect() as c:
+        row = c.execute(text("SELECT full_name, email, organisation, public_id, status FROM member WHERE id = :m"),
+                        {"m": member_id}).one()
+    engine.dispose()
+    assert row[0] == "" and row[1] is None and row[2] == "" and row[3] and row[4] == "erased"
+
+    async def notifications_forgot() -> bool:
+        n = await rpc.call("notifications", "export", ExportData(actor_id=member_id), MemberNotifications)
+        return n.contact is None and all(e["to"] == "" for e in n.emails)
+
+    for _ in range(100):
+        if await notifications_forgot():
+            break
+        await asyncio.sleep(0.1)
+    assert await notifications_forgot()
+    # The address is free again.
+    assert (await register(rpc, email)).status == "pending_verification"
