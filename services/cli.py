@@ -93,6 +93,21 @@ def migrate(service: Annotated[str | None, typer.Argument(help="One service, or 
         typer.echo(f"{s}: à jour")
 
 
+@cli.command("new-migration")
+def new_migration(service: str, message: str) -> None:
+    """Autogenerate the next Alembic revision of SERVICE from its models (review it before committing)."""
+    import tempfile
+
+    from alembic import command
+
+    from shared.migrations import alembic_config, upgrade
+
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite+aiosqlite:///{tmp}/scratch.db"
+        upgrade(service, url)
+        command.revision(alembic_config(service, url), message=message, autogenerate=True)
+
+
 @cli.command("create-secretariat")
 def create_secretariat(email: str,
                        name: Annotated[str, typer.Option(help="Display name.")] = "Secrétariat du forum",
