@@ -102,10 +102,12 @@ def new_migration(service: str, message: str) -> None:
 
     from shared.migrations import alembic_config, upgrade
 
+    versions = Path(__file__).resolve().parent / service / "migrations" / "versions"
+    rev_id = f"{len(list(versions.glob('[0-9]*.py'))) + 1:04d}"  # 0001, 0002…: readable history
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite+aiosqlite:///{tmp}/scratch.db"
         upgrade(service, url)
-        command.revision(alembic_config(service, url), message=message, autogenerate=True)
+        command.revision(alembic_config(service, url), message=message, autogenerate=True, rev_id=rev_id)
 
 
 @cli.command("create-secretariat")

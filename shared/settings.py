@@ -44,6 +44,7 @@ class Settings(BaseSettings):
     smtp_password: str = ""
     smtp_starttls: bool = False
     mail_from: str = Field("Forum ouvert <ne-pas-repondre@forum-ouvert.local>")
+    reminder_interval: float = Field(30.0, description="Seconds between checks for 48-hour session reminders.")
     mail_dir: Path | None = Field(None, description="Where the local mail catcher writes caught mail "
                                   "(default <data_dir>/mail).")
 

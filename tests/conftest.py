@@ -24,7 +24,8 @@ def forum(tmp_path_factory: pytest.TempPathFactory, nats_url: str) -> Iterator[S
     urls = database_urls(data, "main")
     import os
     stack = Stack(data, nats_url=nats_url, database_urls=urls, log_dir=data / "logs", web=os.environ.get("TMP_NOWEB") != "1",
-                  env={"FORUM_RATE_LIMIT_PER_MINUTE": "100000", "FORUM_OUTBOX_POLL_INTERVAL": "0.5"})
+                  env={"FORUM_RATE_LIMIT_PER_MINUTE": "100000", "FORUM_OUTBOX_POLL_INTERVAL": "0.5",
+                       "FORUM_REMINDER_INTERVAL": "1"})
     with stack:
         yield stack
     drop_schemas(urls)

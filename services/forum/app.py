@@ -1,8 +1,5 @@
-"""Entry point of the forum service (sessions, RSVPs, decisions): `forum-ouvert serve forum`.
+"""Entry point of the forum service (sessions, agendas, RSVPs with waitlist, attendance):
+`forum-ouvert serve forum`."""
+from services.forum.handlers import svc
 
-No features yet: it starts, declares its streams, migrates its database and answers health checks.
-"""
-from shared.service import Service
-
-svc = Service("forum", title="Séances et décisions")
 app = svc.app

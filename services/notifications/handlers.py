@@ -31,15 +31,20 @@ def _link(path: str) -> str:
     return svc.settings.public_url.rstrip("/") + path
 
 
-async def _queue(uow: UnitOfWork, event: Envelope[Any], member_id: str, kind: str, **ctx: Any) -> None:
+async def queue_mail(uow: UnitOfWork, event_id: str, member_id: str, kind: str, *, template: str | None = None,
+                     subject: str | None = None, ics: str | None = None, **ctx: Any) -> None:
     """Render and store one e-mail in the consumer's transaction; the sender loop sends it."""
     r = await uow.session.get(Recipient, member_id)
     if r is None:
         # The registration event may not have been applied yet (different consumer): try again shortly.
         raise RetryLater(f"no recipient yet for member {member_id}")
-    subject, text, html = mail.render(kind, name=r.full_name, **ctx)
-    uow.session.add(Delivery(event_id=str(event.event_id), member_id=member_id, kind=kind, to_addr=r.email,
-                             subject=subject, text_body=text, html_body=html))
+    subject, text, html = mail.render(template or kind, subject, name=r.full_name, **ctx)
+    uow.session.add(Delivery(event_id=event_id, member_id=member_id, kind=kind, to_addr=r.email,
+                             subject=subject, text_body=text, html_body=html, ics=ics))
+
+
+async def _queue(uow: UnitOfWork, event: Envelope[Any], member_id: str, kind: str, **ctx: Any) -> None:
+    await queue_mail(uow, str(event.event_id), member_id, kind, **ctx)
 
 
 # ---------------------------------------------------------------- projection of contacts
@@ -120,7 +125,7 @@ async def send_due(limit: int = 50) -> int:
 
 async def _send_one(d: Delivery) -> None:
     msg = mail.compose(settings=svc.settings, to=d.to_addr, subject=d.subject, text=d.text_body,
-                       html=d.html_body, message_key=d.id)
+                       html=d.html_body, message_key=d.id, ics=d.ics)
     status, error, retry_at = DeliveryStatus.SENT, None, None
     try:
         await mail.send(svc.settings, msg)
@@ -137,7 +142,7 @@ async def _send_one(d: Delivery) -> None:
         assert row is not None
         row.status, row.last_error = status, (error or "")[:1000] or None
         if status == DeliveryStatus.SENT:
-            row.sent_at, row.text_body, row.html_body = utcnow(), "", ""
+            row.sent_at, row.text_body, row.html_body, row.ics = utcnow(), "", "", None
         if retry_at:
             row.next_attempt_at = retry_at
         s.add(row)

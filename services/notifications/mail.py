@@ -27,16 +27,16 @@ def paris_time(dt: datetime) -> str:
     return dt.astimezone(PARIS).strftime("%d/%m/%Y à %H:%M (heure de Paris)")
 
 
-def render(kind: str, **ctx: object) -> tuple[str, str, str]:
-    """(subject, text, html) of one kind of e-mail."""
-    subject = SUBJECTS[kind]
-    text = _env.get_template(f"{kind}.txt").render(subject=subject, **ctx)
-    html = _env.get_template(f"{kind}.html").render(subject=subject, **ctx)
+def render(template: str, subject: str | None = None, **ctx: object) -> tuple[str, str, str]:
+    """(subject, text, html) of one e-mail; `subject` defaults to the template's fixed one."""
+    subject = subject or SUBJECTS[template]
+    text = _env.get_template(f"{template}.txt").render(subject=subject, **ctx)
+    html = _env.get_template(f"{template}.html").render(subject=subject, **ctx)
     return subject, text, html
 
 
 def compose(*, settings: Settings, to: str, subject: str, text: str, html: str, message_key: str,
-            headers: dict[str, str] | None = None) -> EmailMessage:
+            headers: dict[str, str] | None = None, ics: str | None = None) -> EmailMessage:
     msg = EmailMessage()
     msg["From"] = settings.mail_from
     msg["To"] = to
@@ -49,6 +49,10 @@ def compose(*, settings: Settings, to: str, subject: str, text: str, html: str, 
         msg[k] = v
     msg.set_content(text)
     msg.add_alternative(html, subtype="html")
+    if ics:
+        # multipart/mixed: the alternative text/HTML body, then the calendar file.
+        msg.add_attachment(ics.encode(), maintype="text", subtype="calendar", filename="invitation.ics",
+                           params={"method": "PUBLISH"})
     return msg
 
 

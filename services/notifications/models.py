@@ -44,9 +44,33 @@ class Delivery(SQLModel, table=True):
     # Bodies are cleared once sent: they may hold single-use links.
     text_body: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
     html_body: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    # An iCalendar attachment (RSVP confirmations, changes, reminders), cleared once sent like the bodies.
+    ics: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     status: str = Field(default=DeliveryStatus.PENDING, sa_type=String(12), index=True)
     attempts: int = 0
     next_attempt_at: datetime = Field(default_factory=utcnow)
     last_error: str | None = Field(default=None, max_length=1000)
     created_at: datetime = Field(default_factory=utcnow)
     sent_at: datetime | None = None
+
+
+class NoticeSession(SQLModel, table=True):
+    """The latest public state of a session (from forum events): for calendar attachments and reminders."""
+
+    __tablename__ = "notice_session"
+
+    session_id: str = Field(primary_key=True, max_length=36)
+    revision: int = 0
+    info: str = Field(sa_column=Column(Text, nullable=False))  # SessionInfo JSON
+    starts_at: datetime = Field(index=True)
+    cancelled: bool = False
+    reminded_at: datetime | None = None
+
+
+class NoticeSeat(SQLModel, table=True):
+    """Who holds a seat at which session (from RSVP events): the reminder goes to them."""
+
+    __tablename__ = "notice_seat"
+
+    session_id: str = Field(primary_key=True, max_length=36)
+    member_id: str = Field(primary_key=True, max_length=36)

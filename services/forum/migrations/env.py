@@ -1,3 +1,4 @@
+from services.forum import models
 from shared.migrations import run_env
 
-run_env([])
+run_env(models.OWNED_TABLES)

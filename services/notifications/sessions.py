@@ -1,0 +1,188 @@
+"""Session notices: RSVP confirmations (with the .ics), waitlist positions, promotions, changes of
+time or place, cancellations, and the reminder 48 hours before."""
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import timedelta
+
+from sqlmodel import col, delete, select
+
+from services.notifications import mail
+from services.notifications.handlers import log, queue_mail, svc
+from services.notifications.models import NoticeSeat, NoticeSession
+from shared.calendar import paris, session_ics
+from shared.contracts.forum import (
+    KIND_LABELS, RsvpConfirmed, RsvpDeclined, RsvpPromoted, RsvpWaitlisted, RsvpWithdrawn, SessionCancelled,
+    SessionInfo, SessionKind, SessionScheduled, SessionStatus, SessionUpdated,
+)
+from shared.envelope import Envelope, utcnow
+from shared.errors import RetryLater
+from shared.outbox import UnitOfWork
+
+REMINDER_BEFORE = timedelta(hours=48)
+FIELD_LABELS = {"starts_at": "l'heure de début", "ends_at": "l'heure de fin", "place": "le lieu",
+                "online_url": "le lien de participation en ligne"}
+
+
+def _details(s: SessionInfo) -> dict[str, object]:
+    start, end = paris(s.starts_at), paris(s.ends_at)
+    same_day = start.date() == end.date()
+    when = (f"le {start:%d/%m/%Y} de {start:%H:%M} à {end:%H:%M}" if same_day
+            else f"du {start:%d/%m/%Y à %H:%M} au {end:%d/%m/%Y à %H:%M}") + " (heure de Paris)"
+    return {"title": s.title, "kind_label": KIND_LABELS[SessionKind(s.kind)], "when": when, "place": s.place,
+            "online_url": s.online_url}
+
+
+def _link(s: SessionInfo) -> str:
+    return svc.settings.public_url.rstrip("/") + f"/seances/{s.session_id}"
+
+
+async def _remember(uow: UnitOfWork, s: SessionInfo) -> None:
+    row = await uow.session.get(NoticeSession, s.session_id)
+    if row is not None and row.revision > s.revision:
+        return  # an older copy arrived late
+    if row is None:
+        row = NoticeSession(session_id=s.session_id, info="", starts_at=s.starts_at)
+    elif paris(row.starts_at) != paris(s.starts_at):
+        row.reminded_at = None  # moved: remind again before the new date
+    row.revision, row.info, row.starts_at = s.revision, s.model_dump_json(), s.starts_at
+    row.cancelled = s.status == SessionStatus.CANCELLED
+    uow.session.add(row)
+
+
+async def _session(uow: UnitOfWork, session_id: str) -> SessionInfo:
+    row = await uow.session.get(NoticeSession, session_id)
+    if row is None:
+        raise RetryLater(f"session {session_id} not known yet")
+    return SessionInfo.model_validate_json(row.info)
+
+
+async def _notice(uow: UnitOfWork, event_id: str, member_id: str, kind: str, subject: str, s: SessionInfo,
+                  intro: list[str], with_ics: bool = True) -> None:
+    ics = session_ics(s, svc.settings.public_url).decode() if with_ics else None
+    await queue_mail(uow, event_id, member_id, kind, template="session", subject=subject, ics=ics,
+                     intro=intro, s=_details(s), link=_link(s), has_ics=with_ics)
+
+
+@svc.consume(SessionScheduled)
+async def on_session_scheduled(event: Envelope[SessionScheduled], uow: UnitOfWork) -> None:
+    """Remember the session for calendar attachments and reminders."""
+    await _remember(uow, event.data.session)
+
+
+@svc.consume(SessionUpdated)
+async def on_session_updated(event: Envelope[SessionUpdated], uow: UnitOfWork) -> None:
+    """Tell every member who answered when the time or the place changes."""
+    s = event.data.session
+    await _remember(uow, s)
+    if not event.data.time_or_place_changed:
+        return
+    what = ", ".join(FIELD_LABELS.get(c, c) for c in event.data.changes if c in FIELD_LABELS) or "l'horaire ou le lieu"
+    for member_id in event.data.notify_member_ids:
+        await _notice(uow, str(event.event_id), member_id, "session_changed",
+                      f"Changement : {s.title} — Forum ouvert", s,
+                      [f"La séance à laquelle vous êtes inscrit·e a changé ({what}). Voici les informations à jour ; "
+                       "le fichier joint met votre agenda à jour."])
+
+
+@svc.consume(SessionCancelled)
+async def on_session_cancelled(event: Envelope[SessionCancelled], uow: UnitOfWork) -> None:
+    """Tell every member who answered that the session is cancelled, and why."""
+    s = event.data.session
+    await _remember(uow, s)
+    for member_id in event.data.notify_member_ids:
+        await _notice(uow, str(event.event_id), member_id, "session_cancelled", f"Séance annulée : {s.title}", s,
+                      ["La séance suivante est annulée.", f"Motif : {event.data.reason}"])
+    await uow.session.exec(delete(NoticeSeat).where(col(NoticeSeat.session_id) == s.session_id))  # type: ignore[call-overload]
+
+
+async def _hold_seat(uow: UnitOfWork, session_id: str, member_id: str, holds: bool) -> None:
+    seat = await uow.session.get(NoticeSeat, (session_id, member_id))
+    if holds and seat is None:
+        uow.session.add(NoticeSeat(session_id=session_id, member_id=member_id))
+    elif not holds and seat is not None:
+        await uow.session.delete(seat)
+
+
+@svc.consume(RsvpConfirmed)
+async def on_rsvp_confirmed(event: Envelope[RsvpConfirmed], uow: UnitOfWork) -> None:
+    """Confirm the seat, with the session's .ics attached."""
+    d = event.data
+    s = await _session(uow, d.session_id)
+    await _hold_seat(uow, d.session_id, d.member_id, True)
+    await _notice(uow, str(event.event_id), d.member_id, "rsvp_confirmed", f"Inscription confirmée : {s.title}", s,
+                  ["Votre place est confirmée pour la séance suivante."])
+
+
+@svc.consume(RsvpWaitlisted)
+async def on_rsvp_waitlisted(event: Envelope[RsvpWaitlisted], uow: UnitOfWork) -> None:
+    """Tell the member their position on the waitlist."""
+    d = event.data
+    s = await _session(uow, d.session_id)
+    await _notice(uow, str(event.event_id), d.member_id, "rsvp_waitlisted", f"Liste d'attente : {s.title}", s,
+                  [f"La séance est complète : vous êtes en position {d.position} sur la liste d'attente.",
+                   "Si une place se libère, vous serez inscrit·e automatiquement et prévenu·e par courriel."],
+                  with_ics=False)
+
+
+@svc.consume(RsvpPromoted)
+async def on_rsvp_promoted(event: Envelope[RsvpPromoted], uow: UnitOfWork) -> None:
+    """A seat freed for a waitlisted member: tell them, with the .ics."""
+    d = event.data
+    s = await _session(uow, d.session_id)
+    await _hold_seat(uow, d.session_id, d.member_id, True)
+    await _notice(uow, str(event.event_id), d.member_id, "rsvp_promoted", f"Une place s'est libérée : {s.title}", s,
+                  ["Bonne nouvelle : une place s'est libérée, votre inscription est confirmée."])
+
+
+@svc.consume(RsvpWithdrawn)
+async def on_rsvp_withdrawn(event: Envelope[RsvpWithdrawn], uow: UnitOfWork) -> None:
+    """The member no longer holds a seat: no reminder."""
+    await _hold_seat(uow, event.data.session_id, event.data.member_id, False)
+
+
+@svc.consume(RsvpDeclined)
+async def on_rsvp_declined(event: Envelope[RsvpDeclined], uow: UnitOfWork) -> None:
+    """The member declined: no reminder."""
+    await _hold_seat(uow, event.data.session_id, event.data.member_id, False)
+
+
+async def send_reminders() -> int:
+    """Queue the 48-hour reminders that are due; returns how many sessions were handled."""
+    now = utcnow()
+    async with svc.unit_of_work() as uow:
+        stmt = select(NoticeSession).where(
+            NoticeSession.cancelled == False,  # noqa: E712 - SQL comparison
+            col(NoticeSession.reminded_at).is_(None),
+            NoticeSession.starts_at > now, NoticeSession.starts_at <= now + REMINDER_BEFORE)
+        due = (await uow.session.exec(stmt)).all()
+        for row in due:
+            s = SessionInfo.model_validate_json(row.info)
+            key = str(uuid.uuid5(uuid.NAMESPACE_URL, f"reminder:{s.session_id}:{s.starts_at.isoformat()}"))
+            seats = (await uow.session.exec(select(NoticeSeat).where(NoticeSeat.session_id == s.session_id))).all()
+            for seat in seats:
+                try:
+                    await _notice(uow, key, seat.member_id, "session_reminder", f"Rappel : {s.title}", s,
+                                  ["Pour rappel, vous êtes inscrit·e à la séance suivante, dans moins de 48 heures."])
+                except RetryLater:
+                    log.warning("reminder skipped: member unknown", member=seat.member_id)
+            row.reminded_at = now
+            uow.session.add(row)
+    return len(due)
+
+
+@svc.background
+async def reminder_loop() -> None:
+    """Checks regularly (FORUM_REMINDER_INTERVAL) for sessions starting within 48 hours."""
+    while True:
+        try:
+            await send_reminders()
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - retried on the next tick
+            log.exception("reminder sweep failed")
+        await asyncio.sleep(svc.settings.reminder_interval)
+
+
+__all__ = ["mail", "send_reminders"]

@@ -1,0 +1,193 @@
+"""The forum service in-process against a real nats-server and a real database (PostgreSQL when
+FORUM_TEST_DATABASE_URL is set, else SQLite), driven like the web front drives it: typed requests
+over NATS request/reply. Approved members and secretariat accounts are made the only way the forum
+learns of them: registry events published to JetStream.
+
+The other forum test modules import `ForumHarness` and `running_forum`; the RSVP rush helpers
+(`approved_members`, `rsvp_rush`, `check_rush_invariants`) take any "answer" callable, so the same
+test can later go through the web front.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import nats
+import pytest
+from faststream import TestApp
+from faststream.nats import NatsBroker
+from pydantic import BaseModel
+from sqlalchemy import func
+from sqlmodel import col, select
+
+from services.forum.handlers import wire
+from services.forum.models import ForumMember, MemberStanding
+from shared.contracts.common import ErrorBody, ErrorCode
+from shared.contracts.forum import CreateSession, SessionView
+from shared.contracts.registry import College, MemberApproved, MemberRegistered, Role
+from shared.envelope import EventData, make_event, utcnow
+from shared.migrations import upgrade
+from shared.outbox import OutboxMessage
+from shared.rpc_client import RpcClient, RpcError
+from shared.service import Service
+from shared.settings import Settings
+from tests.support import database_urls, drop_schemas, nats_server
+
+pytestmark = pytest.mark.integration
+T = TypeVar("T", bound=BaseModel)
+
+
+class ForumHarness:
+    def __init__(self, svc: Service, js: Any, rpc: RpcClient) -> None:
+        self.svc = svc
+        self.js = js
+        self.rpc = rpc
+        self._secretariat: str | None = None
+
+    # ------------------------------------------------------------ registry events
+    async def publish(self, data: EventData) -> None:
+        env = make_event(data, producer="registry")
+        await self.js.publish(data.TYPE, env.model_dump_json().encode(), headers={"Nats-Msg-Id": str(env.event_id)})
+
+    async def wait_members(self, member_ids: list[str], standing: str = MemberStanding.APPROVED,
+                           timeout: float = 60) -> None:
+        """Until the forum's projection shows every member with that standing."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            async with self.svc.db.session() as s:
+                n = (await s.exec(select(func.count()).select_from(ForumMember).where(
+                    ForumMember.standing == standing,
+                    col(ForumMember.member_id).in_(member_ids)))).one()
+            if n == len(set(member_ids)):
+                return
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"projection has {n}/{len(member_ids)} members '{standing}'")
+            await asyncio.sleep(0.05)
+
+    async def register(self, college: College | None = College.CITIZEN, role: Role = Role.MEMBER,
+                       name: str = "Camille Martin") -> str:
+        """A registered (not approved) member: the registry's `registry.member.registered`."""
+        member_id = str(uuid.uuid4())
+        await self.publish(MemberRegistered(member_id=member_id, public_id=uuid.uuid4().hex[:16], full_name=name,
+                                            email=f"{member_id}@example.org", organisation="Association test",
+                                            college=college, role=role))
+        await self.wait_members([member_id], MemberStanding.APPROVED if role == Role.SECRETARIAT
+                                else MemberStanding.REGISTERED)
+        return member_id
+
+    async def member(self, college: College = College.CITIZEN, name: str = "Camille Martin") -> str:
+        """An approved member: registered, then approved by the secretariat."""
+        member_id = await self.register(college, name=name)
+        await self.publish(MemberApproved(member_id=member_id, public_id=uuid.uuid4().hex[:16], college=college))
+        await self.wait_members([member_id])
+        return member_id
+
+    async def secretariat(self) -> str:
+        if self._secretariat is None:
+            self._secretariat = await self.register(None, Role.SECRETARIAT, name="Secrétariat CESE")
+        return self._secretariat
+
+    # ------------------------------------------------------------ requests
+    async def call(self, op: str, request: BaseModel, reply: type[T], timeout: float | None = None) -> T:
+        return await self.rpc.call("forum", op, request, reply, timeout=timeout)
+
+    async def error(self, op: str, request: BaseModel | dict[str, Any], code: ErrorCode,
+                    field: str | None = None) -> RpcError:
+        """The call fails with that typed error (a dict is sent as is, as a buggy client could)."""
+        if isinstance(request, dict):
+            msg = await self.rpc.broker.request(request, f"rpc.forum.{op}", timeout=10)
+            body = await msg.decode()
+            assert body["ok"] is False, body
+            err = RpcError(ErrorBody(**body["error"]))
+        else:
+            with pytest.raises(RpcError) as exc:
+                await self.call(op, request, BaseModel)
+            err = exc.value
+        assert err.code == code, err.error
+        if field is not None:
+            assert err.field == field, err.error
+        return err
+
+    async def create_session(self, *, now: datetime | None = None, **overrides: Any) -> SessionView:
+        """A session whose RSVPs are open now (opened an hour ago, close in an hour, starts in two)."""
+        return await self.call("create-session", session_request(await self.secretariat(), now=now, **overrides),
+                               SessionView)
+
+    # ------------------------------------------------------------ what was emitted
+    async def emitted(self, event: type[EventData], session_id: str | None = None) -> list[dict[str, Any]]:
+        """Data of the events committed to the outbox (the source of truth for what is published)."""
+        async with self.svc.db.session() as s:
+            rows = (await s.exec(select(OutboxMessage).where(OutboxMessage.subject == event.TYPE)
+                                 .order_by(OutboxMessage.id))).all()  # type: ignore[arg-type]
+        datas = [json.loads(r.payload)["data"] for r in rows]
+        if session_id is None:
+            return datas
+        return [d for d in datas if d.get("session_id", d.get("session", {}).get("session_id")) == session_id]
+
+
+def session_request(actor_id: str, *, now: datetime | None = None, **overrides: Any) -> CreateSession:
+    return CreateSession.model_validate(session_fields(actor_id, now=now) | overrides)
+
+
+def session_fields(actor_id: str, *, now: datetime | None = None) -> dict[str, Any]:
+    now = now or utcnow()
+    return dict(actor_id=actor_id, title="Séance plénière de rentrée", kind="plenary", theme=None,
+                description="Point d'étape du plan d'action.", starts_at=now + timedelta(hours=2),
+                ends_at=now + timedelta(hours=4), place="CESE, salle Hémicycle, 9 place d'Iéna, Paris",
+                online_url="https://visio.example.org/pleniere", capacity=50,
+                rsvp_opens_at=now - timedelta(hours=1), rsvp_closes_at=now + timedelta(hours=1),
+                agenda=["Accueil", "Bilan des engagements", "Questions diverses"])
+
+
+@asynccontextmanager
+async def running_forum(tmp: Path, label: str | None = None) -> AsyncIterator[ForumHarness]:
+    """A fresh database (migrated) and a fresh nats-server; the forum service running in this process."""
+    urls = database_urls(tmp, label or f"fo{uuid.uuid4().hex[:6]}")
+    await asyncio.to_thread(upgrade, "forum", urls["forum"])
+    try:
+        with nats_server() as url:
+            settings = Settings(nats_url=url, database_url=urls["forum"], data_dir=tmp, outbox_poll_interval=0.2,
+                                consumer_backoff=[0.2, 0.5], consumer_max_deliver=6, log_level="WARNING")
+            svc = wire(Service("forum", title="Séances et décisions (test)", settings=settings))
+            async with TestApp(svc.app):
+                nc = await nats.connect(url)
+                async with NatsBroker(url) as client:
+                    yield ForumHarness(svc, nc.jetstream(), RpcClient(client, timeout=30))
+                await nc.close()
+    finally:
+        drop_schemas(urls)
+
+
+# ---------------------------------------------------------------- the RSVP rush, reusable
+async def approved_members(h: ForumHarness, n: int, colleges: tuple[College, ...] = tuple(College)) -> list[str]:
+    """`n` approved members, made by publishing `registry.member.approved` events."""
+    ids = [str(uuid.uuid4()) for _ in range(n)]
+    await asyncio.gather(*[h.publish(MemberApproved(member_id=m, public_id=uuid.uuid4().hex[:16],
+                                                    college=colleges[i % len(colleges)]))
+                           for i, m in enumerate(ids)])
+    await h.wait_members(ids, timeout=120)
+    return ids
+
+
+async def rsvp_rush(answer: Any, member_ids: list[str]) -> list[Any]:
+    """Every member answers at once; `answer(member_id)` is one RSVP (over NATS, or through the web).
+    Returns each reply, or the exception it raised, in `member_ids` order."""
+    return await asyncio.gather(*[answer(m) for m in member_ids], return_exceptions=True)
+
+
+# ---------------------------------------------------------------- a smoke test of the harness itself
+async def test_harness_projects_members_from_registry_events(tmp_path: Path) -> None:
+    async with running_forum(tmp_path) as h:
+        sec = await h.secretariat()
+        member = await h.member(College.PUBLIC_ACTOR)
+        async with h.svc.db.session() as s:
+            assert (await s.get(ForumMember, sec)).role == Role.SECRETARIAT
+            m = await s.get(ForumMember, member)
+        assert (m.standing, m.college, m.full_name) == (MemberStanding.APPROVED, College.PUBLIC_ACTOR,
+                                                         "Camille Martin")

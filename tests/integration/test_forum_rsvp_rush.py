@@ -1,0 +1,137 @@
+"""The heart of issue 3: a seat is never given twice.
+
+500 approved members RSVP at once to a session of 100 seats, over the real broker, against the real
+database (PostgreSQL with FORUM_TEST_DATABASE_URL, else SQLite): exactly 100 confirmed, 400
+waitlisted with positions 1..400 in arrival order, every request answered. Then 30 confirmed
+members withdraw at once: exactly the first 30 waitlisted are promoted.
+
+"Arrival order" is the order in which the requests reached the seat lock: each waitlisted member
+got a ticket under the lock, the position in their reply, and a timestamp taken under the lock; the
+three orders must agree, with no gap and no duplicate.
+"""
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlmodel import select
+
+from services.forum.models import ForumRsvp, ForumSession
+from shared.contracts.forum import (
+    AnswerRsvp, GetSession, ListRsvps, RsvpConfirmed, RsvpList, RsvpPromoted, RsvpView, RsvpWaitlisted,
+    RsvpWithdrawn, SessionView, WithdrawRsvp,
+)
+from tests.integration.test_forum_harness import ForumHarness, approved_members, rsvp_rush, running_forum
+
+pytestmark = pytest.mark.integration
+MEMBERS, CAPACITY, WITHDRAWING = 500, 100, 30
+
+
+@pytest.fixture(scope="module")
+async def h(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[ForumHarness]:
+    async with running_forum(tmp_path_factory.mktemp("forum-rush")) as harness:
+        yield harness
+
+
+async def rows(h: ForumHarness, session_id: str) -> list[ForumRsvp]:
+    async with h.svc.db.session() as s:
+        return list((await s.exec(select(ForumRsvp).where(ForumRsvp.session_id == session_id))).all())
+
+
+def check_allocation(rsvps: list[ForumRsvp], capacity: int, waiting: int) -> list[ForumRsvp]:
+    """The database's own invariants; returns the waitlist in ticket order."""
+    confirmed = [r for r in rsvps if r.state == "confirmed"]
+    queue = sorted((r for r in rsvps if r.state == "waitlisted"), key=lambda r: r.waitlist_seq or 0)
+    assert len(confirmed) == capacity, f"{len(confirmed)} seats given for {capacity}"
+    assert len(queue) == waiting
+    tickets = [r.waitlist_seq for r in queue]
+    assert len(set(tickets)) == len(tickets), "two members share a waitlist ticket"
+    stamps = [r.responded_at for r in queue]
+    assert stamps == sorted(stamps), "waitlist tickets are not in arrival order"
+    return queue
+
+
+async def test_rsvp_rush_never_overbooks_and_promotes_in_order(h: ForumHarness) -> None:
+    members = await approved_members(h, MEMBERS)
+    session = await h.create_session(capacity=CAPACITY)
+    sid = session.session_id
+
+    async def attend(member_id: str) -> RsvpView:
+        return await h.call("rsvp", AnswerRsvp(actor_id=member_id, session_id=sid, answer="attend"), RsvpView,
+                            timeout=120)
+
+    t0 = time.perf_counter()
+    replies = await rsvp_rush(attend, members)
+    rush_s = time.perf_counter() - t0
+    failures = [r for r in replies if isinstance(r, BaseException)]
+    assert not failures, f"{len(failures)} requests not answered, e.g. {failures[0]!r}"
+
+    # Every request answered, exactly CAPACITY seats, the rest queued 1..N with no gap.
+    confirmed = {r.member_id for r in replies if r.state == "confirmed"}
+    position = {r.member_id: r.waitlist_position for r in replies if r.state == "waitlisted"}
+    assert len(confirmed) == CAPACITY and len(position) == MEMBERS - CAPACITY
+    assert sorted(position.values()) == list(range(1, MEMBERS - CAPACITY + 1))
+    assert all(r.seats_left == 0 for r in replies if r.state == "waitlisted")
+    assert sorted(r.seats_left for r in replies if r.state == "confirmed") == list(range(CAPACITY))
+
+    # The database agrees: ticket order == reply positions == lock-time stamps.
+    queue = check_allocation(await rows(h, sid), CAPACITY, MEMBERS - CAPACITY)
+    assert [position[r.member_id] for r in queue] == list(range(1, MEMBERS - CAPACITY + 1))
+    async with h.svc.db.session() as s:
+        assert (await s.get(ForumSession, sid)).waitlist_seq == MEMBERS - CAPACITY  # type: ignore[union-attr]
+
+    listed = await h.call("list-rsvps", ListRsvps(actor_id=await h.secretariat(), session_id=sid), RsvpList,
+                          timeout=30)
+    assert {e.member_id for e in listed.confirmed} == confirmed
+    assert [e.member_id for e in listed.waitlisted] == [r.member_id for r in queue]
+    assert [e.waitlist_position for e in listed.waitlisted] == list(range(1, MEMBERS - CAPACITY + 1))
+    view = await h.call("get-session", GetSession(session_id=sid, actor_id=queue[-1].member_id), SessionView)
+    assert (view.confirmed_count, view.waitlist_count, view.seats_left) == (CAPACITY, MEMBERS - CAPACITY, 0)
+    assert view.my_rsvp and view.my_rsvp.waitlist_position == MEMBERS - CAPACITY
+    assert len(await h.emitted(RsvpConfirmed, sid)) == CAPACITY
+    assert sorted(e["position"] for e in await h.emitted(RsvpWaitlisted, sid)) == list(range(1, 401))
+
+    # 30 confirmed members withdraw at once: exactly the first 30 waitlisted are promoted.
+    leaving = random.Random(3).sample(sorted(confirmed), WITHDRAWING)
+    first = [r.member_id for r in queue[:WITHDRAWING]]
+
+    async def leave(member_id: str) -> RsvpView:
+        return await h.call("withdraw-rsvp", WithdrawRsvp(actor_id=member_id, session_id=sid), RsvpView, timeout=120)
+
+    t1 = time.perf_counter()
+    out = await rsvp_rush(leave, leaving)
+    withdraw_s = time.perf_counter() - t1
+    assert not [r for r in out if isinstance(r, BaseException)]
+    assert all(r.state == "withdrawn" and r.seats_left == 0 for r in out)
+
+    after = await rows(h, sid)
+    rest = check_allocation(after, CAPACITY, MEMBERS - CAPACITY - WITHDRAWING)
+    now_confirmed = {r.member_id for r in after if r.state == "confirmed"}
+    assert now_confirmed == (confirmed - set(leaving)) | set(first)
+    assert [r.member_id for r in rest] == [r.member_id for r in queue[WITHDRAWING:]]  # the queue kept its order
+    promoted = await h.emitted(RsvpPromoted, sid)
+    assert [e["member_id"] for e in promoted] == first  # promoted one by one, head first
+    assert {e["cause"] for e in promoted} == {"seat_freed"}
+    assert sorted(e["member_id"] for e in await h.emitted(RsvpWithdrawn, sid)) == sorted(leaving)
+    moved_up = await h.call("get-session", GetSession(session_id=sid, actor_id=rest[0].member_id), SessionView)
+    assert moved_up.my_rsvp and moved_up.my_rsvp.waitlist_position == 1
+
+    print(f"\n{MEMBERS} concurrent RSVPs answered in {rush_s:.2f}s ({MEMBERS / rush_s:.0f}/s); "
+          f"{WITHDRAWING} concurrent withdrawals in {withdraw_s:.2f}s [{h.svc.db.engine.dialect.name}]")
+
+
+async def test_the_same_member_answering_at_once_gets_one_place(h: ForumHarness) -> None:
+    [member] = await approved_members(h, 1)
+    sid = (await h.create_session(capacity=1)).session_id
+
+    async def attend(_: str) -> RsvpView:
+        return await h.call("rsvp", AnswerRsvp(actor_id=member, session_id=sid, answer="attend"), RsvpView)
+
+    replies = await rsvp_rush(attend, [member] * 10)
+    ok = [r for r in replies if isinstance(r, RsvpView)]
+    refused = [r for r in replies if not isinstance(r, RsvpView)]
+    assert len(ok) == 1 and ok[0].state == "confirmed"
+    assert len(refused) == 9 and all(getattr(r, "code", None) == "conflict" for r in refused), refused
+    assert len(await rows(h, sid)) == 1 and len(await h.emitted(RsvpConfirmed, sid)) == 1

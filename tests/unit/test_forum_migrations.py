@@ -1,0 +1,28 @@
+"""The forum's Alembic history builds exactly the tables its models describe."""
+from pathlib import Path
+
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import create_engine, inspect
+from sqlmodel import SQLModel
+
+from services.forum import models
+from shared.migrations import upgrade
+
+
+def test_migrations_match_the_models(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'forum.db'}"
+    upgrade("forum", url)
+    engine = create_engine(f"sqlite:///{tmp_path / 'forum.db'}")
+    owned = set(models.OWNED_TABLES) | {"outbox", "inbox"}
+    with engine.connect() as conn:
+        assert owned <= set(inspect(conn).get_table_names())
+        ctx = MigrationContext.configure(conn, opts={
+            "include_object": lambda obj, name, type_, *_: type_ != "table" or name in owned,
+            "compare_type": True})
+        assert compare_metadata(ctx, SQLModel.metadata) == []
+    engine.dispose()
+
+
+def test_every_forum_table_is_prefixed() -> None:
+    assert all(t.startswith("forum_") for t in models.OWNED_TABLES)
