@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from faststream.nats import NatsBroker
 
@@ -18,8 +20,13 @@ from services.mailcatcher import read_messages
 from shared.contracts.registry import (
     ApproveMember, College, ListMembers, MemberList, MemberView, Register, Registered, RejectMember, VerifyEmail,
 )
-from shared.rpc_client import RpcClient
+from shared.contracts.common import ErrorCode
+from shared.contracts.forum import (
+    AnswerRsvp, AttendanceView, CancelSession, CheckIn, CreateSession, RsvpView, SessionView,
+)
+from shared.rpc_client import RpcClient, RpcError
 
+PARIS = ZoneInfo("Europe/Paris")
 SECRETARIAT_EMAIL = "secretariat@forum-ouvert.example"
 PUBLIC, CIVIL, CITIZEN = College.PUBLIC_ACTOR, College.CIVIL_SOCIETY, College.CITIZEN
 # (name, organisation, college) — fictitious people, real kinds of organisations of the forum.
@@ -98,12 +105,82 @@ async def _fill(stack: Stack) -> str:
             else:
                 await rpc.call("registry", "approve-member", ApproveMember(actor_id=secretariat.member_id,
                                                                             member_id=ids[name]), MemberView)
-    return (f"{len(PEOPLE)} membres de démonstration inscrits dans les trois collèges "
+        sessions = await _sessions(rpc, secretariat.member_id,
+                                   [ids[n] for n, _, _ in PEOPLE[:-1] if n not in pending | rejected])
+    return (f"{sessions}\n"
+            f"{len(PEOPLE)} membres de démonstration inscrits dans les trois collèges "
             f"({len(PEOPLE) - len(pending) - len(rejected) - 1} validés, {len(pending)} en attente de validation, "
             f"{len(rejected)} refusé, 1 adresse non confirmée).\n"
             f"  Se connecter comme secrétariat : {SECRETARIAT_EMAIL}\n"
             f"  Se connecter comme membre      : {_email(PEOPLE[7][0])}\n"
             f"  (page « Se connecter », puis ouvrir le lien reçu dans {stack.web_url}/dev/mail)")
+
+
+async def _retry(call, attempts: int = 50):  # noqa: ANN001, ANN202
+    """Forum learns members from registry events: give them a moment to arrive."""
+    for i in range(attempts):
+        try:
+            return await call()
+        except RpcError as exc:
+            if exc.code != ErrorCode.FORBIDDEN or i == attempts - 1:
+                raise
+            await asyncio.sleep(0.2)
+    return None
+
+
+async def _sessions(rpc: RpcClient, sec: str, approved: list[str]) -> str:
+    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+
+    def at(days: float, hour: int) -> datetime:
+        day = (now + timedelta(days=days)).astimezone(PARIS).replace(hour=hour)
+        return day.astimezone(UTC)
+
+    async def create(**fields: object) -> SessionView:
+        return await _retry(lambda: rpc.call("forum", "create-session", CreateSession(actor_id=sec, **fields),
+                                             SessionView))
+
+    past = await create(
+        title="Plénière de lancement du forum ouvert", kind="plenary", starts_at=at(-3, 14), ends_at=at(-3, 17),
+        place="CESE, Palais d'Iéna, 9 place d'Iéna, Paris 16e", capacity=120,
+        rsvp_opens_at=at(-20, 9), rsvp_closes_at=at(-4, 18),
+        description="Séance d'installation du forum ouvert permanent du plan d'action national 2024-2026.",
+        agenda=["Mot d'accueil du président du CESE", "Présentation des 17 engagements du plan d'action national",
+                "Règles de fonctionnement du forum", "Constitution des groupes de travail"])
+    plenary = await create(
+        title="Plénière : point d'étape sur le plan d'action national", kind="plenary",
+        starts_at=at(10, 14), ends_at=at(10, 17), place="CESE, Palais d'Iéna, hémicycle", capacity=80,
+        online_url="https://webinaire.example.org/forum-ouvert", rsvp_opens_at=at(-1, 9), rsvp_closes_at=at(9, 18),
+        description="Revue de l'avancement des engagements et des contributions de la société civile.",
+        agenda=["Avancement des engagements", "Retours des groupes de travail", "Questions diverses"])
+    health = await create(
+        title="Groupe de travail Santé : données de santé ouvertes", kind="working_group", theme="health",
+        starts_at=at(5, 10), ends_at=at(5, 12), place="CESE, salle 221", capacity=3,
+        rsvp_opens_at=at(-1, 9), rsvp_closes_at=at(4, 18),
+        agenda=["Inventaire des jeux de données", "Priorités d'ouverture"])
+    await create(
+        title="Groupe de travail Transition écologique et planification", kind="working_group",
+        theme="ecological_transition", starts_at=at(20, 14), ends_at=at(20, 16),
+        online_url="https://webinaire.example.org/transition", capacity=40, rsvp_opens_at=at(3, 9),
+        rsvp_closes_at=at(19, 18), agenda=["Participation du public aux décisions environnementales"])
+    education = await create(
+        title="Groupe de travail Éducation", kind="working_group", theme="education", starts_at=at(12, 10),
+        ends_at=at(12, 12), place="CESE, salle 118", capacity=20, rsvp_opens_at=at(-1, 9), rsvp_closes_at=at(11, 18))
+    await rpc.call("forum", "cancel-session", CancelSession(actor_id=sec, session_id=education.session_id,
+                                                             reason="Reportée à une date ultérieure : salle indisponible."),
+                   SessionView)
+    for m in approved[:8]:
+        await _retry(lambda m=m: rpc.call("forum", "rsvp", AnswerRsvp(actor_id=m, session_id=plenary.session_id,
+                                                                      answer="attend"), RsvpView))
+    await rpc.call("forum", "rsvp", AnswerRsvp(actor_id=approved[8], session_id=plenary.session_id,
+                                               answer="decline"), RsvpView)
+    for m in approved[3:8]:
+        await rpc.call("forum", "rsvp", AnswerRsvp(actor_id=m, session_id=health.session_id, answer="attend"), RsvpView)
+    for m in approved[:11]:
+        await rpc.call("forum", "check-in", CheckIn(actor_id=sec, session_id=past.session_id, member_id=m),
+                       AttendanceView)
+    return ("5 séances : une plénière passée avec émargement, une plénière et un groupe de travail à venir "
+            "(complet, avec liste d'attente), un groupe dont les réponses ne sont pas encore ouvertes, "
+            "une séance annulée.")
 
 
 def fill(stack: Stack) -> str:

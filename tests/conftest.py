@@ -2,6 +2,7 @@
 only need a running forum; tests that kill processes build their own `Stack`."""
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,9 +22,8 @@ def nats_url() -> Iterator[str]:
 def forum(tmp_path_factory: pytest.TempPathFactory, nats_url: str) -> Iterator[Stack]:
     """The whole forum, running: web front, registry, forum, minutes, notifications, mail catcher."""
     data = tmp_path_factory.mktemp("forum")
-    urls = database_urls(data, "main")
-    import os
-    stack = Stack(data, nats_url=nats_url, database_urls=urls, log_dir=data / "logs", web=os.environ.get("TMP_NOWEB") != "1",
+    urls = database_urls(data, f"main_{uuid.uuid4().hex[:6]}")  # unique: parallel runs share the server
+    stack = Stack(data, nats_url=nats_url, database_urls=urls, log_dir=data / "logs",
                   env={"FORUM_RATE_LIMIT_PER_MINUTE": "100000", "FORUM_OUTBOX_POLL_INTERVAL": "0.5",
                        "FORUM_REMINDER_INTERVAL": "1"})
     with stack:

@@ -41,7 +41,7 @@ async def _stream_subjects(url: str, stream: str) -> list[str]:
 
 
 def test_killed_after_commit_before_relay_publishes_once_and_mails_once(tmp_path: Path) -> None:
-    urls = database_urls(tmp_path, "fault")
+    urls = database_urls(tmp_path)
     with nats_server() as nats_url:
         stack = Stack(tmp_path, nats_url=nats_url, database_urls=urls, log_dir=tmp_path / "logs",
                       services=("registry", "notifications"), web=False)

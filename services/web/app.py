@@ -1,0 +1,190 @@
+"""The web front: public site, member space and secretariat back-office (FastAPI + Jinja2, DSFR theme).
+
+It speaks to the services only through NATS request/reply (`RpcClient`); it has no database.
+Run by `forum-ouvert serve web` as `uvicorn services.web.app:create_app --factory`.
+"""
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import structlog
+from fastapi import Depends, FastAPI
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import RedirectResponse, Response
+from faststream.nats import NatsBroker
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.staticfiles import StaticFiles
+
+from shared.logging import configure_logging, get_logger
+from shared.rpc_client import RpcClient, RpcError
+from shared.settings import Settings, get_settings
+from services.web.pages import (
+    ERROR_TITLES, SignInRequired, Web, error_page, make_environment, rpc_error_page, static_folder,
+)
+from services.web.routes import auth, dev, ledger, member, public, secretariat
+from services.web.security import (
+    COOKIE_NAME, CSRF_FIELD, SECURITY_HEADERS, CsrfError, SessionCodec, SlidingWindowLimiter,
+    client_address, secret_key, session_of, valid_request_id,
+)
+
+log = get_logger(__name__)
+REPO_ROOT = Path(__file__).resolve().parents[2]
+RATE_LIMITED = ("/inscription", "/connexion")  # POSTs that make the forum send an e-mail
+MAX_BODY = 64 * 1024
+UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+HTTP_MESSAGES = {
+    400: "La requête est incorrecte.",
+    404: "La page que vous cherchez n'existe pas ou n'est plus disponible. Vérifiez l'adresse.",
+    405: "Cette action n'est pas possible à cette adresse.",
+    413: "Les données envoyées sont trop volumineuses.",
+}
+
+
+def dsfr_folder() -> Path | None:
+    """`node_modules/@gouvfr/dsfr/dist` (installed by `npm ci` at the root of the repository)."""
+    for root in (REPO_ROOT, Path.cwd()):
+        p = root / "node_modules" / "@gouvfr" / "dsfr" / "dist"
+        if p.is_dir():
+            return p
+    return None
+
+
+def form_page(path: str) -> str:
+    """The page that shows the form posted to `path` (where to go back to after a stale form)."""
+    for prefix, page in (("/secretariat/", "/secretariat/membres"), ("/espace/suppression", "/espace/suppression"),
+                         ("/espace", "/espace"), ("/connexion", "/connexion"), ("/inscription", "/inscription")):
+        if path.startswith(prefix):
+            return page
+    return "/"
+
+
+def _body_too_large(request: Request) -> bool:
+    raw = request.headers.get("content-length") or "0"
+    return not raw.isdigit() or int(raw) > MAX_BODY
+
+
+async def csrf_guard(request: Request) -> None:
+    """Every form POST carries the session's CSRF token."""
+    if request.method in UNSAFE_METHODS:
+        form = await request.form()
+        if not session_of(request).check_csrf(form.get(CSRF_FIELD)):
+            raise CsrfError()
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging(settings, "web")
+    state = Web(settings=settings, env=make_environment(settings),
+                codec=SessionCodec(secret_key(settings), settings.session_max_age),
+                limiters={p: SlidingWindowLimiter(settings.rate_limit_per_minute, 60.0) for p in RATE_LIMITED})
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Publish/request only: the web front subscribes to nothing.
+        broker = NatsBroker(settings.nats_url.split(","), name="forum-web")
+        await broker.connect()
+        state.rpc = RpcClient(broker, settings.rpc_timeout)
+        log.info("web front started", nats=settings.nats_url, url=settings.public_url)
+        try:
+            yield
+        finally:
+            state.rpc = None
+            await broker.stop()
+
+    app = FastAPI(title="Forum ouvert", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
+                  description="Le forum ouvert du Partenariat pour un gouvernement ouvert, accueilli par le CESE.",
+                  dependencies=[Depends(csrf_guard)])
+    app.state.web = state
+
+    # ------------------------------------------------------------ routes and static files
+    for module in (public, auth, member, secretariat, dev):
+        app.include_router(module.router)
+    app.include_router(public.health_router)
+    app.include_router(ledger.router)  # the public record's JSON/text API (errors stay JSON)
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> Response:
+        return RedirectResponse("/static/dsfr/favicon/favicon.ico", status_code=301)
+
+    dsfr = dsfr_folder()
+    if dsfr is not None:
+        app.mount("/static/dsfr", StaticFiles(directory=dsfr), name="dsfr")
+    else:
+        log.warning("DSFR not found: run `npm ci` at the root of the repository; pages will be unstyled")
+    app.mount("/static", StaticFiles(directory=static_folder(settings)), name="static")
+
+    # ------------------------------------------------------------ errors: always a French page
+    @app.exception_handler(RpcError)
+    async def on_rpc_error(request: Request, exc: RpcError) -> Response:
+        return await rpc_error_page(request, exc)
+
+    @app.exception_handler(CsrfError)
+    async def on_csrf(request: Request, exc: CsrfError) -> Response:
+        return await error_page(request, 403, "Ce formulaire n'est plus valable (il a expiré ou a été ouvert dans "
+                                "une autre session). Rechargez la page, puis envoyez-le à nouveau.",
+                                title="Formulaire expiré, rechargez la page",
+                                actions=[(back, "Recharger la page"), ("/", "Retour à l'accueil")]
+                                if (back := form_page(request.url.path)) != "/" else None)
+
+    @app.exception_handler(SignInRequired)
+    async def on_sign_in_required(request: Request, exc: SignInRequired) -> Response:
+        session_of(request).set_flash("info", "Connectez-vous pour accéder à cette page.")
+        return RedirectResponse("/connexion", status_code=303)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        message = HTTP_MESSAGES.get(exc.status_code) or ERROR_TITLES.get(exc.status_code, "Erreur.")
+        return await error_page(request, exc.status_code, message, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def on_bad_request(request: Request, exc: RequestValidationError) -> Response:
+        return await error_page(request, 400, HTTP_MESSAGES[400])
+
+    # ------------------------------------------------------------ every request
+    @app.middleware("http")
+    async def front_door(request: Request, call_next) -> Response:  # noqa: ANN001 - Starlette's callable
+        header = request.headers.get("x-request-id")
+        correlation_id = header if valid_request_id(header) else str(uuid.uuid4())
+        started = time.perf_counter()
+        with structlog.contextvars.bound_contextvars(correlation_id=correlation_id):
+            session = state.codec.loads(request.cookies.get(COOKIE_NAME))
+            request.state.session = session
+            path = request.url.path
+            try:
+                if request.method in UNSAFE_METHODS and _body_too_large(request):
+                    response = await error_page(request, 413, HTTP_MESSAGES[413])
+                elif (request.method == "POST" and path in state.limiters
+                      and not state.limiters[path].hit(client_address(request))):
+                    retry = state.limiters[path].retry_after(client_address(request))
+                    log.warning("rate limited", path=path)
+                    response = await error_page(
+                        request, 429, "Vous avez fait trop de demandes en peu de temps. Patientez une minute, "
+                        "puis réessayez.", headers={"Retry-After": str(retry)})
+                else:
+                    response = await call_next(request)
+            except Exception:  # noqa: BLE001 - a French page, never a stack trace; the trace goes to the log
+                log.exception("unhandled error", method=request.method, path=path)
+                try:
+                    response = await error_page(request, 500, "Une erreur inattendue s'est produite. Elle a été "
+                                                "enregistrée ; réessayez dans un instant.")
+                except Exception:  # noqa: BLE001
+                    response = Response("Erreur inattendue. Réessayez dans un instant.", status_code=500,
+                                        media_type="text/plain; charset=utf-8")
+            for name, value in SECURITY_HEADERS.items():
+                response.headers.setdefault(name, value)
+            if settings.cookie_secure:
+                response.headers.setdefault("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
+            response.headers["X-Request-ID"] = correlation_id
+            if not path.startswith("/static/"):
+                response.headers.setdefault("Cache-Control", "no-store")
+            state.codec.write(response, session, secure=settings.cookie_secure)
+            log.info("request", method=request.method, path=path, status=response.status_code,
+                     ms=round((time.perf_counter() - started) * 1000, 1))
+        return response
+
+    return app

@@ -1,0 +1,1 @@
+"""HTTP routes of the web front, one module per area."""

@@ -1,0 +1,82 @@
+"""Signing in by e-mailed one-time link, and signing out.
+
+The link's page only shows a "Me connecter" button: the token is redeemed by a POST, so mail
+scanners that open links in advance do not use it up.
+"""
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import RedirectResponse, Response
+from pydantic import ValidationError
+from starlette.requests import Request
+
+from shared.contracts.common import ErrorCode
+from shared.contracts.registry import Accepted, MemberView, RedeemSignIn, RequestSignIn
+from shared.rpc_client import RpcError
+from services.web.forms import read_form, validate
+from services.web.pages import error_page, render, rpc, rpc_error_page
+from services.web.security import session_of
+
+router = APIRouter(include_in_schema=False)
+NEW_LINK_ACTIONS = [("/connexion", "Recevoir un nouveau lien"), ("/", "Retour à l'accueil")]
+BAD_LINK = ("Ce lien de connexion n'est pas valable. Vérifiez qu'il a été copié en entier depuis le courriel "
+            "reçu, ou demandez-en un nouveau.")
+
+
+@router.get("/connexion")
+async def sign_in_form(request: Request) -> Response:
+    return await render(request, "sign_in.html")
+
+
+@router.post("/connexion")
+async def sign_in_submit(request: Request) -> Response:
+    form = await read_form(request)
+    email = form.get("email", "").strip()
+    req, errors = validate(RequestSignIn, {"email": email} if email else {}, limits={"email": 254})
+    if req is None:
+        return await render(request, "sign_in.html", status_code=422, errors=errors, values={"email": email})
+    await rpc(request).call("registry", "request-sign-in", req, Accepted)
+    # Same answer whether or not the address is known: no account enumeration.
+    return await render(request, "sign_in_sent.html")
+
+
+@router.get("/connexion/lien")
+async def sign_in_link(request: Request, token: str = "") -> Response:
+    try:
+        RedeemSignIn(token=token)
+    except ValidationError:
+        return await error_page(request, 404, BAD_LINK, title="Lien de connexion non valable",
+                                actions=NEW_LINK_ACTIONS)
+    return await render(request, "sign_in_link.html", token=token)
+
+
+@router.post("/connexion/lien")
+async def sign_in_redeem(request: Request) -> Response:
+    form = await read_form(request)
+    try:
+        req = RedeemSignIn(token=form.get("token", ""))
+    except ValidationError:
+        return await error_page(request, 404, BAD_LINK, title="Lien de connexion non valable",
+                                actions=NEW_LINK_ACTIONS)
+    try:
+        member = await rpc(request).call("registry", "redeem-sign-in", req, MemberView)
+    except RpcError as exc:
+        titles = {ErrorCode.NOT_FOUND: "Lien de connexion non valable",
+                  ErrorCode.EXPIRED: "Lien de connexion expiré ou déjà utilisé",
+                  ErrorCode.INVALID: "Lien de connexion non valable"}
+        if exc.code not in titles:
+            raise
+        return await rpc_error_page(request, exc, title=titles[exc.code], actions=NEW_LINK_ACTIONS,
+                                    status_code=400 if exc.code == ErrorCode.INVALID else None)
+    session = session_of(request)
+    session.sign_in(member.member_id)
+    session.set_flash("success", f"Bonjour {member.full_name}, vous êtes connecté·e.")
+    return RedirectResponse("/espace", status_code=303)
+
+
+@router.post("/deconnexion")
+async def sign_out(request: Request) -> Response:
+    session = session_of(request)
+    session.sign_out()
+    session.set_flash("info", "Vous êtes déconnecté·e.")
+    return RedirectResponse("/", status_code=303)

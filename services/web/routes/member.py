@@ -1,0 +1,86 @@
+"""The member space: status, profile, download of one's data, erasure of one's account."""
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime
+
+from fastapi import APIRouter
+from fastapi.responses import RedirectResponse, Response
+from starlette.requests import Request
+
+from shared.contracts.common import ErrorCode
+from shared.contracts.notifications import MemberNotifications
+from shared.contracts.registry import Accepted, EraseMember, Export, ExportData, MemberView, UpdateProfile
+from shared.rpc_client import RpcError
+from services.web.forms import ROOT, read_form, validate
+from services.web.pages import render, require_member, rpc
+from services.web.security import session_of
+
+router = APIRouter(include_in_schema=False)
+PROFILE_LIMITS = {"full_name": 120, "organisation": 160}
+
+
+def _profile_values(member: MemberView) -> dict[str, str]:
+    return {"full_name": member.full_name, "organisation": member.organisation}
+
+
+@router.get("/espace")
+async def member_space(request: Request) -> Response:
+    member = await require_member(request)
+    return await render(request, "member_space.html", values=_profile_values(member))
+
+
+@router.post("/espace/profil")
+async def update_profile(request: Request) -> Response:
+    member = await require_member(request)
+    form = await read_form(request)
+    values = {k: form.get(k, "").strip() for k in ("full_name", "organisation")}
+    data = {"actor_id": member.member_id, **{k: v for k, v in values.items() if v or k == "organisation"}}
+    req, errors = validate(UpdateProfile, data, limits=PROFILE_LIMITS)
+    if req is not None:
+        try:
+            updated = await rpc(request).call("registry", "update-profile", req, MemberView)
+        except RpcError as exc:
+            if exc.code != ErrorCode.INVALID:
+                raise
+            errors = {exc.field or ROOT: exc.error.message}
+        else:
+            request.state.member = updated
+            session_of(request).set_flash("success", "Votre profil a été mis à jour.")
+            return RedirectResponse("/espace", status_code=303)
+    return await render(request, "member_space.html", status_code=422, errors=errors, values=values)
+
+
+@router.get("/espace/donnees")
+async def download_data(request: Request) -> Response:
+    """Right of access (RGPD art. 15): everything the registry and notifications hold about the member."""
+    member = await require_member(request)
+    client = rpc(request)
+    req = ExportData(actor_id=member.member_id)
+    registry, notifications = await asyncio.gather(
+        client.call("registry", "export", req, Export),
+        client.call("notifications", "export", req, MemberNotifications))
+    body = {
+        "exported_at": datetime.now(UTC).isoformat(),
+        "about": "Données personnelles détenues par le forum ouvert du Partenariat pour un gouvernement ouvert (CESE).",
+        "registry": registry.data,
+        "notifications": notifications.model_dump(mode="json"),
+    }
+    return Response(json.dumps(body, ensure_ascii=False, indent=2), media_type="application/json",
+                    headers={"Content-Disposition": 'attachment; filename="forum-ouvert-mes-donnees.json"'})
+
+
+@router.get("/espace/suppression")
+async def erase_confirm(request: Request) -> Response:
+    await require_member(request)
+    return await render(request, "erase_confirm.html")
+
+
+@router.post("/espace/suppression")
+async def erase(request: Request) -> Response:
+    member = await require_member(request)
+    await rpc(request).call("registry", "erase", EraseMember(actor_id=member.member_id), Accepted)
+    session_of(request).sign_out()
+    request.state.member = None
+    return await render(request, "erase_done.html")

@@ -1,0 +1,99 @@
+"""The secretariat's back-office: registrations awaiting a decision, approve or reject them.
+
+The web front checks the role to show a clear page; the registry checks it again on every command.
+"""
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import RedirectResponse, Response
+from starlette.requests import Request
+
+from shared.contracts.common import ErrorCode
+from shared.contracts.registry import (
+    ApproveMember, ListMembers, MemberList, MemberStatus, MemberView, RejectMember,
+)
+from shared.rpc_client import RpcError
+from services.web.forms import read_form, validate
+from services.web.pages import error_page, render, require_secretariat, rpc, rpc_error_page
+from services.web.security import session_of
+
+router = APIRouter(prefix="/secretariat", include_in_schema=False)
+FILTERS = {
+    "pending_approval": "En attente de validation",
+    "pending_verification": "En attente de confirmation de l'adresse",
+    "approved": "Membres validés",
+    "rejected": "Inscriptions refusées",
+    "all": "Tous les membres",
+}
+BACK = [("/secretariat/membres", "Retour à la liste des membres")]
+MAX_ID = 64
+
+
+async def _members_page(request: Request, actor: MemberView, statut: str, *, status_code: int = 200,
+                        reject_errors: dict[str, str] | None = None, reject_values: dict[str, str] | None = None
+                        ) -> Response:
+    status = None if statut == "all" else MemberStatus(statut)
+    members = await rpc(request).call("registry", "list-members", ListMembers(actor_id=actor.member_id, status=status),
+                                      MemberList)
+    return await render(request, "secretariat_members.html", status_code=status_code, members=members.members,
+                        filters=FILTERS, statut=statut, reject_errors=reject_errors or {},
+                        reject_values=reject_values or {})
+
+
+@router.get("")
+async def secretariat_home() -> Response:
+    return RedirectResponse("/secretariat/membres", status_code=303)
+
+
+@router.get("/membres")
+async def members(request: Request, statut: str = "pending_approval") -> Response:
+    actor = await require_secretariat(request)
+    if statut not in FILTERS:
+        return await error_page(request, 400, "Ce filtre n'existe pas.", actions=BACK)
+    return await _members_page(request, actor, statut)
+
+
+def _check_id(member_id: str) -> bool:
+    return 0 < len(member_id) <= MAX_ID
+
+
+@router.post("/membres/{member_id}/approuver")
+async def approve(request: Request, member_id: str) -> Response:
+    actor = await require_secretariat(request)
+    if not _check_id(member_id):
+        return await error_page(request, 404, "Membre inconnu.", actions=BACK)
+    try:
+        member = await rpc(request).call("registry", "approve-member",
+                                         ApproveMember(actor_id=actor.member_id, member_id=member_id), MemberView)
+    except RpcError as exc:
+        return await rpc_error_page(request, exc, actions=BACK)
+    session_of(request).set_flash("success", f"L'inscription de {member.full_name} est validée.")
+    return RedirectResponse("/secretariat/membres", status_code=303)
+
+
+@router.post("/membres/{member_id}/refuser")
+async def reject(request: Request, member_id: str) -> Response:
+    actor = await require_secretariat(request)
+    if not _check_id(member_id):
+        return await error_page(request, 404, "Membre inconnu.", actions=BACK)
+    form = await read_form(request)
+    reason = form.get("reason", "").strip()
+    data = {"actor_id": actor.member_id, "member_id": member_id, **({"reason": reason} if reason else {})}
+    req, errors = validate(RejectMember, data, limits={"reason": 1000},
+                           messages={"reason": "Indiquez le motif du refus (au moins 3 caractères) : "
+                                               "la personne le recevra."} if len(reason) < 3 else None)
+    if req is None:
+        return await _members_page(request, actor, "pending_approval", status_code=422,
+                                   reject_errors={member_id: errors.get("reason") or next(iter(errors.values()))},
+                                   reject_values={member_id: reason})
+    try:
+        member = await rpc(request).call("registry", "reject-member", req, MemberView)
+    except RpcError as exc:
+        if exc.code == ErrorCode.INVALID:
+            return await _members_page(request, actor, "pending_approval", status_code=422,
+                                       reject_errors={member_id: exc.error.message},
+                                       reject_values={member_id: reason})
+        return await rpc_error_page(request, exc, actions=BACK)
+    session_of(request).set_flash("success", f"L'inscription de {member.full_name} est refusée ; "
+                                             "la personne en est informée par courriel.")
+    return RedirectResponse("/secretariat/membres", status_code=303)
