@@ -34,7 +34,9 @@ from shared.contracts.forum import (
     SessionList, SessionPeriod, SessionPhase, SessionScheduled, SessionStatus, SessionUpdated, SessionView,
     UpdateSession, WithdrawRsvp,
 )
-from shared.contracts.registry import MemberApproved, MemberErased, MemberRegistered, ProfileUpdated, Role
+from shared.contracts.registry import (
+    MemberApproved, MemberErased, MemberRegistered, ProfileUpdated, Role, RoleGranted,
+)
 from shared.envelope import Envelope, utcnow
 from shared.errors import Forbidden, NotFound
 from shared.outbox import UnitOfWork
@@ -515,6 +517,17 @@ async def on_profile_updated(event: Envelope[ProfileUpdated], uow: UnitOfWork) -
     uow.session.add(m)
 
 
+async def on_role_granted(event: Envelope[RoleGranted], uow: UnitOfWork) -> None:
+    """An existing account became secretariat: it may now run sessions."""
+    m = await _projected(uow, event.data.member_id)
+    if m.standing == MemberStanding.ERASED:
+        return
+    m.role, m.updated_at = event.data.role, utcnow()
+    if event.data.role == Role.SECRETARIAT:
+        m.standing = MemberStanding.APPROVED
+    uow.session.add(m)
+
+
 async def on_member_erased(event: Envelope[MemberErased], uow: UnitOfWork) -> None:
     """Forget the member's name and release their seats and waitlist places in sessions still to
     come (promoting the waitlist). Past RSVPs and check-ins stay, for the attendance counts."""
@@ -553,6 +566,7 @@ CONSUMERS = [
     (MemberRegistered, on_member_registered),
     (MemberApproved, on_member_approved),
     (ProfileUpdated, on_profile_updated),
+    (RoleGranted, on_role_granted),
     (MemberErased, on_member_erased),
 ]
 

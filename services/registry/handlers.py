@@ -13,7 +13,7 @@ from shared.contracts.registry import (
     Accepted, ApproveMember, EmailVerificationRequested, EmailVerified, EraseMember, Export, ExportData,
     GetMember, ListMembers, MemberApproved, MemberErased, MemberList, MemberRegistered, MemberRejected,
     MemberStatus, MemberView, ProfileUpdated, RedeemSignIn, Register, Registered, RejectMember, RequestSignIn,
-    Role, SignInRequested, UpdateProfile, VerifyEmail,
+    Role, RoleGranted, SignInRequested, UpdateProfile, VerifyEmail,
 )
 from shared.envelope import utcnow
 from shared.errors import Conflict, NotFound
@@ -22,7 +22,7 @@ from shared.service import Command, Service
 
 svc = Service("registry", title="Registre des membres")
 svc.produces(MemberRegistered, EmailVerificationRequested, EmailVerified, SignInRequested, MemberApproved,
-             MemberRejected, ProfileUpdated, MemberErased)
+             MemberRejected, ProfileUpdated, RoleGranted, MemberErased)
 
 
 def view(m: Member) -> MemberView:
@@ -232,8 +232,9 @@ async def create_secretariat(email: str, full_name: str) -> MemberView:
                        charter_accepted_at=utcnow(), verified_at=utcnow(), decided_at=utcnow())
             uow.session.add(m)
             uow.emit(_registered_event(m))
-        else:
+        elif m.role != Role.SECRETARIAT or m.status != MemberStatus.APPROVED:
             m.role, m.status = Role.SECRETARIAT, MemberStatus.APPROVED
             m.verified_at = m.verified_at or utcnow()
             uow.session.add(m)
+            uow.emit(RoleGranted(member_id=m.id, role=Role.SECRETARIAT))
     return view(m)

@@ -107,6 +107,14 @@ class ProfileUpdated(EventData):
     organisation: str
 
 
+class RoleGranted(EventData):
+    """An existing account was given a role (e.g. promoted to the secretariat by the CLI)."""
+
+    TYPE = "registry.member.role_granted"
+    member_id: str
+    role: Role
+
+
 class MemberErased(EventData):
     TYPE = "registry.member.erased"
     member_id: str
@@ -115,7 +123,7 @@ class MemberErased(EventData):
 
 REGISTRY_EVENTS: list[type[EventData]] = [
     MemberRegistered, EmailVerificationRequested, EmailVerified, SignInRequested,
-    MemberApproved, MemberRejected, ProfileUpdated, MemberErased,
+    MemberApproved, MemberRejected, ProfileUpdated, RoleGranted, MemberErased,
 ]
 
 

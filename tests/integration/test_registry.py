@@ -208,3 +208,35 @@ async def test_profile_export_and_erasure(rpc: RpcClient, forum: Stack) -> None:
     assert await notifications_forgot()
     # The address is free again.
     assert (await register(rpc, email)).status == "pending_verification"
+
+
+async def test_promoting_an_existing_member_reaches_the_forum(rpc: RpcClient, forum: Stack) -> None:
+    """create-secretariat on an existing account emits registry.member.role_granted; the forum service,
+    which only learns members from events, then lets that account schedule sessions."""
+    import os
+    import subprocess
+    import sys
+    from datetime import UTC, datetime
+
+    from shared.contracts.forum import CreateSession, SessionView
+
+    member_id, email = await verified_member(rpc, forum)
+    start = datetime.now(UTC) + timedelta(days=30)
+    request = CreateSession(actor_id=member_id, title="Séance créée par un membre promu", kind="plenary",
+                            starts_at=start, ends_at=start + timedelta(hours=2), place="CESE", capacity=10,
+                            rsvp_opens_at=start - timedelta(days=10), rsvp_closes_at=start - timedelta(days=1))
+    await expect_error(rpc.call("forum", "create-session", request, SessionView), ErrorCode.FORBIDDEN)
+    await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "services.cli", "create-secretariat", email],
+                            check=True, capture_output=True,
+                            env={**os.environ, "FORUM_DATABASE_URL": forum.database_urls["registry"],
+                                 "FORUM_DATA_DIR": str(forum.data_dir)})
+    for _ in range(100):
+        try:
+            created = await rpc.call("forum", "create-session", request, SessionView)
+            break
+        except RpcError as exc:
+            assert exc.code == ErrorCode.FORBIDDEN
+            await asyncio.sleep(0.1)
+    else:
+        raise AssertionError("the forum never learnt of the promotion")
+    assert created.title == request.title
