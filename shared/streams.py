@@ -6,9 +6,12 @@ Event subjects equal event types (`registry.member.approved`), so a stream per p
 """
 from __future__ import annotations
 
+import asyncio
+
+from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
-from nats.js.errors import NotFoundError
+from nats.js.errors import BadRequestError, NotFoundError, ServiceUnavailableError
 
 DEAD_LETTER_PREFIX = "deadletter"
 RPC_PREFIX = "rpc"
@@ -31,12 +34,22 @@ def stream_configs(replicas: int) -> list[StreamConfig]:
     return configs
 
 
-async def ensure_streams(js: JetStreamContext, replicas: int = 1) -> None:
-    """Create or update every stream; safe to run from every process at every start."""
+async def ensure_streams(js: JetStreamContext, replicas: int = 1, attempts: int = 10) -> None:
+    """Create or update every stream; safe to run from every process at every start.
+
+    Several processes starting together on a fresh cluster may time out while the meta leader is
+    being elected or busy: retry with backoff rather than crash."""
     for cfg in stream_configs(replicas):
-        try:
-            await js.stream_info(cfg.name)
-        except NotFoundError:
-            await js.add_stream(cfg)
-        else:
-            await js.update_stream(cfg)
+        for attempt in range(attempts):
+            try:
+                try:
+                    await js.stream_info(cfg.name)
+                except NotFoundError:
+                    await js.add_stream(cfg)
+                else:
+                    await js.update_stream(cfg)
+                break
+            except (NatsTimeout, TimeoutError, ServiceUnavailableError, BadRequestError):
+                if attempt == attempts - 1:
+                    raise
+                await asyncio.sleep(min(0.2 * 2**attempt, 5))
