@@ -39,7 +39,7 @@ Forum ouvert prêt : {stack.web_url}
   courriels reçus (local) : {stack.web_url}/dev/mail
   NATS                    : {stack.nats_url}
 Premier compte du secrétariat :
-  forum-ouvert create-secretariat secretariat@example.org --data-dir {data_dir}
+  .venv/bin/forum-ouvert create-secretariat secretariat@example.org --data-dir {data_dir}
   puis « Se connecter » avec cette adresse ; le lien arrive dans {stack.web_url}/dev/mail
 Ctrl-C pour arrêter.""")
         signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
