@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import datetime
+from collections.abc import Callable
 from typing import Any
 
 from nats.js import JetStreamContext
@@ -58,6 +59,12 @@ class UnitOfWork:
         self.causation_id = causation_id
         self.actor = actor
         self.emitted: list[Envelope[Any]] = []
+        self.after_commit: list[Callable[[], None]] = []
+
+    def on_commit(self, hook: Callable[[], None]) -> None:
+        """Run `hook` once this unit of work has committed (never if it rolls back)."""
+        if hook not in self.after_commit:
+            self.after_commit.append(hook)
 
     def emit(self, data: EventData, actor: str | None = None) -> Envelope[Any]:
         env = make_event(data, producer=self.producer, correlation_id=self.correlation_id,
@@ -89,7 +96,10 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.published = 0
-        db.on_commit(self._wake.set)
+
+    def wake(self) -> None:
+        """A unit of work committed events: publish them now rather than at the next sweep."""
+        self._wake.set()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="outbox-relay")

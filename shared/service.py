@@ -94,8 +94,13 @@ class Service:
     async def unit_of_work(self, correlation_id: str | None = None, causation_id: str | None = None,
                            actor: str = SYSTEM) -> AsyncIterator[UnitOfWork]:
         async with self.db.transaction() as session:
-            yield UnitOfWork(session, producer=self.name, correlation_id=correlation_id or str(uuid.uuid4()),
+            uow = UnitOfWork(session, producer=self.name, correlation_id=correlation_id or str(uuid.uuid4()),
                              causation_id=causation_id, actor=actor)
+            yield uow
+        if uow.emitted and self.relay:
+            self.relay.wake()
+        for hook in uow.after_commit:
+            hook()
 
     def produces(self, *events: type[EventData]) -> None:
         """Document the events this service publishes (through its outbox) in its AsyncAPI."""

@@ -28,7 +28,7 @@ class Settings(BaseSettings):
     stream_replicas: int = Field(1, description="Replicas of every stream (3 in the cluster).")
     consumer_max_deliver: int = Field(6, description="Attempts before an event is parked on the dead-letter subject.")
     consumer_backoff: list[float] = Field([0.5, 2, 10, 30, 60], description="Delay (s) before each retry.")
-    rpc_timeout: float = Field(5.0, description="Seconds the web front waits for a service's reply.")
+    rpc_timeout: float = Field(10.0, description="Seconds the web front waits for a service's reply.")
     rpc_workers: int = Field(16, description="Concurrent request handlers per RPC subject.")
     outbox_relay_enabled: bool = Field(True, description="Run the outbox relay in this process (off only for fault tests).")
     outbox_poll_interval: float = Field(1.0, description="Seconds between outbox sweeps when no commit woke the relay.")

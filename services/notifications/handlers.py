@@ -32,15 +32,21 @@ def _link(path: str) -> str:
 
 
 async def queue_mail(uow: UnitOfWork, event_id: str, member_id: str, kind: str, *, template: str | None = None,
-                     subject: str | None = None, ics: str | None = None, **ctx: Any) -> None:
-    """Render and store one e-mail in the consumer's transaction; the sender loop sends it."""
-    r = await uow.session.get(Recipient, member_id)
-    if r is None:
-        # The registration event may not have been applied yet (different consumer): try again shortly.
-        raise RetryLater(f"no recipient yet for member {member_id}")
-    subject, text, html = mail.render(template or kind, subject, name=r.full_name, **ctx)
-    uow.session.add(Delivery(event_id=event_id, member_id=member_id, kind=kind, to_addr=r.email,
+                     subject: str | None = None, ics: str | None = None, contact: tuple[str, str] | None = None,
+                     **ctx: Any) -> None:
+    """Render and store one e-mail in the consumer's transaction; the sender loop sends it once that
+    transaction commits. `contact` (address, name) when the event carries it."""
+    if contact is None:
+        r = await uow.session.get(Recipient, member_id)
+        if r is None:
+            # The registration event may not have been applied yet (different consumer): try again shortly.
+            raise RetryLater(f"no recipient yet for member {member_id}")
+        contact = (r.email, r.full_name)
+    to, name = contact
+    subject, text, html = mail.render(template or kind, subject, name=name, **ctx)
+    uow.session.add(Delivery(event_id=event_id, member_id=member_id, kind=kind, to_addr=to,
                              subject=subject, text_body=text, html_body=html, ics=ics))
+    uow.on_commit(_wake.set)
 
 
 async def _queue(uow: UnitOfWork, event: Envelope[Any], member_id: str, kind: str, **ctx: Any) -> None:
@@ -82,16 +88,16 @@ async def on_erased(event: Envelope[MemberErased], uow: UnitOfWork) -> None:
 async def on_verification_requested(event: Envelope[EmailVerificationRequested], uow: UnitOfWork) -> None:
     """Mail the e-mail verification link."""
     d = event.data
-    await _queue(uow, event, d.member_id, "verify_email", link=_link(f"/inscription/verifier?token={d.token}"),
-                 expires=mail.paris_time(d.expires_at))
+    await _queue(uow, event, d.member_id, "verify_email", contact=(d.email, d.full_name),
+                 link=_link(f"/inscription/verifier?token={d.token}"), expires=mail.paris_time(d.expires_at))
 
 
 @svc.consume(SignInRequested)
 async def on_sign_in_requested(event: Envelope[SignInRequested], uow: UnitOfWork) -> None:
     """Mail the one-time sign-in link."""
     d = event.data
-    await _queue(uow, event, d.member_id, "sign_in", link=_link(f"/connexion/lien?token={d.token}"),
-                 expires=mail.paris_time(d.expires_at))
+    await _queue(uow, event, d.member_id, "sign_in", contact=(d.email, d.full_name),
+                 link=_link(f"/connexion/lien?token={d.token}"), expires=mail.paris_time(d.expires_at))
 
 
 @svc.consume(MemberApproved)
@@ -108,7 +114,7 @@ async def on_rejected(event: Envelope[MemberRejected], uow: UnitOfWork) -> None:
 
 # ---------------------------------------------------------------- sending
 async def send_due(limit: int = 50) -> int:
-    """Send the e-mails that are due; returns how many were attempted."""
+    """Send the e-mails that are due, over one SMTP connection; returns how many were attempted."""
     now = utcnow()
     async with svc.db.transaction(notify=False) as s:
         stmt = (select(Delivery).where(Delivery.status == DeliveryStatus.PENDING, Delivery.next_attempt_at <= now)
@@ -119,37 +125,54 @@ async def send_due(limit: int = 50) -> int:
         for d in due:  # claim: from now on a crash leaves them UNCERTAIN, never re-sent
             d.status, d.attempts = DeliveryStatus.SENDING, d.attempts + 1
             s.add(d)
-    await asyncio.gather(*[_send_one(d) for d in due])
+    if not due:
+        return 0
+    outcomes: list[tuple[Delivery, str, str | None]] = []
+    try:
+        async with mail.connection(svc.settings) as smtp:
+            for d in due:
+                outcomes.append(await _send_one(smtp, d))
+    except Exception as exc:  # noqa: BLE001 - could not connect: nothing left for the rest of the batch
+        sent = {d.id for d, _, _ in outcomes}
+        outcomes += [(d, *_temporary(d, exc)) for d in due if d.id not in sent]
+    await _record(outcomes)
     return len(due)
 
 
-async def _send_one(d: Delivery) -> None:
+def _temporary(d: Delivery, exc: Exception) -> tuple[str, str]:
+    """A temporary failure: retry later, or give up after the last delay."""
+    error = f"{type(exc).__name__}: {exc}"
+    return (DeliveryStatus.FAILED if d.attempts > len(RETRY_DELAYS) else DeliveryStatus.PENDING), error
+
+
+async def _send_one(smtp: Any, d: Delivery) -> tuple[Delivery, str, str | None]:
     msg = mail.compose(settings=svc.settings, to=d.to_addr, subject=d.subject, text=d.text_body,
                        html=d.html_body, message_key=d.id, ics=d.ics)
-    status, error, retry_at = DeliveryStatus.SENT, None, None
     try:
-        await mail.send(svc.settings, msg)
+        await mail.send_on(smtp, msg)
     except mail.PermanentFailure as exc:
-        status, error = DeliveryStatus.FAILED, str(exc)
-    except Exception as exc:  # noqa: BLE001 - connection refused, timeout, 4xx: the message did not leave
-        error = f"{type(exc).__name__}: {exc}"
-        if d.attempts > len(RETRY_DELAYS):
-            status = DeliveryStatus.FAILED
-        else:
-            status, retry_at = DeliveryStatus.PENDING, utcnow() + timedelta(seconds=RETRY_DELAYS[d.attempts - 1])
+        return d, DeliveryStatus.FAILED, str(exc)
+    except Exception as exc:  # noqa: BLE001 - 4xx or dropped connection: the message did not leave
+        return (d, *_temporary(d, exc))
+    return d, DeliveryStatus.SENT, None
+
+
+async def _record(outcomes: list[tuple[Delivery, str, str | None]]) -> None:
     async with svc.db.transaction(notify=False) as s:
-        row = await s.get(Delivery, d.id)
-        assert row is not None
-        row.status, row.last_error = status, (error or "")[:1000] or None
-        if status == DeliveryStatus.SENT:
-            row.sent_at, row.text_body, row.html_body, row.ics = utcnow(), "", "", None
-        if retry_at:
-            row.next_attempt_at = retry_at
-        s.add(row)
-    if error:
-        log.warning("e-mail not sent", delivery=d.id, kind=d.kind, status=status, error=error)
-    else:
-        log.info("e-mail sent", delivery=d.id, kind=d.kind)
+        for d, status, error in outcomes:
+            row = await s.get(Delivery, d.id)
+            assert row is not None
+            row.status, row.last_error = status, (error or "")[:1000] or None
+            if status == DeliveryStatus.SENT:
+                row.sent_at, row.text_body, row.html_body, row.ics = utcnow(), "", "", None
+            elif status == DeliveryStatus.PENDING:
+                row.next_attempt_at = utcnow() + timedelta(seconds=RETRY_DELAYS[d.attempts - 1])
+            s.add(row)
+    for d, status, error in outcomes:
+        if error:
+            log.warning("e-mail not sent", delivery=d.id, kind=d.kind, status=status, error=error)
+        else:
+            log.debug("e-mail sent", delivery=d.id, kind=d.kind)
 
 
 @svc.background
@@ -161,7 +184,6 @@ async def mail_sender() -> None:
                           .values(status=DeliveryStatus.UNCERTAIN))).rowcount
     if n:
         log.warning("e-mails interrupted mid-send marked uncertain (not re-sent)", count=n)
-    svc.db.on_commit(_wake.set)
     while True:
         try:
             await asyncio.wait_for(_wake.wait(), timeout=1.0)

@@ -1,6 +1,8 @@
 """Rendering and sending e-mails: RFC 5322 multipart text + HTML, French, Europe/Paris times."""
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
@@ -60,11 +62,25 @@ class PermanentFailure(Exception):
     """The SMTP server refused the message for good (5xx): retrying would not help."""
 
 
-async def send(settings: Settings, msg: EmailMessage) -> None:
+@asynccontextmanager
+async def connection(settings: Settings) -> AsyncIterator[aiosmtplib.SMTP]:
+    """One SMTP session for a batch of e-mails (connect, EHLO, STARTTLS and AUTH once)."""
+    smtp = aiosmtplib.SMTP(hostname=settings.smtp_host, port=settings.smtp_port, timeout=30,
+                           start_tls=settings.smtp_starttls, local_hostname="forum-ouvert.local",
+                           username=settings.smtp_username or None, password=settings.smtp_password or None)
+    await smtp.connect()
     try:
-        await aiosmtplib.send(msg, hostname=settings.smtp_host, port=settings.smtp_port,
-                              username=settings.smtp_username or None, password=settings.smtp_password or None,
-                              start_tls=settings.smtp_starttls, timeout=30)
+        yield smtp
+    finally:
+        try:
+            await smtp.quit()
+        except aiosmtplib.SMTPException:
+            smtp.close()
+
+
+async def send_on(smtp: aiosmtplib.SMTP, msg: EmailMessage) -> None:
+    try:
+        await smtp.send_message(msg)
     except aiosmtplib.SMTPResponseException as exc:
         if 500 <= exc.code < 600:
             raise PermanentFailure(f"{exc.code} {exc.message}") from exc

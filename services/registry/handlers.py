@@ -52,7 +52,8 @@ def _issue_token(uow: UnitOfWork, member: Member, purpose: str, ttl: int) -> Non
     uow.session.add(EmailToken(token_hash=rules.hash_token(token), member_id=member.id, purpose=purpose,
                                expires_at=expires))
     data = (EmailVerificationRequested if purpose == rules.VERIFY_EMAIL else SignInRequested)
-    uow.emit(data(member_id=member.id, token=token, expires_at=expires), actor=member.id)
+    uow.emit(data(member_id=member.id, email=member.email or "", full_name=member.full_name, token=token,
+                  expires_at=expires), actor=member.id)
 
 
 async def _use_token(session: AsyncSession, token: str, purpose: str) -> Member:

@@ -69,6 +69,8 @@ class EmailVerificationRequested(EventData):
 
     TYPE = "registry.email_verification.requested"
     member_id: str
+    email: str  # carried so the e-mail never waits for another event to arrive first
+    full_name: str
     token: str
     expires_at: datetime
 
@@ -81,6 +83,8 @@ class EmailVerified(EventData):
 class SignInRequested(EventData):
     TYPE = "registry.sign_in.requested"
     member_id: str
+    email: str
+    full_name: str
     token: str
     expires_at: datetime
 

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# One command: registrations per second end to end, beside the raw limits, with peak memory per service.
+#   bash bench/run.sh                         # 2000 registrations, 50 clients, via HTTP, DB auto
+#   bash bench/run.sh --n 500 --via rpc       # without the web front (NATS request to registry)
+#   FORUM_BENCH_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/test bash bench/run.sh
+# All options: bash bench/run.sh --help. Details: bench/README.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY="${PYTHON:-.venv/bin/python}"
+if [ ! -x "$PY" ]; then
+  echo "no $PY: create the venv and install the project first (python3.11 -m venv .venv && .venv/bin/pip install -e '.[test]')" >&2
+  exit 2
+fi
+exec "$PY" -m bench.registrations "$@"
