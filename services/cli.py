@@ -10,11 +10,13 @@ from typing import Annotated
 
 import typer
 
+from services.verify import verify_command
 from shared.settings import SERVICES, get_settings
 
 cli = typer.Typer(help="Forum ouvert — le forum permanent du Partenariat pour un gouvernement ouvert.",
                   no_args_is_help=True, add_completion=False)
 SERVABLE = (*SERVICES, "web", "mailcatcher")
+cli.command("verify")(verify_command)
 
 
 @cli.command()

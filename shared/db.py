@@ -42,7 +42,9 @@ def make_engine(url: str, pool_size: int = 10) -> AsyncEngine:
         engine = create_async_engine(url, connect_args={"timeout": 30})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    # Bounded: four services x (pool + overflow) must stay well under PostgreSQL's max_connections (100 by
+    # default); handlers beyond the pool wait for a connection instead of failing with "too many clients".
+    return create_async_engine(url, pool_size=pool_size, max_overflow=2, pool_timeout=60, pool_pre_ping=True)
 
 
 class Database:

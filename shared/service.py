@@ -237,7 +237,7 @@ class Service:
     async def _lifespan(self) -> AsyncIterator[None]:
         configure_logging(self.settings, self.name)
         self._db = Database(self.settings.service_database_url(self.name),
-                            pool_size=max(5, self.settings.rpc_workers))
+                            pool_size=self.settings.db_pool_size)
         # Streams must exist before durable consumers bind to them: connect, declare, then start.
         await self.broker.connect()
         await ensure_streams(self.broker.connection.jetstream(), self.settings.stream_replicas)

@@ -30,6 +30,7 @@ class Settings(BaseSettings):
     consumer_backoff: list[float] = Field([0.5, 2, 10, 30, 60], description="Delay (s) before each retry.")
     rpc_timeout: float = Field(10.0, description="Seconds the web front waits for a service's reply.")
     rpc_workers: int = Field(16, description="Concurrent request handlers per RPC subject.")
+    db_pool_size: int = Field(10, description="Database connections per service process (+2 overflow).")
     outbox_relay_enabled: bool = Field(True, description="Run the outbox relay in this process (off only for fault tests).")
     outbox_poll_interval: float = Field(1.0, description="Seconds between outbox sweeps when no commit woke the relay.")
 

@@ -55,15 +55,19 @@ from services.minutes.ledger.proofs import (
 )
 from services.minutes.ledger.storage import MemoryNodeStore
 from services.minutes.ledger.tree import (
+    DictNodeReader,
     Frontier,
     MissingNodeError,
     NodeId,
     NodeReader,
     TreeError,
     append_leaves,
+    consistency_node_ids,
     consistency_proof,
+    inclusion_node_ids,
     inclusion_proof,
     root_hash,
+    root_node_ids,
     subtree_ids,
 )
 
@@ -72,6 +76,7 @@ __all__ = [
     "HASH_SIZE",
     "Checkpoint",
     "CheckpointError",
+    "DictNodeReader",
     "Frontier",
     "InvalidSignatureError",
     "KeyFormatError",
@@ -89,9 +94,11 @@ __all__ = [
     "UnverifiedNoteError",
     "Verifier",
     "append_leaves",
+    "consistency_node_ids",
     "consistency_proof",
     "format_checkpoint",
     "generate_key",
+    "inclusion_node_ids",
     "inclusion_proof",
     "is_valid_key_name",
     "key_id",
@@ -106,6 +113,7 @@ __all__ = [
     "record_leaf_hash",
     "root_from_inclusion_proof",
     "root_hash",
+    "root_node_ids",
     "sign_checkpoint",
     "sign_note",
     "subtree_ids",

@@ -208,6 +208,52 @@ def consistency_proof(reader: NodeReader, old_size: int, new_size: int) -> list[
     return _range_hashes(reader, _consistency_ranges(old_size, new_size))
 
 
+def _plan_ids(ranges: Sequence[tuple[int, int]]) -> list[NodeId]:
+    return list(dict.fromkeys(i for begin, size in ranges for i in subtree_ids(begin, size)))
+
+
+def root_node_ids(size: int) -> list[NodeId]:
+    """The node ids ``root_hash(reader, size)`` reads (its single batch), for async prefetching.
+
+    An asynchronous store fetches these ids in one query, then runs the pure
+    function over a dict of the result (see ``DictNodeReader``).
+    """
+    _check_size("size", size)
+    return subtree_ids(0, size)
+
+
+def inclusion_node_ids(index: int, size: int) -> list[NodeId]:
+    """The node ids ``inclusion_proof(reader, index, size)`` reads (same checks, same batch)."""
+    _check_size("index", index)
+    _check_size("size", size)
+    if index >= size:
+        raise TreeError(f"leaf index {index} is outside a tree of size {size}")
+    return _plan_ids(_inclusion_ranges(index, size))
+
+
+def consistency_node_ids(old_size: int, new_size: int) -> list[NodeId]:
+    """The node ids ``consistency_proof(reader, old_size, new_size)`` reads (same checks, same batch)."""
+    _check_size("old_size", old_size)
+    _check_size("new_size", new_size)
+    if old_size > new_size:
+        raise TreeError(f"old size {old_size} is larger than new size {new_size}")
+    if old_size == 0 or old_size == new_size:
+        return []
+    return _plan_ids(_consistency_ranges(old_size, new_size))
+
+
+class DictNodeReader:
+    """A ``NodeReader`` over nodes already fetched (e.g. by one asynchronous database query)."""
+
+    __slots__ = ("nodes",)
+
+    def __init__(self, nodes: Mapping[NodeId, bytes]) -> None:
+        self.nodes = nodes
+
+    def get_nodes(self, ids: Sequence[NodeId]) -> Mapping[NodeId, bytes]:
+        return {i: self.nodes[i] for i in ids if i in self.nodes}
+
+
 class Frontier:
     """The complete subtrees covering ``[0, size)`` — all the state appending needs.
 

@@ -1,0 +1,385 @@
+"""Benchmark of the public record (issue 4, point 8): `python -m bench.ledger [--quick]`.
+
+What it measures, in one run, on one machine:
+
+1. raw SHA-256 of this machine (hashlib): 65-byte node hashes per second and bulk MB/s — the
+   floor every Merkle figure below is compared with;
+2. append rate through the real path: `registry.member.approved` events published to JetStream on
+   a real nats-server → the minutes service's durable consumer (one transaction per event: inbox
+   row + leaf + nodes + head) → a signed checkpoint covering all of them (leaves/s, "events in →
+   checkpoint"); the idle latency of one event → the checkpoint covering it; and, for comparison,
+   the same consumer path with an empty handler (inbox row only) on the same database;
+3. the log is then filled to the first size (100,000; 10,000 with --quick) with the service's own
+   `store.append` in 5,000-leaf transactions (bypassing NATS: records, leaves, nodes, head as the
+   consumer writes them) — its rate is printed too;
+4. inclusion and consistency proof latency at that size: in the store (one DB query + hashing) and
+   end to end over HTTP (uvicorn → the ledger routes → NATS request/reply → the service → DB);
+5. `verify` of the whole log over HTTP, in a separate process (as an auditor would run it);
+6. the tree is extended to the second size (1,000,000; 100,000 with --quick) by writing
+   **only `ledger_node` rows and the head directly in bulk** (synthetic leaf hashes, no entries:
+   proofs never read entries), and proof latency is measured again.
+
+Database: SQLite file (default) or PostgreSQL with `--database-url postgresql://…` (a scratch
+schema, dropped at the end). Bounded: the default run takes about 4-6 minutes on a busy 2-CPU
+machine, `--quick` about 1-2. Figures, never assertions (shared machines).
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.stats import fmt, latency_summary, table
+
+QUICK = {"events": 500, "baseline": 300, "sizes": (10_000, 100_000), "samples": 100}
+FULL = {"events": 2000, "baseline": 1000, "sizes": (100_000, 1_000_000), "samples": 200}
+
+
+# ---------------------------------------------------------------- raw SHA-256
+def sha256_rate(seconds: float = 1.0) -> dict[str, float]:
+    block = b"\x01" + os.urandom(64)
+    n, t0 = 0, time.perf_counter()
+    h = hashlib.sha256
+    while time.perf_counter() - t0 < seconds:
+        for _ in range(10_000):
+            h(block).digest()
+        n += 10_000
+    per_s = n / (time.perf_counter() - t0)
+    big = os.urandom(1 << 20)
+    m, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds / 2:
+        h(big).digest()
+        m += 1
+    return {"node_hashes_per_s": per_s, "mb_per_s": m / (time.perf_counter() - t0)}
+
+
+# ---------------------------------------------------------------- infrastructure
+@contextmanager
+def nats_server() -> Iterator[str]:
+    from services.launcher import free_port, nats_server_binary, port_open
+
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="bench-ledger-nats-") as store:
+        proc = subprocess.Popen([nats_server_binary(), "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", store],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 15
+            while not port_open(port):
+                if time.monotonic() > deadline:
+                    raise TimeoutError("nats-server did not start")
+                time.sleep(0.05)
+            yield f"nats://127.0.0.1:{port}"
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+
+
+@contextmanager
+def database(url: str | None, tmp: Path) -> Iterator[str]:
+    if not url:
+        yield f"sqlite+aiosqlite:///{tmp / 'minutes.db'}"
+        return
+    import psycopg
+
+    plain = re.sub(r"^postgres(ql)?(\+\w+)?://", "postgresql://", url)
+    schema = f"bench_ledger_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(plain, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    sep = "&" if "?" in plain else "?"
+    try:
+        yield plain.replace("postgresql://", "postgresql+psycopg://", 1) + f"{sep}options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(plain, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+async def timed(samples: int, op: Callable[[], Awaitable[Any]]) -> dict[str, float | None]:
+    lat = []
+    for _ in range(samples):
+        t0 = time.perf_counter()
+        await op()
+        lat.append(time.perf_counter() - t0)
+    return latency_summary(lat)
+
+
+# ---------------------------------------------------------------- phases
+async def baseline_consumer(db_url: str, tmp: Path, events: int) -> dict[str, Any]:
+    """The same consumer path with an empty handler (inbox row only), on its own nats-server: the
+    ceiling the backbone puts on any consumer here, to compare the append rate with."""
+    import nats
+    from faststream import TestApp
+
+    from services.minutes.testing import approved_event
+    from shared.contracts.registry import MemberApproved
+    from shared.service import Service
+    from shared.settings import Settings
+
+    seen: list[int] = []
+    with nats_server() as url:
+        svc = Service("benchnoop", title="baseline", settings=Settings(
+            nats_url=url, database_url=db_url, data_dir=tmp, log_level="WARNING"))
+
+        @svc.consume(MemberApproved)
+        async def noop(event: Any, uow: Any) -> None:
+            seen.append(1)
+
+        async with TestApp(svc.app):
+            nc = await nats.connect(url)
+            js = nc.jetstream(timeout=30)
+            envs = [approved_event() for _ in range(events)]
+            t0 = time.perf_counter()
+            await asyncio.gather(*[js.publish(e.type, e.model_dump_json().encode(), timeout=30,
+                                              headers={"Nats-Msg-Id": str(e.event_id)}) for e in envs])
+            while len(seen) < events:
+                await asyncio.sleep(0.01)
+            seconds = time.perf_counter() - t0
+            await nc.close()
+    return {"events": events, "seconds": seconds, "events_per_s": events / seconds}
+
+
+async def append_through_consumer(h: Any, events: int) -> dict[str, Any]:
+    from services.minutes.testing import approved_event
+
+    envs = [approved_event() for _ in range(events)]
+    payloads = [(e.type, e.model_dump_json().encode(), str(e.event_id)) for e in envs]
+    start_size = await h.size()
+    t0 = time.perf_counter()
+    for i in range(0, len(payloads), 500):
+        await asyncio.gather(*[h.js.publish(t, b, timeout=30, headers={"Nats-Msg-Id": mid})
+                               for t, b, mid in payloads[i:i + 500]])
+    published = time.perf_counter() - t0
+    await h.wait_size(start_size + events, timeout=600)
+    appended = time.perf_counter() - t0
+    await h.wait_checkpoint(start_size + events, timeout=60)
+    checkpointed = time.perf_counter() - t0
+    # Idle latency: one event -> the checkpoint covering it.
+    single = []
+    for _ in range(5):
+        await asyncio.sleep(0.7)  # past the checkpoint interval: measures the path, not the rate limit
+        size = await h.size()
+        (env,) = [approved_event()]
+        t1 = time.perf_counter()
+        await h.publish(env)
+        await h.wait_checkpoint(size + 1)
+        single.append(time.perf_counter() - t1)
+    return {"events": events, "publish_s": published, "appended_s": appended, "checkpoint_s": checkpointed,
+            "leaves_per_s": events / checkpointed, "single_event_to_checkpoint": latency_summary(single)}
+
+
+async def fill_with_store_append(h: Any, target: int, chunk: int = 5000) -> dict[str, Any]:
+    from datetime import UTC, datetime
+
+    from services.minutes import store
+    from services.minutes.records import make_record
+
+    size = await h.size()
+    t0 = time.perf_counter()
+    now = datetime.now(UTC)
+    colleges = ["public_actor", "civil_society", "citizen"]
+    while size < target:
+        n = min(chunk, target - size)
+        items = []
+        for i in range(n):
+            eid = str(uuid.uuid4())
+            rec = make_record("member.approved", eid, now,
+                              {"public_id": uuid.uuid4().hex[:16], "college": colleges[(size + i) % 3]})
+            items.append(store.Pending(eid, "member.approved", rec))
+        async with h.svc.db.transaction() as s:
+            await store.append(s, items)
+        h.ledger.wake()
+        size += n
+    seconds = time.perf_counter() - t0
+    await h.wait_checkpoint(target, timeout=120)
+    return {"leaves": target, "seconds": seconds, "leaves_per_s": target / seconds if seconds else None}
+
+
+async def extend_nodes_only(h: Any, target: int, chunk: int = 50_000) -> dict[str, Any]:
+    """Grow the tree to `target` leaves writing only ledger_node rows and the head (no entries)."""
+    from sqlalchemy import update
+
+    from services.minutes import store
+    from services.minutes.ledger import Frontier, leaf_hash, subtree_ids
+    from services.minutes.models import HeadRow
+
+    t0 = time.perf_counter()
+    async with h.svc.db.session() as s:
+        head = await store.read_head(s)
+        frontier = Frontier.load(await store.reader_for(s, subtree_ids(0, head.size)), head.size)
+    pg = not h.svc.db.sqlite
+    rows_total = 0
+    while frontier.size < target:
+        rows: list[tuple[int, int, bytes]] = []
+        for i in range(frontier.size, min(frontier.size + chunk, target)):
+            rows.extend((lv, ix, hh) for (lv, ix), hh in frontier.append(leaf_hash(b"bench-%d" % i)))
+        rows_total += len(rows)
+        async with h.svc.db.transaction(notify=False) as s:
+            if pg:
+                conn = await s.connection()
+                raw = (await conn.get_raw_connection()).driver_connection
+                async with raw.cursor() as cur:
+                    async with cur.copy("COPY ledger_node (level, idx, hash) FROM STDIN") as copy:
+                        for r in rows:
+                            await copy.write_row(r)
+            else:
+                conn = await s.connection()
+                await conn.exec_driver_sql("INSERT INTO ledger_node (level, idx, hash) VALUES (?, ?, ?)", rows)
+            await s.exec(update(HeadRow.__table__).where(HeadRow.__table__.c.id == store.HEAD_ID)
+                         .values(tree_size=frontier.size, root=frontier.root(),
+                                 frontier=b"".join(hh for _, hh in frontier.nodes)))
+    return {"leaves": target, "node_rows_written": rows_total, "seconds": time.perf_counter() - t0}
+
+
+async def proof_latency(h: Any, base: str, size: int, samples: int) -> dict[str, Any]:
+    from services.minutes import store
+
+    rng = random.Random(size)
+    out: dict[str, Any] = {"size": size}
+    async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+        async def store_inclusion() -> None:
+            async with h.svc.db.session() as s:
+                await store.prove_inclusion(s, rng.randrange(size), size)
+
+        async def store_consistency() -> None:
+            async with h.svc.db.session() as s:
+                await store.prove_consistency(s, rng.randrange(1, size), size)
+
+        async def http_inclusion() -> None:
+            r = await client.get("/ledger/proof/inclusion", params={"index": rng.randrange(size), "size": size})
+            r.raise_for_status()
+
+        async def http_consistency() -> None:
+            r = await client.get("/ledger/proof/consistency", params={"first": rng.randrange(1, size), "second": size})
+            r.raise_for_status()
+
+        await http_inclusion()  # warm up connections and caches
+        out["inclusion_store"] = await timed(samples, store_inclusion)
+        out["consistency_store"] = await timed(samples, store_consistency)
+        out["inclusion_http"] = await timed(samples, http_inclusion)
+        out["consistency_http"] = await timed(samples, http_consistency)
+        r = await client.get("/ledger/proof/inclusion", params={"index": size // 3, "size": size})
+        out["inclusion_hashes"] = len(r.json()["hashes"])
+    return out
+
+
+def verify_in_subprocess(base: str, key: str, state: Path) -> dict[str, Any]:
+    code = ("import json, sys; from pathlib import Path; from services.verify import verify; "
+            "r = verify(sys.argv[1], sys.argv[2], Path(sys.argv[3])); print(json.dumps(r.as_dict()))")
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", code, base, key, str(state)], capture_output=True, text=True,
+                          timeout=600, cwd=Path(__file__).resolve().parent.parent,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"verify failed: {proc.stderr[-2000:]}")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    if not result["ok"]:
+        raise RuntimeError(f"verify failed: {result['message']}")
+    return {"entries": result["entries_checked"], "seconds": result["seconds"], "wall_s": wall}
+
+
+# ---------------------------------------------------------------- run
+async def run(quick: bool, database_url: str | None) -> dict[str, Any]:
+    from services.minutes.testing import ledger_http, running_minutes
+
+    cfg = QUICK if quick else FULL
+    small, big = cfg["sizes"]
+    results: dict[str, Any] = {"quick": quick, "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0],
+                                                           "loadavg_start": os.getloadavg()[0]}}
+    print("SHA-256…", flush=True)
+    results["sha256"] = sha256_rate()
+    with tempfile.TemporaryDirectory(prefix="bench-ledger-") as tmp, nats_server() as nats_url, \
+            database(database_url, Path(tmp)) as db_url:
+        results["database"] = "postgresql" if db_url.startswith("postgresql") else "sqlite"
+        from shared.migrations import upgrade
+
+        await asyncio.to_thread(upgrade, "minutes", db_url)
+        print(f"baseline: empty consumer ({cfg['baseline']} events)…", flush=True)
+        results["baseline"] = await baseline_consumer(db_url, Path(tmp), cfg["baseline"])
+        async with running_minutes(Path(tmp), nats_url, db_url, checkpoint_interval=0.5) as h:
+            async with ledger_http(h.rpc) as base:
+                print(f"append through the consumer ({cfg['events']} events)…", flush=True)
+                results["append"] = await append_through_consumer(h, cfg["events"])
+                print(f"fill to {small:,} leaves with store.append…", flush=True)
+                results["fill_small"] = await fill_with_store_append(h, small)
+                print(f"proofs at {small:,}…", flush=True)
+                results["proofs_small"] = await proof_latency(h, base, small, cfg["samples"])
+                print(f"verify {small:,} leaves…", flush=True)
+                key = h.ledger.signer().verifier.encode()
+                results["verify"] = await asyncio.to_thread(verify_in_subprocess, base, key, Path(tmp) / "state.json")
+                print(f"extend the tree to {big:,} leaves (nodes only)…", flush=True)
+                results["fill_big"] = await extend_nodes_only(h, big)
+                print(f"proofs at {big:,}…", flush=True)
+                results["proofs_big"] = await proof_latency(h, base, big, cfg["samples"])
+    results["machine"]["loadavg_end"] = os.getloadavg()[0]
+    return results
+
+
+def report(r: dict[str, Any]) -> str:
+    def lat(d: dict[str, Any]) -> str:
+        return f"p50 {fmt(d['p50_ms'], digits=2)} / p95 {fmt(d['p95_ms'], digits=2)} ms"
+
+    a, v = r["append"], r["verify"]
+    rows: list[tuple[str, str | None]] = [
+        (f"machine: {r['machine']['cpus']} CPUs, Python {r['machine']['python']}, database {r['database']}, "
+         f"load average {r['machine']['loadavg_start']:.1f} -> {r['machine']['loadavg_end']:.1f}", None),
+        ("raw SHA-256 (hashlib), 65-byte node hashes", fmt(r["sha256"]["node_hashes_per_s"], "hashes/s", 0)),
+        ("raw SHA-256 (hashlib), 1 MiB blocks", fmt(r["sha256"]["mb_per_s"], "MiB/s", 0)),
+        (f"append via NATS consumer: {a['events']:,} events in -> signed checkpoint", None),
+        ("  rate (events in -> checkpoint covering all)", fmt(a["leaves_per_s"], "leaves/s", 0)),
+        ("  publish / last leaf / checkpoint (s)",
+         f"{a['publish_s']:.2f} / {a['appended_s']:.2f} / {a['checkpoint_s']:.2f}"),
+        ("  one event -> checkpoint, idle (5 samples)", lat(a["single_event_to_checkpoint"])),
+        (f"  baseline: same consumer path, empty handler ({r['baseline']['events']:,} events)",
+         fmt(r["baseline"]["events_per_s"], "events/s", 0)),
+        (f"store.append, 5,000-leaf transactions, to {r['fill_small']['leaves']:,}",
+         fmt(r["fill_small"]["leaves_per_s"], "leaves/s", 0)),
+    ]
+    for key in ("proofs_small", "proofs_big"):
+        p = r[key]
+        rows += [(f"proofs at {p['size']:,} leaves ({p['inclusion_hashes']} hashes per inclusion proof)", None),
+                 ("  inclusion, store (1 query + hashing)", lat(p["inclusion_store"])),
+                 ("  consistency, store", lat(p["consistency_store"])),
+                 ("  inclusion, HTTP -> NATS -> service -> DB", lat(p["inclusion_http"])),
+                 ("  consistency, HTTP -> NATS -> service -> DB", lat(p["consistency_http"]))]
+        if key == "proofs_small":
+            rows += [(f"verify {v['entries']:,} leaves over HTTP (separate process)",
+                      f"{v['seconds']:.2f} s ({v['entries'] / v['seconds']:,.0f} leaves/s; wall {v['wall_s']:.2f} s)"),
+                     (f"bulk ledger_node fill to {r['fill_big']['leaves']:,} leaves (nodes only, no entries)",
+                      f"{r['fill_big']['node_rows_written']:,} rows in {r['fill_big']['seconds']:.1f} s")]
+    return table(rows, title="Forum ouvert — public record (transparency log) benchmark")
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m bench.ledger", description=__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true", help="smaller sizes (10k/100k leaves, 1,000 events)")
+    p.add_argument("--database-url", default=os.environ.get("FORUM_BENCH_DATABASE_URL"),
+                   help="PostgreSQL URL (a scratch schema is used); default: a SQLite file")
+    p.add_argument("--json", type=Path, help="also write the raw figures to this file")
+    args = p.parse_args(argv)
+    os.environ.setdefault("FORUM_LOG_LEVEL", "WARNING")
+    t0 = time.perf_counter()
+    results = asyncio.run(run(args.quick, args.database_url))
+    results["total_s"] = time.perf_counter() - t0
+    print(report(results))
+    print(f"total {results['total_s']:.0f} s")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

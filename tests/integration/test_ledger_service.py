@@ -1,0 +1,253 @@
+"""The public record in the minutes service, against a real nats-server and a real database
+(PostgreSQL when FORUM_TEST_DATABASE_URL is set, SQLite otherwise): consumers, idempotent append,
+concurrent appenders, signed checkpoints, proofs over RPC checked with the pure verifier, typed errors."""
+from __future__ import annotations
+
+import asyncio
+import base64
+import random
+from pathlib import Path
+
+import pytest
+from sqlmodel import func, select
+
+from services.minutes import store
+from services.minutes.ledger import (
+    EMPTY_ROOT, MemoryNodeStore, leaf_hash, open_checkpoint, parse_verifier_key, record_leaf_bytes,
+    verify_consistency, verify_inclusion,
+)
+from services.minutes.models import EntryRow, NodeRow
+from services.minutes.testing import approved_event, running_minutes
+from shared.contracts.common import ErrorCode
+from shared.contracts.minutes import (
+    SERVICE, ConsistencyProof, GetConsistencyProof, GetInclusionProof, GetVerifierKey, InclusionProof, LedgerEntries,
+    LedgerKey, ListEntries,
+)
+from shared.outbox import InboxMessage
+from shared.rpc_client import RpcError
+from tests.support import database_urls, drop_schemas, nats_server
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def minutes(tmp_path: Path):
+    urls = database_urls(tmp_path)
+    try:
+        with nats_server() as url:
+            async with running_minutes(tmp_path, url, urls["minutes"]) as h:
+                yield h
+    finally:
+        drop_schemas(urls)
+
+
+def b64d(text: str) -> bytes:
+    return base64.b64decode(text, validate=True)
+
+
+async def key_of(h) -> object:  # noqa: ANN001
+    return parse_verifier_key((await h.rpc.call(SERVICE, "ledger-key", GetVerifierKey(), LedgerKey)).key)
+
+
+async def all_entries(h) -> list:  # noqa: ANN001
+    out: list = []
+    while True:
+        page = await h.rpc.call(SERVICE, "ledger-entries", ListEntries(start=len(out), end=len(out) + 1000),
+                                LedgerEntries)
+        if not page.entries:
+            return out
+        out.extend(page.entries)
+
+
+async def test_empty_log_has_a_signed_checkpoint_at_first_start(minutes) -> None:  # noqa: ANN001
+    cp = await minutes.wait_checkpoint(0)
+    checkpoint, _ = open_checkpoint(cp.note, [await key_of(minutes)], minutes.minutes_settings.ledger_origin)
+    assert checkpoint.size == 0 and checkpoint.root_hash == EMPTY_ROOT
+    assert minutes.minutes_settings.key_path.stat().st_mode & 0o077 == 0
+
+
+async def test_member_approved_becomes_one_public_leaf(minutes) -> None:  # noqa: ANN001
+    env = approved_event(public_id="0123456789abcdef")
+    await minutes.publish(env)
+    await minutes.wait_size(1)
+    cp = await minutes.wait_checkpoint(1)
+    (entry,) = (await all_entries(minutes))
+    assert entry.index == 0
+    assert entry.record == {"schema": 1, "type": "member.approved", "event_id": str(env.event_id),
+                            "occurred_at": entry.record["occurred_at"],
+                            "data": {"public_id": "0123456789abcdef", "college": "citizen"}}
+    assert entry.record["occurred_at"].endswith("Z")
+    leaf = b64d(entry.leaf)
+    assert leaf == record_leaf_bytes(entry.record)
+    assert env.data.member_id.encode() not in leaf
+    checkpoint, _ = open_checkpoint(cp.note, [await key_of(minutes)], minutes.minutes_settings.ledger_origin)
+    assert checkpoint.size == 1 and checkpoint.root_hash == leaf_hash(leaf)
+
+
+async def test_redelivered_event_never_makes_a_second_leaf(minutes) -> None:  # noqa: ANN001
+    env = approved_event()
+    # Same event under two Nats-Msg-Ids: JetStream delivers both; the inbox drops the second.
+    await minutes.publish(env, msg_id="first")
+    await minutes.publish(env, msg_id="second")
+    marker = approved_event()
+    await minutes.publish(marker)
+    await minutes.wait_size(2)
+    await asyncio.sleep(0.5)
+    # And if the inbox row were lost (e.g. another consumer name), the ledger's own key still holds.
+    async with minutes.svc.db.transaction() as s:
+        appended = await store.append(s, [store.Pending(str(env.event_id), "member.approved",
+                                                        {"schema": 1, "type": "x", "data": {}})])
+    assert appended == []
+    assert await minutes.size() == 2
+    async with minutes.svc.db.session() as s:
+        ids = (await s.exec(select(EntryRow.event_id).order_by(EntryRow.leaf_index))).all()
+        inbox = (await s.exec(select(func.count()).select_from(InboxMessage))).one()
+    assert ids == [str(env.event_id), str(marker.event_id)]
+    assert inbox == 2
+
+
+async def test_concurrent_appenders_get_consecutive_indices_and_one_tree(minutes) -> None:  # noqa: ANN001
+    """Twenty transactions at once (as replicas would): the head lock serialises them."""
+
+    async def one(batch: int) -> list[int]:
+        async with minutes.svc.db.transaction() as s:
+            return await store.append(s, [store.Pending(f"c-{batch}-{i}", "test", {"batch": batch, "i": i})
+                                          for i in range(5)])
+
+    results = await asyncio.gather(*[one(b) for b in range(20)])
+    indices = sorted(i for r in results for i in r)
+    assert indices == list(range(100))
+    for r in results:
+        assert r == list(range(r[0], r[0] + 5))  # a transaction's records stay together, in order
+    entries = await all_entries(minutes)
+    mem = MemoryNodeStore()
+    mem.append([leaf_hash(b64d(e.leaf)) for e in entries])
+    async with minutes.svc.db.session() as s:
+        head = await store.read_head(s)
+        nodes = (await s.exec(select(func.count()).select_from(NodeRow))).one()
+    assert head.size == 100 and head.root == mem.root()
+    assert nodes == len(mem)  # each complete subtree stored exactly once
+    cp = await minutes.wait_checkpoint(100)
+    assert b64d(cp.root) == mem.root()
+
+
+async def test_proofs_over_rpc_verify_with_the_pure_verifier(minutes) -> None:  # noqa: ANN001
+    n = 37
+    await minutes.publish_approved(n)
+    await minutes.wait_size(n)
+    cp = await minutes.wait_checkpoint(n)
+    entries = await all_entries(minutes)
+    assert [e.index for e in entries] == list(range(n))
+    leaves = [leaf_hash(b64d(e.leaf)) for e in entries]
+    mem = MemoryNodeStore()
+    roots = [EMPTY_ROOT]
+    for h in leaves:
+        roots.append(mem.append([h]))
+    assert b64d(cp.root) == roots[n]
+    rng = random.Random(4)
+    for size in [1, 2, 3, 7, 8, 9, 16, 31, 32, 33, n]:
+        for index in {0, size - 1, rng.randrange(size)}:
+            p = await minutes.rpc.call(SERVICE, "ledger-inclusion", GetInclusionProof(index=index, size=size),
+                                       InclusionProof)
+            assert (p.leaf_index, p.tree_size) == (index, size)
+            verify_inclusion(index, size, leaves[index], [b64d(x) for x in p.hashes], roots[size])
+    for first, second in [(0, n), (1, 2), (1, n), (7, 8), (8, 16), (15, 33), (32, n), (n, n), (5, 5)]:
+        p = await minutes.rpc.call(SERVICE, "ledger-consistency", GetConsistencyProof(first=first, second=second),
+                                   ConsistencyProof)
+        verify_consistency(first, second, roots[first], roots[second], [b64d(x) for x in p.hashes])
+
+
+async def test_bad_inputs_are_typed_errors(minutes) -> None:  # noqa: ANN001
+    await minutes.publish_approved(5)
+    await minutes.wait_size(5)
+    cases = [
+        ("ledger-inclusion", {"index": 5, "size": 5}, ErrorCode.INVALID, "index"),
+        ("ledger-inclusion", {"index": 0, "size": 6}, ErrorCode.NOT_FOUND, "size"),
+        ("ledger-inclusion", {"index": -1, "size": 3}, ErrorCode.INVALID, "index"),
+        ("ledger-inclusion", {"index": 0, "size": 2**70}, ErrorCode.INVALID, "size"),
+        ("ledger-consistency", {"first": 4, "second": 3}, ErrorCode.INVALID, "first"),
+        ("ledger-consistency", {"first": 1, "second": 6}, ErrorCode.NOT_FOUND, "second"),
+        ("ledger-consistency", {"first": -2, "second": 3}, ErrorCode.INVALID, "first"),
+        ("ledger-entries", {"start": 3, "end": 3}, ErrorCode.INVALID, "start"),
+        ("ledger-entries", {"start": 4, "end": 1}, ErrorCode.INVALID, "start"),
+        ("ledger-entries", {"start": -1, "end": 1}, ErrorCode.INVALID, "start"),
+        ("ledger-entries", {"start": "a", "end": 1}, ErrorCode.INVALID, "start"),
+    ]
+    for op, body, code, field in cases:
+        msg = await minutes.broker.request(body, f"rpc.{SERVICE}.{op}", timeout=10)
+        reply = await msg.decode()
+        assert reply["ok"] is False, (op, body)
+        assert (reply["error"]["code"], reply["error"]["field"]) == (code, field), (op, body, reply)
+    # Entries past the end are simply not there; a page never exceeds 1000.
+    page = await minutes.rpc.call(SERVICE, "ledger-entries", ListEntries(start=3, end=10**12), LedgerEntries)
+    assert [e.index for e in page.entries] == [3, 4]
+    assert (await minutes.rpc.call(SERVICE, "ledger-entries", ListEntries(start=9, end=20), LedgerEntries)).entries == []
+    with pytest.raises(RpcError) as exc:
+        await minutes.rpc.call(SERVICE, "ledger-inclusion", GetInclusionProof(index=9, size=9), InclusionProof)
+    assert exc.value.code == ErrorCode.INVALID
+
+
+async def test_page_size_is_bounded(minutes) -> None:  # noqa: ANN001
+    async with minutes.svc.db.transaction() as s:
+        await store.append(s, [store.Pending(f"p-{i}", "test", {"i": i}) for i in range(1203)])
+    page = await minutes.rpc.call(SERVICE, "ledger-entries", ListEntries(start=0, end=5000), LedgerEntries)
+    assert [e.index for e in page.entries] == list(range(1000))
+    page = await minutes.rpc.call(SERVICE, "ledger-entries", ListEntries(start=1000, end=5000), LedgerEntries)
+    assert [e.index for e in page.entries] == list(range(1000, 1203))
+
+
+async def test_key_and_log_survive_a_restart(tmp_path: Path) -> None:
+    urls = database_urls(tmp_path)
+    try:
+        with nats_server() as url:
+            async with running_minutes(tmp_path, url, urls["minutes"]) as h:
+                await h.publish_approved(3)
+                first = await h.wait_checkpoint(3)
+                key = (await key_of(h)).encode()
+            async with running_minutes(tmp_path, url, urls["minutes"]) as h:
+                await h.publish_approved(2)
+                second = await h.wait_checkpoint(5)
+                assert (await key_of(h)).encode() == key
+                p = await h.rpc.call(SERVICE, "ledger-consistency", GetConsistencyProof(first=3, second=5),
+                                     ConsistencyProof)
+                verify_consistency(3, 5, b64d(first.root), b64d(second.root), [b64d(x) for x in p.hashes])
+                async with h.svc.db.session() as s:
+                    n = (await s.exec(select(func.count()).select_from(EntryRow))).one()
+                assert n == 5
+    finally:
+        drop_schemas(urls)
+
+
+async def test_database_tree_reproduces_the_rfc_9162_test_vectors(tmp_path: Path) -> None:
+    """The Certificate Transparency reference vectors (tests/unit/ledger/vectors.py), through the
+    database layout and its one-query node reads."""
+    from sqlalchemy import insert
+
+    from services.minutes.ledger import Frontier
+    from services.minutes.models import HeadRow
+    from shared.db import Database
+    from shared.migrations import upgrade
+    from tests.unit.ledger import vectors
+
+    urls = database_urls(tmp_path)
+    await asyncio.to_thread(upgrade, "minutes", urls["minutes"])
+    db = Database(urls["minutes"])
+    try:
+        frontier, rows = Frontier(), []
+        for leaf in vectors.LEAF_INPUTS:
+            rows += [{"level": lv, "idx": ix, "hash": h} for (lv, ix), h in frontier.append(leaf_hash(leaf))]
+        async with db.transaction() as s:
+            await s.exec(insert(NodeRow.__table__), params=rows)
+            await s.exec(insert(HeadRow.__table__).values(id=store.HEAD_ID, tree_size=frontier.size,
+                                                          root=frontier.root(), frontier=b"".join(
+                                                              h for _, h in frontier.nodes)))
+        async with db.session() as s:
+            for size, root in enumerate(vectors.ROOTS):
+                assert await store.stored_root(s, size) == root
+            for index, size, proof in vectors.INCLUSION_PROOFS:
+                assert await store.prove_inclusion(s, index, size) == proof
+            for first, second, proof in vectors.CONSISTENCY_PROOFS:
+                assert await store.prove_consistency(s, first, second) == proof
+    finally:
+        await db.dispose()
+        drop_schemas(urls)
