@@ -26,7 +26,7 @@ from shared.settings import Settings, get_settings
 from services.web.pages import (
     ERROR_TITLES, SignInRequired, Web, error_page, make_environment, rpc_error_page, static_folder,
 )
-from services.web.routes import auth, dev, ledger, member, public, secretariat
+from services.web.routes import auth, dev, ledger, member, public, secretariat, sessions, sessions_admin
 from services.web.security import (
     COOKIE_NAME, CSRF_FIELD, SECURITY_HEADERS, CsrfError, SessionCodec, SlidingWindowLimiter,
     client_address, secret_key, session_of, valid_request_id,
@@ -56,7 +56,8 @@ def dsfr_folder() -> Path | None:
 
 def form_page(path: str) -> str:
     """The page that shows the form posted to `path` (where to go back to after a stale form)."""
-    for prefix, page in (("/secretariat/", "/secretariat/membres"), ("/espace/suppression", "/espace/suppression"),
+    for prefix, page in (("/secretariat/seances", "/secretariat/seances"), ("/seances", "/seances"),
+                         ("/secretariat/", "/secretariat/membres"), ("/espace/suppression", "/espace/suppression"),
                          ("/espace", "/espace"), ("/connexion", "/connexion"), ("/inscription", "/inscription")):
         if path.startswith(prefix):
             return page
@@ -102,7 +103,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.web = state
 
     # ------------------------------------------------------------ routes and static files
-    for module in (public, auth, member, secretariat, dev):
+    for module in (public, auth, member, secretariat, sessions, sessions_admin, dev):
         app.include_router(module.router)
     app.include_router(public.health_router)
     app.include_router(ledger.router)  # the public record's JSON/text API (errors stay JSON)

@@ -16,6 +16,7 @@ from jinja2 import ChoiceLoader, Environment, FileSystemLoader, select_autoescap
 from starlette.requests import Request
 
 from shared.contracts.common import ErrorBody, ErrorCode
+from shared.contracts.forum import KIND_LABELS, RSVP_STATE_LABELS, THEME_LABELS
 from shared.contracts.registry import COLLEGE_LABELS, GetMember, MemberStatus, MemberView, Role
 from shared.logging import get_logger
 from shared.rpc_client import RpcClient, RpcError
@@ -110,6 +111,40 @@ def paris(value: datetime | None, fmt: str = "%d/%m/%Y à %H:%M") -> str:
     return v.strftime(fmt) if v else ""
 
 
+FRENCH_DAYS = ("lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche")
+FRENCH_MONTHS = ("janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août", "septembre", "octobre",
+                 "novembre", "décembre")
+
+
+def paris_day(value: datetime | None) -> str:
+    """« lundi 14 juillet 2030 » (Europe/Paris)."""
+    v = as_paris(value)
+    if v is None:
+        return ""
+    day = "1er" if v.day == 1 else str(v.day)
+    return f"{FRENCH_DAYS[v.weekday()]} {day} {FRENCH_MONTHS[v.month - 1]} {v.year}"
+
+
+def paris_hour(value: datetime | None) -> str:
+    """« 14 h 05 » (Europe/Paris)."""
+    v = as_paris(value)
+    return f"{v.hour} h {v.minute:02d}" if v else ""
+
+
+def paris_long(value: datetime | None) -> str:
+    """« lundi 14 juillet 2030 à 14 h 05 » (Europe/Paris)."""
+    return f"{paris_day(value)} à {paris_hour(value)}" if value else ""
+
+
+def paris_span(start: datetime, end: datetime) -> str:
+    """« le lundi 14 juillet 2030 de 10 h 00 à 12 h 00 », or « du … au … » over several days."""
+    s, e = as_paris(start), as_paris(end)
+    assert s is not None and e is not None
+    if s.date() == e.date():
+        return f"le {paris_day(s)} de {paris_hour(s)} à {paris_hour(e)}"
+    return f"du {paris_long(s)} au {paris_long(e)}"
+
+
 def make_environment(settings: Settings) -> Environment:
     folders = []
     if settings.theme_dir:
@@ -119,6 +154,11 @@ def make_environment(settings: Settings) -> Environment:
                       autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
     env.filters["paris"] = paris
     env.filters["paris_iso"] = lambda v: (as_paris(v) or datetime.now(PARIS)).isoformat()
+    env.filters["paris_long"] = paris_long
+    env.filters["paris_day"] = paris_day
+    env.filters["paris_hour"] = paris_hour
+    env.globals["paris_span"] = paris_span
+    env.globals.update(kind_labels=KIND_LABELS, theme_labels=THEME_LABELS, rsvp_state_labels=RSVP_STATE_LABELS)
     env.globals.update(status_labels=STATUS_LABELS, status_kinds=STATUS_KINDS, college_labels=COLLEGE_LABELS,
                        local_mode=settings.local_mode, MemberStatus=MemberStatus)
     return env

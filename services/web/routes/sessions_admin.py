@@ -1,0 +1,421 @@
+"""The secretariat's session pages: schedule, edit and cancel sessions; who comes (confirmed, the
+waitlist in order, who declined) and its CSV export; check-in on the day, walk-ins included.
+
+Forms take Europe/Paris local date-times and send aware UTC times. The web front checks the role to
+show a clear page; the forum service checks it again on every command.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from fastapi import APIRouter, Query
+from fastapi.responses import RedirectResponse, Response
+from starlette.requests import Request
+
+from shared.contracts.common import ErrorCode
+from shared.contracts.forum import (
+    MAX_AGENDA_ITEMS, RSVP_STATE_LABELS, AttendanceView, CancelSession, CheckIn, CreateSession,
+    GetSession, ListRsvps, ListSessions, RsvpList, SessionKind, SessionList, SessionPeriod, SessionView, Theme,
+    UpdateSession,
+)
+from shared.contracts.registry import COLLEGE_LABELS, ListMembers, MemberList, MemberStatus, MemberView
+from shared.rpc_client import RpcError
+from services.web.forms import ROOT, edge_checks, read_form, validate
+from services.web.pages import (
+    HTTP_STATUS, PARIS, as_paris, error_page, render, require_secretariat, rpc, rpc_error_page,
+)
+from services.web.routes.sessions import unknown_session, valid_session_id
+from services.web.security import session_of
+
+router = APIRouter(prefix="/secretariat/seances", include_in_schema=False)
+
+PERIODS = {"upcoming": "Séances à venir", "past": "Séances passées", "all": "Toutes les séances"}
+DATE_FIELDS = ("starts_at", "ends_at", "rsvp_opens_at", "rsvp_closes_at")
+FIELDS = ("title", "kind", "theme", "description", "starts_at", "ends_at", "place", "online_url", "capacity",
+          "rsvp_opens_at", "rsvp_closes_at", "agenda")
+LABELS = {
+    "title": "Titre", "kind": "Type de séance", "theme": "Thème", "description": "Présentation",
+    "starts_at": "Début", "ends_at": "Fin", "place": "Lieu", "online_url": "Lien de participation en ligne",
+    "capacity": "Nombre de places", "rsvp_opens_at": "Ouverture des réponses",
+    "rsvp_closes_at": "Clôture des réponses", "agenda": "Ordre du jour",
+}
+LIMITS = {"title": 200, "kind": 32, "theme": 40, "description": 5000, "place": 300, "online_url": 500,
+          "capacity": 6, "agenda": MAX_AGENDA_ITEMS * 302, **{d: 40 for d in DATE_FIELDS}}
+MESSAGES = {
+    "kind": "Choisissez le type de séance.",
+    "agenda": f"L'ordre du jour ne peut pas compter plus de {MAX_AGENDA_ITEMS} points.",
+}
+DATE_FORMATS = ("%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%d/%m/%Y %H:%M", "%d/%m/%Y à %H:%M",
+                "%d/%m/%Y %Hh%M", "%d/%m/%Y %H h %M")
+BAD_DATE = "Date et heure invalides : utilisez le format JJ/MM/AAAA HH:MM (heure de Paris)."
+NO_SUCH_HOUR = ("Cette heure n'existe pas à Paris (passage à l'heure d'été) : choisissez une autre heure.")
+# Mirrors the forum's check-in window (the service decides; this only hides buttons that would fail).
+CHECK_IN_OPENS_BEFORE = timedelta(hours=24)
+CHECK_IN_CLOSES_AFTER = timedelta(days=7)
+LIST_BACK = [("/secretariat/seances", "Retour aux séances")]
+_CSV_FORMULA = re.compile(r"^[=+\-@\t\r]")
+
+
+# ---------------------------------------------------------------- dates
+def parse_paris(text: str) -> datetime:
+    """A Europe/Paris wall-clock time typed in a form, as an aware UTC datetime (ValueError: French message)."""
+    text = " ".join(text.split())
+    for fmt in DATE_FORMATS:
+        try:
+            naive = datetime.strptime(text, fmt)  # noqa: DTZ007 - a wall-clock time, placed in Paris below
+        except ValueError:
+            continue
+        if not 2000 <= naive.year <= 2100:
+            raise ValueError(BAD_DATE)
+        utc = naive.replace(tzinfo=PARIS).astimezone(UTC)
+        if utc.astimezone(PARIS).replace(tzinfo=None) != naive:  # inside the spring-forward gap
+            raise ValueError(NO_SUCH_HOUR)
+        return utc
+    raise ValueError(BAD_DATE)
+
+
+def local_input(value: datetime | None) -> str:
+    v = as_paris(value)
+    return v.strftime("%Y-%m-%dT%H:%M") if v else ""
+
+
+def _sentence(message: str) -> str:
+    message = message.strip()
+    if message and message[0].islower():
+        message = message[0].upper() + message[1:]
+    return message if message.endswith((".", "!", "?", "»")) else message + "."
+
+
+# ---------------------------------------------------------------- the session form
+def form_values(form: dict[str, str]) -> dict[str, str]:
+    return {k: form.get(k, "").strip() for k in FIELDS}
+
+
+def view_values(v: SessionView) -> dict[str, str]:
+    return {"title": v.title, "kind": v.kind.value, "theme": v.theme.value if v.theme else "",
+            "description": v.description, "place": v.place or "", "online_url": v.online_url or "",
+            "capacity": str(v.capacity), "agenda": "\n".join(item.text for item in v.agenda),
+            **{k: local_input(getattr(v, k)) for k in DATE_FIELDS}}
+
+
+def session_request(model: type[CreateSession] | type[UpdateSession], values: dict[str, str], actor_id: str,
+                    extra: dict[str, Any] | None = None) -> tuple[Any, dict[str, str]]:
+    """(request, {}) or (None, {field: French message}) for the posted session form."""
+    edge = edge_checks(values, LIMITS)
+    data: dict[str, Any] = {"actor_id": actor_id, **(extra or {})}
+    for k in ("title", "kind", "place", "online_url", "capacity"):
+        if values[k]:
+            data[k] = values[k]
+    data["theme"] = values["theme"] or None
+    data["description"] = values["description"]
+    data["agenda"] = [line.strip() for line in values["agenda"].splitlines() if line.strip()]
+    date_errors: dict[str, str] = {}
+    for k in DATE_FIELDS:
+        if values[k]:
+            try:
+                data[k] = parse_paris(values[k])
+            except ValueError as exc:
+                date_errors[k] = str(exc)
+    req, errors = validate(model, data, messages=MESSAGES)
+    out: dict[str, str] = {}
+    for name, message in errors.items():
+        if name.startswith("agenda."):
+            index = int(name.split(".")[1]) if name.split(".")[1].isdigit() else 0
+            out.setdefault("agenda", f"Point {index + 1} : {_sentence(message)}")
+        elif name in LABELS:
+            out[name] = _sentence(message)
+        else:
+            out.setdefault(ROOT, _sentence(message))
+    out.update(date_errors)
+    out.update(edge)
+    if out:
+        return None, {k: out[k] for k in sorted(out, key=lambda n: FIELDS.index(n) if n in FIELDS else -1)}
+    return req, {}
+
+
+async def form_page(request: Request, *, mode: str, values: dict[str, str], errors: dict[str, str] | None = None,
+                    status_code: int = 200, session: SessionView | None = None, revision: str = "") -> Response:
+    return await render(request, "admin_session_form.html", status_code=status_code, mode=mode, values=values,
+                        errors=errors or {}, s=session, revision=revision, labels=LABELS, kinds=list(SessionKind),
+                        themes=list(Theme), max_agenda=MAX_AGENDA_ITEMS)
+
+
+def service_field_error(exc: RpcError) -> dict[str, str] | None:
+    """A service error the form can show next to a field (or at its top), else None."""
+    if exc.code == ErrorCode.INVALID:
+        return {exc.field if exc.field in LABELS else ROOT: _sentence(exc.error.message)}
+    if exc.code == ErrorCode.CONFLICT and exc.field in LABELS:
+        return {exc.field: _sentence(exc.error.message)}  # e.g. capacity below the confirmed seats
+    if exc.code == ErrorCode.CONFLICT and exc.field == "expected_revision":
+        return {ROOT: exc.error.message}
+    return None
+
+
+async def _session(request: Request, session_id: str) -> SessionView | Response:
+    if not valid_session_id(session_id):
+        return await unknown_session(request)
+    try:
+        return await rpc(request).call("forum", "get-session", GetSession(session_id=session_id), SessionView)
+    except RpcError as exc:
+        if exc.code == ErrorCode.NOT_FOUND:
+            return await unknown_session(request)
+        raise
+
+
+# ---------------------------------------------------------------- list
+@router.get("")
+async def sessions_list(request: Request, periode: str = Query("upcoming", max_length=20)) -> Response:
+    await require_secretariat(request)
+    if periode not in PERIODS:
+        return await error_page(request, 400, "Ce filtre n'existe pas.", actions=LIST_BACK)
+    listed = await rpc(request).call("forum", "list-sessions", ListSessions(
+        when=SessionPeriod(periode), include_cancelled=True, limit=500), SessionList)
+    return await render(request, "admin_sessions.html", sessions=listed.sessions, total=listed.total,
+                        periode=periode, periods=PERIODS)
+
+
+# ---------------------------------------------------------------- create
+@router.get("/nouvelle")
+async def new_form(request: Request) -> Response:
+    await require_secretariat(request)
+    return await form_page(request, mode="create", values={k: "" for k in FIELDS})
+
+
+@router.post("/nouvelle")
+async def create(request: Request) -> Response:
+    actor = await require_secretariat(request)
+    values = form_values(await read_form(request))
+    req, errors = session_request(CreateSession, values, actor.member_id)
+    if req is None:
+        return await form_page(request, mode="create", values=values, errors=errors, status_code=422)
+    try:
+        view = await rpc(request).call("forum", "create-session", req, SessionView)
+    except RpcError as exc:
+        if (errors := service_field_error(exc)) is None:
+            return await rpc_error_page(request, exc, actions=LIST_BACK)
+        return await form_page(request, mode="create", values=values, errors=errors,
+                               status_code=HTTP_STATUS.get(exc.code, 422))
+    session_of(request).set_flash("success", f"La séance « {view.title} » est programmée.")
+    return RedirectResponse(f"/seances/{view.session_id}", status_code=303)
+
+
+# ---------------------------------------------------------------- edit
+async def _not_editable(request: Request, view: SessionView) -> Response:
+    return await error_page(request, 409, "Cette séance a été annulée : elle ne peut plus être modifiée.",
+                            title="Action impossible", actions=[(f"/seances/{view.session_id}", "Voir la séance"),
+                                                                *LIST_BACK])
+
+
+@router.get("/{session_id}/modifier")
+async def edit_form(request: Request, session_id: str) -> Response:
+    await require_secretariat(request)
+    view = await _session(request, session_id)
+    if isinstance(view, Response):
+        return view
+    if view.status == "cancelled":
+        return await _not_editable(request, view)
+    return await form_page(request, mode="edit", values=view_values(view), session=view, revision=str(view.revision))
+
+
+@router.post("/{session_id}/modifier")
+async def edit(request: Request, session_id: str) -> Response:
+    actor = await require_secretariat(request)
+    view = await _session(request, session_id)
+    if isinstance(view, Response):
+        return view
+    form = await read_form(request)
+    values = form_values(form)
+    revision = form.get("revision", "").strip()
+    extra: dict[str, Any] = {"session_id": session_id}
+    if revision.isdigit() and len(revision) < 10:
+        extra["expected_revision"] = int(revision)
+    req, errors = session_request(UpdateSession, values, actor.member_id, extra)
+    if req is None:
+        return await form_page(request, mode="edit", values=values, errors=errors, status_code=422, session=view,
+                               revision=revision)
+    try:
+        updated = await rpc(request).call("forum", "update-session", req, SessionView)
+    except RpcError as exc:
+        if exc.code == ErrorCode.NOT_FOUND:
+            return await unknown_session(request)
+        if exc.code == ErrorCode.CONFLICT and exc.field == "session_id":
+            return await _not_editable(request, view)
+        if (errors := service_field_error(exc)) is None:
+            return await rpc_error_page(request, exc, actions=LIST_BACK)
+        return await form_page(request, mode="edit", values=values, errors=errors, session=view, revision=revision,
+                               status_code=HTTP_STATUS.get(exc.code, 422))
+    if updated.revision == view.revision:
+        message = "Aucune modification : la séance est inchangée."
+    else:
+        message = (f"La séance « {updated.title} » est modifiée. Si l'horaire ou le lieu a changé, les membres inscrits "
+                   "ou en liste d'attente en sont informés par courriel.")
+    session_of(request).set_flash("success", message)
+    return RedirectResponse(f"/seances/{session_id}", status_code=303)
+
+
+# ---------------------------------------------------------------- cancel
+@router.get("/{session_id}/annuler")
+async def cancel_form(request: Request, session_id: str) -> Response:
+    await require_secretariat(request)
+    view = await _session(request, session_id)
+    if isinstance(view, Response):
+        return view
+    return await render(request, "admin_session_cancel.html", s=view, values={"reason": ""})
+
+
+@router.post("/{session_id}/annuler")
+async def cancel(request: Request, session_id: str) -> Response:
+    actor = await require_secretariat(request)
+    view = await _session(request, session_id)
+    if isinstance(view, Response):
+        return view
+    reason = (await read_form(request)).get("reason", "").strip()
+    req, errors = validate(CancelSession, {"actor_id": actor.member_id, "session_id": session_id, "reason": reason},
+                           limits={"reason": 1000},
+                           messages={"reason": "Indiquez le motif de l'annulation (au moins 3 caractères) : les "
+                                               "membres inscrits le recevront."} if len(reason) < 3 else None)
+    if req is None:
+        return await render(request, "admin_session_cancel.html", status_code=422, s=view,
+                            values={"reason": reason}, errors={"reason": _sentence(next(iter(errors.values())))})
+    try:
+        cancelled = await rpc(request).call("forum", "cancel-session", req, SessionView)
+    except RpcError as exc:
+        if exc.code == ErrorCode.INVALID:
+            return await render(request, "admin_session_cancel.html", status_code=422, s=view,
+                                values={"reason": reason}, errors={"reason": _sentence(exc.error.message)})
+        return await rpc_error_page(request, exc, actions=[(f"/seances/{session_id}", "Voir la séance"), *LIST_BACK])
+    told = cancelled.confirmed_count + cancelled.waitlist_count
+    session_of(request).set_flash("success", f"La séance « {cancelled.title} » est annulée."
+                                  + (f" {told} membre{'s' if told > 1 else ''} inscrit{'s' if told > 1 else ''} "
+                                     "ou en liste d'attente en sont informés par courriel." if told else ""))
+    return RedirectResponse(f"/seances/{session_id}", status_code=303)
+
+
+# ---------------------------------------------------------------- participants and check-in
+def check_in_open(view: SessionView, now: datetime) -> bool:
+    return (view.status != "cancelled" and view.starts_at - CHECK_IN_OPENS_BEFORE <= now
+            <= view.ends_at + CHECK_IN_CLOSES_AFTER)
+
+
+async def participants_page(request: Request, actor: MemberView, session_id: str, *, status_code: int = 200,
+                            error: str | None = None, walk_in_error: str | None = None,
+                            walk_in_value: str = "") -> Response:
+    if not valid_session_id(session_id):
+        return await unknown_session(request)
+    client = rpc(request)
+    try:
+        rsvps = await client.call("forum", "list-rsvps", ListRsvps(actor_id=actor.member_id, session_id=session_id),
+                                  RsvpList, timeout=30)
+    except RpcError as exc:
+        if exc.code == ErrorCode.NOT_FOUND:
+            return await unknown_session(request)
+        raise
+    now = datetime.now(UTC)
+    open_ = check_in_open(rsvps.session, now)
+    walk_ins: list[MemberView] = []
+    if open_:
+        present = {a.member_id for a in rsvps.attendees}
+        approved = await client.call("registry", "list-members", ListMembers(
+            actor_id=actor.member_id, status=MemberStatus.APPROVED), MemberList, timeout=30)
+        walk_ins = sorted((m for m in approved.members if m.member_id not in present),
+                          key=lambda m: (m.full_name.casefold(), m.member_id))
+    errors = {}
+    if error:
+        errors[ROOT] = error
+    if walk_in_error:
+        errors["member_id"] = walk_in_error
+    return await render(request, "admin_session_participants.html", status_code=status_code, s=rsvps.session,
+                        rsvps=rsvps, check_in_open=open_, walk_ins=walk_ins, errors=errors,
+                        values={"member_id": walk_in_value}, now=now)
+
+
+@router.get("/{session_id}/participants")
+async def participants(request: Request, session_id: str) -> Response:
+    actor = await require_secretariat(request)
+    return await participants_page(request, actor, session_id)
+
+
+@router.post("/{session_id}/emargement")
+async def check_in(request: Request, session_id: str) -> Response:
+    """Mark a member present ("Présent·e", or a walk-in chosen in the list), or take it back."""
+    actor = await require_secretariat(request)
+    if not valid_session_id(session_id):
+        return await unknown_session(request)
+    form = await read_form(request)
+    member_id = form.get("member_id", "").strip()
+    present = form.get("present", "1") != "0"
+    walk_in = form.get("walk_in") == "1"
+    if not member_id or len(member_id) > 36:
+        return await participants_page(request, actor, session_id, status_code=422,
+                                       walk_in_error="Choisissez le membre à enregistrer comme présent·e.")
+    try:
+        done = await rpc(request).call("forum", "check-in", CheckIn(
+            actor_id=actor.member_id, session_id=session_id, member_id=member_id, present=present),
+            AttendanceView, timeout=30)
+    except RpcError as exc:
+        if exc.code == ErrorCode.NOT_FOUND:
+            return await unknown_session(request)
+        if exc.code in (ErrorCode.UNAVAILABLE, ErrorCode.INTERNAL):
+            raise
+        status = HTTP_STATUS.get(exc.code, 409)
+        if exc.field == "member_id" and walk_in:
+            return await participants_page(request, actor, session_id, status_code=status,
+                                           walk_in_error=_sentence(exc.error.message), walk_in_value=member_id)
+        return await participants_page(request, actor, session_id, status_code=status,
+                                       error=_sentence(exc.error.message))
+    total = done.counts.total
+    what = "Présence enregistrée" if present else "Présence retirée"
+    extra = " (venu·e sans inscription)" if present and done.walk_in else ""
+    session_of(request).set_flash("success", f"{what}{extra} : {total} présent{'s' if total > 1 else ''} au total.")
+    return RedirectResponse(f"/secretariat/seances/{session_id}/participants", status_code=303)
+
+
+def _cell(value: object) -> str:
+    """A CSV cell that a spreadsheet will not run as a formula."""
+    text = "" if value is None else str(value)
+    return "'" + text if _CSV_FORMULA.match(text) else text
+
+
+@router.get("/{session_id}/participants.csv")
+async def participants_csv(request: Request, session_id: str) -> Response:
+    """UTF-8 with a BOM and `;` separators: what French spreadsheets open as is."""
+    actor = await require_secretariat(request)
+    if not valid_session_id(session_id):
+        return await unknown_session(request)
+    try:
+        rsvps = await rpc(request).call("forum", "list-rsvps", ListRsvps(actor_id=actor.member_id,
+                                                                         session_id=session_id), RsvpList, timeout=30)
+    except RpcError as exc:
+        if exc.code == ErrorCode.NOT_FOUND:
+            return await unknown_session(request)
+        raise
+    present = {a.member_id: a for a in rsvps.attendees}
+    out = io.StringIO()
+    w = csv.writer(out, delimiter=";", lineterminator="\r\n")
+    w.writerow(["Réponse", "Rang sur la liste d'attente", "Nom", "Organisation", "Collège", "Identifiant public",
+                "Répondu le (heure de Paris)", "Présent·e", "Venu·e sans inscription"])
+
+    def college(c: object) -> str:
+        return COLLEGE_LABELS.get(c, "") if c else ""  # type: ignore[call-overload]
+
+    for entry in [*rsvps.confirmed, *rsvps.waitlisted, *rsvps.declined]:
+        a = present.get(entry.member_id)
+        w.writerow([_cell(RSVP_STATE_LABELS[entry.state]), entry.waitlist_position or "", _cell(entry.full_name),
+                    _cell(entry.organisation), college(entry.college), _cell(entry.public_id or ""),
+                    local_input(entry.responded_at).replace("T", " "), "oui" if a else "non",
+                    "oui" if a and a.walk_in else "non"])
+    answered = {e.member_id for e in [*rsvps.confirmed, *rsvps.waitlisted, *rsvps.declined]}
+    for a in rsvps.attendees:
+        if a.member_id not in answered:
+            w.writerow(["Sans réponse", "", _cell(a.full_name), _cell(a.organisation), college(a.college),
+                        _cell(a.public_id or ""), "", "oui", "oui" if a.walk_in else "non"])
+    start = as_paris(rsvps.session.starts_at)
+    assert start is not None
+    filename = f"participants-seance-{start:%Y-%m-%d}-{session_id[:8]}.csv"
+    return Response(("\ufeff" + out.getvalue()).encode("utf-8"), media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
