@@ -69,24 +69,10 @@ def sha256_rate(seconds: float = 1.0) -> dict[str, float]:
 
 
 # ---------------------------------------------------------------- infrastructure
-@contextmanager
-def nats_server() -> Iterator[str]:
-    from services.launcher import free_port, nats_server_binary, port_open
+def nats_server():  # noqa: ANN201 - the launcher's context manager
+    from services.launcher import throwaway_nats
 
-    port = free_port()
-    with tempfile.TemporaryDirectory(prefix="bench-ledger-nats-") as store:
-        proc = subprocess.Popen([nats_server_binary(), "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", store],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            deadline = time.monotonic() + 15
-            while not port_open(port):
-                if time.monotonic() > deadline:
-                    raise TimeoutError("nats-server did not start")
-                time.sleep(0.05)
-            yield f"nats://127.0.0.1:{port}"
-        finally:
-            proc.terminate()
-            proc.wait(timeout=10)
+    return throwaway_nats("bench-ledger-nats-")
 
 
 @contextmanager

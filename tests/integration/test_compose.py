@@ -19,7 +19,6 @@ import re
 import shlex
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -878,21 +877,10 @@ def test_healthcheck_fails_without_nats_or_without_the_service(private_nats: str
 @pytest.fixture(scope="module")
 def private_nats() -> Iterator[str]:
     """A nats-server of its own: a stray registry must never join the shared forum's queue group."""
-    from services.launcher import free_port, nats_server_binary, port_open
+    from services.launcher import throwaway_nats
 
-    port = free_port()
-    with tempfile.TemporaryDirectory(prefix="compose-nats-") as store:
-        proc = subprocess.Popen([nats_server_binary(), "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", store],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            for _ in range(300):
-                if port_open(port):
-                    break
-                time.sleep(0.05)
-            yield f"nats://127.0.0.1:{port}"
-        finally:
-            proc.terminate()
-            proc.wait(timeout=10)
+    with throwaway_nats("compose-nats-") as url:
+        yield url
 
 
 @pytest.fixture
