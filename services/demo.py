@@ -11,7 +11,6 @@ import re
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 from faststream.nats import NatsBroker
 
@@ -24,9 +23,9 @@ from shared.contracts.common import ErrorCode
 from shared.contracts.forum import (
     AnswerRsvp, AttendanceView, CancelSession, CheckIn, CreateSession, RsvpView, SessionView,
 )
+from shared.clock import PARIS
 from shared.rpc_client import RpcClient, RpcError
 
-PARIS = ZoneInfo("Europe/Paris")
 SECRETARIAT_EMAIL = "secretariat@forum-ouvert.example"
 PUBLIC, CIVIL, CITIZEN = College.PUBLIC_ACTOR, College.CIVIL_SOCIETY, College.CITIZEN
 # (name, organisation, college) — fictitious people, real kinds of organisations of the forum.

@@ -3,14 +3,13 @@ feed) and notifications (attachments), so every copy of a session has the same U
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
-from zoneinfo import ZoneInfo
 
 from icalendar import Calendar, Event, vText
 
+from shared.clock import PARIS
+
 from shared.contracts.forum import KIND_LABELS, SessionInfo, SessionKind, SessionStatus
 
-PARIS = ZoneInfo("Europe/Paris")
 PRODID = "-//CESE//Forum ouvert//FR"
 
 
@@ -67,7 +66,3 @@ def sessions_feed(sessions: Iterable[SessionInfo], public_url: str) -> bytes:
         cal.add_component(_event(s, public_url))
     cal.add_missing_timezones()
     return cal.to_ical()
-
-
-def paris(dt: datetime) -> datetime:
-    return dt.astimezone(PARIS)

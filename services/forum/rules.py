@@ -7,8 +7,10 @@ are given are the truth at that instant.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TypeVar
+
+from shared.clock import as_utc
 
 from shared.contracts.forum import RsvpAnswer, RsvpState, SessionPhase, SessionStatus
 from shared.contracts.registry import College, Role
@@ -21,10 +23,6 @@ CHECK_IN_OPENS_BEFORE = timedelta(hours=24)   # check-in opens on the day
 CHECK_IN_CLOSES_AFTER = timedelta(days=7)     # and stays open a week for corrections
 NO_COLLEGE = "none"
 TIME_OR_PLACE = ("starts_at", "ends_at", "place", "online_url")
-
-
-def as_utc(dt: datetime) -> datetime:
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
 # ---------------------------------------------------------------- who may do what

@@ -7,14 +7,13 @@ from datetime import datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import aiosmtplib
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
+from shared.clock import PARIS
 from shared.settings import Settings
 
-PARIS = ZoneInfo("Europe/Paris")
 SUBJECTS = {
     "verify_email": "Confirmez votre adresse électronique — Forum ouvert",
     "sign_in": "Votre lien de connexion — Forum ouvert",

@@ -11,7 +11,8 @@ from sqlmodel import col, delete, select
 from services.notifications import mail
 from services.notifications.handlers import log, queue_mail, svc
 from services.notifications.models import NoticeSeat, NoticeSession
-from shared.calendar import paris, session_ics
+from shared.calendar import session_ics
+from shared.clock import as_paris as paris
 from shared.contracts.forum import (
     KIND_LABELS, RsvpConfirmed, RsvpDeclined, RsvpPromoted, RsvpWaitlisted, RsvpWithdrawn, SessionCancelled,
     SessionInfo, SessionKind, SessionScheduled, SessionStatus, SessionUpdated,

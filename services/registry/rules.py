@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+
+from shared.clock import as_utc
 
 from shared.contracts.registry import STATUS_LABELS, MemberStatus, Role
 from shared.errors import Conflict, Expired, Forbidden, Invalid
@@ -26,11 +28,6 @@ def hash_token(token: str) -> str:
 
 def token_expiry(now: datetime, ttl_seconds: int) -> datetime:
     return now + timedelta(seconds=ttl_seconds)
-
-
-def as_utc(dt: datetime) -> datetime:
-    # SQLite returns naive datetimes; everything we store is UTC.
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
 def check_token_usable(*, purpose: str, expected: str, expires_at: datetime, used_at: datetime | None,

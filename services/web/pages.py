@@ -6,10 +6,9 @@ CSRF token, the one-time flash message, and the labels of statuses and colleges.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from fastapi.responses import HTMLResponse
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, select_autoescape
@@ -18,13 +17,14 @@ from starlette.requests import Request
 from shared.contracts.common import ErrorBody, ErrorCode
 from shared.contracts.forum import KIND_LABELS, RSVP_STATE_LABELS, THEME_LABELS
 from shared.contracts.registry import COLLEGE_LABELS, GetMember, MemberStatus, MemberView, Role
+from shared import clock
 from shared.logging import get_logger
 from shared.rpc_client import RpcClient, RpcError
 from shared.settings import Settings
 from services.web.security import SessionCodec, SlidingWindowLimiter, session_of
 
 log = get_logger(__name__)
-PARIS = ZoneInfo("Europe/Paris")
+PARIS = clock.PARIS
 DEFAULT_THEME = Path(__file__).parent / "theme"
 
 STATUS_LABELS = {
@@ -99,11 +99,7 @@ def rpc(request: Request) -> RpcClient:
 
 # ---------------------------------------------------------------- templates
 def as_paris(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    if value.tzinfo is None:  # the services store UTC; SQLite drops the zone
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(PARIS)
+    return None if value is None else clock.as_paris(value)
 
 
 def paris(value: datetime | None, fmt: str = "%d/%m/%Y à %H:%M") -> str:
