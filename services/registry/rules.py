@@ -50,7 +50,7 @@ def check_decidable(status: MemberStatus) -> None:
     if status == MemberStatus.PENDING_VERIFICATION:
         raise Conflict("Ce membre n'a pas encore confirmé son adresse électronique.")
     if status != MemberStatus.PENDING_APPROVAL:
-        raise Conflict(f"Cette inscription a déjà été traitée (statut : {STATUS_LABELS[MemberStatus(status)]}).")
+        raise Conflict(f"Cette inscription a déjà été traitée (statut : {STATUS_LABELS[MemberStatus(status)].lower()}).")
 
 
 def can_sign_in(status: MemberStatus) -> bool:

@@ -16,7 +16,7 @@ from starlette.requests import Request
 
 from shared.contracts.common import ErrorBody, ErrorCode
 from shared.contracts.forum import KIND_LABELS, RSVP_STATE_LABELS, THEME_LABELS
-from shared.contracts.registry import COLLEGE_LABELS, GetMember, MemberStatus, MemberView, Role
+from shared.contracts.registry import COLLEGE_LABELS, STATUS_LABELS, GetMember, MemberStatus, MemberView, Role
 from shared import clock
 from shared.logging import get_logger
 from shared.rpc_client import RpcClient, RpcError
@@ -27,13 +27,6 @@ log = get_logger(__name__)
 PARIS = clock.PARIS
 DEFAULT_THEME = Path(__file__).parent / "theme"
 
-STATUS_LABELS = {
-    MemberStatus.PENDING_VERIFICATION: "En attente de confirmation",
-    MemberStatus.PENDING_APPROVAL: "En attente de validation",
-    MemberStatus.APPROVED: "Membre validé·e",
-    MemberStatus.REJECTED: "Refusé",
-    MemberStatus.ERASED: "Supprimé",
-}
 # DSFR badge flavours, by status (the theme maps them to its own classes if it wants).
 STATUS_KINDS = {
     MemberStatus.PENDING_VERIFICATION: "info",

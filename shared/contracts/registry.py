@@ -33,11 +33,11 @@ class MemberStatus(StrEnum):
 
 
 STATUS_LABELS = {
-    MemberStatus.PENDING_VERIFICATION: "en attente de confirmation de l'adresse",
-    MemberStatus.PENDING_APPROVAL: "en attente de validation",
-    MemberStatus.APPROVED: "membre validé·e",
-    MemberStatus.REJECTED: "inscription refusée",
-    MemberStatus.ERASED: "compte supprimé",
+    MemberStatus.PENDING_VERIFICATION: "En attente de confirmation",
+    MemberStatus.PENDING_APPROVAL: "En attente de validation",
+    MemberStatus.APPROVED: "Membre validé·e",
+    MemberStatus.REJECTED: "Refusé",
+    MemberStatus.ERASED: "Supprimé",
 }
 
 
