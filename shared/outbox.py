@@ -8,7 +8,6 @@ consumers' inboxes ignore. Consumers record processed event ids in `inbox` in th
 from __future__ import annotations
 
 import asyncio
-import json
 from datetime import datetime
 from collections.abc import Callable
 from typing import Any
@@ -154,7 +153,3 @@ class OutboxRelay:
         if dupes:
             log.info("outbox re-published rows dropped by JetStream dedupe", duplicates=dupes)
         return len(rows)
-
-
-def decode_payload(payload: str) -> dict[str, Any]:
-    return json.loads(payload)

@@ -124,9 +124,6 @@ class Service:
             req_model = next(iter(inspect.signature(fn).parameters.values())).annotation
             if isinstance(req_model, str):
                 req_model = fn.__globals__[req_model]
-            ret = inspect.signature(fn).return_annotation
-            if isinstance(ret, str):
-                ret = eval(ret, fn.__globals__)  # noqa: S307 - our own annotations
             service = self
 
             async def handler(body: req_model, msg: NatsMessage) -> dict[str, Any]:  # type: ignore[valid-type]
