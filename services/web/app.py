@@ -26,7 +26,9 @@ from shared.settings import Settings, get_settings
 from services.web.pages import (
     ERROR_TITLES, SignInRequired, Web, error_page, make_environment, rpc_error_page, static_folder,
 )
-from services.web.routes import auth, dev, ledger, member, public, secretariat, sessions, sessions_admin
+from services.web.routes import (
+    auth, decisions, decisions_admin, dev, ledger, member, public, record, secretariat, sessions, sessions_admin, votes,
+)
 from services.web.security import (
     COOKIE_NAME, CSRF_FIELD, SECURITY_HEADERS, CsrfError, SessionCodec, SlidingWindowLimiter,
     client_address, secret_key, session_of, valid_request_id,
@@ -103,7 +105,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.web = state
 
     # ------------------------------------------------------------ routes and static files
-    for module in (public, auth, member, secretariat, sessions, sessions_admin, dev):
+    for module in (public, auth, member, secretariat, sessions, sessions_admin, decisions, decisions_admin, votes,
+                   record, dev):
         app.include_router(module.router)
     app.include_router(public.health_router)
     app.include_router(ledger.router)  # the public record's JSON/text API (errors stay JSON)

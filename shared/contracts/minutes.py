@@ -9,6 +9,7 @@ Request/reply subjects `rpc.minutes.<op>`:
 | `ledger-entries`     | `ListEntries`      | `LedgerEntries`      |
 | `ledger-inclusion`   | `GetInclusionProof`| `InclusionProof`     |
 | `ledger-consistency` | `GetConsistencyProof` | `ConsistencyProof` |
+| `ledger-locate`      | `LocateEntries`    | `EntryLocations`     |
 
 The reply models of entries and proofs are also the public HTTP response bodies of
 `GET /ledger/entries` and `GET /ledger/proof/...` (issue 4): field names are a stable public API.
@@ -40,6 +41,7 @@ OP_KEY = "ledger-key"
 OP_ENTRIES = "ledger-entries"
 OP_INCLUSION = "ledger-inclusion"
 OP_CONSISTENCY = "ledger-consistency"
+OP_LOCATE = "ledger-locate"
 SERVICE = "minutes"
 
 
@@ -65,6 +67,13 @@ class GetInclusionProof(Request):
 class GetConsistencyProof(Request):
     first: Index
     second: Index
+
+
+class LocateEntries(Request):
+    """Where the records carried by these events are in the log (e.g. a decision page links to its
+    leaf). Unknown ids are left out of the reply: not yet appended, or not a public fact."""
+
+    event_ids: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(min_length=1, max_length=100)
 
 
 # ---------------------------------------------------------------- replies (= public HTTP bodies)
@@ -103,3 +112,14 @@ class ConsistencyProof(BaseModel):
     first: int
     second: int
     hashes: list[str] = Field(description="RFC 9162 consistency proof, base64 SHA-256 hashes.")
+
+
+class EntryLocation(BaseModel):
+    event_id: str
+    index: int
+    type: str = Field(description="The record type, e.g. `decision.recorded`.")
+
+
+class EntryLocations(BaseModel):
+    locations: list[EntryLocation]
+    size: int = Field(description="Current size of the log (the latest checkpoint may be smaller).")
