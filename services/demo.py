@@ -23,6 +23,11 @@ from shared.contracts.common import ErrorCode
 from shared.contracts.forum import (
     AnswerRsvp, AttendanceView, CancelSession, CheckIn, CreateSession, RsvpView, SessionView,
 )
+from shared.contracts.decisions import (
+    CastBallot, CloseVote, CommitmentView, DecisionView, FollowUpStatus, HandCount, Method, OpenVote, Outcome,
+    RecordDecision, Rule, RuleView, SaveCommitment, SetRule, UpdateFollowUp, VoteView, BallotView,
+)
+from shared.majority_judgment import Grade
 from shared.clock import PARIS
 from shared.rpc_client import RpcClient, RpcError
 
@@ -177,9 +182,98 @@ async def _sessions(rpc: RpcClient, sec: str, approved: list[str]) -> str:
     for m in approved[:11]:
         await rpc.call("forum", "check-in", CheckIn(actor_id=sec, session_id=past.session_id, member_id=m),
                        AttendanceView)
+    decisions = await _decisions(rpc, sec, past.session_id, plenary.session_id, approved[:11])
     return ("5 séances : une plénière passée avec émargement, une plénière et un groupe de travail à venir "
             "(complet, avec liste d'attente), un groupe dont les réponses ne sont pas encore ouvertes, "
-            "une séance annulée.")
+            f"une séance annulée.\n{decisions}")
+
+
+# The seven main measures of the 2024-2026 national action plan (the plan counts 17 commitments;
+# the secretariat adds the others from its own list).
+COMMITMENTS = [
+    ("1", "Réaliser un état des lieux des démarches de participation et d'innovation démocratique"),
+    ("2", "Former les agents publics aux méthodes de l'intelligence collective et à la participation citoyenne"),
+    ("3", "Mettre en place et animer dans la durée un forum ouvert entre acteurs publics et société civile"),
+    ("4", "Définir un cadre pour un statut du citoyen participant, en collaboration avec le CESE"),
+    ("5", "Concevoir une « fresque de la démocratie » pour les établissements scolaires"),
+    ("6", "Déployer le baromètre de l'action publique auprès de tous les Français"),
+    ("7", "Développer et massifier les consultations citoyennes avec l'application Agora"),
+]
+VOTE_OPTIONS = ["Participation citoyenne dans les territoires", "Transparence de la commande publique",
+                "Données ouvertes de santé"]
+# Grades the attendees give the three options (one ballot per attendee, in order).
+BALLOTS = [
+    ("tres_bien", "bien", "passable"), ("excellent", "assez_bien", "bien"), ("bien", "bien", "insuffisant"),
+    ("tres_bien", "passable", "bien"), ("assez_bien", "tres_bien", "passable"), ("bien", "excellent", "a_rejeter"),
+    ("tres_bien", "bien", "assez_bien"), ("passable", "assez_bien", "tres_bien"), ("bien", "insuffisant", "bien"),
+    ("excellent", "bien", "passable"),
+]
+
+
+async def _decisions(rpc: RpcClient, sec: str, past_id: str, upcoming_id: str, attendees: list[str]) -> str:
+    """The forum's rules, the plan's main commitments, decisions of the past plenary (one corrected,
+    with follow-up), a closed majority-judgment vote, and a vote still open on the next plenary."""
+    await rpc.call("forum", "set-rule", SetRule(actor_id=sec, rule=Rule(
+        kind="plenary", quorum={PUBLIC: 3, CIVIL: 3}, double_majority=True)), RuleView)
+    await rpc.call("forum", "set-rule", SetRule(actor_id=sec, rule=Rule(
+        kind="working_group", quorum={PUBLIC: 1, CIVIL: 1})), RuleView)
+    for code, title in COMMITMENTS:
+        await rpc.call("forum", "save-commitment", SaveCommitment(actor_id=sec, code=code, title=title),
+                       CommitmentView)
+
+    async def record(**fields: object) -> DecisionView:
+        return await rpc.call("forum", "record-decision", RecordDecision(actor_id=sec, session_id=past_id, **fields),
+                              DecisionView)
+
+    rules = await record(
+        agenda_position=3, title="Adoption des règles de fonctionnement du forum ouvert", method=Method.SHOW_OF_HANDS,
+        outcome=Outcome.ADOPTED, commitment_code="3",
+        hands={PUBLIC: HandCount(in_favour=6, abstain=1), CIVIL: HandCount(in_favour=3, against=1)},
+        text="Le forum ouvert adopte ses règles de fonctionnement :\n\n"
+             "1. il se réunit en séance plénière au moins deux fois par an ;\n"
+             "2. ses décisions en plénière requièrent un quorum de **trois membres** dans le collège des acteurs "
+             "publics et dans celui des organisations de la société civile, et une *double majorité* ;\n"
+             "3. ses comptes rendus sont publiés au registre public.")
+    groups = await record(
+        agenda_position=4, title="Constitution de trois groupes de travail thématiques", method=Method.CONSENSUS,
+        outcome=Outcome.ADOPTED, commitment_code="3",
+        text="Le forum constitue trois groupes de travail : **santé**, **transition écologique et planification**, "
+             "**éducation**. Chaque groupe désigne deux co-animateurs, l'un acteur public, l'autre issu de la "
+             "société civile.")
+    corrected = await record(
+        agenda_position=4, title="Constitution de quatre groupes de travail thématiques", method=Method.CONSENSUS,
+        outcome=Outcome.ADOPTED, commitment_code="3", supersedes=groups.decision.decision_id,
+        text="Correction du relevé de décision : le forum constitue **quatre** groupes de travail — santé, "
+             "transition écologique et planification, éducation, et **données ouvertes et numérique**.")
+    await record(
+        agenda_position=2, title="Calendrier de l'état des lieux des démarches de participation",
+        method=Method.CONSENSUS, outcome=Outcome.DEFERRED, commitment_code="1",
+        text="Le calendrier sera arrêté à la prochaine plénière, après consultation des groupes de travail.")
+    for status, note in ((FollowUpStatus.IN_PROGRESS, "Règlement intérieur en cours de rédaction par le secrétariat."),
+                         (FollowUpStatus.DONE, "Règlement intérieur publié sur le site du forum.")):
+        await rpc.call("forum", "update-follow-up", UpdateFollowUp(actor_id=sec, decision_id=rules.decision.decision_id,
+                                                                  status=status, note=note), DecisionView)
+    await rpc.call("forum", "update-follow-up", UpdateFollowUp(
+        actor_id=sec, decision_id=corrected.decision.decision_id, status=FollowUpStatus.IN_PROGRESS,
+        note="Les co-animateurs des quatre groupes sont en cours de désignation."), DecisionView)
+
+    now = datetime.now(UTC)
+    vote = await rpc.call("forum", "open-vote", OpenVote(
+        actor_id=sec, session_id=past_id, agenda_position=4, eligibility="attendees",
+        question="Thème du prochain atelier ouvert du forum", options=VOTE_OPTIONS,
+        opens_at=now, closes_at=now + timedelta(days=7)), VoteView)
+    for member, grades in zip(attendees, BALLOTS):
+        await rpc.call("forum", "cast-ballot", CastBallot(actor_id=member, vote_id=vote.vote.vote_id, grades={
+            i: Grade(g) for i, g in enumerate(grades, start=1)}), BallotView)
+    closed = await rpc.call("forum", "close-vote", CloseVote(actor_id=sec, vote_id=vote.vote.vote_id), VoteView)
+    await rpc.call("forum", "open-vote", OpenVote(
+        actor_id=sec, session_id=upcoming_id, agenda_position=1, question="Priorité des engagements à suivre en 2027",
+        options=[t for _, t in COMMITMENTS[:4]], opens_at=now, closes_at=now + timedelta(days=9)), VoteView)
+    winner = next((o.label for o in (closed.result.options if closed.result else [])
+                   if o.option_id == (closed.result.winner_option_id if closed.result else None)), "aucune")
+    return (f"5 décisions (dont une corrigée), {len(COMMITMENTS)} engagements du plan d'action, les règles du forum ; "
+            f"un vote clos au jugement majoritaire ({len(BALLOTS)} bulletins, option retenue : « {winner} ») et un "
+            "vote ouvert sur la prochaine plénière.")
 
 
 def fill(stack: Stack) -> str:
