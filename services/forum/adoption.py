@@ -56,7 +56,7 @@ def check_rule(rule: Rule, method: Method, present: Mapping[College, int],
     quorum = quorum_lines(rule, present)
     quorum_met = all(q.met for q in quorum)
     parts = ["Quorum atteint" if quorum_met else "Quorum non atteint (" + ", ".join(
-        f"{q.present} présents sur {q.required} requis chez les {COLLEGE_LABELS[q.college].lower()}" for q in quorum if not q.met) + ")"] if quorum else \
+        f"{_plural(q.present, 'présent')} sur {q.required} requis chez les {COLLEGE_LABELS[q.college].lower()}" for q in quorum if not q.met) + ")"] if quorum else \
         ["Pas de quorum requis"]
     majority: list[MajorityLine] = []
     majority_met: bool | None = None

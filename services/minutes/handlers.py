@@ -3,10 +3,11 @@
 `build_service()` makes a fresh `Service` with everything registered (the app module keeps one;
 tests build their own with their own settings):
 
-- one durable consumer per public fact in `records.RECORDERS` (today `registry.member.approved`),
-  appending its record to the log in the same transaction as the inbox row;
-- RPCs `ledger-checkpoint`, `ledger-key`, `ledger-entries`, `ledger-inclusion`, `ledger-consistency`
-  (contracts in `shared/contracts/minutes.py`);
+- one durable consumer per public fact in `records.RECORDERS` (`registry.member.approved`, the
+  forum's session, decision, vote and rule facts), appending its record to the log in the same
+  transaction as the inbox row;
+- RPCs `ledger-checkpoint`, `ledger-key`, `ledger-entries`, `ledger-inclusion`, `ledger-consistency`,
+  `ledger-locate` (contracts in `shared/contracts/minutes.py`);
 - a background signer: as soon as the tree grows it signs a checkpoint, at most one per
   `ledger_checkpoint_interval` seconds (it also signs the empty tree at first start, so
   `/ledger/checkpoint` always answers).
@@ -23,9 +24,9 @@ from services.minutes.records import RECORDERS, Recorder, record_of
 from services.minutes.settings import MinutesSettings
 from shared.contracts.common import ErrorCode
 from shared.contracts.minutes import (
-    OP_CHECKPOINT, OP_CONSISTENCY, OP_ENTRIES, OP_INCLUSION, OP_KEY, ConsistencyProof, GetCheckpoint,
-    GetConsistencyProof, GetInclusionProof, GetVerifierKey, InclusionProof, LedgerCheckpoint, LedgerEntries,
-    LedgerKey, ListEntries,
+    OP_CHECKPOINT, OP_CONSISTENCY, OP_ENTRIES, OP_INCLUSION, OP_KEY, OP_LOCATE, ConsistencyProof, EntryLocation,
+    EntryLocations, GetCheckpoint, GetConsistencyProof, GetInclusionProof, GetVerifierKey, InclusionProof,
+    LedgerCheckpoint, LedgerEntries, LedgerKey, ListEntries, LocateEntries,
 )
 from shared.envelope import Envelope
 from shared.errors import DomainError
@@ -138,6 +139,14 @@ def build_service(settings: Settings | None = None, minutes_settings: MinutesSet
         async with svc.db.session() as s:
             hashes = await store.prove_consistency(s, req.first, req.second)
         return ConsistencyProof(first=req.first, second=req.second, hashes=[store.b64(h) for h in hashes])
+
+    @svc.rpc(OP_LOCATE)
+    async def ledger_locate(req: LocateEntries, cmd: Command) -> EntryLocations:
+        """Leaf index and record type of the records these events carried (unknown ids left out), and
+        the current size of the log."""
+        async with svc.db.session() as s:
+            rows, size = await store.locate(s, req.event_ids)
+        return EntryLocations(locations=[EntryLocation(event_id=e, index=i, type=k) for e, i, k in rows], size=size)
 
     # ------------------------------------------------------------ checkpoints and health
     svc.background(ledger.run_signer)

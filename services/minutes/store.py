@@ -199,6 +199,16 @@ async def read_entries(session: AsyncSession, start: int, end: int, limit: int =
     return out
 
 
+async def locate(session: AsyncSession, event_ids: Sequence[str]) -> tuple[list[tuple[str, int, str]], int]:
+    """`(event_id, leaf index, record type)` of each of these events that is in the log, in log order
+    (one query on the UNIQUE `event_id`; unknown ids left out), and the current size of the log."""
+    ids = list(dict.fromkeys(event_ids))
+    stmt = (select(EntryRow.event_id, EntryRow.leaf_index, EntryRow.kind)
+            .where(col(EntryRow.event_id).in_(ids)).order_by(col(EntryRow.leaf_index)))
+    rows = [(str(e), int(i), str(k)) for e, i, k in (await session.exec(stmt)).all()] if ids else []
+    return rows, (await read_head(session)).size
+
+
 async def _check_size(session: AsyncSession, size: int, field: str) -> None:
     current = (await read_head(session)).size
     if size > current:

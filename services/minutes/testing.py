@@ -11,7 +11,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +24,14 @@ from services.minutes import store
 from services.minutes.handlers import PublicRecord, build_service
 from services.minutes.settings import MinutesSettings
 from shared.contracts.minutes import SERVICE, GetCheckpoint, LedgerCheckpoint
+from shared.contracts.decisions import (
+    DecisionInfo, DecisionRecorded, Eligibility, GradeCount, HandCount, MajorityLine, Method, OptionResult,
+    Outcome, QuorumLine, Rule, RuleCheck, VoteClosed, VoteInfo, VoteOption, VoteResult,
+)
+from shared.contracts.forum import SessionInfo, SessionKind, SessionStatus, Theme
 from shared.contracts.registry import College, MemberApproved
 from shared.envelope import Envelope, make_event
+from shared.majority_judgment import GRADES, Grade, majority_grade, merit_profile, rank, winner
 from shared.migrations import upgrade
 from shared.rpc_client import RpcClient
 from shared.service import Service
@@ -39,6 +45,71 @@ def approved_event(public_id: str | None = None, college: College | None = Colle
     if occurred_at is not None:
         env.occurred_at = occurred_at
     return env
+
+
+T0 = datetime(2026, 3, 5, 14, 0, tzinfo=UTC)
+
+
+def session_info(**kw: Any) -> SessionInfo:
+    """A plausible public session (fields overridable)."""
+    base: dict[str, Any] = dict(
+        session_id="s-1", revision=0, status=SessionStatus.SCHEDULED, title="Plénière de printemps",
+        kind=SessionKind.PLENARY, theme=Theme.OPEN_DATA, description="Point d'étape du plan d'action.",
+        starts_at=T0, ends_at=T0 + timedelta(hours=2), place="CESE, Paris", online_url=None, capacity=80,
+        rsvp_opens_at=T0 - timedelta(days=10), rsvp_closes_at=T0 - timedelta(days=1),
+        agenda=["Ouverture", "Engagement 5"], updated_at=T0 - timedelta(days=20))
+    return SessionInfo(**{**base, **kw})
+
+
+def decision_event(decision_id: str = "d-1", **kw: Any) -> Envelope[Any]:
+    """A `forum.decision.recorded` event: a show of hands under a double majority, quorum met."""
+    rule = Rule(kind=SessionKind.PLENARY, quorum={College.PUBLIC_ACTOR: 2, College.CIVIL_SOCIETY: 3},
+                double_majority=True)
+    hands = {College.PUBLIC_ACTOR: HandCount(in_favour=3, against=1),
+             College.CIVIL_SOCIETY: HandCount(in_favour=5, against=2, abstain=1),
+             College.CITIZEN: HandCount(in_favour=1, against=1)}
+    check = RuleCheck(
+        rule=rule, quorum_met=True, majority_met=True, met=True,
+        quorum=[QuorumLine(college=College.PUBLIC_ACTOR, required=2, present=4, met=True),
+                QuorumLine(college=College.CIVIL_SOCIETY, required=3, present=8, met=True)],
+        majority=[MajorityLine(side=None, in_favour=9, against=4, abstain=1, met=True),
+                  MajorityLine(side="public", in_favour=3, against=1, abstain=0, met=True),
+                  MajorityLine(side="civil", in_favour=6, against=3, abstain=1, met=True)],
+        summary="Quorum atteint ; 9 voix pour, 4 contre, 1 abstention ; double majorité atteinte.")
+    base: dict[str, Any] = dict(
+        decision_id=decision_id, number="2026-001", session_id="s-1", session_title="Plénière de printemps",
+        session_kind=SessionKind.PLENARY, agenda_position=2, agenda_text="Engagement 5",
+        title="Publication des avis du forum", text="Le forum **adopte** la publication.",
+        outcome=Outcome.ADOPTED, method=Method.SHOW_OF_HANDS, hands=hands, rule_check=check,
+        recorded_at=T0 + timedelta(hours=1))
+    return make_event(DecisionRecorded(decision=DecisionInfo(**{**base, **kw})), producer="forum")
+
+
+def vote_closed_event(vote_id: str = "v-1", ballots: list[list[Grade]] | None = None,
+                      decision_id: str = "d-2") -> Envelope[Any]:
+    """A `forum.vote.closed` event whose result is tallied by majority judgment from `ballots`
+    (one list of grades per ballot, one grade per option)."""
+    ballots = ballots if ballots is not None else [
+        [Grade.TRES_BIEN, Grade.PASSABLE, Grade.A_REJETER],
+        [Grade.BIEN, Grade.BIEN, Grade.INSUFFISANT],
+        [Grade.EXCELLENT, Grade.ASSEZ_BIEN, Grade.BIEN]]
+    labels = ["Option A", "Option B", "Option C"]
+    profiles = {i + 1: merit_profile(b[i] for b in ballots) for i in range(len(labels))}
+    ranked = rank(profiles)
+    vote = VoteInfo(vote_id=vote_id, session_id="s-1", agenda_position=2, agenda_text="Engagement 5",
+                    question="Quel calendrier pour l'engagement 5 ?",
+                    options=[VoteOption(option_id=i + 1, label=lb) for i, lb in enumerate(labels)],
+                    grades=list(GRADES), eligibility=Eligibility.APPROVED_MEMBERS,
+                    opens_at=T0, closes_at=T0 + timedelta(days=7))
+    top = winner(profiles)
+    result = VoteResult(
+        ballots=len(ballots), eligible=12, participation={College.CITIZEN: len(ballots)},
+        options=[OptionResult(option_id=k, label=labels[k - 1], rank=r, majority_grade=majority_grade(profiles[k]),
+                              profile=[GradeCount(grade=g, count=n) for g, n in profiles[k].items()])
+                 for k, r in ranked],
+        winner_option_id=top, tie=top is None and bool(ballots))
+    return make_event(VoteClosed(vote=vote, closed_at=T0 + timedelta(days=7), result=result,
+                                 decision_id=decision_id), producer="forum")
 
 
 @dataclass

@@ -34,7 +34,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, Field, StringConstraints, field_validator, model_validator
+from pydantic import BaseModel, Field, StringConstraints, ValidationInfo, field_validator
 
 from shared.contracts.common import ActorRequest, Request
 from shared.contracts.forum import Id, SessionKind
@@ -330,7 +330,7 @@ class RecordDecision(ActorRequest):
     text: DecisionText
     outcome: Outcome
     method: Method
-    hands: dict[College, HandCount] | None = None
+    hands: dict[College, HandCount] | None = Field(default=None, validate_default=True)
     commitment_code: CommitmentCode | None = None
     supersedes: Id | None = None
 
@@ -341,13 +341,18 @@ class RecordDecision(ActorRequest):
             raise ValueError("une décision par vote en ligne est enregistrée à la clôture du vote")
         return v
 
-    @model_validator(mode="after")
-    def _hands_for_show_of_hands(self) -> RecordDecision:
-        if self.method == Method.SHOW_OF_HANDS and not self.hands:
+    @field_validator("hands")
+    @classmethod
+    def _hands_for_show_of_hands(cls, v: dict[College, HandCount] | None, info: ValidationInfo
+                                 ) -> dict[College, HandCount] | None:
+        # A field validator (not a model one) so that the error names `hands`. `method` is declared
+        # before `hands`: it is in info.data unless it was invalid itself.
+        method = info.data.get("method")
+        if method == Method.SHOW_OF_HANDS and not v:
             raise ValueError("indiquez les voix pour, contre et les abstentions")
-        if self.method != Method.SHOW_OF_HANDS and self.hands:
+        if method is not None and method != Method.SHOW_OF_HANDS and v:
             raise ValueError("les décomptes de voix ne concernent que le vote à main levée")
-        return self
+        return v
 
 
 class GetDecision(Request):
@@ -396,11 +401,14 @@ class OpenVote(ActorRequest):
             raise ValueError("deux options portent le même libellé")
         return v
 
-    @model_validator(mode="after")
-    def _window(self) -> OpenVote:
-        if self.closes_at <= self.opens_at:
+    @field_validator("closes_at")
+    @classmethod
+    def _window(cls, v: datetime, info: ValidationInfo) -> datetime:
+        # Runs after `_aware`; a field validator so that the error names `closes_at`.
+        opens_at = info.data.get("opens_at")
+        if opens_at is not None and v <= opens_at:
             raise ValueError("la clôture du vote doit être après son ouverture")
-        return self
+        return v
 
 
 class GetVote(Request):
