@@ -59,6 +59,10 @@ class Settings(BaseSettings):
     local_mode: bool = Field(False, description="Enables /dev/mail (the local mail catcher viewer).")
     theme_dir: Path | None = Field(None, description="Folder with templates/ and static/ of the site theme.")
 
+    # -- forum
+    vote_close_interval: float = Field(2.0, description="Seconds between sweeps that close votes past their "
+                                       "closing time (a vote shows as closed, result pending, meanwhile).")
+
     # -- registry
     verify_token_ttl: int = Field(48 * 3600, description="Seconds an e-mail verification link is valid.")
     sign_in_token_ttl: int = Field(15 * 60, description="Seconds a sign-in link is valid.")

@@ -22,7 +22,7 @@ from sqlalchemy import delete, func
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from services.forum import rules
+from services.forum import decisions, rules
 from services.forum.models import (
     ForumAgendaItem, ForumAttendance, ForumMember, ForumRsvp, ForumSession, MemberStanding,
 )
@@ -34,6 +34,7 @@ from shared.contracts.forum import (
     SessionList, SessionPeriod, SessionPhase, SessionScheduled, SessionStatus, SessionUpdated, SessionView,
     UpdateSession, WithdrawRsvp,
 )
+from shared.contracts.decisions import DECISION_EVENTS
 from shared.contracts.registry import (
     MemberApproved, MemberErased, MemberRegistered, ProfileUpdated, Role, RoleGranted,
 )
@@ -572,12 +573,14 @@ CONSUMERS = [
 
 
 def wire(service: Service) -> Service:
-    """Put the forum's request handlers, consumers and published events on `service`."""
-    service.produces(*FORUM_EVENTS)
-    for op, fn in RPCS.items():
+    """Put the forum's request handlers (sessions, then decisions and votes), consumers, published
+    events and the vote closer on `service`."""
+    service.produces(*FORUM_EVENTS, *DECISION_EVENTS)
+    for op, fn in (RPCS | decisions.RPCS).items():
         service.rpc(op)(fn)
     for event, fn in CONSUMERS:
         service.consume(event)(fn)
+    service.background(decisions.vote_closer(service))
     return service
 
 

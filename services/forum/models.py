@@ -1,6 +1,6 @@
-"""Forum tables: sessions and their agendas, RSVPs, attendance, and the projection of members the
-forum learns from registry events. Every table name starts with `forum_` (one SQLModel metadata
-is shared by every service in a process)."""
+"""Forum tables: sessions and their agendas, RSVPs, attendance, the projection of members the
+forum learns from registry events, and decisions, commitments, rules and votes (issue 4). Every
+table name starts with `forum_` (one SQLModel metadata is shared by every service in a process)."""
 from __future__ import annotations
 
 import uuid
@@ -103,5 +103,133 @@ class ForumAttendance(SQLModel, table=True):
     recorded_at: datetime = Field(default_factory=utcnow)
 
 
+# ---------------------------------------------------------------- decisions and votes (issue 4)
+class ForumCommitment(SQLModel, table=True):
+    """A commitment of the national action plan (the secretariat keeps the list)."""
+
+    __tablename__ = "forum_commitment"
+
+    code: str = Field(primary_key=True, max_length=12)
+    title: str = Field(max_length=300)
+    plan: str = Field(default="2024-2026", max_length=20)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class ForumRule(SQLModel, table=True):
+    """The adoption rule of one session kind (absent: the default rule)."""
+
+    __tablename__ = "forum_rule"
+
+    kind: SessionKind = Field(primary_key=True, sa_type=String(20))
+    quorum: str = Field(default="{}", sa_column=Column(Text, nullable=False))  # JSON {college: count}
+    double_majority: bool = False
+    updated_at: datetime = Field(default_factory=utcnow)
+    updated_by: str = Field(max_length=36)
+
+
+class ForumDecisionCounter(SQLModel, table=True):
+    """Last decision number given in a year; locked FOR UPDATE to give the next one."""
+
+    __tablename__ = "forum_decision_counter"
+
+    year: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    last: int = 0
+
+
+class ForumDecision(SQLModel, table=True):
+    """A recorded decision, frozen as its DecisionRecorded event told it (snapshots of the session,
+    agenda item and commitment), plus where it stands now (superseded, follow-up)."""
+
+    __tablename__ = "forum_decision"
+
+    id: str = Field(default_factory=lambda: str(uuid.uuid4()), primary_key=True, max_length=36)
+    number: str = Field(unique=True, max_length=16)  # « 2026-007 »
+    session_id: str = Field(foreign_key="forum_session.id", index=True, max_length=36)
+    session_title: str = Field(max_length=200)
+    session_kind: SessionKind = Field(sa_type=String(20))
+    agenda_position: int
+    agenda_text: str = Field(max_length=300)
+    title: str = Field(max_length=200)
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    outcome: str = Field(sa_type=String(20))
+    method: str = Field(sa_type=String(20))
+    hands: str | None = Field(default=None, sa_column=Column(Text, nullable=True))  # JSON {college: HandCount}
+    vote_id: str | None = Field(default=None, max_length=36)
+    commitment_code: str | None = Field(default=None, index=True, max_length=12)
+    commitment_title: str | None = Field(default=None, max_length=300)
+    supersedes: str | None = Field(default=None, max_length=36)
+    superseded_by: str | None = Field(default=None, max_length=36)
+    superseded_at: datetime | None = None
+    superseded_event_id: str | None = Field(default=None, max_length=36)
+    rule_check: str = Field(sa_column=Column(Text, nullable=False))  # JSON RuleCheck
+    follow_up: str = Field(default="todo", sa_type=String(20))
+    recorded_by: str = Field(max_length=36)
+    recorded_at: datetime = Field(default_factory=utcnow, index=True)
+    event_id: str = Field(max_length=36)  # of its DecisionRecorded event
+
+
+class ForumFollowUp(SQLModel, table=True):
+    """A dated update of a decision's follow-up (each one a public fact)."""
+
+    __tablename__ = "forum_follow_up"
+
+    decision_id: str = Field(foreign_key="forum_decision.id", primary_key=True, max_length=36)
+    seq: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    status: str = Field(sa_type=String(20))
+    note: str = Field(default="", sa_column=Column(Text, nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow)
+    updated_by: str = Field(max_length=36)
+    event_id: str = Field(max_length=36)
+
+
+class ForumVote(SQLModel, table=True):
+    """A majority-judgment vote on an agenda item. Its row is the lock of ballots and closing."""
+
+    __tablename__ = "forum_vote"
+
+    id: str = Field(default_factory=lambda: str(uuid.uuid4()), primary_key=True, max_length=36)
+    session_id: str = Field(foreign_key="forum_session.id", index=True, max_length=36)
+    agenda_position: int
+    agenda_text: str = Field(max_length=300)
+    question: str = Field(max_length=200)
+    options: str = Field(sa_column=Column(Text, nullable=False))  # JSON list of labels (option_id = position)
+    eligibility: str = Field(sa_type=String(20))
+    opens_at: datetime
+    closes_at: datetime = Field(index=True)
+    created_by: str = Field(max_length=36)
+    created_at: datetime = Field(default_factory=utcnow)
+    opened_event_id: str = Field(max_length=36)
+    closed_at: datetime | None = None
+    result: str | None = Field(default=None, sa_column=Column(Text, nullable=True))  # JSON VoteResult
+    closed_event_id: str | None = Field(default=None, max_length=36)
+    decision_id: str | None = Field(default=None, max_length=36)
+
+
+class ForumBallot(SQLModel, table=True):
+    """A secret ballot, kept only while the vote is open: deleted when the vote closes (only the
+    merit profiles remain)."""
+
+    __tablename__ = "forum_ballot"
+
+    vote_id: str = Field(foreign_key="forum_vote.id", primary_key=True, max_length=36)
+    member_id: str = Field(primary_key=True, max_length=36)
+    grades: str = Field(sa_column=Column(Text, nullable=False))  # JSON {option_id: grade}
+    cast_at: datetime = Field(default_factory=utcnow)
+
+
+class ForumVoter(SQLModel, table=True):
+    """Who voted (never what): participation per college and « vous avez voté »."""
+
+    __tablename__ = "forum_voter"
+
+    vote_id: str = Field(foreign_key="forum_vote.id", primary_key=True, max_length=36)
+    member_id: str = Field(primary_key=True, max_length=36)
+    college: College | None = Field(default=None, sa_type=String(20))
+    voted_at: datetime = Field(default_factory=utcnow)
+
+
 OWNED_TABLES = [ForumMember.__tablename__, ForumSession.__tablename__, ForumAgendaItem.__tablename__,
-                ForumRsvp.__tablename__, ForumAttendance.__tablename__]
+                ForumRsvp.__tablename__, ForumAttendance.__tablename__, ForumCommitment.__tablename__,
+                ForumRule.__tablename__, ForumDecisionCounter.__tablename__, ForumDecision.__tablename__,
+                ForumFollowUp.__tablename__, ForumVote.__tablename__, ForumBallot.__tablename__,
+                ForumVoter.__tablename__]
