@@ -1,6 +1,475 @@
-"""(being written)"""
+"""The secretariat's decision pages: record a decision on a session's agenda item (consensus or a
+show of hands counted per college), correct one by a new decision that supersedes it, update its
+follow-up; keep the commitments of the national action plan; set the rule that decides what
+« adoptée » means for each kind of session.
+
+The forum service decides (rule met or not, session started, decision not already superseded); its
+refusals come back next to the field they name, with what was typed kept and nothing recorded.
+"""
 from __future__ import annotations
 
-from fastapi import APIRouter
+import re
+from typing import Any
+
+from fastapi import APIRouter, Query
+from fastapi.responses import RedirectResponse, Response
+from starlette.requests import Request
+
+from shared.contracts.common import ErrorCode
+from shared.contracts.decisions import (
+    FOLLOW_UP_LABELS, METHOD_LABELS, OUTCOME_LABELS, SIDE_LABELS, CommitmentList, CommitmentView,
+    DecisionList, DecisionView, FollowUpStatus, GetDecision, GetRules, HandCount, ListCommitments,
+    ListDecisions, ListVotes, Method, Outcome, RecordDecision, Rule, RuleList, RuleView, SaveCommitment, SetRule,
+    UpdateFollowUp, VoteList,
+)
+from shared.contracts.forum import KIND_LABELS, GetSession, SessionKind, SessionView
+from shared.contracts.registry import COLLEGE_LABELS, College, MemberView
+from shared.rpc_client import RpcError
+from services.web.forms import ROOT, edge_checks, read_form, validate
+from services.web.pages import HTTP_STATUS, error_page, render, require_secretariat, rpc, rpc_error_page
+from services.web.routes.sessions import unknown_session, valid_session_id
+from services.web.security import session_of
 
 router = APIRouter(include_in_schema=False)
+
+_ID = re.compile(r"^[A-Za-z0-9-]{1,36}$")
+LIST_BACK = [("/secretariat/decisions", "Retour aux décisions (secrétariat)")]
+FORM_METHODS = (Method.CONSENSUS, Method.SHOW_OF_HANDS)
+HAND_KEYS = ("in_favour", "against", "abstain")
+HAND_LABELS = {"in_favour": "Pour", "against": "Contre", "abstain": "Abstention"}
+MAX_COUNT = 100_000
+
+
+def hand_field(college: College, key: str) -> str:
+    return f"hands_{college.value}_{key}"
+
+
+HAND_FIELDS = tuple(hand_field(c, k) for c in College for k in HAND_KEYS)
+FIELDS = ("agenda_position", "title", "text", "method", "outcome", *HAND_FIELDS, "commitment_code", "supersedes")
+LABELS: dict[str, str] = {
+    "agenda_position": "Point de l'ordre du jour", "title": "Titre de la décision", "text": "Texte de la décision",
+    "method": "Mode de décision", "outcome": "Issue", "hands": "Décompte des voix",
+    "commitment_code": "Engagement du plan d'action", "supersedes": "Décision corrigée",
+    **{hand_field(c, k): f"{HAND_LABELS[k]} ({COLLEGE_LABELS[c].lower()})" for c in College for k in HAND_KEYS},
+}
+LIMITS = {"agenda_position": 4, "title": 200, "text": 20_000, "method": 20, "outcome": 20, "commitment_code": 12,
+          "supersedes": 36, **{h: 7 for h in HAND_FIELDS}}
+MESSAGES = {
+    "agenda_position": "Choisissez le point de l'ordre du jour sur lequel porte la décision.",
+    "text": "Écrivez le texte de la décision.",
+    "method": "Choisissez le mode de décision : consensus ou vote à main levée.",
+    "outcome": "Choisissez l'issue : adoptée, rejetée ou reportée.",
+    "commitment_code": "Choisissez un engagement de la liste, ou aucun.",
+}
+FOLLOW_UP_FIELDS = {"status": "Statut du suivi", "note": "Note de suivi"}
+COMMITMENT_LABELS = {"code": "Code", "title": "Intitulé de l'engagement", "plan": "Plan d'action"}
+RULE_LABELS = {**{f"quorum_{c.value}": f"Quorum : {COLLEGE_LABELS[c].lower()}" for c in College},
+               "double_majority": "Double majorité"}
+
+
+def valid_id(value: str) -> bool:
+    return bool(_ID.match(value))
+
+
+def sentence(message: str) -> str:
+    message = message.strip()
+    if message and message[0].islower():
+        message = message[0].upper() + message[1:]
+    return message if message.endswith((".", "!", "?", "»")) else message + "."
+
+
+def field_of(name: str | None, labels: dict[str, str]) -> str:
+    """The form field a service error names (`hands.citizen.against` -> `hands_citizen_against`)."""
+    if not name:
+        return ROOT
+    flat = name.replace(".", "_")
+    if flat in labels:
+        return flat
+    head = name.split(".", 1)[0]
+    if head == "hands":
+        return "hands"
+    return head if head in labels else ROOT
+
+
+def service_errors(exc: RpcError, labels: dict[str, str]) -> dict[str, str] | None:
+    """A refusal the form shows (next to its field, or at the top); None for failures (no answer, bug)."""
+    if exc.code in (ErrorCode.UNAVAILABLE, ErrorCode.INTERNAL):
+        return None
+    return {field_of(exc.field, labels): sentence(exc.error.message)}
+
+
+async def unknown_decision(request: Request) -> Response:
+    return await error_page(request, 404, "Cette décision n'existe pas ou n'est plus disponible. Vérifiez l'adresse.",
+                            title="Décision introuvable", actions=LIST_BACK)
+
+
+async def get_decision(request: Request, decision_id: str) -> DecisionView | Response:
+    if not valid_id(decision_id):
+        return await unknown_decision(request)
+    try:
+        return await rpc(request).call("forum", "get-decision", GetDecision(decision_id=decision_id), DecisionView)
+    except RpcError as exc:
+        if exc.code == ErrorCode.NOT_FOUND:
+            return await unknown_decision(request)
+        raise
+
+
+async def get_session(request: Request, session_id: str) -> SessionView | Response:
+    if not valid_session_id(session_id):
+        return await unknown_session(request)
+    try:
+        return await rpc(request).call("forum", "get-session", GetSession(session_id=session_id), SessionView)
+    except RpcError as exc:
+        if exc.code == ErrorCode.NOT_FOUND:
+            return await unknown_session(request)
+        raise
+
+
+async def commitments(request: Request) -> list[CommitmentView]:
+    return (await rpc(request).call("forum", "list-commitments", ListCommitments(), CommitmentList)).commitments
+
+
+async def rule_for(request: Request, kind: SessionKind) -> RuleView | None:
+    rules = await rpc(request).call("forum", "get-rules", GetRules(), RuleList)
+    return next((r for r in rules.rules if r.rule.kind == kind), None)
+
+
+# ---------------------------------------------------------------- list
+@router.get("/secretariat/decisions")
+async def decisions_list(request: Request, seance: str = Query("", max_length=40)) -> Response:
+    await require_secretariat(request)
+    if seance and not valid_session_id(seance):
+        return await unknown_session(request)
+    client = rpc(request)
+    listed = await client.call("forum", "list-decisions", ListDecisions(session_id=seance or None, limit=500),
+                               DecisionList)
+    votes = await client.call("forum", "list-votes", ListVotes(session_id=seance or None, limit=500), VoteList)
+    return await render(request, "admin_decisions.html", decisions=listed.decisions, total=listed.total,
+                        votes=votes.votes, seance=seance, outcome_labels=OUTCOME_LABELS, method_labels=METHOD_LABELS,
+                        follow_up_labels=FOLLOW_UP_LABELS)
+
+
+# ---------------------------------------------------------------- record (and correct)
+def form_values(form: dict[str, str]) -> dict[str, str]:
+    return {k: form.get(k, "").strip() for k in FIELDS}
+
+
+def decision_values(view: DecisionView) -> dict[str, str]:
+    d = view.decision
+    values = {k: "" for k in FIELDS}
+    values.update(agenda_position=str(d.agenda_position), title=d.title, text=d.text, outcome=d.outcome.value,
+                  method=d.method.value if d.method in FORM_METHODS else "",
+                  commitment_code=d.commitment.code if d.commitment else "", supersedes=d.decision_id)
+    for college, count in (d.hands or {}).items():
+        for key in HAND_KEYS:
+            values[hand_field(College(college), key)] = str(getattr(count, key))
+    return values
+
+
+def decision_request(values: dict[str, str], actor_id: str, session_id: str) -> tuple[RecordDecision | None,
+                                                                                      dict[str, str]]:
+    edge = edge_checks(values, LIMITS)
+    errors: dict[str, str] = {}
+    data: dict[str, Any] = {"actor_id": actor_id, "session_id": session_id, "title": values["title"],
+                            "text": values["text"]}
+    if values["agenda_position"].isdigit():
+        data["agenda_position"] = int(values["agenda_position"])
+    else:
+        errors["agenda_position"] = MESSAGES["agenda_position"]
+    if values["method"] in {m.value for m in FORM_METHODS}:
+        data["method"] = values["method"]
+    else:
+        errors["method"] = MESSAGES["method"]
+    if values["outcome"] in {o.value for o in Outcome}:
+        data["outcome"] = values["outcome"]
+    else:
+        errors["outcome"] = MESSAGES["outcome"]
+    if values["commitment_code"]:
+        data["commitment_code"] = values["commitment_code"]
+    if values["supersedes"]:
+        data["supersedes"] = values["supersedes"]
+    if values["method"] == Method.SHOW_OF_HANDS:
+        hands: dict[str, HandCount] = {}
+        for college in College:
+            counts: dict[str, int] = {}
+            for key in HAND_KEYS:
+                name, raw = hand_field(college, key), values[hand_field(college, key)]
+                if not raw:
+                    counts[key] = 0
+                elif not raw.isdigit():
+                    errors[name] = "Indiquez un nombre entier de voix, 0 ou plus."
+                elif int(raw) > MAX_COUNT:
+                    errors[name] = f"Ce nombre ne peut pas dépasser {MAX_COUNT:,}".replace(",", " ") + " voix."
+                else:
+                    counts[key] = int(raw)
+            if len(counts) == len(HAND_KEYS):
+                hands[college.value] = HandCount(**counts)
+        if not any(h.in_favour or h.against or h.abstain for h in hands.values()) and not any(
+                n in errors for n in HAND_FIELDS):
+            errors["hands"] = "Indiquez les voix pour, contre et les abstentions d'au moins un collège."
+        data["hands"] = hands
+    req, model_errors = validate(RecordDecision, data)
+    for name, message in model_errors.items():
+        target = field_of(name, LABELS)
+        if name == ROOT and values["method"] == Method.SHOW_OF_HANDS:
+            target = "hands"
+        errors.setdefault(target, sentence(MESSAGES.get(target, message)))
+    errors.update(edge)
+    if errors:
+        order = {n: i for i, n in enumerate(("agenda_position", "title", "text", "method", "outcome", "hands",
+                                             *HAND_FIELDS, "commitment_code", "supersedes"))}
+        return None, dict(sorted(errors.items(), key=lambda kv: order.get(kv[0], -1)))
+    return req, {}
+
+
+async def decision_form(request: Request, s: SessionView, *, values: dict[str, str],
+                        errors: dict[str, str] | None = None, status_code: int = 200,
+                        corrected: DecisionView | None = None) -> Response:
+    return await render(request, "admin_decision_form.html", status_code=status_code, s=s, values=values,
+                        errors=errors or {}, corrected=corrected, labels=LABELS,
+                        commitment_choices=[(c.code, f"Engagement {c.code} — {c.title}") for c in await commitments(request)],
+                        rule=await rule_for(request, s.kind), methods=FORM_METHODS, outcomes=list(Outcome),
+                        method_labels=METHOD_LABELS, outcome_labels=OUTCOME_LABELS, colleges=list(College),
+                        hand_keys=HAND_KEYS, hand_labels=HAND_LABELS, hand_field=hand_field, side_labels=SIDE_LABELS)
+
+
+async def _record(request: Request, actor: MemberView, s: SessionView, values: dict[str, str],
+                  corrected: DecisionView | None) -> Response:
+    req, errors = decision_request(values, actor.member_id, s.session_id)
+    if req is None:
+        return await decision_form(request, s, values=values, errors=errors, status_code=422, corrected=corrected)
+    try:
+        view = await rpc(request).call("forum", "record-decision", req, DecisionView)
+    except RpcError as exc:
+        if (errors := service_errors(exc, LABELS)) is None:
+            return await rpc_error_page(request, exc, actions=LIST_BACK)
+        return await decision_form(request, s, values=values, errors=errors, corrected=corrected,
+                                   status_code=HTTP_STATUS.get(exc.code, 422))
+    d = view.decision
+    what = "corrige la décision n° " + corrected.decision.number if corrected else "est enregistrée"
+    session_of(request).set_flash("success", f"La décision n° {d.number} « {d.title} » {what} "
+                                  f"({OUTCOME_LABELS[d.outcome].lower()}). {d.rule_check.summary}")
+    return RedirectResponse(f"/decisions/{d.decision_id}", status_code=303)
+
+
+@router.get("/secretariat/decisions/nouvelle")
+async def new_decision(request: Request, seance: str = Query("", max_length=40)) -> Response:
+    await require_secretariat(request)
+    if not seance:
+        return await error_page(request, 400, "Choisissez d'abord la séance : une décision porte sur un point de son "
+                                "ordre du jour.", actions=[("/secretariat/seances?periode=past", "Choisir une séance"),
+                                                           *LIST_BACK])
+    s = await get_session(request, seance)
+    if isinstance(s, Response):
+        return s
+    values = {k: "" for k in FIELDS}
+    if len(s.agenda) == 1:
+        values["agenda_position"] = "1"
+    return await decision_form(request, s, values=values)
+
+
+@router.post("/secretariat/decisions/nouvelle")
+async def record_decision(request: Request, seance: str = Query("", max_length=40)) -> Response:
+    actor = await require_secretariat(request)
+    s = await get_session(request, seance)
+    if isinstance(s, Response):
+        return s
+    values = form_values(await read_form(request))
+    values["supersedes"] = ""  # a correction goes through its own page
+    return await _record(request, actor, s, values, None)
+
+
+async def _correction(request: Request, decision_id: str) -> tuple[DecisionView, SessionView] | Response:
+    view = await get_decision(request, decision_id)
+    if isinstance(view, Response):
+        return view
+    if view.superseded_by:
+        return await error_page(request, 409, "Cette décision a déjà été corrigée : corrigez plutôt la décision qui "
+                                "la remplace.", title="Action impossible",
+                                actions=[(f"/secretariat/decisions/{view.superseded_by}/corriger",
+                                          "Corriger la décision qui la remplace"), *LIST_BACK])
+    s = await get_session(request, view.decision.session_id)
+    if isinstance(s, Response):
+        return s
+    return view, s
+
+
+@router.get("/secretariat/decisions/{decision_id}/corriger")
+async def correct_form(request: Request, decision_id: str) -> Response:
+    await require_secretariat(request)
+    found = await _correction(request, decision_id)
+    if isinstance(found, Response):
+        return found
+    view, s = found
+    return await decision_form(request, s, values=decision_values(view), corrected=view)
+
+
+@router.post("/secretariat/decisions/{decision_id}/corriger")
+async def correct(request: Request, decision_id: str) -> Response:
+    actor = await require_secretariat(request)
+    found = await _correction(request, decision_id)
+    if isinstance(found, Response):
+        return found
+    view, s = found
+    values = form_values(await read_form(request))
+    values["supersedes"] = view.decision.decision_id  # the page says which decision is corrected
+    return await _record(request, actor, s, values, view)
+
+
+# ---------------------------------------------------------------- follow-up
+async def follow_up_page(request: Request, view: DecisionView, *, values: dict[str, str],
+                         errors: dict[str, str] | None = None, status_code: int = 200) -> Response:
+    return await render(request, "admin_follow_up.html", status_code=status_code, d=view, values=values,
+                        errors=errors or {}, labels=FOLLOW_UP_FIELDS, statuses=list(FollowUpStatus),
+                        follow_up_labels=FOLLOW_UP_LABELS, outcome_labels=OUTCOME_LABELS)
+
+
+@router.get("/secretariat/decisions/{decision_id}/suivi")
+async def follow_up_form(request: Request, decision_id: str) -> Response:
+    await require_secretariat(request)
+    view = await get_decision(request, decision_id)
+    if isinstance(view, Response):
+        return view
+    return await follow_up_page(request, view, values={"status": view.follow_up.value, "note": ""})
+
+
+@router.post("/secretariat/decisions/{decision_id}/suivi")
+async def follow_up(request: Request, decision_id: str) -> Response:
+    actor = await require_secretariat(request)
+    view = await get_decision(request, decision_id)
+    if isinstance(view, Response):
+        return view
+    form = await read_form(request)
+    values = {"status": form.get("status", "").strip(), "note": form.get("note", "").strip()}
+    req, errors = validate(UpdateFollowUp, {"actor_id": actor.member_id, "decision_id": decision_id, **values},
+                           limits={"status": 20, "note": 2000},
+                           messages={"status": "Choisissez le statut du suivi."})
+    if req is None:
+        return await follow_up_page(request, view, values=values, status_code=422,
+                                    errors={field_of(k, FOLLOW_UP_FIELDS): sentence(v) for k, v in errors.items()})
+    try:
+        updated = await rpc(request).call("forum", "update-follow-up", req, DecisionView)
+    except RpcError as exc:
+        if (errors := service_errors(exc, FOLLOW_UP_FIELDS)) is None:
+            return await rpc_error_page(request, exc, actions=LIST_BACK)
+        return await follow_up_page(request, view, values=values, errors=errors,
+                                    status_code=HTTP_STATUS.get(exc.code, 422))
+    session_of(request).set_flash("success", f"Suivi de la décision n° {updated.decision.number} mis à jour : "
+                                  f"{FOLLOW_UP_LABELS[updated.follow_up].lower()}.")
+    return RedirectResponse(f"/decisions/{decision_id}", status_code=303)
+
+
+# ---------------------------------------------------------------- commitments
+async def commitments_page(request: Request, *, values: dict[str, str] | None = None,
+                           errors: dict[str, str] | None = None, status_code: int = 200, editing: bool = False
+                           ) -> Response:
+    return await render(request, "admin_commitments.html", status_code=status_code,
+                        commitments=await commitments(request), values=values or {"code": "", "title": "",
+                                                                                   "plan": "2024-2026"},
+                        errors=errors or {}, labels=COMMITMENT_LABELS, editing=editing)
+
+
+@router.get("/secretariat/engagements")
+async def commitments_list(request: Request, code: str = Query("", max_length=12)) -> Response:
+    await require_secretariat(request)
+    if code:
+        found = next((c for c in await commitments(request) if c.code == code), None)
+        if found is None:
+            return await error_page(request, 404, "Cet engagement n'existe pas.", title="Engagement introuvable",
+                                    actions=[("/secretariat/engagements", "Retour aux engagements")])
+        return await commitments_page(request, values={"code": found.code, "title": found.title, "plan": found.plan},
+                                      editing=True)
+    return await commitments_page(request)
+
+
+@router.post("/secretariat/engagements")
+async def save_commitment(request: Request) -> Response:
+    actor = await require_secretariat(request)
+    form = await read_form(request)
+    values = {k: form.get(k, "").strip() for k in COMMITMENT_LABELS}
+    editing = form.get("editing") == "1"
+    data: dict[str, Any] = {"actor_id": actor.member_id, "code": values["code"], "title": values["title"]}
+    if values["plan"]:
+        data["plan"] = values["plan"]
+    req, errors = validate(SaveCommitment, data, limits={"code": 12, "title": 300, "plan": 20}, messages={
+        "code": "Le code de l'engagement : 1 à 12 caractères, chiffres, lettres, points ou tirets (par exemple 7 "
+                "ou 3.2).",
+        "plan": "Indiquez le plan d'action, par exemple 2024-2026."})
+    if req is None:
+        return await commitments_page(request, values=values, status_code=422, editing=editing,
+                                      errors={field_of(k, COMMITMENT_LABELS): sentence(v) for k, v in errors.items()})
+    try:
+        saved = await rpc(request).call("forum", "save-commitment", req, CommitmentView)
+    except RpcError as exc:
+        if (errors := service_errors(exc, COMMITMENT_LABELS)) is None:
+            return await rpc_error_page(request, exc, actions=[("/secretariat/engagements", "Retour aux engagements")])
+        return await commitments_page(request, values=values, errors=errors, editing=editing,
+                                      status_code=HTTP_STATUS.get(exc.code, 422))
+    session_of(request).set_flash("success", f"L'engagement {saved.code} « {saved.title} » est enregistré.")
+    return RedirectResponse("/secretariat/engagements", status_code=303)
+
+
+# ---------------------------------------------------------------- rules
+def rule_values(rule: Rule) -> dict[str, str]:
+    return {**{f"quorum_{c.value}": str(rule.quorum.get(c, 0)) for c in College},
+            "double_majority": "1" if rule.double_majority else ""}
+
+
+async def rules_page(request: Request, *, posted: SessionKind | None = None, values: dict[str, str] | None = None,
+                     errors: dict[str, str] | None = None, status_code: int = 200) -> Response:
+    rules = await rpc(request).call("forum", "get-rules", GetRules(), RuleList)
+    by_kind = {r.rule.kind: r for r in rules.rules}
+    forms = []
+    for kind in SessionKind:
+        view = by_kind.get(kind) or RuleView(rule=Rule(kind=kind), updated_at=None)
+        forms.append({"kind": kind, "view": view,
+                      "values": values if kind == posted and values is not None else rule_values(view.rule),
+                      "errors": (errors or {}) if kind == posted else {}})
+    return await render(request, "admin_rules.html", status_code=status_code, forms=forms, labels=RULE_LABELS,
+                        colleges=list(College), kind_labels=KIND_LABELS, side_labels=SIDE_LABELS,
+                        errors=errors or {})
+
+
+@router.get("/secretariat/regles")
+async def rules(request: Request) -> Response:
+    await require_secretariat(request)
+    return await rules_page(request)
+
+
+@router.post("/secretariat/regles")
+async def set_rule(request: Request) -> Response:
+    actor = await require_secretariat(request)
+    form = await read_form(request)
+    kind_raw = form.get("kind", "")
+    if kind_raw not in {k.value for k in SessionKind}:
+        return await error_page(request, 400, "Ce type de séance n'existe pas.",
+                                actions=[("/secretariat/regles", "Retour aux règles")])
+    kind = SessionKind(kind_raw)
+    values = {**{f"quorum_{c.value}": form.get(f"quorum_{c.value}", "").strip() for c in College},
+              "double_majority": "1" if form.get("double_majority") else ""}
+    errors: dict[str, str] = {}
+    quorum: dict[str, int] = {}
+    for c in College:
+        name, raw = f"quorum_{c.value}", values[f"quorum_{c.value}"]
+        if not raw:
+            quorum[c.value] = 0
+        elif not raw.isdigit() or len(raw) > 6:
+            errors[name] = "Indiquez un nombre entier de membres présents, 0 si aucun n'est requis."
+        elif int(raw) > MAX_COUNT:
+            errors[name] = "Ce nombre est trop grand."
+        else:
+            quorum[c.value] = int(raw)
+    if errors:
+        return await rules_page(request, posted=kind, values=values, errors=errors, status_code=422)
+    req = SetRule(actor_id=actor.member_id, rule=Rule(kind=kind, quorum={College(k): v for k, v in quorum.items() if v},
+                                                      double_majority=bool(values["double_majority"])))
+    try:
+        await rpc(request).call("forum", "set-rule", req, RuleView)
+    except RpcError as exc:
+        if (found := service_errors(exc, RULE_LABELS)) is None:
+            return await rpc_error_page(request, exc, actions=[("/secretariat/regles", "Retour aux règles")])
+        return await rules_page(request, posted=kind, values=values, errors=found,
+                                status_code=HTTP_STATUS.get(exc.code, 422))
+    session_of(request).set_flash("success", f"La règle des séances de type « {KIND_LABELS[kind].lower()} » est "
+                                  "enregistrée. Elle s'applique aux décisions enregistrées à partir de maintenant.")
+    return RedirectResponse("/secretariat/regles", status_code=303)
