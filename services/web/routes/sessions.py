@@ -27,6 +27,7 @@ from services.web.forms import read_form
 from services.web.pages import (
     HTTP_STATUS, as_paris, current_member, error_page, render, require_member, rpc, rpc_error_page, web,
 )
+from services.web.routes.decisions import LABELS as DECISION_LABELS, session_decisions
 from services.web.security import session_of
 
 router = APIRouter(include_in_schema=False)
@@ -88,7 +89,9 @@ async def session_page(request: Request, session_id: str, *, status_code: int = 
         if exc.code == ErrorCode.NOT_FOUND:
             return await unknown_session(request)
         raise
+    decisions = await session_decisions(rpc(request), session_id)
     return await render(request, "session.html", status_code=status_code, s=view, now=datetime.now(UTC),
+                        decisions=decisions, **DECISION_LABELS,
                         not_approved=not_approved_reason(member) if member else None,
                         waitlist_text=waitlist_text, errors={"__root__": rsvp_error} if rsvp_error else {})
 
