@@ -113,7 +113,7 @@ async def test_decision_register_page_exports_and_public_record(web: httpx.Async
     # The explorer lists it, and /registre/{i} shows it with its proof.
     r = await until(web, "/registre", f'id="enregistrement-{index}"')
     row_html = r.text.split(f'id="enregistrement-{index}"', 1)[1].split("</tr>", 1)[0]
-    assert "Décision enregistrée" in row_html and number in row_html
+    assert "Décision enregistrée" in row_html and number in row_html and f'href="/decisions/{did}"' in row_html
     r = await web.get(f"/registre/{index}")
     assert r.status_code == 200 and did in r.text and d.event_id in r.text and SERVER_OK in r.text
     # The JSON API serves the same leaf.

@@ -488,3 +488,16 @@ async def test_unknown_decision_is_french_404(web: httpx.AsyncClient, path: str)
 
 def test_proof_dataclass_default() -> None:
     assert Proof(status="pending", message="x").hashes == []
+
+
+def test_subject_links() -> None:
+    from services.web.routes.record import subject_link
+
+    assert subject_link(make_record("decision.recorded", "e", NOW, {"decision": {"decision_id": "abc-1"}})) == \
+        "/decisions/abc-1"
+    assert subject_link(make_record("decision.superseded", "e", NOW, {"decision_id": "abc-2"})) == "/decisions/abc-2"
+    assert subject_link(make_record("session.cancelled", "e", NOW, {"session": {"session_id": "s-1"}})) == \
+        "/seances/s-1"
+    assert subject_link(make_record("vote.closed", "e", NOW, {"vote": {"vote_id": "v-1"}})) == "/votes/v-1"
+    assert subject_link(make_record("decision.recorded", "e", NOW, {"decision": {"decision_id": "../x"}})) is None
+    assert subject_link(make_record("member.approved", "e", NOW, {"public_id": "p"})) is None

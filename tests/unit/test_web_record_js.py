@@ -134,3 +134,25 @@ async def test_browser_rejects_altered_leaf_other_key_and_wrong_record(site, pag
     await page.goto(url)
     state, text = await _state(page)
     assert state == "failed" and "pas l'enregistrement affiché" in text
+
+
+AXE = Path(__file__).resolve().parents[2] / "node_modules" / "axe-core" / "axe.min.js"
+
+
+async def test_pages_have_no_serious_accessibility_violation(site, page) -> None:  # noqa: ANN001
+    if not AXE.exists():
+        pytest.skip("axe-core missing: run `npm ci` at the root of the repository")
+    base, forum = site
+    d = forum.add(decision(1, text="# Titre\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n[lien](https://exemple.fr)"))
+    v = forum.add(voted())
+    forum.ledger.sign()
+    for path in ("/decisions", f"/decisions/{d.decision.decision_id}", f"/decisions/{v.decision.decision_id}",
+                 "/registre", "/registre/1", "/registre/verifier", "/decisions/inconnue"):
+        await page.goto(base + path)
+        if 'id="preuve-inclusion"' in await page.content():
+            await _state(page)
+        await page.evaluate(AXE.read_text() + "\n;true")
+        result = await page.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")
+        bad = [f"{x['id']} ({x['impact']}): {x['help']} — {[n['target'] for n in x['nodes']][:3]}"
+               for x in result["violations"] if x["impact"] in ("serious", "critical")]
+        assert not bad, f"accessibility violations on {path}:\n" + "\n".join(bad)

@@ -237,8 +237,8 @@ async def show(request: Request, decision_id: str) -> Response:
     if d.superseded_event_id:
         events.append((d.superseded_event_id, "Correction par une nouvelle décision"))
     where = await locate(client, [e for e, _ in events])
-    records = [{"what": what, "index": where[e].index, "type": record_label(where[e].type)}
-               for e, what in events if e in where]
+    records = sorted(({"what": what, "index": where[e].index, "type": record_label(where[e].type)}
+                      for e, what in events if e in where), key=lambda r: r["index"])
     own = where.get(d.event_id)
     proof = await prove(client, own.index if own else None, event_id=d.event_id, must_contain=info.decision_id)
     winner = None

@@ -110,6 +110,24 @@ def describe(record: dict[str, Any]) -> str:
     return ""
 
 
+def subject_link(record: dict[str, Any]) -> str | None:
+    """The page of what a record is about (a decision, a session, a vote), when there is one."""
+    data = _obj(record.get("data"))
+    kind = str(record.get("type", ""))
+    ident = None
+    if kind == "decision.recorded":
+        ident, base = _obj(data.get("decision")).get("decision_id"), "/decisions/"
+    elif kind.startswith("decision."):
+        ident, base = data.get("decision_id"), "/decisions/"
+    elif kind.startswith("session."):
+        ident, base = _obj(data.get("session")).get("session_id"), "/seances/"
+    elif kind.startswith("vote."):
+        ident, base = _obj(data.get("vote")).get("vote_id"), "/votes/"
+    if isinstance(ident, str) and ident.replace("-", "").isalnum() and len(ident) <= 36:
+        return base + ident
+    return None
+
+
 def record_time(record: dict[str, Any]) -> datetime | None:
     raw = record.get("occurred_at")
     try:
@@ -278,7 +296,8 @@ async def explorer(request: Request, page: int = Query(1, ge=1, le=1_000_000)) -
         entries.extend(got.entries)
         start = got.entries[-1].index + 1
     rows = [{"index": e.index, "type": e.record.get("type"), "label": record_label(e.record.get("type")),
-             "at": record_time(e.record), "text": describe(e.record)} for e in reversed(entries)]
+             "at": record_time(e.record), "text": describe(e.record), "link": subject_link(e.record)}
+            for e in reversed(entries)]
     return await render(request, "record.html", rows=rows, key=key, checkpoint=cp, page=page, pages=pages,
                         size=size)
 
@@ -306,4 +325,5 @@ async def one_record(request: Request, index: str) -> Response:
     key, _ = await key_and_checkpoint(client)
     return await render(request, "record_entry.html", entry=entry, record=entry.record,
                         label=record_label(entry.record.get("type")), text=describe(entry.record),
+                        link=subject_link(entry.record),
                         at=record_time(entry.record), json_text=pretty_json(entry.record), proof=proof, key=key)
