@@ -164,6 +164,7 @@ async def test_rule_decides_adopted_then_correct_and_follow_up(admin: WebMember,
         assert d.hands and d.hands[College.CIVIL_SOCIETY].in_favour == 5 and d.hands[College.CITIZEN].against == 0
         assert d.rule_check.met and d.rule_check.summary.startswith("Quorum atteint")
         listing = await admin.get("/secretariat/decisions")
+        assert listing.status_code == 200, text(listing)
         row = re.search(rf'<tr id="decision-{first}">(.*?)</tr>', listing.text, re.S)
         assert row and "Adoptée" in row.group(1) and f'href="/decisions/{first}"' in row.group(1)
 

@@ -129,6 +129,12 @@ async def test_open_grade_change_and_close(admin: WebMember, crowd: Crowd, rpc: 
     assert opened and f'href="/votes/{vid}"' in opened.group(1)
     assert "J'ai voté" in (await a.get("/votes")).text
 
+    # The secretariat's list: the open vote, with « Clôturer maintenant ».
+    admin_list = await admin.get("/secretariat/decisions")
+    row = re.search(rf'<tr id="vote-{vid}">(.*?)</tr>', admin_list.text, re.S)
+    assert admin_list.status_code == 200 and row and "Clôturer maintenant" in row.group(1)
+    assert "3 / " in row.group(1)
+
     # The secretariat closes it now: a confirmation page, then the POST.
     confirm = await admin.get(f"/secretariat/votes/{vid}/cloturer")
     assert confirm.status_code == 200 and h1(confirm) == f"Clôturer le vote « {question} »"
@@ -153,6 +159,10 @@ async def test_open_grade_change_and_close(admin: WebMember, crowd: Crowd, rpc: 
     assert f'href="/decisions/{closed.decision_id}"' in page.text
     assert "Participation : 3 bulletins sur" in body
     assert 'name="grade-1"' not in page.text  # no ballot form any more
+    admin_list = await admin.get("/secretariat/decisions")
+    row = re.search(rf'<tr id="vote-{vid}">(.*?)</tr>', admin_list.text, re.S)
+    assert row and f'href="/decisions/{closed.decision_id}"' in row.group(1) and "Clôturer" not in row.group(1)
+    assert f'<tr id="decision-{closed.decision_id}">' in admin_list.text  # the decision the vote became
     closed_list = re.search(r'<section[^>]*id="votes-closed">(.*?)</section>', (await crowd.client().get("/votes")).text,
                             re.S)
     assert closed_list and f'href="/votes/{vid}"' in closed_list.group(1)

@@ -137,6 +137,8 @@ async def rule_for(request: Request, kind: SessionKind) -> RuleView | None:
 # ---------------------------------------------------------------- list
 @router.get("/secretariat/decisions")
 async def decisions_list(request: Request, seance: str = Query("", max_length=40)) -> Response:
+    from services.web.routes.votes import vote_context  # votes.py builds on this module
+
     await require_secretariat(request)
     if seance and not valid_session_id(seance):
         return await unknown_session(request)
@@ -146,7 +148,7 @@ async def decisions_list(request: Request, seance: str = Query("", max_length=40
     votes = await client.call("forum", "list-votes", ListVotes(session_id=seance or None, limit=500), VoteList)
     return await render(request, "admin_decisions.html", decisions=listed.decisions, total=listed.total,
                         votes=votes.votes, seance=seance, outcome_labels=OUTCOME_LABELS, method_labels=METHOD_LABELS,
-                        follow_up_labels=FOLLOW_UP_LABELS)
+                        follow_up_labels=FOLLOW_UP_LABELS, **vote_context())
 
 
 # ---------------------------------------------------------------- record (and correct)
