@@ -22,7 +22,7 @@ from shared.contracts.registry import College
 from shared.rpc_client import RpcClient
 from tests.integration.test_web_bad_input import field_error, h1, text
 from tests.integration.test_web_sessions import (  # noqa: F401 - fixtures
-    Crowd, WebMember, admin, create_session, crowd, db,
+    Crowd, WebMember, admin, create_session, crowd,
 )
 
 pytestmark = pytest.mark.integration
@@ -185,7 +185,8 @@ async def test_rule_decides_adopted_then_correct_and_follow_up(admin: WebMember,
 
         # Follow-up: a dated, public update.
         page = await admin.get(f"/secretariat/decisions/{second}/suivi")
-        assert page.status_code == 200 and h1(page) == f"Suivi de la décision n° {(await get_decision(rpc, second)).decision.number}"
+        number = (await get_decision(rpc, second)).decision.number
+        assert page.status_code == 200 and h1(page) == f"Suivi de la décision n° {number}"
         r = await admin.post(f"/secretariat/decisions/{second}/suivi", {"status": "fini", "note": "x"})
         assert r.status_code == 422 and field_error(r, "status") == "Choisissez le statut du suivi."
         r = await admin.post(f"/secretariat/decisions/{second}/suivi", {"status": "done", "note": "x" * 2001})

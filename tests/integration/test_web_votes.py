@@ -21,7 +21,7 @@ from shared.majority_judgment import GRADE_LABELS, Grade
 from shared.rpc_client import RpcClient
 from tests.integration.test_web_bad_input import field_error, h1, text
 from tests.integration.test_web_sessions import (  # noqa: F401 - fixtures
-    Crowd, WebMember, admin, create_session, crowd, db, local,
+    Crowd, WebMember, admin, create_session, crowd, local,
 )
 
 pytestmark = pytest.mark.integration
@@ -96,8 +96,8 @@ async def test_open_grade_change_and_close(admin: WebMember, crowd: Crowd, rpc: 
     assert "Ouvert" in body and "Tous les membres validés du forum" in body and "(heure de Paris)" in body
     assert "les bulletins sont supprimés à la clôture du vote" in body
     # One fieldset per option, its legend the label, seven radios labelled with the scale.
-    fieldsets = re.findall(r'<fieldset class="fr-fieldset forum-ballot[^"]*" id="option-(\d)".*?<legend[^>]*>(.*?)</legend>(.*?)</fieldset>',
-                           page.text, re.S)
+    fieldsets = re.findall(r'<fieldset class="fr-fieldset forum-ballot[^"]*" id="option-(\d)".*?'
+                           r'<legend[^>]*>(.*?)</legend>(.*?)</fieldset>', page.text, re.S)
     assert [(i, html.unescape(label)) for i, label, _ in fieldsets] == [
         ("1", "Commande publique"), ("2", "Qualité de l'air"), ("3", "Horaires des transports")]
     for _, _, radios in fieldsets:
@@ -163,8 +163,8 @@ async def test_open_grade_change_and_close(admin: WebMember, crowd: Crowd, rpc: 
     row = re.search(rf'<tr id="vote-{vid}">(.*?)</tr>', admin_list.text, re.S)
     assert row and f'href="/decisions/{closed.decision_id}"' in row.group(1) and "Clôturer" not in row.group(1)
     assert f'<tr id="decision-{closed.decision_id}">' in admin_list.text  # the decision the vote became
-    closed_list = re.search(r'<section[^>]*id="votes-closed">(.*?)</section>', (await crowd.client().get("/votes")).text,
-                            re.S)
+    public_list = (await crowd.client().get("/votes")).text
+    closed_list = re.search(r'<section[^>]*id="votes-closed">(.*?)</section>', public_list, re.S)
     assert closed_list and f'href="/votes/{vid}"' in closed_list.group(1)
 
 
@@ -189,7 +189,8 @@ async def test_ballot_bad_input(admin: WebMember, crowd: Crowd, rpc: RpcClient) 
     assert "Votre vote n'a pas été enregistré" in text(r)
     # A grade outside the scale (a forged form).
     r = await refused(ballot({1: "bien", 2: "parfait", 3: "passable"}), 422)
-    assert field_error(r, "option-2") == "La mention choisie pour « Qualité de l'air » ne fait pas partie de l'échelle du vote."
+    assert field_error(r, "option-2") == ("La mention choisie pour « Qualité de l'air » ne fait pas partie de "
+                                          "l'échelle du vote.")
     # An option the vote does not have.
     r = await refused({**ballot({1: "bien", 2: "bien", 3: "bien"}), "grade-9": "bien"}, 422)
     assert "une option qui ne fait pas partie du vote" in alert(r)
@@ -248,7 +249,8 @@ async def test_open_vote_form_errors(admin: WebMember, crowd: Crowd, rpc: RpcCli
     tag = uuid.uuid4().hex[:8]
 
     async def post(status: int = 422, **fields: str) -> httpx.Response:
-        r = await admin.post(f"/secretariat/votes/nouveau?seance={sid}", vote_form(question=f"Question {tag}", **fields))
+        r = await admin.post(f"/secretariat/votes/nouveau?seance={sid}",
+                             vote_form(question=f"Question {tag}", **fields))
         assert r.status_code == status, text(r)
         assert f'value="Question {tag}"' in r.text and "<title>Erreur : " in r.text
         return r

@@ -229,7 +229,8 @@ async def decision_form(request: Request, s: SessionView, *, values: dict[str, s
                         corrected: DecisionView | None = None) -> Response:
     return await render(request, "admin_decision_form.html", status_code=status_code, s=s, values=values,
                         errors=errors or {}, corrected=corrected, labels=LABELS,
-                        commitment_choices=[(c.code, f"Engagement {c.code} — {c.title}") for c in await commitments(request)],
+                        commitment_choices=[(c.code, f"Engagement {c.code} — {c.title}")
+                                            for c in await commitments(request)],
                         rule=await rule_for(request, s.kind), methods=FORM_METHODS, outcomes=list(Outcome),
                         method_labels=METHOD_LABELS, outcome_labels=OUTCOME_LABELS, colleges=list(College),
                         hand_keys=HAND_KEYS, hand_labels=HAND_LABELS, hand_field=hand_field, side_labels=SIDE_LABELS)

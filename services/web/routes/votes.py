@@ -27,7 +27,8 @@ from shared.majority_judgment import GRADE_LABELS, GRADES, Grade
 from shared.rpc_client import RpcError
 from services.web.forms import ROOT, edge_checks, read_form, validate
 from services.web.pages import (
-    HTTP_STATUS, current_member, error_page, paris_long, render, require_member, require_secretariat, rpc, rpc_error_page,
+    HTTP_STATUS, current_member, error_page, paris_long, render, require_member, require_secretariat, rpc,
+    rpc_error_page,
 )
 from services.web.routes.decisions_admin import field_of, get_session, sentence, valid_id
 from services.web.routes.sessions_admin import local_input, parse_paris
@@ -261,7 +262,8 @@ async def cast(request: Request, vote_id: str) -> Response:
     for option_id, label in labels.items():
         value = chosen.get(option_id, "")
         if not value:
-            errors[f"option-{option_id}"] = f"Choisissez une mention pour « {label} » : chaque option doit être évaluée."
+            errors[f"option-{option_id}"] = (f"Choisissez une mention pour « {label} » : chaque option doit être "
+                                             "évaluée.")
         elif value not in scale:
             errors[f"option-{option_id}"] = (f"La mention choisie pour « {label} » ne fait pas partie de l'échelle "
                                              "du vote.")
