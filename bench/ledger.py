@@ -5,10 +5,11 @@ What it measures, in one run, on one machine:
 1. raw SHA-256 of this machine (hashlib): 65-byte node hashes per second and bulk MB/s — the
    floor every Merkle figure below is compared with;
 2. append rate through the real path: `registry.member.approved` events published to JetStream on
-   a real nats-server → the minutes service's durable consumer (one transaction per event: inbox
-   row + leaf + nodes + head) → a signed checkpoint covering all of them (leaves/s, "events in →
+   a real nats-server → the minutes service's durable consumer (one transaction per fetched batch: inbox
+   rows + leaves + nodes + head) → a signed checkpoint covering all of them (leaves/s, "events in →
    checkpoint"); the idle latency of one event → the checkpoint covering it; and, for comparison,
-   the same consumer path with an empty handler (inbox row only) on the same database;
+   the same consumer paths with an empty handler (inbox rows only) on the same database: the batch
+   consumer the public record uses, and the one-event-per-transaction consumer of every other service;
 3. the log is then filled to the first size (100,000; 10,000 with --quick) with the service's own
    `store.append` in 5,000-leaf transactions (bypassing NATS: records, leaves, nodes, head as the
    consumer writes them) — its rate is printed too;
@@ -104,9 +105,11 @@ async def timed(samples: int, op: Callable[[], Awaitable[Any]]) -> dict[str, flo
 
 
 # ---------------------------------------------------------------- phases
-async def baseline_consumer(db_url: str, tmp: Path, events: int) -> dict[str, Any]:
-    """The same consumer path with an empty handler (inbox row only), on its own nats-server: the
-    ceiling the backbone puts on any consumer here, to compare the append rate with."""
+async def baseline_consumer(db_url: str, tmp: Path, events: int, batch: bool = False) -> dict[str, Any]:
+    """A consumer with an empty handler (inbox rows only), on its own nats-server: the ceiling the
+    backbone puts on any consumer here, to compare the append rate with. `batch`: the path the
+    public record uses (`Service.consume_batch`, one transaction per fetch); otherwise
+    `Service.consume` (one transaction per event), what every other consumer uses."""
     import nats
     from faststream import TestApp
 
@@ -120,9 +123,14 @@ async def baseline_consumer(db_url: str, tmp: Path, events: int) -> dict[str, An
         svc = Service("benchnoop", title="baseline", settings=Settings(
             nats_url=url, database_url=db_url, data_dir=tmp, log_level="WARNING"))
 
-        @svc.consume(MemberApproved)
-        async def noop(event: Any, uow: Any) -> None:
-            seen.append(1)
+        if batch:
+            @svc.consume_batch(MemberApproved)
+            async def noop_batch(batch_events: list[Any], uow: Any) -> None:
+                seen.extend(1 for _ in batch_events)
+        else:
+            @svc.consume(MemberApproved)
+            async def noop(event: Any, uow: Any) -> None:
+                seen.append(1)
 
         async with TestApp(svc.app):
             nc = await nats.connect(url)
@@ -296,6 +304,7 @@ async def run(quick: bool, database_url: str | None) -> dict[str, Any]:
         await asyncio.to_thread(upgrade, "minutes", db_url)
         print(f"baseline: empty consumer ({cfg['baseline']} events)…", flush=True)
         results["baseline"] = await baseline_consumer(db_url, Path(tmp), cfg["baseline"])
+        results["baseline_batch"] = await baseline_consumer(db_url, Path(tmp), cfg["baseline"], batch=True)
         async with running_minutes(Path(tmp), nats_url, db_url, checkpoint_interval=0.5) as h:
             async with ledger_http(h.rpc) as base:
                 print(f"append through the consumer ({cfg['events']} events)…", flush=True)
@@ -330,7 +339,9 @@ def report(r: dict[str, Any]) -> str:
         ("  publish / last leaf / checkpoint (s)",
          f"{a['publish_s']:.2f} / {a['appended_s']:.2f} / {a['checkpoint_s']:.2f}"),
         ("  one event -> checkpoint, idle (5 samples)", lat(a["single_event_to_checkpoint"])),
-        (f"  baseline: same consumer path, empty handler ({r['baseline']['events']:,} events)",
+        (f"  baseline: batch consumer, empty handler ({r['baseline_batch']['events']:,} events)",
+         fmt(r["baseline_batch"]["events_per_s"], "events/s", 0)),
+        (f"  baseline: one-event-per-transaction consumer, empty handler ({r['baseline']['events']:,})",
          fmt(r["baseline"]["events_per_s"], "events/s", 0)),
         (f"store.append, 5,000-leaf transactions, to {r['fill_small']['leaves']:,}",
          fmt(r["fill_small"]["leaves_per_s"], "leaves/s", 0)),

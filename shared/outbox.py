@@ -14,7 +14,7 @@ from typing import Any
 
 from nats.js import JetStreamContext
 from sqlalchemy import Column, Index, Text
-from sqlmodel import select
+from sqlmodel import col, select
 from sqlmodel import Field, SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -81,6 +81,17 @@ async def already_processed(session: AsyncSession, consumer: str, event_id: str)
         return True
     session.add(InboxMessage(consumer=consumer, event_id=event_id))
     return False
+
+
+async def record_new(session: AsyncSession, consumer: str, event_ids: list[str]) -> set[str]:
+    """`already_processed` for many events with one query: records the new ones (distinct) in the
+    inbox and returns them."""
+    wanted = list(dict.fromkeys(event_ids))
+    done = set((await session.exec(select(InboxMessage.event_id).where(
+        InboxMessage.consumer == consumer, col(InboxMessage.event_id).in_(wanted)))).all())
+    new = [e for e in wanted if e not in done]
+    session.add_all([InboxMessage(consumer=consumer, event_id=e) for e in new])
+    return set(new)
 
 
 class OutboxRelay:

@@ -31,7 +31,7 @@ from shared.db import Database
 from shared.envelope import SYSTEM, Envelope, EventData
 from shared.errors import DomainError
 from shared.logging import configure_logging, get_logger
-from shared.outbox import OutboxRelay, UnitOfWork, already_processed
+from shared.outbox import OutboxRelay, UnitOfWork, already_processed, record_new
 from shared.settings import Settings, get_settings
 from shared.validation import field_errors
 from shared.streams import DEAD_LETTER_PREFIX, RPC_PREFIX, ensure_streams, stream_name
@@ -183,6 +183,41 @@ class Service:
 
         return deco
 
+    def consume_batch(self, event: type[EventData], name: str | None = None,
+                      batch_size: int = 100) -> Callable[..., Any]:
+        """Like `consume`, but the events of one fetch share one transaction: the handler gets them
+        (new ones only, in stream order) as a list, with their inbox rows in the same transaction, and
+        each message is acked once it commits. For consumers whose cost is per transaction (the public
+        record appends a batch of leaves under one head lock and one commit).
+
+        Every message still travels the ordinary path (decoding, poison parking, retries and
+        dead-lettering are those of `consume`): if a shared transaction fails, each of its events is
+        retried in a transaction of its own, so one bad event never holds back the others. The handler
+        must not emit events (a batch has no single causation id)."""
+        durable = name or f"{self.name}--{event.TYPE.replace('.', '-')}"
+        env_model = Envelope[event]  # type: ignore[valid-type]
+        s = self.settings
+
+        def deco(fn: Callable[[list[Any], UnitOfWork], Awaitable[None]]) -> Callable[..., Any]:
+            batcher = _Batcher(self, durable, fn, batch_size)
+
+            async def handler(body: env_model, msg: NatsMessage) -> None:  # type: ignore[valid-type]
+                await batcher.submit(body)
+                await msg.ack()
+
+            handler.__name__ = fn.__name__
+            self.events.subscriber(
+                event.TYPE, stream=JStream(stream_name(event.TYPE), declare=False), durable=durable,
+                # FastStream runs the messages of one fetch concurrently: the batcher gathers them.
+                pull_sub=PullSub(batch_size=batch_size, timeout=1.0),
+                config=ConsumerConfig(max_deliver=s.consumer_max_deliver, ack_wait=60,
+                                      deliver_policy=DeliverPolicy.ALL, max_ack_pending=1000),
+                title=f"{event.TYPE}:{fn.__name__}", description=(fn.__doc__ or "").strip() or None,
+            )(handler)
+            return fn
+
+        return deco
+
     def _consumer_middleware(self) -> type[BaseMiddleware]:
         service = self
 
@@ -191,13 +226,12 @@ class Service:
                 try:
                     return await call_next(msg)
                 except Exception as exc:  # noqa: BLE001 - every failure is retried or parked, never lost
-                    await service._on_consumer_failure(msg, exc)
+                    await service._on_failure(msg.raw_message, exc)
                     return None
 
         return RetryOrDeadLetter
 
-    async def _on_consumer_failure(self, msg: Any, exc: Exception) -> None:
-        raw = msg.raw_message
+    async def _on_failure(self, raw: Any, exc: Exception) -> None:
         delivered = raw.metadata.num_delivered if raw.metadata else 1
         poison = isinstance(exc, ValidationError)
         s = self.settings
@@ -253,6 +287,65 @@ class Service:
                 await self.relay.stop()
             await self._db.dispose()
             log.info("service stopped")
+
+
+class _Batcher:
+    """Gathers the events that one consumer's handlers submit in the same moment (the messages of one
+    fetch, started together) and handles them in one unit of work; each submitter learns its own
+    event's fate (returns once committed, or raises that event's error)."""
+
+    def __init__(self, service: Service, durable: str,
+                 fn: Callable[[list[Any], UnitOfWork], Awaitable[None]], max_size: int) -> None:
+        self.service, self.durable, self.fn, self.max_size = service, durable, fn, max_size
+        self.pending: list[tuple[Any, asyncio.Future[None]]] = []
+        self.flushing: asyncio.Task[None] | None = None
+
+    async def submit(self, env: Any) -> None:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.pending.append((env, future))
+        if self.flushing is None:
+            self.flushing = asyncio.create_task(self._flush())
+        await future
+
+    async def _flush(self) -> None:
+        try:
+            for _ in range(3):  # let the other messages of the same fetch reach `submit`
+                await asyncio.sleep(0)
+            while self.pending:
+                batch, self.pending = self.pending[:self.max_size], self.pending[self.max_size:]
+                await self._run(batch)
+        finally:
+            self.flushing = None  # no await since the loop's last check: nothing can be left pending
+
+    async def _run(self, batch: list[tuple[Any, asyncio.Future[None]]]) -> None:
+        if len(batch) > 1:
+            try:
+                async with self.service.unit_of_work(correlation_id=batch[0][0].correlation_id) as uow:
+                    new = await record_new(uow.session, self.durable, [str(env.event_id) for env, _ in batch])
+                    fresh = []
+                    for env, _ in batch:  # stream order; a duplicate within the batch counts once
+                        if str(env.event_id) in new:
+                            new.discard(str(env.event_id))
+                            fresh.append(env)
+                    if fresh:
+                        await self.fn(fresh, uow)
+            except Exception as exc:  # noqa: BLE001 - retried one by one below
+                log.warning("batch failed, retrying its events one by one", consumer=self.durable,
+                            events=len(batch), error=f"{type(exc).__name__}: {exc}")
+            else:
+                for _, future in batch:
+                    future.set_result(None)
+                return
+        for env, future in batch:
+            try:
+                async with self.service.unit_of_work(correlation_id=env.correlation_id,
+                                                     causation_id=str(env.event_id)) as uow:
+                    if not await already_processed(uow.session, self.durable, str(env.event_id)):
+                        await self.fn([env], uow)
+            except Exception as exc:  # noqa: BLE001 - the submitter's message is retried or parked
+                future.set_exception(exc)
+            else:
+                future.set_result(None)
 
 
 def _safe_url(url: str) -> str:

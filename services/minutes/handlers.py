@@ -3,9 +3,9 @@
 `build_service()` makes a fresh `Service` with everything registered (the app module keeps one;
 tests build their own with their own settings):
 
-- one durable consumer per public fact in `records.RECORDERS` (`registry.member.approved`, the
-  forum's session, decision, vote and rule facts), appending its record to the log in the same
-  transaction as the inbox row;
+- one durable batch consumer per public fact in `records.RECORDERS` (`registry.member.approved`,
+  the forum's session, decision, vote and rule facts), appending the records of a batch of events
+  to the log in the same transaction as their inbox rows;
 - RPCs `ledger-checkpoint`, `ledger-key`, `ledger-entries`, `ledger-inclusion`, `ledger-consistency`,
   `ledger-locate` (contracts in `shared/contracts/minutes.py`);
 - a background signer: as soon as the tree grows it signs a checkpoint, at most one per
@@ -162,11 +162,12 @@ def build_service(settings: Settings | None = None, minutes_settings: MinutesSet
 
 
 def _register_consumer(svc: Service, ledger: PublicRecord, recorder: Recorder) -> None:
-    async def handler(event: Envelope[Any], uow: UnitOfWork) -> None:
-        record = record_of(recorder, event)
-        if await store.append(uow.session, [store.Pending(str(event.event_id), recorder.record_type, record)]):
+    async def handler(events: list[Envelope[Any]], uow: UnitOfWork) -> None:
+        items = [store.Pending(str(e.event_id), recorder.record_type, record_of(recorder, e)) for e in events]
+        if await store.append(uow.session, items):
             uow.on_commit(ledger.wake)
 
     handler.__name__ = f"record_{recorder.record_type.replace('.', '_')}"
-    handler.__doc__ = f"Appends a `{recorder.record_type}` record to the public record (transparency log)."
-    svc.consume(recorder.event)(handler)
+    handler.__doc__ = f"Appends `{recorder.record_type}` records to the public record (transparency log)."
+    # A batch of leaves per transaction: the head lock and the commit are paid once per batch.
+    svc.consume_batch(recorder.event)(handler)

@@ -9,7 +9,7 @@ from pathlib import Path
 import nats
 import pytest
 from faststream import TestApp
-from sqlmodel import select, update
+from sqlmodel import col, select, update
 
 from shared.contracts.registry import MemberApproved
 from shared.envelope import Envelope, make_event
@@ -22,22 +22,34 @@ from tests.support import database_urls, drop_schemas, nats_server
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-async def harness(tmp_path: Path):
-    """A throwaway service named 'forum' consuming registry.member.approved, with its own NATS."""
+@pytest.fixture(params=["one", "batch"])
+async def harness(tmp_path: Path, request: pytest.FixtureRequest):
+    """A throwaway service named 'forum' consuming registry.member.approved, with its own NATS: once
+    with `Service.consume` (one event per transaction), once with `Service.consume_batch`."""
     urls = database_urls(tmp_path)
     upgrade("forum", urls["forum"])
     with nats_server() as url:
         settings = Settings(nats_url=url, database_url=urls["forum"], consumer_max_deliver=3,
                             consumer_backoff=[0.2], data_dir=tmp_path, outbox_poll_interval=0.2)
         svc = Service("forum", title="test", settings=settings)
+        svc.committed = []  # type: ignore[attr-defined] - ids whose handling committed
         seen: list[str] = []
 
-        @svc.consume(MemberApproved)
-        async def on_approved(event: Envelope[MemberApproved], uow: UnitOfWork) -> None:
-            seen.append(event.data.member_id)
+        async def handle(event: Envelope[MemberApproved], uow: UnitOfWork) -> None:
+            seen.append(event.data.member_id)  # every attempt, committed or not
+            uow.on_commit(lambda: svc.committed.append(event.data.member_id))  # type: ignore[attr-defined]
             if event.data.member_id.startswith("poison"):
                 raise RuntimeError("cannot handle this one")
+
+        if request.param == "one":
+            @svc.consume(MemberApproved)
+            async def on_approved(event: Envelope[MemberApproved], uow: UnitOfWork) -> None:
+                await handle(event, uow)
+        else:
+            @svc.consume_batch(MemberApproved)
+            async def on_approved_batch(events: list[Envelope[MemberApproved]], uow: UnitOfWork) -> None:
+                for event in events:
+                    await handle(event, uow)
 
         async with TestApp(svc.app):
             nc = await nats.connect(url)
@@ -132,3 +144,27 @@ def _collector(into: list):  # noqa: ANN202
     async def collect(msg) -> None:  # noqa: ANN001
         into.append(json.loads(msg.data))
     return collect
+
+
+async def test_a_burst_with_duplicates_and_a_poisoned_event_loses_nothing(harness) -> None:
+    """Many events at once (whole batches for `consume_batch`), one of them failing every time and one
+    malformed: every healthy event is handled exactly once, the two bad ones are parked."""
+    svc, seen, js, nc = harness
+    parked: list[dict] = []
+    sub = await nc.subscribe("deadletter.>", cb=_collector(parked))
+    envs = [_approved(f"m-burst-{i}") for i in range(120)]
+    envs.insert(37, _approved("poison-burst"))
+    for env in envs:
+        await js.publish("registry.member.approved", env.model_dump_json().encode())
+    await js.publish("registry.member.approved", envs[5].model_dump_json().encode())  # redelivered copy
+    await js.publish("registry.member.approved", b'{"not": "an envelope"}')
+    done = svc.committed
+    await _wait(lambda: len(parked) == 2 and all(f"m-burst-{i}" in done for i in range(120)), timeout=30)
+    await asyncio.sleep(0.5)
+    assert all(done.count(f"m-burst-{i}") == 1 for i in range(120)) and "poison-burst" not in done
+    async with svc.db.session() as s:
+        rows = (await s.exec(select(InboxMessage).where(col(InboxMessage.event_id).in_(
+            [str(e.event_id) for e in envs])))).all()
+    assert len(rows) == 120  # every healthy event, once; nothing for the poisoned one
+    assert sorted(p["error"].split(":")[0] for p in parked) == ["RuntimeError", "ValidationError"]
+    await sub.unsubscribe()
