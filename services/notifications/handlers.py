@@ -75,11 +75,14 @@ async def on_profile_updated(event: Envelope[ProfileUpdated], uow: UnitOfWork) -
 
 @svc.consume(MemberErased)
 async def on_erased(event: Envelope[MemberErased], uow: UnitOfWork) -> None:
-    """Forget the member's address and redact every e-mail kept for them."""
+    """Forget the member's address, cancel the e-mails not sent yet, and redact every e-mail kept for them."""
     r = await uow.session.get(Recipient, event.data.member_id)
     if r is not None:
         await uow.session.delete(r)
-    await uow.session.exec(update(Delivery).where(col(Delivery.member_id) == event.data.member_id)  # type: ignore[call-overload]
+    mine = col(Delivery.member_id) == event.data.member_id
+    await uow.session.exec(update(Delivery).where(mine, col(Delivery.status) == DeliveryStatus.PENDING)  # type: ignore[call-overload]
+                           .values(status=DeliveryStatus.CANCELLED))
+    await uow.session.exec(update(Delivery).where(mine)  # type: ignore[call-overload]
                            .values(to_addr="", text_body="", html_body="", subject="(effacé)"))
 
 

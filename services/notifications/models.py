@@ -27,6 +27,7 @@ class DeliveryStatus:
     SENT = "sent"
     FAILED = "failed"        # permanent refusal, or retries exhausted
     UNCERTAIN = "uncertain"  # found in SENDING after a crash: never re-sent (at most once)
+    CANCELLED = "cancelled"  # the member was erased before it left: never sent
 
 
 class Delivery(SQLModel, table=True):

@@ -184,7 +184,11 @@ async def test_profile_export_and_erasure(rpc: RpcClient, forum: Stack) -> None:
     assert updated.full_name == "Jeanne Nouvelle"
     exported = await rpc.call("registry", "export", ExportData(actor_id=member_id), Export)
     assert exported.data["member"]["email"] == email and exported.data["email_links"]
-    notif = await rpc.call("notifications", "export", ExportData(actor_id=member_id), MemberNotifications)
+    for _ in range(100):  # notifications learns the contact from another consumer's event: give it a moment
+        notif = await rpc.call("notifications", "export", ExportData(actor_id=member_id), MemberNotifications)
+        if notif.contact:
+            break
+        await asyncio.sleep(0.1)
     assert notif.contact and notif.contact["email"] == email and notif.emails
 
     await rpc.call("registry", "erase", EraseMember(actor_id=member_id), Accepted)
@@ -199,7 +203,8 @@ async def test_profile_export_and_erasure(rpc: RpcClient, forum: Stack) -> None:
 
     async def notifications_forgot() -> bool:
         n = await rpc.call("notifications", "export", ExportData(actor_id=member_id), MemberNotifications)
-        return n.contact is None and all(e["to"] == "" for e in n.emails)
+        # Nothing left to send either: a redacted e-mail still pending could never leave.
+        return n.contact is None and all(e["to"] == "" and e["status"] != "pending" for e in n.emails)
 
     for _ in range(100):
         if await notifications_forgot():
