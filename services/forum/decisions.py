@@ -33,8 +33,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from services.forum import rules
 from services.forum.adoption import check_outcome, check_rule, default_rule, vote_outcome
+from services.forum.queries import find_session, lock_member, require_secretariat
 from services.forum.models import (
     ForumAgendaItem, ForumAttendance, ForumBallot, ForumCommitment, ForumDecision, ForumDecisionCounter,
     ForumFollowUp, ForumMember, ForumRule, ForumSession, ForumVote, ForumVoter, MemberStanding,
@@ -79,24 +79,10 @@ def _natural_key(code: str) -> list[Any]:
     return [int(t) if i % 2 else t.casefold() for i, t in enumerate(re.split(r"(\d+)", code))]
 
 
-async def _lock_member(s: AsyncSession, member_id: str) -> ForumMember | None:
-    """The member's projection row, locked the way handlers.py locks it (FOR NO KEY UPDATE)."""
-    stmt = select(ForumMember).where(ForumMember.member_id == member_id).with_for_update(key_share=True)
-    return (await s.exec(stmt)).first()
 
 
-async def _require_secretariat(s: AsyncSession, actor_id: str) -> ForumMember:
-    actor = await s.get(ForumMember, actor_id)
-    rules.check_secretariat(actor.role if actor else None, actor.standing if actor else None)
-    assert actor is not None
-    return actor
 
 
-async def _session(s: AsyncSession, session_id: str) -> ForumSession:
-    fs = await s.get(ForumSession, session_id)
-    if fs is None:
-        raise NotFound("Séance inconnue.", field="session_id")
-    return fs
 
 
 async def _agenda_text(s: AsyncSession, session_id: str, position: int) -> str:
@@ -151,7 +137,7 @@ async def set_rule(req: SetRule, cmd: Command) -> RuleView:
     rule = req.rule
     quorum = json.dumps({c.value: n for c, n in sorted(rule.quorum.items())})
     async with cmd.unit_of_work(actor=req.actor_id) as uow:
-        await _require_secretariat(uow.session, req.actor_id)
+        await require_secretariat(uow.session, req.actor_id)
         values = {"quorum": quorum, "double_majority": rule.double_majority, "updated_at": now,
                   "updated_by": req.actor_id}
         stmt = _upsert(cmd.service)(ForumRule).values(kind=rule.kind.value, **values)
@@ -190,7 +176,7 @@ async def save_commitment(req: SaveCommitment, cmd: Command) -> CommitmentView:
     now = utcnow()
     async with cmd.unit_of_work(actor=req.actor_id) as uow:
         s = uow.session
-        await _require_secretariat(s, req.actor_id)
+        await require_secretariat(s, req.actor_id)
         values = {"title": req.title, "plan": req.plan, "updated_at": now}
         stmt = _upsert(cmd.service)(ForumCommitment).values(code=req.code, **values)
         await s.exec(stmt.on_conflict_do_update(index_elements=["code"], set_=values))  # type: ignore[call-overload]
@@ -287,9 +273,9 @@ async def record_decision(req: RecordDecision, cmd: Command) -> DecisionView:
     decision, which stays public."""
     async with cmd.unit_of_work(actor=req.actor_id) as uow:
         s = uow.session
-        await _require_secretariat(s, req.actor_id)
+        await require_secretariat(s, req.actor_id)
         now = utcnow()
-        fs = await _session(s, req.session_id)
+        fs = await find_session(s, req.session_id)
         if fs.status == SessionStatus.CANCELLED:
             raise Conflict("Cette séance a été annulée : aucune décision ne peut y être enregistrée.",
                            field="session_id")
@@ -356,7 +342,7 @@ async def update_follow_up(req: UpdateFollowUp, cmd: Command) -> DecisionView:
     """Secretariat: a dated update of a decision's follow-up (to do, in progress, done, abandoned)."""
     async with cmd.unit_of_work(actor=req.actor_id) as uow:
         s = uow.session
-        await _require_secretariat(s, req.actor_id)
+        await require_secretariat(s, req.actor_id)
         d = await _lock_decision(s, req.decision_id, field="decision_id")
         now = utcnow()
         last = (await s.exec(select(func.max(ForumFollowUp.seq))  # type: ignore[call-overload]
@@ -515,8 +501,8 @@ async def open_vote(req: OpenVote, cmd: Command) -> VoteView:
     scale, its electorate (approved members or attendees) and its times are fixed from now on."""
     async with cmd.unit_of_work(actor=req.actor_id) as uow:
         s = uow.session
-        await _require_secretariat(s, req.actor_id)
-        fs = await _session(s, req.session_id)
+        await require_secretariat(s, req.actor_id)
+        fs = await find_session(s, req.session_id)
         if fs.status == SessionStatus.CANCELLED:
             raise Conflict("Cette séance a été annulée : aucun vote ne peut y être ouvert.", field="session_id")
         agenda_text = await _agenda_text(s, fs.id, req.agenda_position)
@@ -542,7 +528,7 @@ async def cast_ballot(req: CastBallot, cmd: Command) -> BallotView:
     at the closing, once counted."""
     async with cmd.unit_of_work(actor=req.actor_id) as uow:
         s = uow.session
-        member = await _lock_member(s, req.actor_id)
+        member = await lock_member(s, req.actor_id)
         v = await _lock_vote(s, req.vote_id)
         now = utcnow()  # read under the lock: a ballot is either before the closing or refused
         status = vote_status(v, now)
@@ -631,7 +617,7 @@ async def _close_locked(uow: UnitOfWork, service: Service, v: ForumVote, now: da
             participation[College(college)] = n
     eligible = (await _eligible_counts(s, [v]))[v.id]
     result = tally(labels, ballots, eligible, participation)
-    fs = await _session(s, v.session_id)
+    fs = await find_session(s, v.session_id)
     check = check_rule(await _rule(s, fs.kind), Method.ONLINE_VOTE, participation,
                        single_winner=result.winner_option_id is not None)
     decision_id = str(uuid.uuid4())
@@ -650,7 +636,7 @@ async def close_vote(req: CloseVote, cmd: Command) -> VoteView:
     """Secretariat closes an open vote now (a vote already closed is returned as it is)."""
     async with cmd.unit_of_work(actor=req.actor_id) as uow:
         s = uow.session
-        await _require_secretariat(s, req.actor_id)
+        await require_secretariat(s, req.actor_id)
         v = await _lock_vote(s, req.vote_id)
         now = utcnow()
         if v.closed_at is None:

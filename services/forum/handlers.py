@@ -23,6 +23,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.forum import decisions, rules
+from services.forum.queries import find_session, lock_member, require_secretariat
 from services.forum.models import (
     ForumAgendaItem, ForumAttendance, ForumMember, ForumRsvp, ForumSession, MemberStanding,
 )
@@ -58,26 +59,10 @@ async def _lock_session(s: AsyncSession, session_id: str) -> ForumSession:
     return fs
 
 
-async def _session(s: AsyncSession, session_id: str) -> ForumSession:
-    fs = await s.get(ForumSession, session_id)
-    if fs is None:
-        raise NotFound("Séance inconnue.", field="session_id")
-    return fs
 
 
-async def _lock_member(s: AsyncSession, member_id: str) -> ForumMember | None:
-    """The member's projection row, locked (FOR NO KEY UPDATE: it serialises that member's own
-    commands and erasure, yet lets other transactions insert rows that reference the member, such as
-    a check-in, without waiting for it)."""
-    stmt = select(ForumMember).where(ForumMember.member_id == member_id).with_for_update(key_share=True)
-    return (await s.exec(stmt)).first()
 
 
-async def _require_secretariat(s: AsyncSession, actor_id: str) -> ForumMember:
-    actor = await s.get(ForumMember, actor_id)
-    rules.check_secretariat(actor.role if actor else None, actor.standing if actor else None)
-    assert actor is not None
-    return actor
 
 
 async def _tallies(s: AsyncSession, session_ids: Sequence[str]) -> dict[str, Tally]:
@@ -227,7 +212,7 @@ async def create_session(req: CreateSession, cmd: Command) -> SessionView:
     """Secretariat schedules a plenary or a working group, with its ordered agenda."""
     now = utcnow()
     async with cmd.unit_of_work(actor=req.actor_id) as uow:
-        await _require_secretariat(uow.session, req.actor_id)
+        await require_secretariat(uow.session, req.actor_id)
         fs = ForumSession(**_fields(req), created_by=req.actor_id, created_at=now, updated_at=now)
         uow.session.add(fs)
         await uow.session.flush()  # agenda items reference the session
@@ -244,7 +229,7 @@ async def update_session(req: UpdateSession, cmd: Command) -> SessionView:
     now = utcnow()
     async with cmd.unit_of_work(actor=req.actor_id) as uow:
         s = uow.session
-        await _require_secretariat(s, req.actor_id)
+        await require_secretariat(s, req.actor_id)
         fs = await _lock_session(s, req.session_id)
         rules.check_editable(fs.status)
         rules.check_revision(req.expected_revision, fs.revision)
@@ -281,7 +266,7 @@ async def cancel_session(req: CancelSession, cmd: Command) -> SessionView:
     now = utcnow()
     async with cmd.unit_of_work(actor=req.actor_id) as uow:
         s = uow.session
-        await _require_secretariat(s, req.actor_id)
+        await require_secretariat(s, req.actor_id)
         fs = await _lock_session(s, req.session_id)
         rules.check_cancellable(fs.status, fs.ends_at, now)
         fs.status, fs.cancel_reason, fs.cancelled_at = SessionStatus.CANCELLED, req.reason, now
@@ -338,14 +323,14 @@ async def list_sessions(req: ListSessions, cmd: Command) -> SessionList:
 async def get_session(req: GetSession, cmd: Command) -> SessionView:
     """One session: agenda, seats left, and (with `actor_id`) the member's RSVP and waitlist position."""
     async with cmd.service.db.session() as s:
-        return await _full_view(s, await _session(s, req.session_id), utcnow(), req.actor_id)
+        return await _full_view(s, await find_session(s, req.session_id), utcnow(), req.actor_id)
 
 
 async def attendance(req: GetAttendance, cmd: Command) -> AttendanceCounts:
     """Attendance per college (`final` once the session has ended)."""
     now = utcnow()
     async with cmd.service.db.session() as s:
-        fs = await _session(s, req.session_id)
+        fs = await find_session(s, req.session_id)
         counts = (await _attendance(s, [fs.id]))[fs.id]
     return _counts(fs.id, counts, final=now >= rules.as_utc(fs.ends_at))
 
@@ -356,7 +341,7 @@ async def answer_rsvp(req: AnswerRsvp, cmd: Command) -> RsvpView:
     order) or "I decline" (which gives a confirmed seat back to the waitlist's head)."""
     async with cmd.unit_of_work(actor=req.actor_id) as uow:
         s = uow.session
-        member = await _lock_member(s, req.actor_id)
+        member = await lock_member(s, req.actor_id)
         rules.check_approved(member.standing if member else None)
         fs = await _lock_session(s, req.session_id)
         now = utcnow()  # read under the lock: answers are stamped in the order they got their seat or ticket
@@ -397,7 +382,7 @@ async def withdraw_rsvp(req: WithdrawRsvp, cmd: Command) -> RsvpView:
     """A member gives back their seat (the waitlist's head is promoted at once) or waitlist place."""
     async with cmd.unit_of_work(actor=req.actor_id) as uow:
         s = uow.session
-        member = await _lock_member(s, req.actor_id)
+        member = await lock_member(s, req.actor_id)
         if member is None:
             raise Forbidden("Seuls les membres du forum peuvent répondre à une séance.")
         fs = await _lock_session(s, req.session_id)
@@ -422,8 +407,8 @@ async def list_rsvps(req: ListRsvps, cmd: Command) -> RsvpList:
     """Secretariat: confirmed, waitlisted (in order), declined, and who checked in."""
     now = utcnow()
     async with cmd.service.db.session() as s:
-        await _require_secretariat(s, req.actor_id)
-        fs = await _session(s, req.session_id)
+        await require_secretariat(s, req.actor_id)
+        fs = await find_session(s, req.session_id)
         view = await _full_view(s, fs, now)
         rows = (await s.exec(
             select(ForumRsvp, ForumMember).join(ForumMember, col(ForumMember.member_id) == col(ForumRsvp.member_id))
@@ -452,7 +437,7 @@ async def check_in(req: CheckIn, cmd: Command) -> AttendanceView:
     now = utcnow()
     async with cmd.unit_of_work(actor=req.actor_id) as uow:
         s = uow.session
-        await _require_secretariat(s, req.actor_id)
+        await require_secretariat(s, req.actor_id)
         fs = await _lock_session(s, req.session_id)
         rules.check_check_in_window(fs.status, fs.starts_at, fs.ends_at, now)
         member = await s.get(ForumMember, req.member_id)
@@ -479,7 +464,7 @@ async def check_in(req: CheckIn, cmd: Command) -> AttendanceView:
 
 # ================================================================ projection of members (registry events)
 async def _projected(uow: UnitOfWork, member_id: str) -> ForumMember:
-    m = await _lock_member(uow.session, member_id)
+    m = await lock_member(uow.session, member_id)
     if m is None:
         m = ForumMember(member_id=member_id)
     return m

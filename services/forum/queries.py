@@ -1,0 +1,31 @@
+"""Reads every forum handler module shares: the actor's rights, the member's lock, a session by id."""
+from __future__ import annotations
+
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from services.forum import rules
+from services.forum.models import ForumMember, ForumSession
+from shared.errors import NotFound
+
+
+async def find_session(s: AsyncSession, session_id: str) -> ForumSession:
+    fs = await s.get(ForumSession, session_id)
+    if fs is None:
+        raise NotFound("Séance inconnue.", field="session_id")
+    return fs
+
+
+async def lock_member(s: AsyncSession, member_id: str) -> ForumMember | None:
+    """The member's projection row, locked (FOR NO KEY UPDATE: it serialises that member's own
+    commands and erasure, yet lets other transactions insert rows that reference the member, such as
+    a check-in, without waiting for it)."""
+    stmt = select(ForumMember).where(ForumMember.member_id == member_id).with_for_update(key_share=True)
+    return (await s.exec(stmt)).first()
+
+
+async def require_secretariat(s: AsyncSession, actor_id: str) -> ForumMember:
+    actor = await s.get(ForumMember, actor_id)
+    rules.check_secretariat(actor.role if actor else None, actor.standing if actor else None)
+    assert actor is not None
+    return actor
