@@ -108,7 +108,9 @@ def test_waitlist_journey(forum: Stack, browser: Browser) -> None:
             row.get_by_role("button", name="Approuver").click()
             expect(s.get_by_text("est validée.")).to_be_visible()
 
-        s.get_by_role("navigation", name="Menu principal").get_by_role("link", name="Séances (secrétariat)").click()
+        nav = s.get_by_role("navigation", name="Menu principal")
+        nav.get_by_role("button", name="Secrétariat").click()  # the secretariat's pages are in a sub-menu
+        nav.get_by_role("link", name="Séances (secrétariat)").click()
         expect(s.get_by_role("heading", level=1)).to_have_text("Secrétariat : séances du forum")
         s.get_by_role("link", name="Programmer une séance").click()
         expect(s.get_by_role("heading", level=1)).to_have_text("Programmer une séance")

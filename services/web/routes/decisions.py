@@ -9,8 +9,6 @@ front only shows what it answers, in French, in Europe/Paris time.
 """
 from __future__ import annotations
 
-import csv
-import io
 import json
 import re
 from datetime import UTC, datetime
@@ -30,6 +28,7 @@ from shared.majority_judgment import GRADE_LABELS
 from shared.rpc_client import RpcClient, RpcError
 from services.web.markdown import render_markdown
 from services.web.pages import error_page, render, rpc, web
+from services.web.routes._common import csv_cell, csv_response, fetch, not_found
 from services.web.routes.record import locate, prove, record_label
 
 router = APIRouter(include_in_schema=False)
@@ -39,9 +38,8 @@ EXPORT_PAGE = 500
 EXPORT_MAX = 20_000
 LICENCE = "Licence Ouverte / Etalab 2.0"
 LICENCE_URL = "https://www.etalab.gouv.fr/licence-ouverte-open-licence/"
-_ID = re.compile(r"^[A-Za-z0-9-]{1,36}$")
+OPEN_DATA_HEADERS = {"Link": f'<{LICENCE_URL}>; rel="license"', "Access-Control-Allow-Origin": "*"}
 _CODE = re.compile(r"^[0-9A-Za-z.-]{1,12}$")
-_CSV_FORMULA = re.compile(r"^[=+\-@\t\r]")
 BACK = [("/decisions", "Voir le registre des décisions"), ("/", "Retour à l'accueil")]
 OUTCOME_KINDS = {Outcome.ADOPTED: "success", Outcome.REJECTED: "error", Outcome.DEFERRED: "info"}
 FOLLOW_UP_KINDS = {FollowUpStatus.TODO: "new", FollowUpStatus.IN_PROGRESS: "info",
@@ -51,13 +49,8 @@ LABELS = dict(outcome_labels=OUTCOME_LABELS, outcome_kinds=OUTCOME_KINDS, follow
               grade_labels=GRADE_LABELS, eligibility_labels=ELIGIBILITY_LABELS)
 
 
-def valid_id(value: str) -> bool:
-    return bool(_ID.match(value))
-
-
 async def unknown_decision(request: Request) -> Response:
-    return await error_page(request, 404, "Cette décision n'existe pas ou n'est plus disponible. Vérifiez l'adresse.",
-                            title="Décision introuvable", actions=BACK)
+    return await not_found(request, "Cette décision", "Décision introuvable", BACK)
 
 
 # ---------------------------------------------------------------- filters
@@ -118,12 +111,6 @@ async def register(request: Request, engagement: str = Query("", max_length=40),
 
 
 # ---------------------------------------------------------------- open data
-def _cell(value: object) -> str:
-    """A CSV cell that a spreadsheet will not run as a formula."""
-    text = "" if value is None else str(value)
-    return "'" + text if _CSV_FORMULA.match(text) else text
-
-
 def open_data_row(d: DecisionView, base_url: str) -> dict[str, Any]:
     """One decision in the open data exports (the same fields in CSV and JSON)."""
     info = d.decision
@@ -179,15 +166,9 @@ async def decisions_csv(request: Request, engagement: str = Query("", max_length
     rows = await _export(request, engagement, issue, suivi, masquer_corrigees)
     if isinstance(rows, Response):
         return rows
-    out = io.StringIO()
-    w = csv.writer(out, delimiter=";", lineterminator="\r\n")
-    w.writerow(CSV_COLUMNS)
-    for row in rows:
-        w.writerow([_cell({True: "oui", False: "non"}.get(v, v) if isinstance(v, bool) else v)
-                    for v in (row[c] for c in CSV_COLUMNS)])
-    return Response(("\ufeff" + out.getvalue()).encode("utf-8"), media_type="text/csv; charset=utf-8", headers={
-        "Content-Disposition": 'attachment; filename="forum-ouvert-decisions.csv"',
-        "Link": f'<{LICENCE_URL}>; rel="license"', "Access-Control-Allow-Origin": "*"})
+    cells = ([csv_cell({True: "oui", False: "non"}.get(v, v) if isinstance(v, bool) else v)
+              for v in (row[c] for c in CSV_COLUMNS)] for row in rows)
+    return csv_response([CSV_COLUMNS, *cells], "forum-ouvert-decisions.csv", headers=OPEN_DATA_HEADERS)
 
 
 @router.get("/decisions.json")
@@ -202,7 +183,7 @@ async def decisions_json(request: Request, engagement: str = Query("", max_lengt
             "genere_le": clock.as_paris(datetime.now(UTC)).isoformat(), "total": len(rows), "decisions": rows}
     return Response(json.dumps(body, ensure_ascii=False, indent=1), media_type="application/json; charset=utf-8",
                     headers={"Content-Disposition": 'inline; filename="forum-ouvert-decisions.json"',
-                             "Link": f'<{LICENCE_URL}>; rel="license"', "Access-Control-Allow-Origin": "*"})
+                             **OPEN_DATA_HEADERS})
 
 
 # ---------------------------------------------------------------- one decision
@@ -218,15 +199,11 @@ async def _number_of(client: RpcClient, decision_id: str | None) -> str | None:
 
 @router.get("/decisions/{decision_id}")
 async def show(request: Request, decision_id: str) -> Response:
-    if not valid_id(decision_id):
-        return await unknown_decision(request)
+    d = await fetch(request, decision_id, "get-decision", lambda: GetDecision(decision_id=decision_id), DecisionView,
+                    unknown_decision, not_found_codes=(ErrorCode.NOT_FOUND, ErrorCode.INVALID))
+    if isinstance(d, Response):
+        return d
     client = rpc(request)
-    try:
-        d = await client.call("forum", "get-decision", GetDecision(decision_id=decision_id), DecisionView)
-    except RpcError as exc:
-        if exc.code in (ErrorCode.NOT_FOUND, ErrorCode.INVALID):
-            return await unknown_decision(request)
-        raise
     info = d.decision
     events: list[tuple[str, str]] = [(d.event_id, "Enregistrement de la décision")]
     if d.vote:

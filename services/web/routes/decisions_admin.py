@@ -8,7 +8,6 @@ refusals come back next to the field they name, with what was typed kept and not
 """
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from fastapi import APIRouter, Query
@@ -22,17 +21,16 @@ from shared.contracts.decisions import (
     ListDecisions, ListVotes, Method, Outcome, RecordDecision, Rule, RuleList, RuleView, SaveCommitment, SetRule,
     UpdateFollowUp, VoteList,
 )
-from shared.contracts.forum import KIND_LABELS, GetSession, SessionKind, SessionView
+from shared.contracts.forum import KIND_LABELS, SessionKind, SessionView
 from shared.contracts.registry import COLLEGE_LABELS, College, MemberView
 from shared.rpc_client import RpcError
 from services.web.forms import ROOT, edge_checks, read_form, validate
 from services.web.pages import HTTP_STATUS, error_page, render, require_secretariat, rpc, rpc_error_page
-from services.web.routes.sessions import unknown_session, valid_session_id
+from services.web.routes._common import fetch, get_session, not_found, sentence, unknown_session, valid_id
 from services.web.security import session_of
 
 router = APIRouter(include_in_schema=False)
 
-_ID = re.compile(r"^[A-Za-z0-9-]{1,36}$")
 LIST_BACK = [("/secretariat/decisions", "Retour aux décisions (secrétariat)")]
 FORM_METHODS = (Method.CONSENSUS, Method.SHOW_OF_HANDS)
 HAND_KEYS = ("in_favour", "against", "abstain")
@@ -67,17 +65,6 @@ RULE_LABELS = {**{f"quorum_{c.value}": f"Quorum : {COLLEGE_LABELS[c].lower()}" f
                "double_majority": "Double majorité"}
 
 
-def valid_id(value: str) -> bool:
-    return bool(_ID.match(value))
-
-
-def sentence(message: str) -> str:
-    message = message.strip()
-    if message and message[0].islower():
-        message = message[0].upper() + message[1:]
-    return message if message.endswith((".", "!", "?", "»")) else message + "."
-
-
 def field_of(name: str | None, labels: dict[str, str]) -> str:
     """The form field a service error names (`hands.citizen.against` -> `hands_citizen_against`)."""
     if not name:
@@ -99,30 +86,12 @@ def service_errors(exc: RpcError, labels: dict[str, str]) -> dict[str, str] | No
 
 
 async def unknown_decision(request: Request) -> Response:
-    return await error_page(request, 404, "Cette décision n'existe pas ou n'est plus disponible. Vérifiez l'adresse.",
-                            title="Décision introuvable", actions=LIST_BACK)
+    return await not_found(request, "Cette décision", "Décision introuvable", LIST_BACK)
 
 
 async def get_decision(request: Request, decision_id: str) -> DecisionView | Response:
-    if not valid_id(decision_id):
-        return await unknown_decision(request)
-    try:
-        return await rpc(request).call("forum", "get-decision", GetDecision(decision_id=decision_id), DecisionView)
-    except RpcError as exc:
-        if exc.code == ErrorCode.NOT_FOUND:
-            return await unknown_decision(request)
-        raise
-
-
-async def get_session(request: Request, session_id: str) -> SessionView | Response:
-    if not valid_session_id(session_id):
-        return await unknown_session(request)
-    try:
-        return await rpc(request).call("forum", "get-session", GetSession(session_id=session_id), SessionView)
-    except RpcError as exc:
-        if exc.code == ErrorCode.NOT_FOUND:
-            return await unknown_session(request)
-        raise
+    return await fetch(request, decision_id, "get-decision", lambda: GetDecision(decision_id=decision_id),
+                       DecisionView, unknown_decision)
 
 
 async def commitments(request: Request) -> list[CommitmentView]:
@@ -140,7 +109,7 @@ async def decisions_list(request: Request, seance: str = Query("", max_length=40
     from services.web.routes.votes import vote_context  # votes.py builds on this module
 
     await require_secretariat(request)
-    if seance and not valid_session_id(seance):
+    if seance and not valid_id(seance):
         return await unknown_session(request)
     client = rpc(request)
     listed = await client.call("forum", "list-decisions", ListDecisions(session_id=seance or None, limit=500),

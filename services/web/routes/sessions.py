@@ -8,7 +8,6 @@ what it answers, in French, in Europe/Paris time.
 """
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 
 from fastapi import APIRouter, Query
@@ -27,6 +26,7 @@ from services.web.forms import read_form
 from services.web.pages import (
     HTTP_STATUS, as_paris, current_member, error_page, render, require_member, rpc, rpc_error_page, web,
 )
+from services.web.routes._common import SESSIONS_BACK as BACK, get_session, unknown_session, valid_id
 from services.web.routes.decisions import LABELS as DECISION_LABELS, session_decisions
 from services.web.security import session_of
 
@@ -38,8 +38,6 @@ RSVP_TIMEOUT = 30.0
 PAGE_SIZE = 20
 FEED_PAGE = 500
 FEED_MAX = 5000
-_SESSION_ID = re.compile(r"^[A-Za-z0-9-]{1,36}$")
-BACK = [("/seances", "Voir les séances à venir"), ("/", "Retour à l'accueil")]
 NOT_APPROVED = {
     MemberStatus.PENDING_VERIFICATION: "Confirmez d'abord votre adresse électronique (lien reçu par courriel) : "
                                        "vous pourrez répondre aux séances une fois votre inscription validée.",
@@ -52,10 +50,6 @@ ANSWER_ERROR = "Choisissez « Je participe » ou « Je ne participe pas »."
 
 
 # ---------------------------------------------------------------- helpers
-def valid_session_id(session_id: str) -> bool:
-    return bool(_SESSION_ID.match(session_id))
-
-
 def session_info(view: SessionView) -> SessionInfo:
     """The calendar's view of a session (fields map 1:1; the agenda is its texts in order)."""
     data = view.model_dump(include=set(SessionInfo.model_fields) - {"agenda"})
@@ -70,11 +64,6 @@ def not_approved_reason(member: MemberView) -> str | None:
 
 def waitlist_text(position: int | None) -> str:
     return f"Sur liste d'attente (position {position})" if position else "Sur liste d'attente"
-
-
-async def unknown_session(request: Request) -> Response:
-    return await error_page(request, 404, "Cette séance n'existe pas ou n'est plus disponible. Vérifiez l'adresse.",
-                            title="Séance introuvable", actions=BACK)
 
 
 async def session_page(request: Request, session_id: str, *, status_code: int = 200,
@@ -114,14 +103,9 @@ async def feed(request: Request) -> Response:
 
 @router.get("/seances/{session_id}.ics")
 async def session_calendar(request: Request, session_id: str) -> Response:
-    if not valid_session_id(session_id):
-        return await unknown_session(request)
-    try:
-        view = await rpc(request).call("forum", "get-session", GetSession(session_id=session_id), SessionView)
-    except RpcError as exc:
-        if exc.code == ErrorCode.NOT_FOUND:
-            return await unknown_session(request)
-        raise
+    view = await get_session(request, session_id)
+    if isinstance(view, Response):
+        return view
     start = as_paris(view.starts_at)
     assert start is not None
     filename = f"seance-{start:%Y-%m-%d}-{view.session_id[:8]}.ics"
@@ -162,7 +146,7 @@ async def past(request: Request, kind: str = Query("", alias="type", max_length=
 # ---------------------------------------------------------------- one session
 @router.get("/seances/{session_id}")
 async def show(request: Request, session_id: str) -> Response:
-    if not valid_session_id(session_id):
+    if not valid_id(session_id):
         return await unknown_session(request)
     return await session_page(request, session_id)
 
@@ -181,7 +165,7 @@ async def _refused(request: Request, session_id: str, exc: RpcError) -> Response
 async def answer(request: Request, session_id: str) -> Response:
     """"Je participe" (a seat, or the waitlist when full) or "Je ne participe pas"."""
     member = await require_member(request)
-    if not valid_session_id(session_id):
+    if not valid_id(session_id):
         return await unknown_session(request)
     form = await read_form(request)
     value = form.get("answer", "")
@@ -211,7 +195,7 @@ async def answer(request: Request, session_id: str) -> Response:
 async def withdraw(request: Request, session_id: str) -> Response:
     """Give back one's seat (the first on the waitlist gets it) or one's place on the waitlist."""
     member = await require_member(request)
-    if not valid_session_id(session_id):
+    if not valid_id(session_id):
         return await unknown_session(request)
     if reason := not_approved_reason(member):
         return await session_page(request, session_id, status_code=403, rsvp_error=reason)

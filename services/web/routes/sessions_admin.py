@@ -6,9 +6,6 @@ show a clear page; the forum service checks it again on every command.
 """
 from __future__ import annotations
 
-import csv
-import io
-import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,7 +16,7 @@ from starlette.requests import Request
 from shared.contracts.common import ErrorCode
 from shared.contracts.forum import (
     MAX_AGENDA_ITEMS, RSVP_STATE_LABELS, AttendanceView, CancelSession, CheckIn, CreateSession,
-    GetSession, ListRsvps, ListSessions, RsvpList, SessionKind, SessionList, SessionPeriod, SessionView, Theme,
+    ListRsvps, ListSessions, RsvpList, SessionKind, SessionList, SessionPeriod, SessionView, Theme,
     UpdateSession,
 )
 from shared.contracts.registry import COLLEGE_LABELS, ListMembers, MemberList, MemberStatus, MemberView
@@ -28,7 +25,9 @@ from services.web.forms import ROOT, edge_checks, read_form, validate
 from services.web.pages import (
     HTTP_STATUS, PARIS, as_paris, error_page, render, require_secretariat, rpc, rpc_error_page,
 )
-from services.web.routes.sessions import unknown_session, valid_session_id
+from services.web.routes._common import (
+    csv_cell, csv_response, fetch, get_session, sentence, unknown_session, valid_id,
+)
 from services.web.security import session_of
 
 router = APIRouter(prefix="/secretariat/seances", include_in_schema=False)
@@ -57,7 +56,6 @@ NO_SUCH_HOUR = ("Cette heure n'existe pas à Paris (passage à l'heure d'été) 
 CHECK_IN_OPENS_BEFORE = timedelta(hours=24)
 CHECK_IN_CLOSES_AFTER = timedelta(days=7)
 LIST_BACK = [("/secretariat/seances", "Retour aux séances")]
-_CSV_FORMULA = re.compile(r"^[=+\-@\t\r]")
 
 
 # ---------------------------------------------------------------- dates
@@ -81,13 +79,6 @@ def parse_paris(text: str) -> datetime:
 def local_input(value: datetime | None) -> str:
     v = as_paris(value)
     return v.strftime("%Y-%m-%dT%H:%M") if v else ""
-
-
-def _sentence(message: str) -> str:
-    message = message.strip()
-    if message and message[0].islower():
-        message = message[0].upper() + message[1:]
-    return message if message.endswith((".", "!", "?", "»")) else message + "."
 
 
 # ---------------------------------------------------------------- the session form
@@ -125,11 +116,11 @@ def session_request(model: type[CreateSession] | type[UpdateSession], values: di
     for name, message in errors.items():
         if name.startswith("agenda."):
             index = int(name.split(".")[1]) if name.split(".")[1].isdigit() else 0
-            out.setdefault("agenda", f"Point {index + 1} : {_sentence(message)}")
+            out.setdefault("agenda", f"Point {index + 1} : {sentence(message)}")
         elif name in LABELS:
-            out[name] = _sentence(message)
+            out[name] = sentence(message)
         else:
-            out.setdefault(ROOT, _sentence(message))
+            out.setdefault(ROOT, sentence(message))
     out.update(date_errors)
     out.update(edge)
     if out:
@@ -147,23 +138,12 @@ async def form_page(request: Request, *, mode: str, values: dict[str, str], erro
 def service_field_error(exc: RpcError) -> dict[str, str] | None:
     """A service error the form can show next to a field (or at its top), else None."""
     if exc.code == ErrorCode.INVALID:
-        return {exc.field if exc.field in LABELS else ROOT: _sentence(exc.error.message)}
+        return {exc.field if exc.field in LABELS else ROOT: sentence(exc.error.message)}
     if exc.code == ErrorCode.CONFLICT and exc.field in LABELS:
-        return {exc.field: _sentence(exc.error.message)}  # e.g. capacity below the confirmed seats
+        return {exc.field: sentence(exc.error.message)}  # e.g. capacity below the confirmed seats
     if exc.code == ErrorCode.CONFLICT and exc.field == "expected_revision":
         return {ROOT: exc.error.message}
     return None
-
-
-async def _session(request: Request, session_id: str) -> SessionView | Response:
-    if not valid_session_id(session_id):
-        return await unknown_session(request)
-    try:
-        return await rpc(request).call("forum", "get-session", GetSession(session_id=session_id), SessionView)
-    except RpcError as exc:
-        if exc.code == ErrorCode.NOT_FOUND:
-            return await unknown_session(request)
-        raise
 
 
 # ---------------------------------------------------------------- list
@@ -213,7 +193,7 @@ async def _not_editable(request: Request, view: SessionView) -> Response:
 @router.get("/{session_id}/modifier")
 async def edit_form(request: Request, session_id: str) -> Response:
     await require_secretariat(request)
-    view = await _session(request, session_id)
+    view = await get_session(request, session_id)
     if isinstance(view, Response):
         return view
     if view.status == "cancelled":
@@ -224,7 +204,7 @@ async def edit_form(request: Request, session_id: str) -> Response:
 @router.post("/{session_id}/modifier")
 async def edit(request: Request, session_id: str) -> Response:
     actor = await require_secretariat(request)
-    view = await _session(request, session_id)
+    view = await get_session(request, session_id)
     if isinstance(view, Response):
         return view
     form = await read_form(request)
@@ -261,7 +241,7 @@ async def edit(request: Request, session_id: str) -> Response:
 @router.get("/{session_id}/annuler")
 async def cancel_form(request: Request, session_id: str) -> Response:
     await require_secretariat(request)
-    view = await _session(request, session_id)
+    view = await get_session(request, session_id)
     if isinstance(view, Response):
         return view
     return await render(request, "admin_session_cancel.html", s=view, values={"reason": ""})
@@ -270,7 +250,7 @@ async def cancel_form(request: Request, session_id: str) -> Response:
 @router.post("/{session_id}/annuler")
 async def cancel(request: Request, session_id: str) -> Response:
     actor = await require_secretariat(request)
-    view = await _session(request, session_id)
+    view = await get_session(request, session_id)
     if isinstance(view, Response):
         return view
     reason = (await read_form(request)).get("reason", "").strip()
@@ -280,13 +260,13 @@ async def cancel(request: Request, session_id: str) -> Response:
                                                "membres inscrits le recevront."} if len(reason) < 3 else None)
     if req is None:
         return await render(request, "admin_session_cancel.html", status_code=422, s=view,
-                            values={"reason": reason}, errors={"reason": _sentence(next(iter(errors.values())))})
+                            values={"reason": reason}, errors={"reason": sentence(next(iter(errors.values())))})
     try:
         cancelled = await rpc(request).call("forum", "cancel-session", req, SessionView)
     except RpcError as exc:
         if exc.code == ErrorCode.INVALID:
             return await render(request, "admin_session_cancel.html", status_code=422, s=view,
-                                values={"reason": reason}, errors={"reason": _sentence(exc.error.message)})
+                                values={"reason": reason}, errors={"reason": sentence(exc.error.message)})
         return await rpc_error_page(request, exc, actions=[(f"/seances/{session_id}", "Voir la séance"), *LIST_BACK])
     told = cancelled.confirmed_count + cancelled.waitlist_count
     session_of(request).set_flash("success", f"La séance « {cancelled.title} » est annulée."
@@ -301,19 +281,19 @@ def check_in_open(view: SessionView, now: datetime) -> bool:
             <= view.ends_at + CHECK_IN_CLOSES_AFTER)
 
 
+async def _rsvps(request: Request, actor: MemberView, session_id: str) -> RsvpList | Response:
+    return await fetch(request, session_id, "list-rsvps", lambda: ListRsvps(actor_id=actor.member_id,
+                                                                           session_id=session_id),
+                       RsvpList, unknown_session, timeout=30)
+
+
 async def participants_page(request: Request, actor: MemberView, session_id: str, *, status_code: int = 200,
                             error: str | None = None, walk_in_error: str | None = None,
                             walk_in_value: str = "") -> Response:
-    if not valid_session_id(session_id):
-        return await unknown_session(request)
+    rsvps = await _rsvps(request, actor, session_id)
+    if isinstance(rsvps, Response):
+        return rsvps
     client = rpc(request)
-    try:
-        rsvps = await client.call("forum", "list-rsvps", ListRsvps(actor_id=actor.member_id, session_id=session_id),
-                                  RsvpList, timeout=30)
-    except RpcError as exc:
-        if exc.code == ErrorCode.NOT_FOUND:
-            return await unknown_session(request)
-        raise
     now = datetime.now(UTC)
     open_ = check_in_open(rsvps.session, now)
     walk_ins: list[MemberView] = []
@@ -343,7 +323,7 @@ async def participants(request: Request, session_id: str) -> Response:
 async def check_in(request: Request, session_id: str) -> Response:
     """Mark a member present ("Présent·e", or a walk-in chosen in the list), or take it back."""
     actor = await require_secretariat(request)
-    if not valid_session_id(session_id):
+    if not valid_id(session_id):
         return await unknown_session(request)
     form = await read_form(request)
     member_id = form.get("member_id", "").strip()
@@ -364,9 +344,9 @@ async def check_in(request: Request, session_id: str) -> Response:
         status = HTTP_STATUS.get(exc.code, 409)
         if exc.field == "member_id" and walk_in:
             return await participants_page(request, actor, session_id, status_code=status,
-                                           walk_in_error=_sentence(exc.error.message), walk_in_value=member_id)
+                                           walk_in_error=sentence(exc.error.message), walk_in_value=member_id)
         return await participants_page(request, actor, session_id, status_code=status,
-                                       error=_sentence(exc.error.message))
+                                       error=sentence(exc.error.message))
     total = done.counts.total
     what = "Présence enregistrée" if present else "Présence retirée"
     extra = " (venu·e sans inscription)" if present and done.walk_in else ""
@@ -374,48 +354,32 @@ async def check_in(request: Request, session_id: str) -> Response:
     return RedirectResponse(f"/secretariat/seances/{session_id}/participants", status_code=303)
 
 
-def _cell(value: object) -> str:
-    """A CSV cell that a spreadsheet will not run as a formula."""
-    text = "" if value is None else str(value)
-    return "'" + text if _CSV_FORMULA.match(text) else text
-
-
 @router.get("/{session_id}/participants.csv")
 async def participants_csv(request: Request, session_id: str) -> Response:
     """UTF-8 with a BOM and `;` separators: what French spreadsheets open as is."""
     actor = await require_secretariat(request)
-    if not valid_session_id(session_id):
-        return await unknown_session(request)
-    try:
-        rsvps = await rpc(request).call("forum", "list-rsvps", ListRsvps(actor_id=actor.member_id,
-                                                                         session_id=session_id), RsvpList, timeout=30)
-    except RpcError as exc:
-        if exc.code == ErrorCode.NOT_FOUND:
-            return await unknown_session(request)
-        raise
+    rsvps = await _rsvps(request, actor, session_id)
+    if isinstance(rsvps, Response):
+        return rsvps
     present = {a.member_id: a for a in rsvps.attendees}
-    out = io.StringIO()
-    w = csv.writer(out, delimiter=";", lineterminator="\r\n")
-    w.writerow(["Réponse", "Rang sur la liste d'attente", "Nom", "Organisation", "Collège", "Identifiant public",
-                "Répondu le (heure de Paris)", "Présent·e", "Venu·e sans inscription"])
+    rows: list[list[object]] = [["Réponse", "Rang sur la liste d'attente", "Nom", "Organisation", "Collège", "Identifiant public",
+                "Répondu le (heure de Paris)", "Présent·e", "Venu·e sans inscription"]]
 
     def college(c: object) -> str:
         return COLLEGE_LABELS.get(c, "") if c else ""  # type: ignore[call-overload]
 
     for entry in [*rsvps.confirmed, *rsvps.waitlisted, *rsvps.declined]:
         a = present.get(entry.member_id)
-        w.writerow([_cell(RSVP_STATE_LABELS[entry.state]), entry.waitlist_position or "", _cell(entry.full_name),
-                    _cell(entry.organisation), college(entry.college), _cell(entry.public_id or ""),
-                    local_input(entry.responded_at).replace("T", " "), "oui" if a else "non",
-                    "oui" if a and a.walk_in else "non"])
+        rows.append([csv_cell(RSVP_STATE_LABELS[entry.state]), entry.waitlist_position or "",
+                     csv_cell(entry.full_name), csv_cell(entry.organisation), college(entry.college),
+                     csv_cell(entry.public_id or ""), local_input(entry.responded_at).replace("T", " "),
+                     "oui" if a else "non", "oui" if a and a.walk_in else "non"])
     answered = {e.member_id for e in [*rsvps.confirmed, *rsvps.waitlisted, *rsvps.declined]}
     for a in rsvps.attendees:
         if a.member_id not in answered:
-            w.writerow(["Sans réponse", "", _cell(a.full_name), _cell(a.organisation), college(a.college),
-                        _cell(a.public_id or ""), "", "oui", "oui" if a.walk_in else "non"])
+            rows.append(["Sans réponse", "", csv_cell(a.full_name), csv_cell(a.organisation), college(a.college),
+                         csv_cell(a.public_id or ""), "", "oui", "oui" if a.walk_in else "non"])
     start = as_paris(rsvps.session.starts_at)
     assert start is not None
-    filename = f"participants-seance-{start:%Y-%m-%d}-{session_id[:8]}.csv"
-    return Response(("\ufeff" + out.getvalue()).encode("utf-8"), media_type="text/csv; charset=utf-8",
-                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+    return csv_response(rows, f"participants-seance-{start:%Y-%m-%d}-{session_id[:8]}.csv")
 

@@ -30,7 +30,8 @@ from services.web.pages import (
     HTTP_STATUS, current_member, error_page, paris_long, render, require_member, require_secretariat, rpc,
     rpc_error_page,
 )
-from services.web.routes.decisions_admin import field_of, get_session, sentence, valid_id
+from services.web.routes._common import fetch, get_session, not_found, sentence
+from services.web.routes.decisions_admin import field_of
 from services.web.routes.sessions_admin import local_input, parse_paris
 from services.web.security import session_of
 
@@ -57,19 +58,12 @@ def vote_context() -> dict[str, Any]:
 
 
 async def unknown_vote(request: Request) -> Response:
-    return await error_page(request, 404, "Ce vote n'existe pas ou n'est plus disponible. Vérifiez l'adresse.",
-                            title="Vote introuvable", actions=VOTES_BACK)
+    return await not_found(request, "Ce vote", "Vote introuvable", VOTES_BACK)
 
 
 async def get_vote(request: Request, vote_id: str, actor_id: str | None = None) -> VoteView | Response:
-    if not valid_id(vote_id):
-        return await unknown_vote(request)
-    try:
-        return await rpc(request).call("forum", "get-vote", GetVote(vote_id=vote_id, actor_id=actor_id), VoteView)
-    except RpcError as exc:
-        if exc.code == ErrorCode.NOT_FOUND:
-            return await unknown_vote(request)
-        raise
+    return await fetch(request, vote_id, "get-vote", lambda: GetVote(vote_id=vote_id, actor_id=actor_id), VoteView,
+                       unknown_vote)
 
 
 # ================================================================ the secretariat

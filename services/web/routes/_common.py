@@ -1,0 +1,88 @@
+"""What the route modules share: identifiers in addresses, « not found » pages, a service error as a
+French sentence, and the CSV exports French spreadsheets open as is.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, TypeVar
+
+from fastapi.responses import Response
+from pydantic import BaseModel
+from starlette.requests import Request
+
+from shared.contracts.common import ErrorCode
+from shared.contracts.forum import GetSession, SessionView
+from shared.rpc_client import RpcError
+from services.web.pages import error_page, rpc
+
+T = TypeVar("T", bound=BaseModel)
+Actions = list[tuple[str, str]]
+
+_ID = re.compile(r"^[A-Za-z0-9-]{1,36}$")
+_CSV_FORMULA = re.compile(r"^[=+\-@\t\r]")
+SESSIONS_BACK: Actions = [("/seances", "Voir les séances à venir"), ("/", "Retour à l'accueil")]
+
+
+def valid_id(value: str) -> bool:
+    """A session, decision or vote identifier as it may stand in an address (a UUID, in practice)."""
+    return bool(_ID.match(value))
+
+
+def sentence(message: str) -> str:
+    """A service's message as a French sentence: capital first letter, final full stop."""
+    message = message.strip()
+    if message and message[0].islower():
+        message = message[0].upper() + message[1:]
+    return message if message.endswith((".", "!", "?", "»")) else message + "."
+
+
+# ---------------------------------------------------------------- « not found »
+async def not_found(request: Request, what: str, title: str, actions: Actions) -> Response:
+    """« Cette séance n'existe pas ou n'est plus disponible. » (what = « Cette séance »)."""
+    return await error_page(request, 404, f"{what} n'existe pas ou n'est plus disponible. Vérifiez l'adresse.",
+                            title=title, actions=actions)
+
+
+async def unknown_session(request: Request) -> Response:
+    return await not_found(request, "Cette séance", "Séance introuvable", SESSIONS_BACK)
+
+
+async def fetch(request: Request, item_id: str, op: str, req: Callable[[], BaseModel], model: type[T],
+                unknown: Callable[[Request], Awaitable[Response]],
+                not_found_codes: tuple[ErrorCode, ...] = (ErrorCode.NOT_FOUND,), timeout: float | None = None
+                ) -> T | Response:
+    """One item from the forum service (`req()` builds the request once the id is known to be well formed),
+    or the « not found » page `unknown` for a malformed or unknown id."""
+    if not valid_id(item_id):
+        return await unknown(request)
+    try:
+        return await rpc(request).call("forum", op, req(), model, timeout=timeout)
+    except RpcError as exc:
+        if exc.code in not_found_codes:
+            return await unknown(request)
+        raise
+
+
+async def get_session(request: Request, session_id: str) -> SessionView | Response:
+    return await fetch(request, session_id, "get-session", lambda: GetSession(session_id=session_id), SessionView,
+                       unknown_session)
+
+
+# ---------------------------------------------------------------- CSV
+def csv_cell(value: object) -> str:
+    """A CSV cell that a spreadsheet will not run as a formula."""
+    text = "" if value is None else str(value)
+    return "'" + text if _CSV_FORMULA.match(text) else text
+
+
+def csv_response(rows: Iterable[Iterable[Any]], filename: str, headers: dict[str, str] | None = None) -> Response:
+    """UTF-8 with a BOM and `;` separators (what French spreadsheets open as is), as an attachment.
+
+    The rows are written as given: cells from the outside go through `csv_cell` first."""
+    out = io.StringIO()
+    csv.writer(out, delimiter=";", lineterminator="\r\n").writerows(rows)
+    return Response(("\ufeff" + out.getvalue()).encode("utf-8"), media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="{filename}"', **(headers or {})})
