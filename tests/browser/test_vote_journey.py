@@ -15,16 +15,14 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from services.launcher import Stack
-from tests.browser.test_registration_journey import CHROMIUM, SCREENSHOTS, Visitor, create_secretariat
+from tests.browser.test_registration_journey import SCREENSHOTS, Visitor, create_secretariat
 from tests.browser.test_waitlist_journey import local, newest_mail, sign_in
 from tests.integration.test_web_bad_input import register
 from tests.integration.test_web_sessions import ForumDb
@@ -34,15 +32,6 @@ pytestmark = pytest.mark.browser
 OPTIONS = ["Données de la commande publique", "Qualité de l'air", "Horaires des transports"]
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Chromium is not installed at /usr/bin/chromium")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu",
-                                                              "--disable-background-networking"])
-        yield b
-        b.close()
 
 
 def verified_member(forum: Stack, email: str, name: str, college: str) -> None:

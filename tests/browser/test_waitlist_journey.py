@@ -14,19 +14,17 @@ import time
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
 from icalendar import Calendar
-from playwright.sync_api import Browser, expect, sync_playwright
+from playwright.sync_api import Browser, expect
 
 from services.launcher import Stack
 from shared.settings import Settings
-from tests.browser.test_registration_journey import CHROMIUM, SCREENSHOTS, Visitor, create_secretariat
+from tests.browser.test_registration_journey import SCREENSHOTS, Visitor, create_secretariat
 from tests.integration.test_web_bad_input import register
 from tests.integration.test_web_sessions import ForumDb
 from tests.support import link_in
@@ -35,15 +33,6 @@ pytestmark = pytest.mark.browser
 PARIS = ZoneInfo("Europe/Paris")
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Chromium is not installed at /usr/bin/chromium")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu",
-                                                              "--disable-background-networking"])
-        yield b
-        b.close()
 
 
 def local(dt: datetime) -> str:
