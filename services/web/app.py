@@ -5,6 +5,7 @@ Run by `forum-ouvert serve web` as `uvicorn services.web.app:create_app --factor
 """
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -58,7 +59,15 @@ def dsfr_folder() -> Path | None:
 
 def form_page(path: str) -> str:
     """The page that shows the form posted to `path` (where to go back to after a stale form)."""
+    if re.fullmatch(r"/secretariat/(decisions/[\w-]+/(corriger|suivi)|votes/[\w-]+/cloturer)", path):
+        return path  # the same address shows the form
+    if re.fullmatch(r"/votes/[\w-]+/bulletin", path):
+        return path.removesuffix("/bulletin")
     for prefix, page in (("/secretariat/seances", "/secretariat/seances"), ("/seances", "/seances"),
+                         ("/secretariat/decisions", "/secretariat/decisions"),
+                         ("/secretariat/votes", "/secretariat/decisions"),
+                         ("/secretariat/engagements", "/secretariat/engagements"),
+                         ("/secretariat/regles", "/secretariat/regles"),
                          ("/secretariat/", "/secretariat/membres"), ("/espace/suppression", "/espace/suppression"),
                          ("/espace", "/espace"), ("/connexion", "/connexion"), ("/inscription", "/inscription")):
         if path.startswith(prefix):
