@@ -570,6 +570,15 @@ async def cast_ballot(req: CastBallot, cmd: Command) -> BallotView:
 
 
 # ================================================================ votes: closing
+async def withdraw_ballots(s: AsyncSession, member_id: str) -> None:
+    """An erased member's ballots in votes not yet closed no longer count (they are no longer a member);
+    in closed votes only the merit profiles were ever kept."""
+    still_open = select(ForumVote.id).where(col(ForumVote.closed_at).is_(None))
+    for table in (ForumBallot, ForumVoter):
+        await s.exec(delete(table).where(col(table.member_id) == member_id,  # type: ignore[call-overload]
+                                         col(table.vote_id).in_(still_open)))
+
+
 def tally(labels: Sequence[str], ballots: Sequence[dict[int, Grade]], eligible: int,
           participation: dict[College, int]) -> VoteResult:
     """The public result of a vote from its ballots (every ballot grades every option)."""

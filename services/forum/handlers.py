@@ -515,8 +515,9 @@ async def on_role_granted(event: Envelope[RoleGranted], uow: UnitOfWork) -> None
 
 
 async def on_member_erased(event: Envelope[MemberErased], uow: UnitOfWork) -> None:
-    """Forget the member's name and release their seats and waitlist places in sessions still to
-    come (promoting the waitlist). Past RSVPs and check-ins stay, for the attendance counts."""
+    """Forget the member's name, release their seats and waitlist places in sessions still to come
+    (promoting the waitlist) and withdraw their ballots from votes still open. Past RSVPs and
+    check-ins stay, for the attendance counts."""
     now = utcnow()
     s = uow.session
     m = await _projected(uow, event.data.member_id)
@@ -524,6 +525,7 @@ async def on_member_erased(event: Envelope[MemberErased], uow: UnitOfWork) -> No
     m.public_id = m.public_id or event.data.public_id
     s.add(m)
     await s.flush()
+    await decisions.withdraw_ballots(s, m.member_id)
     session_ids = sorted((await s.exec(select(ForumRsvp.session_id).where(
         ForumRsvp.member_id == m.member_id, col(ForumRsvp.state).in_(rules.HOLDING)))).all())
     for sid in session_ids:  # id order: the same lock order as every other transaction

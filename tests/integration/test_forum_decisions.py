@@ -14,7 +14,7 @@ from sqlalchemy import func
 from sqlmodel import select
 
 from services.forum.decisions import close_due_votes
-from services.forum.models import ForumBallot, ForumVoter
+from services.forum.models import ForumBallot, ForumMember, ForumVoter, MemberStanding
 from shared.contracts.common import ErrorCode
 from shared.contracts.decisions import (
     BallotView, CastBallot, CloseVote, CommitmentList, CommitmentView, DecisionList, DecisionRecorded,
@@ -23,7 +23,7 @@ from shared.contracts.decisions import (
     SetRule, UpdateFollowUp, VoteClosed, VoteList, VoteOpened, VoteView,
 )
 from shared.contracts.forum import CancelSession, CheckIn, AttendanceView, SessionView
-from shared.contracts.registry import College
+from shared.contracts.registry import College, MemberErased
 from shared.envelope import utcnow
 from shared.majority_judgment import GRADES
 from tests.integration.test_forum_harness import ForumHarness, running_forum
@@ -436,3 +436,21 @@ async def test_the_background_closer_closes_a_vote_at_its_closing_time(h: ForumH
     async with h.svc.db.session() as s:
         assert (await s.exec(select(func.count()).select_from(ForumBallot)
                              .where(ForumBallot.vote_id == vid))).one() == 0
+
+
+async def test_an_erased_members_ballot_no_longer_counts(h: ForumHarness) -> None:
+    sid = (await started(h)).session_id
+    a, b = await h.member(CI), await h.member(CS)
+    now = utcnow()
+    vid = (await open_vote(h, sid, opens_at=now, closes_at=now + H, options=["Oui", "Non"])).vote.vote_id
+    await cast(h, a, vid, {1: "excellent", 2: "a_rejeter"})
+    await cast(h, b, vid, {1: "passable", 2: "bien"})
+    assert (await h.call("get-vote", GetVote(vote_id=vid), VoteView)).ballots == 2
+    async with h.svc.db.session() as s:
+        public_id = (await s.get(ForumMember, a)).public_id
+    await h.publish(MemberErased(member_id=a, public_id=public_id or "p"))
+    await h.wait_members([a], MemberStanding.ERASED)
+    view = await h.call("get-vote", GetVote(vote_id=vid), VoteView)
+    assert view.ballots == 1
+    closed = await h.call("close-vote", CloseVote(actor_id=await h.secretariat(), vote_id=vid), VoteView)
+    assert closed.result is not None and closed.result.ballots == 1 and closed.result.winner_option_id == 2
