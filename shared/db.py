@@ -10,13 +10,22 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+from typing import Any
+
 from sqlalchemy import event
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 
 def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
+
+
+def dialect_insert(session: AsyncSession, table: Any) -> Any:
+    """INSERT for the session's database (SQLite or PostgreSQL), with `on_conflict_do_nothing/update`."""
+    return (pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert)(table)
 
 
 def sync_url(url: str) -> str:

@@ -38,6 +38,7 @@ from shared.streams import DEAD_LETTER_PREFIX, RPC_PREFIX, ensure_streams, strea
 
 log = get_logger(__name__)
 Req = TypeVar("Req", bound=BaseModel)
+Sweep = Callable[[], Awaitable[Any]]
 SPEC_NATS_URL = "nats://nats:4222"  # what the committed AsyncAPI documents say, whatever the run
 
 
@@ -82,6 +83,26 @@ class Service:
         """Run `fn` as a long-lived task while the service is up (e.g. the mail sender)."""
         self._background.append(fn)
         return fn
+
+    def every(self, seconds: Callable[[], float]) -> Callable[[Sweep], Sweep]:
+        """Run `fn` as a periodic sweep while the service is up, `seconds()` apart (read each time, so
+        tests may change the setting); a failed sweep is logged and tried again at the next tick."""
+        def deco(fn: Sweep) -> Sweep:
+            async def sweep() -> None:
+                while True:
+                    try:
+                        await fn()
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception:  # noqa: BLE001 - keep the loop alive; retried on the next tick
+                        log.exception("periodic sweep failed, will retry", sweep=sweep.__name__)
+                    await asyncio.sleep(seconds())
+
+            sweep.__name__ = fn.__name__
+            self.background(sweep)
+            return fn
+
+        return deco
 
     # ------------------------------------------------------------------ plumbing
     @property

@@ -55,9 +55,10 @@ def check_rule(rule: Rule, method: Method, present: Mapping[College, int],
     produced one winner (not a tie, not empty)."""
     quorum = quorum_lines(rule, present)
     quorum_met = all(q.met for q in quorum)
-    parts = ["Quorum atteint" if quorum_met else "Quorum non atteint (" + ", ".join(
-        f"{_plural(q.present, 'présent')} sur {q.required} requis chez les {COLLEGE_LABELS[q.college].lower()}" for q in quorum if not q.met) + ")"] if quorum else \
-        ["Pas de quorum requis"]
+    short = [f"{_plural(q.present, 'présent')} sur {q.required} requis chez les {COLLEGE_LABELS[q.college].lower()}"
+             for q in quorum if not q.met]
+    parts = [("Quorum atteint" if quorum_met else f"Quorum non atteint ({', '.join(short)})") if quorum
+             else "Pas de quorum requis"]
     majority: list[MajorityLine] = []
     majority_met: bool | None = None
     if method == Method.SHOW_OF_HANDS:

@@ -18,23 +18,20 @@ The handlers only use the `Service` they are given (`cmd.service`), like those o
 """
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import uuid
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import delete, func, or_
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.forum.adoption import check_outcome, check_rule, default_rule, vote_outcome
-from services.forum.queries import find_session, lock_member, require_secretariat
+from services.forum.queries import find_session, lock_member, require_secretariat, scalar
 from services.forum.models import (
     ForumAgendaItem, ForumAttendance, ForumBallot, ForumCommitment, ForumDecision, ForumDecisionCounter,
     ForumFollowUp, ForumMember, ForumRule, ForumSession, ForumVote, ForumVoter, MemberStanding,
@@ -50,6 +47,7 @@ from shared.contracts.decisions import (
 )
 from shared.contracts.forum import SessionKind, SessionStatus
 from shared.contracts.registry import College, Role
+from shared.db import dialect_insert
 from shared.envelope import SYSTEM, utcnow
 from shared.errors import Conflict, Expired, Forbidden, Invalid, NotFound
 from shared.logging import get_logger
@@ -61,17 +59,9 @@ log = get_logger(__name__)
 
 
 # ================================================================ small helpers
-def _scalar(row: Any) -> int:
-    return int(row[0] if isinstance(row, tuple) else row)
-
-
 def _when(dt: datetime) -> str:
     """A date as a person in Paris reads it."""
     return as_paris(dt).strftime("%d/%m/%Y à %H:%M")
-
-
-def _upsert(service: Service) -> Callable[..., Any]:
-    return sqlite_insert if service.db.sqlite else pg_insert
 
 
 def _natural_key(code: str) -> list[Any]:
@@ -140,7 +130,7 @@ async def set_rule(req: SetRule, cmd: Command) -> RuleView:
         await require_secretariat(uow.session, req.actor_id)
         values = {"quorum": quorum, "double_majority": rule.double_majority, "updated_at": now,
                   "updated_by": req.actor_id}
-        stmt = _upsert(cmd.service)(ForumRule).values(kind=rule.kind.value, **values)
+        stmt = dialect_insert(uow.session, ForumRule).values(kind=rule.kind.value, **values)
         stmt = stmt.on_conflict_do_update(index_elements=["kind"], set_=values)
         await uow.session.exec(stmt)  # type: ignore[call-overload]
         uow.emit(RuleUpdated(rule=rule, updated_at=now))
@@ -178,7 +168,7 @@ async def save_commitment(req: SaveCommitment, cmd: Command) -> CommitmentView:
         s = uow.session
         await require_secretariat(s, req.actor_id)
         values = {"title": req.title, "plan": req.plan, "updated_at": now}
-        stmt = _upsert(cmd.service)(ForumCommitment).values(code=req.code, **values)
+        stmt = dialect_insert(s, ForumCommitment).values(code=req.code, **values)
         await s.exec(stmt.on_conflict_do_update(index_elements=["code"], set_=values))  # type: ignore[call-overload]
         counts = await _commitment_counts(s, [req.code])
     return CommitmentView(code=req.code, title=req.title, plan=req.plan, decisions=counts.get(req.code, 0))
@@ -208,7 +198,7 @@ async def _next_number(uow: UnitOfWork, service: Service, now: datetime) -> str:
     """« YYYY-NNN »: the year's counter row, created if absent, locked and bumped."""
     s = uow.session
     year = now.year
-    await s.exec(_upsert(service)(ForumDecisionCounter).values(year=year, last=0)  # type: ignore[call-overload]
+    await s.exec(dialect_insert(s, ForumDecisionCounter).values(year=year, last=0)  # type: ignore[call-overload]
                  .on_conflict_do_nothing(index_elements=["year"]))
     counter = (await s.exec(select(ForumDecisionCounter).where(ForumDecisionCounter.year == year)
                             .with_for_update().execution_options(populate_existing=True))).one()
@@ -333,7 +323,7 @@ async def list_decisions(req: ListDecisions, cmd: Command) -> DecisionList:
     count = select(func.count()).select_from(ForumDecision).where(*conds)
     async with cmd.service.db.session() as s:
         rows = list((await s.exec(stmt.offset(req.offset).limit(req.limit))).all())
-        total = _scalar((await s.exec(count)).one())  # type: ignore[call-overload]
+        total = scalar((await s.exec(count)).one())  # type: ignore[call-overload]
         views = await _decision_views(s, rows, utcnow())
     return DecisionList(decisions=views, total=total)
 
@@ -345,9 +335,8 @@ async def update_follow_up(req: UpdateFollowUp, cmd: Command) -> DecisionView:
         await require_secretariat(s, req.actor_id)
         d = await _lock_decision(s, req.decision_id, field="decision_id")
         now = utcnow()
-        last = (await s.exec(select(func.max(ForumFollowUp.seq))  # type: ignore[call-overload]
-                             .where(ForumFollowUp.decision_id == d.id))).one()
-        seq = (last[0] if isinstance(last, tuple) else last) or 0
+        seq = scalar((await s.exec(select(func.coalesce(func.max(ForumFollowUp.seq), 0))  # type: ignore[call-overload]
+                                   .where(ForumFollowUp.decision_id == d.id))).one())
         env = uow.emit(FollowUpUpdated(decision_id=d.id, status=req.status, note=req.note, updated_at=now))
         s.add(ForumFollowUp(decision_id=d.id, seq=seq + 1, status=req.status.value, note=req.note, updated_at=now,
                             updated_by=req.actor_id, event_id=str(env.event_id)))
@@ -405,7 +394,7 @@ async def _eligible_counts(s: AsyncSession, votes: Sequence[ForumVote]) -> dict[
     checked in at the session."""
     out: dict[str, int] = {}
     if any(v.eligibility == Eligibility.APPROVED_MEMBERS for v in votes):
-        n = _scalar((await s.exec(select(func.count()).select_from(ForumMember)  # type: ignore[call-overload]
+        n = scalar((await s.exec(select(func.count()).select_from(ForumMember)  # type: ignore[call-overload]
                                   .where(*_voting_member()))).one())
         out.update({v.id: n for v in votes if v.eligibility == Eligibility.APPROVED_MEMBERS})
     sids = sorted({v.session_id for v in votes if v.eligibility == Eligibility.ATTENDEES})
@@ -489,7 +478,7 @@ async def list_votes(req: ListVotes, cmd: Command) -> VoteList:
             .offset(req.offset).limit(req.limit))
     async with cmd.service.db.session() as s:
         rows = list((await s.exec(stmt)).all())
-        total = _scalar((await s.exec(select(func.count()).select_from(ForumVote)  # type: ignore[call-overload]
+        total = scalar((await s.exec(select(func.count()).select_from(ForumVote)  # type: ignore[call-overload]
                                       .where(*conds))).one())
         views = await _vote_views(s, rows, now, req.actor_id)
     return VoteList(votes=views, total=total)
@@ -672,24 +661,9 @@ async def close_due_votes(service: Service) -> int:
             if v.closed_at is None and now >= as_utc(v.closes_at):  # another replica may have been first
                 await _close_locked(uow, service, v, now)
                 closed += 1
+    if closed:
+        log.info("votes closed", count=closed)
     return closed
-
-
-def vote_closer(service: Service) -> Callable[[], Awaitable[None]]:
-    """The background task that closes votes at their closing time (every `vote_close_interval` s)."""
-    async def vote_closer() -> None:
-        while True:
-            try:
-                n = await close_due_votes(service)
-                if n:
-                    log.info("votes closed", count=n)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # noqa: BLE001 - keep the loop alive; the vote is retried next sweep
-                log.exception("vote closer sweep failed")
-            await asyncio.sleep(service.settings.vote_close_interval)
-
-    return vote_closer
 
 
 # ================================================================ wiring (see handlers.wire)

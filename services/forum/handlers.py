@@ -23,7 +23,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.forum import decisions, rules
-from services.forum.queries import find_session, lock_member, require_secretariat
+from services.forum.queries import find_session, lock_member, require_secretariat, scalar
 from services.forum.models import (
     ForumAgendaItem, ForumAttendance, ForumMember, ForumRsvp, ForumSession, MemberStanding,
 )
@@ -96,7 +96,7 @@ async def _waitlist_position(s: AsyncSession, rsvp: ForumRsvp) -> int | None:
     ahead = (await s.exec(select(func.count()).select_from(ForumRsvp).where(  # type: ignore[call-overload]
         ForumRsvp.session_id == rsvp.session_id, ForumRsvp.state == RsvpState.WAITLISTED,
         col(ForumRsvp.waitlist_seq) < rsvp.waitlist_seq))).one()
-    return int(ahead[0] if isinstance(ahead, tuple) else ahead) + 1
+    return scalar(ahead) + 1
 
 
 async def _attendance(s: AsyncSession, session_ids: Sequence[str]) -> dict[str, dict[str, int]]:
@@ -315,7 +315,7 @@ async def list_sessions(req: ListSessions, cmd: Command) -> SessionList:
                                                            col(ForumRsvp.session_id).in_(ids)))).all():
                 mine[r.session_id] = MyRsvp(state=r.state, waitlist_position=await _waitlist_position(s, r),
                                             responded_at=rules.as_utc(r.responded_at))
-    return SessionList(total=int(total[0] if isinstance(total, tuple) else total), sessions=[
+    return SessionList(total=scalar(total), sessions=[
         _view(fs, agendas[fs.id], tallies[fs.id], now, my=mine.get(fs.id), attendance=attendance.get(fs.id))
         for fs in sessions])
 
@@ -567,7 +567,10 @@ def wire(service: Service) -> Service:
         service.rpc(op)(fn)
     for event, fn in CONSUMERS:
         service.consume(event)(fn)
-    service.background(decisions.vote_closer(service))
+    async def close_due_votes() -> None:  # votes past their closing time, every `vote_close_interval` s
+        await decisions.close_due_votes(service)
+
+    service.every(lambda: service.settings.vote_close_interval)(close_due_votes)
     return service
 
 

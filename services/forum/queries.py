@@ -1,12 +1,19 @@
 """Reads every forum handler module shares: the actor's rights, the member's lock, a session by id."""
 from __future__ import annotations
 
+from typing import Any
+
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.forum import rules
 from services.forum.models import ForumMember, ForumSession
 from shared.errors import NotFound
+
+
+def scalar(row: Any) -> int:
+    """The number a `SELECT count(…)` or `max(…)` returned (a bare value or a one-column row)."""
+    return int(row[0] if isinstance(row, tuple) else row)
 
 
 async def find_session(s: AsyncSession, session_id: str) -> ForumSession:

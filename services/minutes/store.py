@@ -18,8 +18,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import and_, func, insert, or_, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -43,6 +41,7 @@ from services.minutes.ledger import (
 )
 from services.minutes.models import CheckpointRow, EntryRow, HeadRow, NodeRow
 from shared.contracts.minutes import MAX_PAGE
+from shared.db import dialect_insert
 from shared.envelope import utcnow
 from shared.errors import Invalid, NotFound
 
@@ -71,14 +70,9 @@ class Pending:
     record: Mapping[str, Any]
 
 
-def _dialect(session: AsyncSession) -> str:
-    return session.get_bind().dialect.name
-
-
 def _insert_ignore(session: AsyncSession, table: Any) -> Any:
     """INSERT … ON CONFLICT DO NOTHING for the session's dialect."""
-    maker = pg_insert if _dialect(session) == "postgresql" else sqlite_insert
-    return maker(table).on_conflict_do_nothing()
+    return dialect_insert(session, table).on_conflict_do_nothing()
 
 
 # ---------------------------------------------------------------- nodes

@@ -2,7 +2,6 @@
 time or place, cancellations, and the reminder 48 hours before."""
 from __future__ import annotations
 
-import asyncio
 import uuid
 from datetime import timedelta
 
@@ -173,17 +172,8 @@ async def send_reminders() -> int:
     return len(due)
 
 
-@svc.background
-async def reminder_loop() -> None:
-    """Checks regularly (FORUM_REMINDER_INTERVAL) for sessions starting within 48 hours."""
-    while True:
-        try:
-            await send_reminders()
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # noqa: BLE001 - retried on the next tick
-            log.exception("reminder sweep failed")
-        await asyncio.sleep(svc.settings.reminder_interval)
+# Checks regularly (FORUM_REMINDER_INTERVAL) for sessions starting within 48 hours.
+svc.every(lambda: svc.settings.reminder_interval)(send_reminders)
 
 
 __all__ = ["mail", "send_reminders"]
