@@ -9,6 +9,7 @@ front only shows what it answers, in French, in Europe/Paris time.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from datetime import UTC, datetime
@@ -213,7 +214,9 @@ async def show(request: Request, decision_id: str) -> Response:
     events += [(f.event_id, f"Suivi : {FOLLOW_UP_LABELS[f.status]}") for f in d.follow_ups]
     if d.superseded_event_id:
         events.append((d.superseded_event_id, "Correction par une nouvelle décision"))
-    where = await locate(client, [e for e, _ in events])
+    where, supersedes_number, superseded_by_number = await asyncio.gather(
+        locate(client, [e for e, _ in events]), _number_of(client, info.supersedes),
+        _number_of(client, d.superseded_by))
     records = sorted(({"what": what, "index": where[e].index, "type": record_label(where[e].type)}
                       for e, what in events if e in where), key=lambda r: r["index"])
     own = where.get(d.event_id)
@@ -222,6 +225,5 @@ async def show(request: Request, decision_id: str) -> Response:
     if d.vote and d.vote.result and d.vote.result.winner_option_id is not None:
         winner = next((o for o in d.vote.result.options if o.option_id == d.vote.result.winner_option_id), None)
     return await render(request, "decision.html", d=d, info=info, text_html=render_markdown(info.text),
-                        supersedes_number=await _number_of(client, info.supersedes),
-                        superseded_by_number=await _number_of(client, d.superseded_by),
+                        supersedes_number=supersedes_number, superseded_by_number=superseded_by_number,
                         records=records, proof=proof, winner=winner, **LABELS)

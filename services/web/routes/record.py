@@ -9,6 +9,7 @@ reader's browser by `/static/js/preuve.js` (WebCrypto SHA-256 and Ed25519 agains
 """
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from dataclasses import dataclass, field
@@ -231,9 +232,10 @@ async def prove(client: RpcClient, index: int | None, *, event_id: str | None = 
     if index is None:
         return Proof(status="pending", message="Inscription au registre public en cours.")
     try:
-        key = await client.call(SERVICE, OP_KEY, GetVerifierKey(), LedgerKey)
-        cp = await client.call(SERVICE, OP_CHECKPOINT, GetCheckpoint(), LedgerCheckpoint)
-        page = await client.call(SERVICE, OP_ENTRIES, ListEntries(start=index, end=index + 1), LedgerEntries)
+        key, cp, page = await asyncio.gather(  # independent reads: one round trip's wait, not three
+            client.call(SERVICE, OP_KEY, GetVerifierKey(), LedgerKey),
+            client.call(SERVICE, OP_CHECKPOINT, GetCheckpoint(), LedgerCheckpoint),
+            client.call(SERVICE, OP_ENTRIES, ListEntries(start=index, end=index + 1), LedgerEntries))
         if not page.entries:
             return Proof(status="pending", index=index, message="Inscription au registre public en cours.")
         entry = page.entries[0]
@@ -268,8 +270,8 @@ async def locate(client: RpcClient, event_ids: list[str]) -> dict[str, EntryLoca
 async def key_and_checkpoint(client: RpcClient) -> tuple[LedgerKey | None, LedgerCheckpoint | None]:
     key = cp = None
     try:
-        key = await client.call(SERVICE, OP_KEY, GetVerifierKey(), LedgerKey)
-        cp = await client.call(SERVICE, OP_CHECKPOINT, GetCheckpoint(), LedgerCheckpoint)
+        key, cp = await asyncio.gather(client.call(SERVICE, OP_KEY, GetVerifierKey(), LedgerKey),
+                                       client.call(SERVICE, OP_CHECKPOINT, GetCheckpoint(), LedgerCheckpoint))
     except RpcError as exc:
         if exc.code != ErrorCode.UNAVAILABLE:
             raise

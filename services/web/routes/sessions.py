@@ -8,6 +8,7 @@ what it answers, in French, in Europe/Paris time.
 """
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 from fastapi import APIRouter, Query
@@ -71,14 +72,14 @@ async def session_page(request: Request, session_id: str, *, status_code: int = 
     """The session's page; with `rsvp_error`, the answer that was refused and why."""
     member = await current_member(request)
     actor = member.member_id if member and member.status == MemberStatus.APPROVED else None
-    try:
-        view = await rpc(request).call("forum", "get-session", GetSession(session_id=session_id, actor_id=actor),
-                                       SessionView)
+    try:  # the session and its decisions (None if the forum cannot list them) in one round trip's wait
+        view, decisions = await asyncio.gather(
+            rpc(request).call("forum", "get-session", GetSession(session_id=session_id, actor_id=actor), SessionView),
+            session_decisions(rpc(request), session_id))
     except RpcError as exc:
         if exc.code == ErrorCode.NOT_FOUND:
             return await unknown_session(request)
         raise
-    decisions = await session_decisions(rpc(request), session_id)
     return await render(request, "session.html", status_code=status_code, s=view, now=datetime.now(UTC),
                         decisions=decisions, **DECISION_LABELS,
                         not_approved=not_approved_reason(member) if member else None,
