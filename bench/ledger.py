@@ -71,7 +71,7 @@ def sha256_rate(seconds: float = 1.0) -> dict[str, float]:
 
 # ---------------------------------------------------------------- infrastructure
 def nats_server():  # noqa: ANN201 - the launcher's context manager
-    from services.launcher import throwaway_nats
+    from forum_ouvert.launcher import throwaway_nats
 
     return throwaway_nats("bench-ledger-nats-")
 
@@ -207,11 +207,11 @@ async def extend_nodes_only(h: Any, target: int, chunk: int = 50_000) -> dict[st
     from sqlalchemy import update
 
     from services.minutes import store
-    from services.minutes.ledger import Frontier, leaf_hash, subtree_ids
+    from forumlib.tlog import Frontier, leaf_hash, subtree_ids
     from services.minutes.models import HeadRow
 
     t0 = time.perf_counter()
-    async with h.svc.db.session() as s:
+    async with h.svc.db.read() as s:
         head = await store.read_head(s)
         frontier = Frontier.load(await store.reader_for(s, subtree_ids(0, head.size)), head.size)
     pg = not h.svc.db.sqlite
@@ -221,7 +221,7 @@ async def extend_nodes_only(h: Any, target: int, chunk: int = 50_000) -> dict[st
         for i in range(frontier.size, min(frontier.size + chunk, target)):
             rows.extend((lv, ix, hh) for (lv, ix), hh in frontier.append(leaf_hash(b"bench-%d" % i)))
         rows_total += len(rows)
-        async with h.svc.db.transaction(notify=False) as s:
+        async with h.svc.db.transaction() as s:
             if pg:
                 conn = await s.connection()
                 raw = (await conn.get_raw_connection()).driver_connection
@@ -245,11 +245,11 @@ async def proof_latency(h: Any, base: str, size: int, samples: int) -> dict[str,
     out: dict[str, Any] = {"size": size}
     async with httpx.AsyncClient(base_url=base, timeout=30) as client:
         async def store_inclusion() -> None:
-            async with h.svc.db.session() as s:
+            async with h.svc.db.read() as s:
                 await store.prove_inclusion(s, rng.randrange(size), size)
 
         async def store_consistency() -> None:
-            async with h.svc.db.session() as s:
+            async with h.svc.db.read() as s:
                 await store.prove_consistency(s, rng.randrange(1, size), size)
 
         async def http_inclusion() -> None:
@@ -271,7 +271,7 @@ async def proof_latency(h: Any, base: str, size: int, samples: int) -> dict[str,
 
 
 def verify_in_subprocess(base: str, key: str, state: Path) -> dict[str, Any]:
-    code = ("import json, sys; from pathlib import Path; from services.verify import verify; "
+    code = ("import json, sys; from pathlib import Path; from forum_ouvert.verify import verify; "
             "r = verify(sys.argv[1], sys.argv[2], Path(sys.argv[3])); print(json.dumps(r.as_dict()))")
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, "-c", code, base, key, str(state)], capture_output=True, text=True,

@@ -3,7 +3,7 @@
     bash bench/run.sh [--n 2000] [--concurrency 50] [--via http|rpc] [--db auto|sqlite|postgresql]
 
 What happens (see bench/README.md for how to read the figures):
-1. A whole stack is started (services.launcher.Stack): nats-server, registry, forum, minutes,
+1. A whole stack is started (forum_ouvert.launcher.Stack): nats-server, registry, forum, minutes,
    notifications, mail catcher and, with `--via http`, the web front. Databases: PostgreSQL
    schemas when FORUM_BENCH_DATABASE_URL (or FORUM_TEST_DATABASE_URL) is set, else SQLite files.
 2. `--concurrency` virtual clients register `--n` new members between them, as fast as they can.
@@ -228,14 +228,14 @@ class RpcDriver:
         self.client: Any = None
 
     async def prepare(self) -> None:
-        from shared.rpc_client import RpcClient
+        from shared.rpc import RpcClient
 
         await self.broker.connect()
         self.client = RpcClient(self.broker, timeout=self.timeout)
 
     async def register(self, k: int, run: str, i: int, outcome: Outcome) -> None:
         from shared.contracts.registry import Register, Registered
-        from shared.rpc_client import RpcError
+        from shared.rpc import RpcError
 
         req = Register(**registration_form(run, i), charter_accepted=True)
         t = time.perf_counter()
@@ -517,7 +517,7 @@ def environment(args: argparse.Namespace, db: DatabaseChoice, stack: Any) -> dic
     s = Settings()
     server = ""
     with contextlib.suppress(Exception):
-        from services.launcher import nats_server_binary
+        from forum_ouvert.launcher import nats_server_binary
 
         server = subprocess.run([nats_server_binary(), "--version"], capture_output=True, text=True,
                                 timeout=10).stdout.strip()
@@ -635,7 +635,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--n and --concurrency must be positive")
     args.profile_procs = [x.strip() for x in args.profile_procs.split(",") if x.strip()]
 
-    from services.launcher import Stack
+    from forum_ouvert.launcher import Stack
 
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     own_dir = args.data_dir is None

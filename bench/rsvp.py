@@ -24,8 +24,8 @@ from faststream.nats import NatsBroker
 from bench.raw import db_transactions, request_reply
 from bench.registrations import choose_database
 from bench.stats import fmt, latency_summary, rate, table
-from services.launcher import Stack
-from shared.rpc_client import RpcClient
+from forum_ouvert.launcher import Stack
+from shared.rpc import RpcClient
 from tests.integration.test_web_sessions import Crowd, ForumDb, WebMember, create_session
 from tests.support import drop_schemas
 
@@ -35,7 +35,7 @@ async def rush(args: argparse.Namespace, stack: Stack, db_kind: str, base_url: s
     import sys
 
     email = "secretariat@bench.forum-ouvert.example"
-    out = subprocess.run([sys.executable, "-m", "services.cli", "create-secretariat", email], check=True,
+    out = subprocess.run([sys.executable, "-m", "forum_ouvert.cli", "create-secretariat", email], check=True,
                          capture_output=True, text=True,
                          env={**__import__("os").environ, "FORUM_DATABASE_URL": stack.database_urls["registry"],
                               "FORUM_DATA_DIR": str(stack.data_dir)})

@@ -6,7 +6,7 @@ emit commit together or not at all.
 """
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -57,51 +57,41 @@ def make_engine(url: str, pool_size: int = 10) -> AsyncEngine:
 
 
 class Database:
-    """A service's database: sessions, one-transaction units of work, commit hooks."""
+    """A service's database: reads, and transactions that commit or roll back as one."""
 
     def __init__(self, url: str, pool_size: int = 10) -> None:
         self.url = url
         self.engine = make_engine(url, pool_size)
         self.sqlite = is_sqlite(url)
         self._sessions = async_sessionmaker(self.engine, class_=AsyncSession, expire_on_commit=False)
-        self._after_commit: list[Callable[[], None]] = []
         import asyncio
 
         # SQLite allows one writer at a time; a process-wide lock avoids "database is locked" storms
         # and makes `BEGIN` behave like PostgreSQL's row locks for our read-modify-write commands.
         self._write_lock = asyncio.Lock() if self.sqlite else None
 
-    def on_commit(self, hook: Callable[[], None]) -> None:
-        """Called after every successful commit (the outbox relay uses it to wake up)."""
-        self._after_commit.append(hook)
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncSession]:
+        """A read-only transaction scope (never committed)."""
+        async with self._sessions() as tx:
+            yield tx
 
     @asynccontextmanager
-    async def session(self) -> AsyncIterator[AsyncSession]:
-        """A read-only session (no commit)."""
-        async with self._sessions() as s:
-            yield s
-
-    @asynccontextmanager
-    async def transaction(self, notify: bool = True) -> AsyncIterator[AsyncSession]:
-        """Unit of work: commit on success, roll back on any exception.
-
-        `notify=False` skips the commit hooks (the outbox relay's own bookkeeping)."""
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """Commit on success, roll back on any exception."""
         if self._write_lock is not None:
             async with self._write_lock:
-                async with self._tx() as s:
-                    yield s
+                async with self._tx() as tx:
+                    yield tx
         else:
-            async with self._tx() as s:
-                yield s
-        if notify:
-            for hook in self._after_commit:
-                hook()
+            async with self._tx() as tx:
+                yield tx
 
     @asynccontextmanager
     async def _tx(self) -> AsyncIterator[AsyncSession]:
-        async with self._sessions() as s:
-            async with s.begin():
-                yield s
+        async with self._sessions() as tx:
+            async with tx.begin():
+                yield tx
 
     async def ping(self) -> bool:
         from sqlalchemy import text

@@ -1,24 +1,31 @@
-"""The runtime every back-end service is built from: one way to consume, one way to answer, one way
-to publish (through the outbox).
+"""How a back-end service is declared and run: one way to answer, one way to consume, one way to
+run background jobs, one way to publish (through the outbox).
 
-    svc = Service("registry")
+Every service opens with one `ServiceDef` in `services/<name>/service.py` that lists everything it
+does; handlers are plain functions in the capability modules beside it:
 
-    @svc.rpc("register")
-    async def register(req: Register, cmd: Command) -> Registered:
-        async with cmd.unit_of_work() as uow: ...; uow.emit(MemberRegistered(...))
+    SERVICE = ServiceDef(
+        "registry", title="Registre des membres",
+        operations=[members.register, members.approve_member],     # (request, ctx) -> reply
+        consumers=[contacts.on_member_registered],                 # (event, uow) -> None
+        jobs=[Job("mail-sender", sending.send_due, idle=lambda s: s.mail_poll_interval)],
+        produces=[MemberRegistered, MemberApproved],
+    )
 
-    @svc.consume(MemberApproved)
-    async def on_approved(event: Envelope[MemberApproved], uow: UnitOfWork) -> None: ...
-
-`svc.app` is the FastStream application (`forum-ouvert serve registry` runs it).
+An operation's request class names its subject and reply (`shared.contracts.common.Request`); a
+consumer's event type is read from its first parameter (`Envelope[MemberApproved]`, or
+`list[Envelope[...]]` with `consumer(fn, batch=True)`). `SERVICE.build(settings)` makes the running
+`Service`; `forum-ouvert serve <name>` runs `SERVICE.build().app`.
 """
+from __future__ import annotations
 
-import asyncio
 import json
+import typing
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 from faststream import AckPolicy, AsyncAPI, BaseMiddleware, FastStream
@@ -26,85 +33,126 @@ from faststream.nats import ConsumerConfig, JStream, NatsBroker, NatsMessage, Na
 from nats.js.api import DeliverPolicy
 from pydantic import BaseModel, ValidationError
 
-from shared.contracts.common import ErrorBody, ErrorCode, Health, HealthRequest, Reply
+from shared.contracts.common import ErrorBody, ErrorCode, Health, HealthRequest, Reply, Request, RPC_PREFIX
+from shared.contracts.envelope import SYSTEM, Envelope, EventData
 from shared.db import Database
-from shared.envelope import SYSTEM, Envelope, EventData
 from shared.errors import DomainError
 from shared.logging import configure_logging, get_logger
 from shared.outbox import OutboxRelay, UnitOfWork, already_processed, record_new
 from shared.settings import Settings, get_settings
+from shared.streams import DEAD_LETTER_PREFIX, ensure_streams, stream_name
 from shared.validation import field_errors
-from shared.streams import DEAD_LETTER_PREFIX, RPC_PREFIX, ensure_streams, stream_name
+from shared.worker import Worker
 
 log = get_logger(__name__)
-Req = TypeVar("Req", bound=BaseModel)
-Sweep = Callable[[], Awaitable[Any]]
 SPEC_NATS_URL = "nats://nats:4222"  # what the committed AsyncAPI documents say, whatever the run
+OUTBOX_RELAY = "outbox-relay"
+
+Operation = Callable[..., Awaitable[BaseModel]]
+EventHandler = Callable[..., Awaitable[None]]
 
 
-def validation_reply(exc: ValidationError) -> Reply:
-    field, message = next(iter(field_errors(exc).items()))
-    return Reply(ok=False, error=ErrorBody(code=ErrorCode.INVALID, message=message,
-                                           field=None if field == "__root__" else field))
+# ====================================================================== the declaration
+@dataclass(frozen=True)
+class Consumer:
+    """A durable consumer of one event type. Plain handler functions in `consumers=[...]` get the
+    defaults; wrap one in `consumer(...)` to batch it or to name its event explicitly."""
+
+    handler: EventHandler
+    event: type[EventData]
+    batch: bool = False
+    batch_size: int = 100
 
 
-class Command:
-    """What an RPC handler gets besides its request: the caller's correlation id and a UoW factory."""
+def consumer(handler: EventHandler, *, event: type[EventData] | None = None, batch: bool = False,
+             batch_size: int = 100) -> Consumer:
+    """`batch=True`: the events of one fetch share one transaction and the handler gets them as a list
+    (new ones only, in stream order); for consumers whose cost is per transaction."""
+    return Consumer(handler, event or _event_of(handler), batch, batch_size)
 
-    def __init__(self, service: "Service", correlation_id: str) -> None:
+
+@dataclass(frozen=True)
+class Job:
+    """A background job: `step(service)` does one batch of work and returns how many items it handled
+    (see `shared.worker`). `idle` and `pace` read the settings each time, in seconds."""
+
+    name: str
+    step: Callable[[Service], Awaitable[int]]
+    idle: Callable[[Settings], float] = lambda s: 1.0
+    pace: Callable[[Settings], float] = lambda s: 0.0
+
+
+@dataclass(frozen=True)
+class ServiceDef:
+    name: str
+    title: str
+    operations: Sequence[Operation] = ()
+    consumers: Sequence[EventHandler | Consumer] = ()
+    jobs: Sequence[Job] = ()
+    produces: Sequence[type[EventData]] = ()
+    health: Callable[[Service], Awaitable[dict[str, Any]]] | None = None
+    on_start: Sequence[Callable[[Service], None]] = field(default=())
+
+    def build(self, settings: Settings | None = None) -> Service:
+        """A running-ready service with everything declared here registered on its broker."""
+        return Service(self, settings or get_settings())
+
+
+# ====================================================================== what handlers get
+class HandlerContext:
+    """What an operation runs with besides its request: the service's settings and database, the
+    caller's correlation id, units of work (a transaction plus the events it emits), and a way to wake
+    one of the service's jobs once new work is committed."""
+
+    def __init__(self, service: Service, correlation_id: str) -> None:
         self.service = service
         self.correlation_id = correlation_id
+
+    @property
+    def settings(self) -> Settings:
+        return self.service.settings
+
+    @property
+    def db(self) -> Database:
+        return self.service.db
 
     def unit_of_work(self, actor: str = SYSTEM) -> Any:
         return self.service.unit_of_work(correlation_id=self.correlation_id, actor=actor)
 
+    def wake(self, job: str) -> None:
+        self.service.wake(job)
 
+
+# ====================================================================== the running service
 class Service:
-    def __init__(self, name: str, title: str, settings: Settings | None = None) -> None:
-        self.name = name
-        self.settings = settings or get_settings()
-        self.title = title
+    def __init__(self, definition: ServiceDef, settings: Settings) -> None:
+        self.definition = definition
+        self.name = definition.name
+        self.settings = settings
         self.broker = NatsBroker(
-            self.settings.nats_url.split(","), name=f"forum-{name}", graceful_timeout=15.0,
+            settings.nats_url.split(","), name=f"forum-{self.name}", graceful_timeout=15.0,
             middlewares=[_log_context_middleware()], specification_url=SPEC_NATS_URL,
             log_level=10,  # FastStream's per-message "Received/Processed" lines only at DEBUG
         )
-        self.events = NatsRouter(ack_policy=AckPolicy.MANUAL, middlewares=[self._consumer_middleware()])
-        self.rpcs = NatsRouter(middlewares=[_rpc_error_middleware()])
+        # Routers carry their own ack policy: a broker-level one is not inherited by their subscribers.
+        self._events = NatsRouter(ack_policy=AckPolicy.MANUAL, middlewares=[self._consumer_middleware()])
+        self._rpcs = NatsRouter(middlewares=[_rpc_error_middleware()])
         self._db: Database | None = None
         self.relay: OutboxRelay | None = None
-        self.health_details: Callable[[], Awaitable[dict[str, Any]]] | None = None
-        self._included = False
-        self._background: list[Callable[[], Awaitable[None]]] = []
-        self._tasks: list[asyncio.Task[None]] = []
-        self.rpc("health")(self._health)
+        self.workers: dict[str, Worker] = {}
+        self._register_health()
+        for op in definition.operations:
+            self._register_operation(op)
+        for c in definition.consumers:
+            self._register_consumer(c if isinstance(c, Consumer) else consumer(c))
+        for ev in definition.produces:
+            self.broker.publisher(ev.TYPE, stream=JStream(stream_name(ev.TYPE), declare=False),
+                                  schema=Envelope[ev], title=f"{ev.TYPE}:Publisher",  # type: ignore[valid-type]
+                                  description=(ev.__doc__ or "").strip() or None)
+        self.broker.include_router(self._rpcs)
+        self.broker.include_router(self._events)
 
-    def background(self, fn: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
-        """Run `fn` as a long-lived task while the service is up (e.g. the mail sender)."""
-        self._background.append(fn)
-        return fn
-
-    def every(self, seconds: Callable[[], float]) -> Callable[[Sweep], Sweep]:
-        """Run `fn` as a periodic sweep while the service is up, `seconds()` apart (read each time, so
-        tests may change the setting); a failed sweep is logged and tried again at the next tick."""
-        def deco(fn: Sweep) -> Sweep:
-            async def sweep() -> None:
-                while True:
-                    try:
-                        await fn()
-                    except asyncio.CancelledError:
-                        raise
-                    except Exception:  # noqa: BLE001 - keep the loop alive; retried on the next tick
-                        log.exception("periodic sweep failed, will retry", sweep=sweep.__name__)
-                    await asyncio.sleep(seconds())
-
-            sweep.__name__ = fn.__name__
-            self.background(sweep)
-            return fn
-
-        return deco
-
-    # ------------------------------------------------------------------ plumbing
+    # ------------------------------------------------------------------ used by handlers and jobs
     @property
     def db(self) -> Database:
         if self._db is None:
@@ -114,130 +162,150 @@ class Service:
     @asynccontextmanager
     async def unit_of_work(self, correlation_id: str | None = None, causation_id: str | None = None,
                            actor: str = SYSTEM) -> AsyncIterator[UnitOfWork]:
-        async with self.db.transaction() as session:
-            uow = UnitOfWork(session, producer=self.name, correlation_id=correlation_id or str(uuid.uuid4()),
-                             causation_id=causation_id, actor=actor)
+        async with self.db.transaction() as tx:
+            uow = UnitOfWork(tx, producer=self.name, correlation_id=correlation_id or str(uuid.uuid4()),
+                             causation_id=causation_id, actor=actor, settings=self.settings, wake=self.wake)
             yield uow
-        if uow.emitted and self.relay:
-            self.relay.wake()
+        if uow.emitted:
+            self.wake(OUTBOX_RELAY)
         for hook in uow.after_commit:
             hook()
 
-    def produces(self, *events: type[EventData]) -> None:
-        """Document the events this service publishes (through its outbox) in its AsyncAPI."""
-        for ev in events:
-            self.broker.publisher(ev.TYPE, stream=JStream(stream_name(ev.TYPE), declare=False),
-                                  schema=Envelope[ev], title=f"{ev.TYPE}:Publisher",  # type: ignore[valid-type]
-                                  description=(ev.__doc__ or "").strip() or None)
+    def context(self, correlation_id: str | None = None) -> HandlerContext:
+        return HandlerContext(self, correlation_id or str(uuid.uuid4()))
+
+    def wake(self, job: str) -> None:
+        """Run job `job` now (new work committed); unknown or stopped jobs are ignored."""
+        worker = self.workers.get(job)
+        if worker is not None:
+            worker.wake()
+
+    @property
+    def app(self) -> FastStream:
+        return FastStream(self.broker, lifespan=self._lifespan,
+                          specification=AsyncAPI(title=f"Forum ouvert — {self.definition.title}", version="0.1.0",
+                                                 description=f"Events and request/reply subjects of the "
+                                                             f"{self.name} service."))
 
     # ------------------------------------------------------------------ request/reply
-    def rpc(self, op: str) -> Callable[[Callable[..., Awaitable[BaseModel]]], Callable[..., Any]]:
-        """Register a request/reply handler on `rpc.<service>.<op>`.
+    def _register_operation(self, fn: Operation) -> None:
+        """`rpc.<service>.<op>` in a queue group (replicas share the load), handled concurrently up to
+        `rpc_workers`; invalid requests and DomainErrors become typed error replies, never a hang."""
+        req_model = _first_param_type(fn)
+        if not (isinstance(req_model, type) and issubclass(req_model, Request) and req_model.OP):
+            raise TypeError(f"{fn.__name__}: its first parameter must be an operation's request class")
+        if req_model.service() != self.name:
+            raise TypeError(f"{fn.__name__}: {req_model.__name__} is an operation of {req_model.service()}")
+        service = self
 
-        The handler's first parameter is a pydantic request model; invalid requests and DomainErrors
-        become typed error replies. Handlers run concurrently (bounded) in a queue group, so any
-        number of replicas share the load."""
-        subject = f"{RPC_PREFIX}.{self.name}.{op}"
+        async def handler(body: req_model, msg: NatsMessage) -> dict[str, Any]:  # type: ignore[valid-type]
+            result = await fn(body, HandlerContext(service, msg.correlation_id))
+            return Reply(ok=True, data=result.model_dump(mode="json")).model_dump(mode="json")
 
-        def deco(fn: Callable[..., Awaitable[BaseModel]]) -> Callable[..., Any]:
-            import inspect
+        self._subscribe_rpc(req_model.subject(), fn, handler)
 
-            req_model = next(iter(inspect.signature(fn).parameters.values())).annotation
-            if isinstance(req_model, str):
-                req_model = fn.__globals__[req_model]
-            service = self
+    def _register_health(self) -> None:
+        service = self
 
-            async def handler(body: req_model, msg: NatsMessage) -> dict[str, Any]:  # type: ignore[valid-type]
-                result = await fn(body, Command(service, msg.correlation_id))
-                return Reply(ok=True, data=result.model_dump(mode="json")).model_dump(mode="json")
+        async def health(body: HealthRequest, msg: NatsMessage) -> dict[str, Any]:
+            """Liveness and readiness of the service: broker connected, database answering."""
+            try:
+                await service.db.ping()
+                db = "ok"
+            except Exception as exc:  # noqa: BLE001 - report, don't crash: health must answer
+                db = f"error: {exc}"
+            details = await service.definition.health(service) if service.definition.health else {}
+            if service.relay:
+                details["outbox_published"] = service.relay.published
+            reply = Health(service=service.name, status="ok" if db == "ok" else "degraded", database=db,
+                           details=details)
+            return Reply(ok=True, data=reply.model_dump(mode="json")).model_dump(mode="json")
 
-            handler.__name__ = fn.__name__
-            self.rpcs.subscriber(subject, queue=f"{self.name}-rpc", max_workers=self.settings.rpc_workers,
-                                 title=f"{subject}:{fn.__name__}", description=(fn.__doc__ or "").strip() or None,
-                                 )(handler)
-            return fn
+        self._subscribe_rpc(f"{RPC_PREFIX}.{self.name}.health", health, health)
 
-        return deco
-
-    async def _health(self, req: HealthRequest, cmd: Command) -> Health:
-        """Liveness and readiness of the service: broker connected, database answering."""
-        try:
-            await self.db.ping()
-            db = "ok"
-        except Exception as exc:  # report, don't crash: health must answer
-            db = f"error: {exc}"
-        details = await self.health_details() if self.health_details else {}
-        if self.relay:
-            details["outbox_published"] = self.relay.published
-        return Health(service=self.name, status="ok" if db == "ok" else "degraded", database=db, details=details)
+    def _subscribe_rpc(self, subject: str, fn: Callable[..., Any], handler: Callable[..., Any]) -> None:
+        handler.__name__ = fn.__name__
+        self._rpcs.subscriber(subject, queue=f"{self.name}-rpc", max_workers=self.settings.rpc_workers,
+                              title=f"{subject}:{fn.__name__}",
+                              description=(fn.__doc__ or "").strip() or None)(handler)
 
     # ------------------------------------------------------------------ events
-    def consume(self, event: type[EventData], name: str | None = None) -> Callable[..., Any]:
-        """Durable, idempotent consumer of one event type.
+    def _register_consumer(self, c: Consumer) -> None:
+        """Durable pull consumer `<service>--<event-type>`. The handler runs in a transaction that also
+        records the event id in the inbox, and the message is acked only after that commit; failures are
+        retried with backoff and parked on `deadletter.<durable>` once `consumer_max_deliver` attempts
+        are spent, or at once for a malformed message."""
+        durable = f"{self.name}--{c.event.TYPE.replace('.', '-')}"
+        env_model = Envelope[c.event]  # type: ignore[valid-type]
+        subscribe = self._events.subscriber(
+            c.event.TYPE, stream=JStream(stream_name(c.event.TYPE), declare=False), durable=durable,
+            pull_sub=PullSub(batch_size=c.batch_size if c.batch else 50, timeout=1.0, batch=c.batch),
+            config=ConsumerConfig(max_deliver=self.settings.consumer_max_deliver, ack_wait=60,
+                                  deliver_policy=DeliverPolicy.ALL, max_ack_pending=1000),
+            title=f"{c.event.TYPE}:{c.handler.__name__}",
+            description=(c.handler.__doc__ or "").strip() or None)
+        service = self
 
-        The handler runs inside a transaction that also records the event id in the inbox; the
-        message is acked only after that commit. Failures are retried with backoff, and parked on
-        `deadletter.<durable>` once `consumer_max_deliver` attempts are spent."""
-        durable = name or f"{self.name}--{event.TYPE.replace('.', '-')}"
-        env_model = Envelope[event]  # type: ignore[valid-type]
-        s = self.settings
-
-        def deco(fn: Callable[[Any, UnitOfWork], Awaitable[None]]) -> Callable[..., Any]:
-            service = self
-
-            async def handler(body: env_model, msg: NatsMessage) -> None:  # type: ignore[valid-type]
-                async with service.unit_of_work(correlation_id=body.correlation_id,
-                                                causation_id=str(body.event_id)) as uow:
-                    if not await already_processed(uow.session, durable, str(body.event_id)):
-                        await fn(body, uow)
+        if not c.batch:
+            async def one(body: env_model, msg: NatsMessage) -> None:  # type: ignore[valid-type]
+                await service._handle_one(durable, c.handler, body)
                 await msg.ack()
 
-            handler.__name__ = fn.__name__
-            self.events.subscriber(
-                event.TYPE, stream=JStream(stream_name(event.TYPE), declare=False), durable=durable,
-                pull_sub=PullSub(batch_size=50, timeout=1.0),
-                config=ConsumerConfig(max_deliver=s.consumer_max_deliver, ack_wait=60,
-                                      deliver_policy=DeliverPolicy.ALL, max_ack_pending=1000),
-                title=f"{event.TYPE}:{fn.__name__}", description=(fn.__doc__ or "").strip() or None,
-            )(handler)
-            return fn
+            one.__name__ = c.handler.__name__
+            subscribe(one)
+            return
 
-        return deco
+        async def batch(msg: NatsMessage) -> None:
+            await service._handle_batch(durable, c.handler, env_model, msg.raw_message)
 
-    def consume_batch(self, event: type[EventData], name: str | None = None,
-                      batch_size: int = 100) -> Callable[..., Any]:
-        """Like `consume`, but the events of one fetch share one transaction: the handler gets them
-        (new ones only, in stream order) as a list, with their inbox rows in the same transaction, and
-        each message is acked once it commits. For consumers whose cost is per transaction (the public
-        record appends a batch of leaves under one head lock and one commit).
+        batch.__name__ = c.handler.__name__
+        subscribe(batch)
 
-        Every message still travels the ordinary path (decoding, poison parking, retries and
-        dead-lettering are those of `consume`): if a shared transaction fails, each of its events is
-        retried in a transaction of its own, so one bad event never holds back the others. The handler
-        must not emit events (a batch has no single causation id)."""
-        durable = name or f"{self.name}--{event.TYPE.replace('.', '-')}"
-        env_model = Envelope[event]  # type: ignore[valid-type]
-        s = self.settings
+    async def _handle_one(self, durable: str, fn: EventHandler, env: Envelope[Any]) -> None:
+        async with self.unit_of_work(correlation_id=env.correlation_id, causation_id=str(env.event_id)) as uow:
+            if not await already_processed(uow.tx, durable, str(env.event_id)):
+                await fn(env, uow)
 
-        def deco(fn: Callable[[list[Any], UnitOfWork], Awaitable[None]]) -> Callable[..., Any]:
-            batcher = _Batcher(self, durable, fn, batch_size)
-
-            async def handler(body: env_model, msg: NatsMessage) -> None:  # type: ignore[valid-type]
-                await batcher.submit(body)
-                await msg.ack()
-
-            handler.__name__ = fn.__name__
-            self.events.subscriber(
-                event.TYPE, stream=JStream(stream_name(event.TYPE), declare=False), durable=durable,
-                # FastStream runs the messages of one fetch concurrently: the batcher gathers them.
-                pull_sub=PullSub(batch_size=batch_size, timeout=1.0),
-                config=ConsumerConfig(max_deliver=s.consumer_max_deliver, ack_wait=60,
-                                      deliver_policy=DeliverPolicy.ALL, max_ack_pending=1000),
-                title=f"{event.TYPE}:{fn.__name__}", description=(fn.__doc__ or "").strip() or None,
-            )(handler)
-            return fn
-
-        return deco
+    async def _handle_batch(self, durable: str, fn: EventHandler, env_model: type[Envelope[Any]],
+                            raws: list[Any]) -> None:
+        """One fetch: malformed messages are parked, the others handled in one transaction with their
+        inbox rows. If that transaction fails, each event is retried in a transaction of its own, so one
+        bad event never holds back the others, and each message is acked, retried or parked on its own.
+        A batch handler must not emit events (a batch has no single causation id)."""
+        events: list[tuple[Any, Envelope[Any]]] = []
+        for raw in raws:
+            try:
+                events.append((raw, env_model.model_validate_json(raw.data)))
+            except ValidationError as exc:
+                await self._on_failure(raw, exc)
+        if len(events) > 1:
+            try:
+                async with self.unit_of_work(correlation_id=events[0][1].correlation_id) as uow:
+                    new = await record_new(uow.tx, durable, [str(env.event_id) for _, env in events])
+                    fresh = []
+                    for _, env in events:  # stream order; a duplicate within the batch counts once
+                        if str(env.event_id) in new:
+                            new.discard(str(env.event_id))
+                            fresh.append(env)
+                    if fresh:
+                        await fn(fresh, uow)
+            except Exception as exc:  # noqa: BLE001 - retried one by one below
+                log.warning("batch failed, retrying its events one by one", consumer=durable,
+                            events=len(events), error=f"{type(exc).__name__}: {exc}")
+            else:
+                for raw, _ in events:
+                    await raw.ack()
+                return
+        for raw, env in events:
+            try:
+                async with self.unit_of_work(correlation_id=env.correlation_id,
+                                             causation_id=str(env.event_id)) as uow:
+                    if not await already_processed(uow.tx, durable, str(env.event_id)):
+                        await fn([env], uow)
+            except Exception as exc:  # noqa: BLE001 - this message is retried or parked
+                await self._on_failure(raw, exc)
+            else:
+                await raw.ack()
 
     def _consumer_middleware(self) -> type[BaseMiddleware]:
         service = self
@@ -247,7 +315,10 @@ class Service:
                 try:
                     return await call_next(msg)
                 except Exception as exc:  # noqa: BLE001 - every failure is retried or parked, never lost
-                    await service._on_failure(msg.raw_message, exc)
+                    raws = msg.raw_message if isinstance(msg.raw_message, list) else [msg.raw_message]
+                    for raw in raws:
+                        if not raw._ackd:
+                            await service._on_failure(raw, exc)
                     return None
 
         return RetryOrDeadLetter
@@ -257,14 +328,14 @@ class Service:
         poison = isinstance(exc, ValidationError)
         s = self.settings
         if poison or delivered >= s.consumer_max_deliver:
-            consumer = raw.metadata.consumer if raw.metadata else "?"
-            record = {"consumer": consumer, "subject": raw.subject, "deliveries": delivered,
+            consumer_name = raw.metadata.consumer if raw.metadata else "?"
+            record = {"consumer": consumer_name, "subject": raw.subject, "deliveries": delivered,
                       "error": f"{type(exc).__name__}: {exc}"[:2000],
                       "headers": dict(raw.headers or {}), "payload": raw.data.decode(errors="replace")}
-            await self.broker.publish(json.dumps(record).encode(), f"{DEAD_LETTER_PREFIX}.{consumer}",
+            await self.broker.publish(json.dumps(record).encode(), f"{DEAD_LETTER_PREFIX}.{consumer_name}",
                                       stream=DEAD_LETTER_PREFIX.upper(), timeout=10,
-                                      headers={"Nats-Msg-Id": f"dl-{consumer}-{raw.metadata.sequence.stream}"})
-            log.error("event parked on dead-letter subject", consumer=consumer, subject=raw.subject,
+                                      headers={"Nats-Msg-Id": f"dl-{consumer_name}-{raw.metadata.sequence.stream}"})
+            log.error("event parked on dead-letter subject", consumer=consumer_name, subject=raw.subject,
                       deliveries=delivered, error=record["error"])
             await raw.term()
         else:
@@ -274,99 +345,62 @@ class Service:
             await raw.nak(delay=delay)
 
     # ------------------------------------------------------------------ lifecycle
-    @property
-    def app(self) -> FastStream:
-        if not self._included:
-            self.broker.include_router(self.rpcs)
-            self.broker.include_router(self.events)
-            self._included = True
-        return FastStream(self.broker, lifespan=self._lifespan,
-                          specification=AsyncAPI(title=f"Forum ouvert — {self.title}", version="0.1.0",
-                                                 description=f"Events and request/reply subjects of the "
-                                                             f"{self.name} service."))
+    def _start_jobs(self) -> None:
+        s = self.settings
+        jobs = list(self.definition.jobs)
+        if s.outbox_relay_enabled:
+            self.relay = OutboxRelay(self.db, self.broker.connection.jetstream())
+            jobs.insert(0, Job(OUTBOX_RELAY, lambda _: self.relay.relay_once(),  # type: ignore[union-attr]
+                               idle=lambda s: s.outbox_poll_interval))
+        for job in jobs:
+            self.workers[job.name] = Worker(job.name, lambda job=job: job.step(self),
+                                            idle=lambda job=job: job.idle(s), pace=lambda job=job: job.pace(s))
+        for worker in self.workers.values():
+            worker.start()
 
     @asynccontextmanager
     async def _lifespan(self) -> AsyncIterator[None]:
         configure_logging(self.settings, self.name)
-        self._db = Database(self.settings.service_database_url(self.name),
-                            pool_size=self.settings.db_pool_size)
+        self._db = Database(self.settings.service_database_url(self.name), pool_size=self.settings.db_pool_size)
+        for check in self.definition.on_start:  # fail at start, not at the first request
+            check(self)
         # Streams must exist before durable consumers bind to them: connect, declare, then start.
         await self.broker.connect()
         await ensure_streams(self.broker.connection.jetstream(), self.settings.stream_replicas)
-        if self.settings.outbox_relay_enabled:
-            self.relay = OutboxRelay(self._db, self.broker.connection.jetstream(), self.settings.outbox_poll_interval)
-            self.relay.start()
-        self._tasks = [asyncio.create_task(fn(), name=fn.__name__) for fn in self._background]
+        self._start_jobs()
         log.info("service started", nats=self.settings.nats_url, database=_safe_url(self._db.url))
         try:
             yield
         finally:
-            for t in self._tasks:
-                t.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-            if self.relay:
-                await self.relay.stop()
+            for worker in self.workers.values():
+                await worker.stop()
+            self.workers.clear()
             await self._db.dispose()
             log.info("service stopped")
 
 
-class _Batcher:
-    """Gathers the events that one consumer's handlers submit in the same moment (the messages of one
-    fetch, started together) and handles them in one unit of work; each submitter learns its own
-    event's fate (returns once committed, or raises that event's error)."""
+# ====================================================================== helpers
+def _first_param_type(fn: Callable[..., Any]) -> Any:
+    hints = typing.get_type_hints(fn)
+    first = next(iter(p for p in fn.__code__.co_varnames[:fn.__code__.co_argcount]))
+    return hints[first]
 
-    def __init__(self, service: Service, durable: str,
-                 fn: Callable[[list[Any], UnitOfWork], Awaitable[None]], max_size: int) -> None:
-        self.service, self.durable, self.fn, self.max_size = service, durable, fn, max_size
-        self.pending: list[tuple[Any, asyncio.Future[None]]] = []
-        self.flushing: asyncio.Task[None] | None = None
 
-    async def submit(self, env: Any) -> None:
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.pending.append((env, future))
-        if self.flushing is None:
-            self.flushing = asyncio.create_task(self._flush())
-        await future
+def _event_of(fn: EventHandler) -> type[EventData]:
+    """`Envelope[MemberApproved]` (or `list[Envelope[...]]`) -> MemberApproved."""
+    tp = _first_param_type(fn)
+    if typing.get_origin(tp) is list:
+        tp = typing.get_args(tp)[0]
+    args = getattr(tp, "__pydantic_generic_metadata__", {}).get("args") or ()
+    if not args or not (isinstance(args[0], type) and issubclass(args[0], EventData)):
+        raise TypeError(f"{fn.__name__}: its first parameter must be Envelope[<event>]")
+    return args[0]
 
-    async def _flush(self) -> None:
-        try:
-            for _ in range(3):  # let the other messages of the same fetch reach `submit`
-                await asyncio.sleep(0)
-            while self.pending:
-                batch, self.pending = self.pending[:self.max_size], self.pending[self.max_size:]
-                await self._run(batch)
-        finally:
-            self.flushing = None  # no await since the loop's last check: nothing can be left pending
 
-    async def _run(self, batch: list[tuple[Any, asyncio.Future[None]]]) -> None:
-        if len(batch) > 1:
-            try:
-                async with self.service.unit_of_work(correlation_id=batch[0][0].correlation_id) as uow:
-                    new = await record_new(uow.session, self.durable, [str(env.event_id) for env, _ in batch])
-                    fresh = []
-                    for env, _ in batch:  # stream order; a duplicate within the batch counts once
-                        if str(env.event_id) in new:
-                            new.discard(str(env.event_id))
-                            fresh.append(env)
-                    if fresh:
-                        await self.fn(fresh, uow)
-            except Exception as exc:  # noqa: BLE001 - retried one by one below
-                log.warning("batch failed, retrying its events one by one", consumer=self.durable,
-                            events=len(batch), error=f"{type(exc).__name__}: {exc}")
-            else:
-                for _, future in batch:
-                    future.set_result(None)
-                return
-        for env, future in batch:
-            try:
-                async with self.service.unit_of_work(correlation_id=env.correlation_id,
-                                                     causation_id=str(env.event_id)) as uow:
-                    if not await already_processed(uow.session, self.durable, str(env.event_id)):
-                        await self.fn([env], uow)
-            except Exception as exc:  # noqa: BLE001 - the submitter's message is retried or parked
-                future.set_exception(exc)
-            else:
-                future.set_result(None)
+def validation_reply(exc: ValidationError) -> Reply:
+    field_name, message = next(iter(field_errors(exc).items()))
+    return Reply(ok=False, error=ErrorBody(code=ErrorCode.INVALID, message=message,
+                                           field=None if field_name == "__root__" else field_name))
 
 
 def _safe_url(url: str) -> str:
@@ -395,11 +429,12 @@ def _rpc_error_middleware() -> type[BaseMiddleware]:
 def _log_context_middleware() -> type[BaseMiddleware]:
     class LogContext(BaseMiddleware):
         async def consume_scope(self, call_next: Any, msg: Any) -> Any:
-            with structlog.contextvars.bound_contextvars(correlation_id=msg.correlation_id,
-                                                        subject=msg.raw_message.subject):
+            subject = msg.raw_message[0].subject if isinstance(msg.raw_message, list) and msg.raw_message \
+                else getattr(msg.raw_message, "subject", "?")
+            with structlog.contextvars.bound_contextvars(correlation_id=msg.correlation_id, subject=subject):
                 return await call_next(msg)
 
     return LogContext
 
 
-__all__ = ["Command", "Service", "UnitOfWork"]
+__all__ = ["Consumer", "HandlerContext", "Job", "Service", "ServiceDef", "UnitOfWork", "consumer"]

@@ -1,6 +1,7 @@
 """One way to configure: pydantic-settings, env vars prefixed FORUM_, documented defaults.
 
-Every process reads the same `Settings`; a service only looks at the fields it needs.
+Every process reads the same `Settings` (one section per service below); a service only looks at the
+fields it needs.
 `database_url` is per process: `forum-ouvert up` and the compose file give each service its own.
 """
 from __future__ import annotations
@@ -63,6 +64,20 @@ class Settings(BaseSettings):
     vote_close_interval: float = Field(2.0, description="Seconds between sweeps that close votes past their "
                                        "closing time (a vote shows as closed, result pending, meanwhile).")
 
+    # -- minutes: the public record
+    ledger_key_file: Path | None = Field(None, description="Ed25519 signing key of the public record, as a C2SP "
+                                         "signer key string; default <data_dir>/ledger.key, created 0600 at first "
+                                         "start. Every replica of the minutes service must use the same file: losing "
+                                         "it means starting a new log under a new key, leaking it lets anyone sign "
+                                         "forged checkpoints. Never logged.")
+    ledger_origin: str = Field("forum-ouvert.local/registre",
+                               description="Checkpoint origin line, also the key name (C2SP: a schema-less URL "
+                               "naming this log). Set it to the public host, e.g. forum-ouvert.cese.fr/registre, "
+                               "before the first start: changing it later needs a new key.")
+    ledger_checkpoint_interval: float = Field(0.5, description="Minimum seconds between two signed checkpoints.")
+    ledger_checkpoint_poll: float = Field(5.0, description="Seconds between checks for leaves appended by other "
+                                          "replicas (a local append wakes the signer at once).")
+
     # -- registry
     verify_token_ttl: int = Field(48 * 3600, description="Seconds an e-mail verification link is valid.")
     sign_in_token_ttl: int = Field(15 * 60, description="Seconds a sign-in link is valid.")
@@ -72,6 +87,10 @@ class Settings(BaseSettings):
             return self.database_url
         self.data_dir.mkdir(parents=True, exist_ok=True)
         return f"sqlite+aiosqlite:///{(self.data_dir / f'{service}.db').resolve()}"
+
+    @property
+    def ledger_key_path(self) -> Path:
+        return self.ledger_key_file or self.data_dir / "ledger.key"
 
     @property
     def mail_folder(self) -> Path:

@@ -14,7 +14,6 @@ from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfi
 from nats.js.errors import BadRequestError, NotFoundError, ServiceUnavailableError
 
 DEAD_LETTER_PREFIX = "deadletter"
-RPC_PREFIX = "rpc"
 PRODUCERS = ("registry", "forum", "minutes", "notifications")
 DUPLICATE_WINDOW_S = 15 * 60  # outbox re-publishes after a crash are dropped by JetStream within this
 MAX_AGE_S = 90 * 24 * 3600  # events carry personal data (e-mail addresses): keep them bounded in time

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from services.launcher import Stack
+from forum_ouvert.launcher import Stack
 from tests.support import database_urls, drop_schemas, nats_server
 
 
@@ -41,7 +41,7 @@ async def rpc(forum: Stack):
     """A request/reply client on the running forum's NATS (what the web front uses)."""
     from faststream.nats import NatsBroker
 
-    from shared.rpc_client import RpcClient
+    from shared.rpc import RpcClient
 
     async with NatsBroker(forum.nats_url) as broker:
         yield RpcClient(broker, timeout=10)
@@ -55,7 +55,7 @@ def secretariat(forum: Stack) -> str:
     import sys
 
     email = "secretariat@tests.forum-ouvert.example"
-    out = subprocess.run([sys.executable, "-m", "services.cli", "create-secretariat", email], check=True,
+    out = subprocess.run([sys.executable, "-m", "forum_ouvert.cli", "create-secretariat", email], check=True,
                          capture_output=True, text=True,
                          env={**os.environ, "FORUM_DATABASE_URL": forum.database_urls["registry"],
                               "FORUM_DATA_DIR": str(forum.data_dir)})

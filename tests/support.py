@@ -41,7 +41,7 @@ def nats_server() -> Iterator[str]:
         with NatsContainer("nats:2.11-alpine", jetstream=True) as n:
             yield n.nats_uri()
         return
-    from services.launcher import throwaway_nats
+    from forum_ouvert.launcher import throwaway_nats
 
     with throwaway_nats() as url:
         yield url
@@ -90,7 +90,7 @@ def drop_schemas(urls: dict[str, str]) -> None:
 def caught_mail(mail_dir: Path, to: str, subject_contains: str = "", timeout: float = 20,
                 count: int = 1) -> list[EmailMessage]:
     """Wait until `count` messages to `to` (whose subject contains the text) were caught."""
-    from services.mailcatcher import read_messages
+    from forum_ouvert.mailcatcher import read_messages
 
     deadline = time.monotonic() + timeout
     while True:

@@ -14,7 +14,7 @@ the deletion of its ballots (only the merit profiles remain) and the VoteClosed 
 DecisionRecorded events all commit together, and a vote already closed is left alone, so the
 secretariat's "close now", the background closer and several replicas can race harmlessly.
 
-The handlers only use the `Service` they are given (`cmd.service`), like those of handlers.py.
+The handlers only use the `Service` they are given (`ctx.service`), like those of handlers.py.
 """
 from __future__ import annotations
 
@@ -48,12 +48,13 @@ from shared.contracts.decisions import (
 from shared.contracts.forum import SessionKind, SessionStatus
 from shared.contracts.registry import College, Role
 from shared.db import dialect_insert
-from shared.envelope import SYSTEM, utcnow
+from shared.contracts.envelope import SYSTEM
+from shared.clock import utcnow
 from shared.errors import Conflict, Expired, Forbidden, Invalid, NotFound
 from shared.logging import get_logger
-from shared.majority_judgment import GRADE_LABELS, GRADES, Grade, majority_grade, merit_profile, rank, winner
+from forumlib.majority_judgment import GRADE_LABELS, GRADES, Grade, majority_grade, merit_profile, rank, winner
 from shared.outbox import UnitOfWork
-from shared.service import Command, Service
+from shared.service import HandlerContext, Service
 
 log = get_logger(__name__)
 
@@ -113,26 +114,26 @@ async def _present(s: AsyncSession, session_id: str) -> dict[College, int]:
     return {College(c): n for c, n in (await s.exec(stmt)).all() if c}  # type: ignore[call-overload]
 
 
-async def get_rules(req: GetRules, cmd: Command) -> RuleList:
+async def get_rules(req: GetRules, ctx: HandlerContext) -> RuleList:
     """The rule of each session kind (the default rule, with `updated_at` None, until one is set)."""
-    async with cmd.service.db.session() as s:
+    async with ctx.service.db.read() as s:
         rows = {r.kind: r for r in (await s.exec(select(ForumRule))).all()}
     return RuleList(rules=[RuleView(rule=_rule_of(rows[k]), updated_at=as_utc(rows[k].updated_at))
                            if k in rows else RuleView(rule=default_rule(k), updated_at=None) for k in SessionKind])
 
 
-async def set_rule(req: SetRule, cmd: Command) -> RuleView:
+async def set_rule(req: SetRule, ctx: HandlerContext) -> RuleView:
     """Secretariat: the quorum per college and the double majority of a session kind."""
     now = utcnow()
     rule = req.rule
     quorum = json.dumps({c.value: n for c, n in sorted(rule.quorum.items())})
-    async with cmd.unit_of_work(actor=req.actor_id) as uow:
-        await require_secretariat(uow.session, req.actor_id)
+    async with ctx.unit_of_work(actor=req.actor_id) as uow:
+        await require_secretariat(uow.tx, req.actor_id)
         values = {"quorum": quorum, "double_majority": rule.double_majority, "updated_at": now,
                   "updated_by": req.actor_id}
-        stmt = dialect_insert(uow.session, ForumRule).values(kind=rule.kind.value, **values)
+        stmt = dialect_insert(uow.tx, ForumRule).values(kind=rule.kind.value, **values)
         stmt = stmt.on_conflict_do_update(index_elements=["kind"], set_=values)
-        await uow.session.exec(stmt)  # type: ignore[call-overload]
+        await uow.tx.exec(stmt)  # type: ignore[call-overload]
         uow.emit(RuleUpdated(rule=rule, updated_at=now))
     return RuleView(rule=rule, updated_at=now)
 
@@ -151,21 +152,21 @@ def _commitment_view(c: ForumCommitment, counts: dict[str, int]) -> CommitmentVi
     return CommitmentView(code=c.code, title=c.title, plan=c.plan, decisions=counts.get(c.code, 0))
 
 
-async def list_commitments(req: ListCommitments, cmd: Command) -> CommitmentList:
+async def list_commitments(req: ListCommitments, ctx: HandlerContext) -> CommitmentList:
     """The commitments of the national action plan, in code order, with their decisions counted."""
-    async with cmd.service.db.session() as s:
+    async with ctx.service.db.read() as s:
         rows = list((await s.exec(select(ForumCommitment))).all())
         counts = await _commitment_counts(s)
     rows.sort(key=lambda c: _natural_key(c.code))
     return CommitmentList(commitments=[_commitment_view(c, counts) for c in rows])
 
 
-async def save_commitment(req: SaveCommitment, cmd: Command) -> CommitmentView:
+async def save_commitment(req: SaveCommitment, ctx: HandlerContext) -> CommitmentView:
     """Secretariat: create or edit (by code) a commitment. Decisions keep the title they were
     recorded with."""
     now = utcnow()
-    async with cmd.unit_of_work(actor=req.actor_id) as uow:
-        s = uow.session
+    async with ctx.unit_of_work(actor=req.actor_id) as uow:
+        s = uow.tx
         await require_secretariat(s, req.actor_id)
         values = {"title": req.title, "plan": req.plan, "updated_at": now}
         stmt = dialect_insert(s, ForumCommitment).values(code=req.code, **values)
@@ -196,7 +197,7 @@ def _decision_info(d: ForumDecision) -> DecisionInfo:
 
 async def _next_number(uow: UnitOfWork, service: Service, now: datetime) -> str:
     """« YYYY-NNN »: the year's counter row, created if absent, locked and bumped."""
-    s = uow.session
+    s = uow.tx
     year = now.year
     await s.exec(dialect_insert(s, ForumDecisionCounter).values(year=year, last=0)  # type: ignore[call-overload]
                  .on_conflict_do_nothing(index_elements=["year"]))
@@ -215,7 +216,7 @@ async def _create_decision(uow: UnitOfWork, service: Service, *, fs: ForumSessio
                            supersedes: ForumDecision | None = None) -> ForumDecision:
     """Insert the decision and emit DecisionRecorded (and DecisionSuperseded for the one it
     corrects). The caller holds the lock of `supersedes`."""
-    s = uow.session
+    s = uow.tx
     d = ForumDecision(
         number=await _next_number(uow, service, now), session_id=fs.id, session_title=fs.title,
         session_kind=fs.kind, agenda_position=agenda_position, agenda_text=agenda_text, title=title, text=text,
@@ -256,13 +257,13 @@ async def _decision_views(s: AsyncSession, rows: Sequence[ForumDecision], now: d
             for d in rows]
 
 
-async def record_decision(req: RecordDecision, cmd: Command) -> DecisionView:
+async def record_decision(req: RecordDecision, ctx: HandlerContext) -> DecisionView:
     """Secretariat records a decision on an agenda item of a session that has started. The forum's
     rule for the session kind is checked against the attendance (and the show of hands) and frozen
     with the decision; an outcome the rule contradicts is refused. `supersedes` corrects an earlier
     decision, which stays public."""
-    async with cmd.unit_of_work(actor=req.actor_id) as uow:
-        s = uow.session
+    async with ctx.unit_of_work(actor=req.actor_id) as uow:
+        s = uow.tx
         await require_secretariat(s, req.actor_id)
         now = utcnow()
         fs = await find_session(s, req.session_id)
@@ -287,7 +288,7 @@ async def record_decision(req: RecordDecision, cmd: Command) -> DecisionView:
                                "c'est la plus récente qu'il faut corriger.", field="supersedes")
         check = check_rule(await _rule(s, fs.kind), req.method, await _present(s, fs.id), req.hands)
         check_outcome(req.method, req.outcome, check)
-        d = await _create_decision(uow, cmd.service, fs=fs, agenda_position=req.agenda_position,
+        d = await _create_decision(uow, ctx.service, fs=fs, agenda_position=req.agenda_position,
                                    agenda_text=agenda_text, title=req.title, text=req.text, outcome=req.outcome,
                                    method=req.method, check=check, actor=req.actor_id, now=now, hands=req.hands,
                                    commitment=commitment, supersedes=old)
@@ -295,9 +296,9 @@ async def record_decision(req: RecordDecision, cmd: Command) -> DecisionView:
     return view
 
 
-async def get_decision(req: GetDecision, cmd: Command) -> DecisionView:
+async def get_decision(req: GetDecision, ctx: HandlerContext) -> DecisionView:
     """One decision with its follow-up history, what superseded it and the vote it came from."""
-    async with cmd.service.db.session() as s:
+    async with ctx.service.db.read() as s:
         d = await s.get(ForumDecision, req.decision_id)
         if d is None:
             raise NotFound("Décision inconnue.", field="decision_id")
@@ -305,7 +306,7 @@ async def get_decision(req: GetDecision, cmd: Command) -> DecisionView:
     return view
 
 
-async def list_decisions(req: ListDecisions, cmd: Command) -> DecisionList:
+async def list_decisions(req: ListDecisions, ctx: HandlerContext) -> DecisionList:
     """The decision register, newest first, filtered by session, commitment, outcome, follow-up."""
     conds: list[Any] = []
     if req.session_id:
@@ -321,17 +322,17 @@ async def list_decisions(req: ListDecisions, cmd: Command) -> DecisionList:
     stmt = select(ForumDecision).where(*conds).order_by(col(ForumDecision.recorded_at).desc(),
                                                         col(ForumDecision.number).desc())
     count = select(func.count()).select_from(ForumDecision).where(*conds)
-    async with cmd.service.db.session() as s:
+    async with ctx.service.db.read() as s:
         rows = list((await s.exec(stmt.offset(req.offset).limit(req.limit))).all())
         total = scalar((await s.exec(count)).one())  # type: ignore[call-overload]
         views = await _decision_views(s, rows, utcnow())
     return DecisionList(decisions=views, total=total)
 
 
-async def update_follow_up(req: UpdateFollowUp, cmd: Command) -> DecisionView:
+async def update_follow_up(req: UpdateFollowUp, ctx: HandlerContext) -> DecisionView:
     """Secretariat: a dated update of a decision's follow-up (to do, in progress, done, abandoned)."""
-    async with cmd.unit_of_work(actor=req.actor_id) as uow:
-        s = uow.session
+    async with ctx.unit_of_work(actor=req.actor_id) as uow:
+        s = uow.tx
         await require_secretariat(s, req.actor_id)
         d = await _lock_decision(s, req.decision_id, field="decision_id")
         now = utcnow()
@@ -451,10 +452,10 @@ async def _vote_views(s: AsyncSession, votes: Sequence[ForumVote], now: datetime
     return out
 
 
-async def get_vote(req: GetVote, cmd: Command) -> VoteView:
+async def get_vote(req: GetVote, ctx: HandlerContext) -> VoteView:
     """One vote: its options, scale, electorate and times, the ballots counted so far, the result
     once closed; with `actor_id`, whether that member may vote and their ballot while open."""
-    async with cmd.service.db.session() as s:
+    async with ctx.service.db.read() as s:
         v = await s.get(ForumVote, req.vote_id)
         if v is None:
             raise NotFound("Vote inconnu.", field="vote_id")
@@ -462,7 +463,7 @@ async def get_vote(req: GetVote, cmd: Command) -> VoteView:
     return view
 
 
-async def list_votes(req: ListVotes, cmd: Command) -> VoteList:
+async def list_votes(req: ListVotes, ctx: HandlerContext) -> VoteList:
     """Votes, latest opening first, by status (upcoming, open, closed) and session."""
     now = utcnow()
     conds: list[Any] = []
@@ -476,7 +477,7 @@ async def list_votes(req: ListVotes, cmd: Command) -> VoteList:
         conds += [col(ForumVote.closed_at).is_(None), col(ForumVote.opens_at) > now]
     stmt = (select(ForumVote).where(*conds).order_by(col(ForumVote.opens_at).desc(), col(ForumVote.id))
             .offset(req.offset).limit(req.limit))
-    async with cmd.service.db.session() as s:
+    async with ctx.service.db.read() as s:
         rows = list((await s.exec(stmt)).all())
         total = scalar((await s.exec(select(func.count()).select_from(ForumVote)  # type: ignore[call-overload]
                                       .where(*conds))).one())
@@ -485,11 +486,11 @@ async def list_votes(req: ListVotes, cmd: Command) -> VoteList:
 
 
 # ================================================================ votes: opening and ballots
-async def open_vote(req: OpenVote, cmd: Command) -> VoteView:
+async def open_vote(req: OpenVote, ctx: HandlerContext) -> VoteView:
     """Secretariat opens a majority-judgment vote on an agenda item: its options, the full grade
     scale, its electorate (approved members or attendees) and its times are fixed from now on."""
-    async with cmd.unit_of_work(actor=req.actor_id) as uow:
-        s = uow.session
+    async with ctx.unit_of_work(actor=req.actor_id) as uow:
+        s = uow.tx
         await require_secretariat(s, req.actor_id)
         fs = await find_session(s, req.session_id)
         if fs.status == SessionStatus.CANCELLED:
@@ -511,12 +512,12 @@ async def open_vote(req: OpenVote, cmd: Command) -> VoteView:
     return view
 
 
-async def cast_ballot(req: CastBallot, cmd: Command) -> BallotView:
+async def cast_ballot(req: CastBallot, ctx: HandlerContext) -> BallotView:
     """An eligible member grades every option of an open vote once; casting again before the
     closing replaces their ballot. Who voted is kept (participation); what they voted is deleted
     at the closing, once counted."""
-    async with cmd.unit_of_work(actor=req.actor_id) as uow:
-        s = uow.session
+    async with ctx.unit_of_work(actor=req.actor_id) as uow:
+        s = uow.tx
         member = await lock_member(s, req.actor_id)
         v = await _lock_vote(s, req.vote_id)
         now = utcnow()  # read under the lock: a ballot is either before the closing or refused
@@ -604,7 +605,7 @@ def _summary(result: VoteResult, check: RuleCheck) -> str:
 async def _close_locked(uow: UnitOfWork, service: Service, v: ForumVote, now: datetime) -> None:
     """Tally, record the decision, delete the ballots and emit VoteClosed then DecisionRecorded.
     The caller holds the vote row lock and has checked the vote is not closed yet."""
-    s = uow.session
+    s = uow.tx
     labels = _labels(v)
     ballots = [{int(k): Grade(g) for k, g in json.loads(b.grades).items()}
                for b in (await s.exec(select(ForumBallot).where(ForumBallot.vote_id == v.id))).all()]
@@ -630,10 +631,10 @@ async def _close_locked(uow: UnitOfWork, service: Service, v: ForumVote, now: da
                            decision_id=decision_id, vote_id=v.id)
 
 
-async def close_vote(req: CloseVote, cmd: Command) -> VoteView:
+async def close_vote(req: CloseVote, ctx: HandlerContext) -> VoteView:
     """Secretariat closes an open vote now (a vote already closed is returned as it is)."""
-    async with cmd.unit_of_work(actor=req.actor_id) as uow:
-        s = uow.session
+    async with ctx.unit_of_work(actor=req.actor_id) as uow:
+        s = uow.tx
         await require_secretariat(s, req.actor_id)
         v = await _lock_vote(s, req.vote_id)
         now = utcnow()
@@ -641,7 +642,7 @@ async def close_vote(req: CloseVote, cmd: Command) -> VoteView:
             if vote_status(v, now) == VoteStatus.UPCOMING:
                 raise Conflict(f"Le vote n'est pas encore ouvert (ouverture le {_when(v.opens_at)}) : il ne peut "
                                "pas être clos.", field="vote_id")
-            await _close_locked(uow, cmd.service, v, now)
+            await _close_locked(uow, ctx.service, v, now)
         [view] = await _vote_views(s, [v], now)
     return view
 
@@ -649,14 +650,14 @@ async def close_vote(req: CloseVote, cmd: Command) -> VoteView:
 async def close_due_votes(service: Service) -> int:
     """Close every vote past its closing time; returns how many this call closed."""
     now = utcnow()
-    async with service.db.session() as s:
+    async with service.db.read() as s:
         due = list((await s.exec(select(ForumVote.id).where(col(ForumVote.closed_at).is_(None),
                                                             col(ForumVote.closes_at) <= now)
                                  .order_by(col(ForumVote.closes_at)).limit(100))).all())
     closed = 0
     for vote_id in due:
         async with service.unit_of_work(actor=SYSTEM) as uow:
-            v = await _lock_vote(uow.session, vote_id)
+            v = await _lock_vote(uow.tx, vote_id)
             now = utcnow()
             if v.closed_at is None and now >= as_utc(v.closes_at):  # another replica may have been first
                 await _close_locked(uow, service, v, now)

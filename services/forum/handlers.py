@@ -8,7 +8,7 @@ so the count it decides on cannot change before it commits. Member-scoped transa
 member's projection row before the session row (and several sessions in id order), so the locks
 are always taken in the same order and cannot deadlock.
 
-The handlers only use the `Service` they are given (`cmd.service`, the unit of work), so `wire()`
+The handlers only use the `Service` they are given (`ctx.service`, the unit of work), so `wire()`
 can put them on another `Service` (the integration tests run the forum in-process that way).
 """
 from __future__ import annotations
@@ -39,10 +39,11 @@ from shared.contracts.decisions import DECISION_EVENTS
 from shared.contracts.registry import (
     MemberApproved, MemberErased, MemberRegistered, ProfileUpdated, Role, RoleGranted,
 )
-from shared.envelope import Envelope, utcnow
+from shared.contracts.envelope import Envelope
+from shared.clock import utcnow
 from shared.errors import Forbidden, NotFound
 from shared.outbox import UnitOfWork
-from shared.service import Command, Service
+from shared.service import HandlerContext, Service
 
 TITLE = "Séances et décisions"
 EDITABLE = ("title", "kind", "theme", "description", "starts_at", "ends_at", "place", "online_url", "capacity",
@@ -177,7 +178,7 @@ def _current(fs: ForumSession) -> dict[str, Any]:
 # ================================================================ seats
 async def _promote(uow: UnitOfWork, fs: ForumSession, cause: PromotionCause, now: datetime) -> list[ForumRsvp]:
     """Give every free seat to the head of the waitlist, in ticket order. Caller holds the lock."""
-    s = uow.session
+    s = uow.tx
     tally = await _tally(s, fs.id)  # autoflush: sees this transaction's own changes
     free = rules.seats_left(fs.capacity, tally[RsvpState.CONFIRMED])
     if free == 0 or tally[RsvpState.WAITLISTED] == 0:
@@ -200,7 +201,7 @@ async def _release(uow: UnitOfWork, fs: ForumSession, rsvp: ForumRsvp, reason: R
     rsvp.state, rsvp.waitlist_seq, rsvp.updated_at = RsvpState.WITHDRAWN, None, now
     if reason == ReleaseReason.MEMBER:
         rsvp.responded_at = now
-    uow.session.add(rsvp)
+    uow.tx.add(rsvp)
     uow.emit(RsvpWithdrawn(session_id=fs.id, member_id=rsvp.member_id, previous_state=previous, reason=reason))
     if previous == RsvpState.CONFIRMED:
         await _promote(uow, fs, PromotionCause.SEAT_FREED, now)
@@ -208,27 +209,27 @@ async def _release(uow: UnitOfWork, fs: ForumSession, rsvp: ForumRsvp, reason: R
 
 
 # ================================================================ secretariat: sessions
-async def create_session(req: CreateSession, cmd: Command) -> SessionView:
+async def create_session(req: CreateSession, ctx: HandlerContext) -> SessionView:
     """Secretariat schedules a plenary or a working group, with its ordered agenda."""
     now = utcnow()
-    async with cmd.unit_of_work(actor=req.actor_id) as uow:
-        await require_secretariat(uow.session, req.actor_id)
+    async with ctx.unit_of_work(actor=req.actor_id) as uow:
+        await require_secretariat(uow.tx, req.actor_id)
         fs = ForumSession(**_fields(req), created_by=req.actor_id, created_at=now, updated_at=now)
-        uow.session.add(fs)
-        await uow.session.flush()  # agenda items reference the session
-        uow.session.add_all([ForumAgendaItem(session_id=fs.id, position=i, text=t)
+        uow.tx.add(fs)
+        await uow.tx.flush()  # agenda items reference the session
+        uow.tx.add_all([ForumAgendaItem(session_id=fs.id, position=i, text=t)
                              for i, t in enumerate(req.agenda, start=1)])
         uow.emit(SessionScheduled(session=_info(fs, list(req.agenda))))
     return _view(fs, list(req.agenda), {st: 0 for st in RsvpState}, now)
 
 
-async def update_session(req: UpdateSession, cmd: Command) -> SessionView:
+async def update_session(req: UpdateSession, ctx: HandlerContext) -> SessionView:
     """Secretariat edits a session (every field). Lowering the capacity below the confirmed seats
     is refused; raising it promotes from the waitlist. Members holding a seat or a waitlist place
     are listed in the event so they can be told of a change of time or place."""
     now = utcnow()
-    async with cmd.unit_of_work(actor=req.actor_id) as uow:
-        s = uow.session
+    async with ctx.unit_of_work(actor=req.actor_id) as uow:
+        s = uow.tx
         await require_secretariat(s, req.actor_id)
         fs = await _lock_session(s, req.session_id)
         rules.check_editable(fs.status)
@@ -261,11 +262,11 @@ async def update_session(req: UpdateSession, cmd: Command) -> SessionView:
     return view
 
 
-async def cancel_session(req: CancelSession, cmd: Command) -> SessionView:
+async def cancel_session(req: CancelSession, ctx: HandlerContext) -> SessionView:
     """Secretariat cancels a session, with a reason every member holding a place will read."""
     now = utcnow()
-    async with cmd.unit_of_work(actor=req.actor_id) as uow:
-        s = uow.session
+    async with ctx.unit_of_work(actor=req.actor_id) as uow:
+        s = uow.tx
         await require_secretariat(s, req.actor_id)
         fs = await _lock_session(s, req.session_id)
         rules.check_cancellable(fs.status, fs.ends_at, now)
@@ -281,7 +282,7 @@ async def cancel_session(req: CancelSession, cmd: Command) -> SessionView:
 
 
 # ================================================================ public queries
-async def list_sessions(req: ListSessions, cmd: Command) -> SessionList:
+async def list_sessions(req: ListSessions, ctx: HandlerContext) -> SessionList:
     """Upcoming (soonest first), past (latest first) or all sessions, with seats left; past ones
     with their attendance per college."""
     now = utcnow()
@@ -302,7 +303,7 @@ async def list_sessions(req: ListSessions, cmd: Command) -> SessionList:
         stmt, count = stmt.where(*conds), count.where(*conds)
     order = col(ForumSession.starts_at).desc() if req.when == SessionPeriod.PAST else col(ForumSession.starts_at)
     stmt = stmt.order_by(order, col(ForumSession.id)).offset(req.offset).limit(req.limit)
-    async with cmd.service.db.session() as s:
+    async with ctx.service.db.read() as s:
         sessions = list((await s.exec(stmt)).all())
         total = (await s.exec(count)).one()  # type: ignore[call-overload]
         ids = [fs.id for fs in sessions]
@@ -320,27 +321,27 @@ async def list_sessions(req: ListSessions, cmd: Command) -> SessionList:
         for fs in sessions])
 
 
-async def get_session(req: GetSession, cmd: Command) -> SessionView:
+async def get_session(req: GetSession, ctx: HandlerContext) -> SessionView:
     """One session: agenda, seats left, and (with `actor_id`) the member's RSVP and waitlist position."""
-    async with cmd.service.db.session() as s:
+    async with ctx.service.db.read() as s:
         return await _full_view(s, await find_session(s, req.session_id), utcnow(), req.actor_id)
 
 
-async def attendance(req: GetAttendance, cmd: Command) -> AttendanceCounts:
+async def attendance(req: GetAttendance, ctx: HandlerContext) -> AttendanceCounts:
     """Attendance per college (`final` once the session has ended)."""
     now = utcnow()
-    async with cmd.service.db.session() as s:
+    async with ctx.service.db.read() as s:
         fs = await find_session(s, req.session_id)
         counts = (await _attendance(s, [fs.id]))[fs.id]
     return _counts(fs.id, counts, final=now >= rules.as_utc(fs.ends_at))
 
 
 # ================================================================ members: RSVP
-async def answer_rsvp(req: AnswerRsvp, cmd: Command) -> RsvpView:
+async def answer_rsvp(req: AnswerRsvp, ctx: HandlerContext) -> RsvpView:
     """An approved member answers "I attend" (a seat if one is left, else the waitlist, in arrival
     order) or "I decline" (which gives a confirmed seat back to the waitlist's head)."""
-    async with cmd.unit_of_work(actor=req.actor_id) as uow:
-        s = uow.session
+    async with ctx.unit_of_work(actor=req.actor_id) as uow:
+        s = uow.tx
         member = await lock_member(s, req.actor_id)
         rules.check_approved(member.standing if member else None)
         fs = await _lock_session(s, req.session_id)
@@ -378,10 +379,10 @@ async def answer_rsvp(req: AnswerRsvp, cmd: Command) -> RsvpView:
                     seats_left=rules.seats_left(fs.capacity, tally[RsvpState.CONFIRMED]), responded_at=now)
 
 
-async def withdraw_rsvp(req: WithdrawRsvp, cmd: Command) -> RsvpView:
+async def withdraw_rsvp(req: WithdrawRsvp, ctx: HandlerContext) -> RsvpView:
     """A member gives back their seat (the waitlist's head is promoted at once) or waitlist place."""
-    async with cmd.unit_of_work(actor=req.actor_id) as uow:
-        s = uow.session
+    async with ctx.unit_of_work(actor=req.actor_id) as uow:
+        s = uow.tx
         member = await lock_member(s, req.actor_id)
         if member is None:
             raise Forbidden("Seuls les membres du forum peuvent répondre à une séance.")
@@ -403,10 +404,10 @@ def _entry_member(m: ForumMember | None) -> dict[str, Any]:
             "organisation": m.organisation if m else "", "college": m.college if m else None}
 
 
-async def list_rsvps(req: ListRsvps, cmd: Command) -> RsvpList:
+async def list_rsvps(req: ListRsvps, ctx: HandlerContext) -> RsvpList:
     """Secretariat: confirmed, waitlisted (in order), declined, and who checked in."""
     now = utcnow()
-    async with cmd.service.db.session() as s:
+    async with ctx.service.db.read() as s:
         await require_secretariat(s, req.actor_id)
         fs = await find_session(s, req.session_id)
         view = await _full_view(s, fs, now)
@@ -432,11 +433,11 @@ async def list_rsvps(req: ListRsvps, cmd: Command) -> RsvpList:
                     declined=out[RsvpState.DECLINED], attendees=attendees)
 
 
-async def check_in(req: CheckIn, cmd: Command) -> AttendanceView:
+async def check_in(req: CheckIn, ctx: HandlerContext) -> AttendanceView:
     """Secretariat marks an approved member present (walk-ins included), or corrects a mistake."""
     now = utcnow()
-    async with cmd.unit_of_work(actor=req.actor_id) as uow:
-        s = uow.session
+    async with ctx.unit_of_work(actor=req.actor_id) as uow:
+        s = uow.tx
         await require_secretariat(s, req.actor_id)
         fs = await _lock_session(s, req.session_id)
         rules.check_check_in_window(fs.status, fs.starts_at, fs.ends_at, now)
@@ -464,7 +465,7 @@ async def check_in(req: CheckIn, cmd: Command) -> AttendanceView:
 
 # ================================================================ projection of members (registry events)
 async def _projected(uow: UnitOfWork, member_id: str) -> ForumMember:
-    m = await lock_member(uow.session, member_id)
+    m = await lock_member(uow.tx, member_id)
     if m is None:
         m = ForumMember(member_id=member_id)
     return m
@@ -480,7 +481,7 @@ async def on_member_registered(event: Envelope[MemberRegistered], uow: UnitOfWor
     m.full_name, m.organisation, m.updated_at = d.full_name, d.organisation, utcnow()
     if d.role == Role.SECRETARIAT:
         m.standing = MemberStanding.APPROVED
-    uow.session.add(m)
+    uow.tx.add(m)
 
 
 async def on_member_approved(event: Envelope[MemberApproved], uow: UnitOfWork) -> None:
@@ -490,7 +491,7 @@ async def on_member_approved(event: Envelope[MemberApproved], uow: UnitOfWork) -
     if m.standing == MemberStanding.ERASED:
         return
     m.public_id, m.college, m.standing, m.updated_at = d.public_id, d.college, MemberStanding.APPROVED, utcnow()
-    uow.session.add(m)
+    uow.tx.add(m)
 
 
 async def on_profile_updated(event: Envelope[ProfileUpdated], uow: UnitOfWork) -> None:
@@ -500,7 +501,7 @@ async def on_profile_updated(event: Envelope[ProfileUpdated], uow: UnitOfWork) -
     if m.standing == MemberStanding.ERASED:
         return
     m.full_name, m.organisation, m.updated_at = d.full_name, d.organisation, utcnow()
-    uow.session.add(m)
+    uow.tx.add(m)
 
 
 async def on_role_granted(event: Envelope[RoleGranted], uow: UnitOfWork) -> None:
@@ -511,7 +512,7 @@ async def on_role_granted(event: Envelope[RoleGranted], uow: UnitOfWork) -> None
     m.role, m.updated_at = event.data.role, utcnow()
     if event.data.role == Role.SECRETARIAT:
         m.standing = MemberStanding.APPROVED
-    uow.session.add(m)
+    uow.tx.add(m)
 
 
 async def on_member_erased(event: Envelope[MemberErased], uow: UnitOfWork) -> None:
@@ -519,7 +520,7 @@ async def on_member_erased(event: Envelope[MemberErased], uow: UnitOfWork) -> No
     (promoting the waitlist) and withdraw their ballots from votes still open. Past RSVPs and
     check-ins stay, for the attendance counts."""
     now = utcnow()
-    s = uow.session
+    s = uow.tx
     m = await _projected(uow, event.data.member_id)
     m.standing, m.full_name, m.organisation, m.updated_at = MemberStanding.ERASED, "", "", now
     m.public_id = m.public_id or event.data.public_id

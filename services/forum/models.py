@@ -11,7 +11,7 @@ from sqlmodel import Field, SQLModel
 
 from shared.contracts.forum import RsvpState, SessionKind, SessionStatus, Theme
 from shared.contracts.registry import College, Role
-from shared.envelope import utcnow
+from shared.clock import utcnow
 
 
 class MemberStanding:

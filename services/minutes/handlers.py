@@ -19,7 +19,7 @@ from typing import Any
 
 from services.minutes import store
 from services.minutes.keys import load_or_create_signer
-from services.minutes.ledger import Signer
+from forumlib.tlog import Signer
 from services.minutes.records import RECORDERS, Recorder, record_of
 from services.minutes.settings import MinutesSettings
 from shared.contracts.common import ErrorCode
@@ -28,11 +28,11 @@ from shared.contracts.minutes import (
     EntryLocations, GetCheckpoint, GetConsistencyProof, GetInclusionProof, GetVerifierKey, InclusionProof,
     LedgerCheckpoint, LedgerEntries, LedgerKey, ListEntries, LocateEntries,
 )
-from shared.envelope import Envelope
+from shared.contracts.envelope import Envelope
 from shared.errors import DomainError
 from shared.logging import get_logger
 from shared.outbox import UnitOfWork
-from shared.service import Command, Service
+from shared.service import HandlerContext, Service
 from shared.settings import Settings, get_settings
 
 log = get_logger(__name__)
@@ -61,12 +61,12 @@ class PublicRecord:
 
     async def sign_if_grown(self) -> int | None:
         """Sign a checkpoint for the current head if it is newer than the latest one; returns its size."""
-        async with self.svc.db.session() as s:
+        async with self.svc.db.read() as s:
             head = await store.checkpoint_due(s)
         if head is None:
             return None
         note = store.signed_note(head, self.origin, self.signer())
-        async with self.svc.db.transaction(notify=False) as s:
+        async with self.svc.db.transaction() as s:
             await store.save_checkpoint(s, head, note)
         self.checkpoints_signed += 1
         return head.size
@@ -104,9 +104,9 @@ def build_service(settings: Settings | None = None, minutes_settings: MinutesSet
 
     # ------------------------------------------------------------ queries
     @svc.rpc(OP_CHECKPOINT)
-    async def ledger_checkpoint(req: GetCheckpoint, cmd: Command) -> LedgerCheckpoint:
+    async def ledger_checkpoint(req: GetCheckpoint, ctx: HandlerContext) -> LedgerCheckpoint:
         """The latest signed checkpoint of the public record (C2SP signed note)."""
-        async with svc.db.session() as s:
+        async with svc.db.read() as s:
             cp = await store.latest_checkpoint(s)
         if cp is None:
             raise DomainError("Le registre n'a pas encore de point de contrôle signé ; réessayez dans un instant "
@@ -114,37 +114,37 @@ def build_service(settings: Settings | None = None, minutes_settings: MinutesSet
         return LedgerCheckpoint(note=cp.note, size=cp.tree_size, root=store.b64(cp.root))
 
     @svc.rpc(OP_KEY)
-    async def ledger_key(req: GetVerifierKey, cmd: Command) -> LedgerKey:
+    async def ledger_key(req: GetVerifierKey, ctx: HandlerContext) -> LedgerKey:
         """The note verifier key of the public record."""
         return LedgerKey(key=ledger.signer().verifier.encode(), origin=ledger.origin)
 
     @svc.rpc(OP_ENTRIES)
-    async def ledger_entries(req: ListEntries, cmd: Command) -> LedgerEntries:
+    async def ledger_entries(req: ListEntries, ctx: HandlerContext) -> LedgerEntries:
         """Entries start <= index < end (at most 1000; fewer at the end of the log or of a full page)."""
-        async with svc.db.session() as s:
+        async with svc.db.read() as s:
             rows = await store.read_entries(s, req.start, req.end)
         return LedgerEntries.model_validate(  # one validation call in pydantic-core: the fastest way here
             {"entries": [{"index": i, "leaf": store.b64(leaf), "record": rec} for i, leaf, rec in rows]})
 
     @svc.rpc(OP_INCLUSION)
-    async def ledger_inclusion(req: GetInclusionProof, cmd: Command) -> InclusionProof:
+    async def ledger_inclusion(req: GetInclusionProof, ctx: HandlerContext) -> InclusionProof:
         """RFC 9162 inclusion proof of leaf `index` in the tree of `size` leaves."""
-        async with svc.db.session() as s:
+        async with svc.db.read() as s:
             hashes = await store.prove_inclusion(s, req.index, req.size)
         return InclusionProof(leaf_index=req.index, tree_size=req.size, hashes=[store.b64(h) for h in hashes])
 
     @svc.rpc(OP_CONSISTENCY)
-    async def ledger_consistency(req: GetConsistencyProof, cmd: Command) -> ConsistencyProof:
+    async def ledger_consistency(req: GetConsistencyProof, ctx: HandlerContext) -> ConsistencyProof:
         """RFC 9162 consistency proof between the trees of `first` and `second` leaves."""
-        async with svc.db.session() as s:
+        async with svc.db.read() as s:
             hashes = await store.prove_consistency(s, req.first, req.second)
         return ConsistencyProof(first=req.first, second=req.second, hashes=[store.b64(h) for h in hashes])
 
     @svc.rpc(OP_LOCATE)
-    async def ledger_locate(req: LocateEntries, cmd: Command) -> EntryLocations:
+    async def ledger_locate(req: LocateEntries, ctx: HandlerContext) -> EntryLocations:
         """Leaf index and record type of the records these events carried (unknown ids left out), and
         the current size of the log."""
-        async with svc.db.session() as s:
+        async with svc.db.read() as s:
             rows, size = await store.locate(s, req.event_ids)
         return EntryLocations(locations=[EntryLocation(event_id=e, index=i, type=k) for e, i, k in rows], size=size)
 
@@ -152,7 +152,7 @@ def build_service(settings: Settings | None = None, minutes_settings: MinutesSet
     svc.background(ledger.run_signer)
 
     async def health() -> dict[str, Any]:
-        async with svc.db.session() as s:
+        async with svc.db.read() as s:
             head = await store.read_head(s)
             cp = await store.latest_checkpoint(s)
         return {"ledger_size": head.size, "ledger_checkpoint_size": cp.tree_size if cp else None}
@@ -164,7 +164,7 @@ def build_service(settings: Settings | None = None, minutes_settings: MinutesSet
 def _register_consumer(svc: Service, ledger: PublicRecord, recorder: Recorder) -> None:
     async def handler(events: list[Envelope[Any]], uow: UnitOfWork) -> None:
         items = [store.Pending(str(e.event_id), recorder.record_type, record_of(recorder, e)) for e in events]
-        if await store.append(uow.session, items):
+        if await store.append(uow.tx, items):
             uow.on_commit(ledger.wake)
 
     handler.__name__ = f"record_{recorder.record_type.replace('.', '_')}"

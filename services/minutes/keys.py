@@ -11,7 +11,7 @@ import stat
 import tempfile
 from pathlib import Path
 
-from services.minutes.ledger import KeyFormatError, Signer, generate_key, parse_signer_key
+from forumlib.tlog import KeyFormatError, Signer, generate_key, parse_signer_key
 from shared.logging import get_logger
 
 log = get_logger(__name__)

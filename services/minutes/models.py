@@ -16,7 +16,7 @@ from datetime import datetime
 from sqlalchemy import BigInteger, Column, Integer, LargeBinary, SmallInteger, Text
 from sqlmodel import Field, SQLModel
 
-from shared.envelope import utcnow
+from shared.clock import utcnow
 
 
 class EntryRow(SQLModel, table=True):

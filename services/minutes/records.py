@@ -87,7 +87,7 @@ from shared.contracts.decisions import (
 )
 from shared.contracts.forum import SessionCancelled, SessionInfo, SessionScheduled, SessionUpdated
 from shared.contracts.registry import MemberApproved
-from shared.envelope import Envelope, EventData
+from shared.contracts.envelope import Envelope, EventData
 
 RECORD_SCHEMA = 1
 

@@ -1,6 +1,6 @@
 """The public record in the minutes database: append, read, prove, checkpoint.
 
-The pure tree code (`services.minutes.ledger`) reads nodes through a synchronous `NodeReader`;
+The pure tree code (`forumlib.tlog`) reads nodes through a synchronous `NodeReader`;
 here the node ids a computation needs are known up front (`*_node_ids`), fetched with **one**
 primary-key query (`(level = ? AND idx IN (…)) OR …`), and handed to it as a `DictNodeReader`.
 
@@ -21,7 +21,7 @@ from sqlalchemy import and_, func, insert, or_, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from services.minutes.ledger import (
+from forumlib.tlog import (
     EMPTY_ROOT,
     HASH_SIZE,
     Checkpoint,
@@ -42,7 +42,7 @@ from services.minutes.ledger import (
 from services.minutes.models import CheckpointRow, EntryRow, HeadRow, NodeRow
 from shared.contracts.minutes import MAX_PAGE
 from shared.db import dialect_insert
-from shared.envelope import utcnow
+from shared.clock import utcnow
 from shared.errors import Invalid, NotFound
 
 HEAD_ID = 1

@@ -30,10 +30,10 @@ from shared.contracts.decisions import (
 )
 from shared.contracts.forum import SessionInfo, SessionKind, SessionStatus, Theme
 from shared.contracts.registry import College, MemberApproved
-from shared.envelope import Envelope, make_event
-from shared.majority_judgment import GRADES, Grade, majority_grade, merit_profile, rank, winner
+from shared.contracts.envelope import Envelope, make_event
+from forumlib.majority_judgment import GRADES, Grade, majority_grade, merit_profile, rank, winner
 from shared.migrations import upgrade
-from shared.rpc_client import RpcClient
+from shared.rpc import RpcClient
 from shared.service import Service
 from shared.settings import Settings
 
@@ -139,7 +139,7 @@ class MinutesHarness:
         return envs
 
     async def size(self) -> int:
-        async with self.svc.db.session() as s:
+        async with self.svc.db.read() as s:
             return (await store.read_head(s)).size
 
     async def wait_size(self, n: int, timeout: float = 30.0) -> None:
@@ -153,7 +153,7 @@ class MinutesHarness:
 
     async def wait_checkpoint(self, n: int, timeout: float = 30.0) -> LedgerCheckpoint:
         async def covered() -> bool:
-            async with self.svc.db.session() as s:
+            async with self.svc.db.read() as s:
                 cp = await store.latest_checkpoint(s)
             return cp is not None and cp.tree_size >= n
 

@@ -15,11 +15,12 @@ from shared.contracts.registry import (
     EmailVerificationRequested, ExportData, MemberApproved, MemberErased, MemberRegistered, MemberRejected,
     ProfileUpdated, SignInRequested,
 )
-from shared.envelope import Envelope, utcnow
+from shared.contracts.envelope import Envelope
+from shared.clock import utcnow
 from shared.errors import RetryLater
 from shared.logging import get_logger
 from shared.outbox import UnitOfWork
-from shared.service import Command, Service
+from shared.service import HandlerContext, Service
 
 svc = Service("notifications", title="Notifications")
 log = get_logger(__name__)
@@ -37,14 +38,14 @@ async def queue_mail(uow: UnitOfWork, event_id: str, member_id: str, kind: str, 
     """Render and store one e-mail in the consumer's transaction; the sender loop sends it once that
     transaction commits. `contact` (address, name) when the event carries it."""
     if contact is None:
-        r = await uow.session.get(Recipient, member_id)
+        r = await uow.tx.get(Recipient, member_id)
         if r is None:
             # The registration event may not have been applied yet (different consumer): try again shortly.
             raise RetryLater(f"no recipient yet for member {member_id}")
         contact = (r.email, r.full_name)
     to, name = contact
     subject, text, html = mail.render(template or kind, subject, name=name, **ctx)
-    uow.session.add(Delivery(event_id=event_id, member_id=member_id, kind=kind, to_addr=to,
+    uow.tx.add(Delivery(event_id=event_id, member_id=member_id, kind=kind, to_addr=to,
                              subject=subject, text_body=text, html_body=html, ics=ics))
     uow.on_commit(_wake.set)
 
@@ -58,31 +59,31 @@ async def _queue(uow: UnitOfWork, event: Envelope[Any], member_id: str, kind: st
 async def on_registered(event: Envelope[MemberRegistered], uow: UnitOfWork) -> None:
     """Remember how to reach a new member."""
     d = event.data
-    existing = await uow.session.get(Recipient, d.member_id)
+    existing = await uow.tx.get(Recipient, d.member_id)
     if existing is None:
-        uow.session.add(Recipient(member_id=d.member_id, email=d.email, full_name=d.full_name))
+        uow.tx.add(Recipient(member_id=d.member_id, email=d.email, full_name=d.full_name))
 
 
 @svc.consume(ProfileUpdated)
 async def on_profile_updated(event: Envelope[ProfileUpdated], uow: UnitOfWork) -> None:
     """Keep the member's name current in greetings."""
-    r = await uow.session.get(Recipient, event.data.member_id)
+    r = await uow.tx.get(Recipient, event.data.member_id)
     if r is None:
         raise RetryLater("profile update before registration")
     r.full_name, r.updated_at = event.data.full_name, utcnow()
-    uow.session.add(r)
+    uow.tx.add(r)
 
 
 @svc.consume(MemberErased)
 async def on_erased(event: Envelope[MemberErased], uow: UnitOfWork) -> None:
     """Forget the member's address, cancel the e-mails not sent yet, and redact every e-mail kept for them."""
-    r = await uow.session.get(Recipient, event.data.member_id)
+    r = await uow.tx.get(Recipient, event.data.member_id)
     if r is not None:
-        await uow.session.delete(r)
+        await uow.tx.delete(r)
     mine = col(Delivery.member_id) == event.data.member_id
-    await uow.session.exec(update(Delivery).where(mine, col(Delivery.status) == DeliveryStatus.PENDING)  # type: ignore[call-overload]
+    await uow.tx.exec(update(Delivery).where(mine, col(Delivery.status) == DeliveryStatus.PENDING)  # type: ignore[call-overload]
                            .values(status=DeliveryStatus.CANCELLED))
-    await uow.session.exec(update(Delivery).where(mine)  # type: ignore[call-overload]
+    await uow.tx.exec(update(Delivery).where(mine)  # type: ignore[call-overload]
                            .values(to_addr="", text_body="", html_body="", subject="(effacé)"))
 
 
@@ -119,7 +120,7 @@ async def on_rejected(event: Envelope[MemberRejected], uow: UnitOfWork) -> None:
 async def send_due(limit: int = 50) -> int:
     """Send the e-mails that are due, over one SMTP connection; returns how many were attempted."""
     now = utcnow()
-    async with svc.db.transaction(notify=False) as s:
+    async with svc.db.transaction() as s:
         stmt = (select(Delivery).where(Delivery.status == DeliveryStatus.PENDING, Delivery.next_attempt_at <= now)
                 .order_by(col(Delivery.created_at)).limit(limit))
         if not svc.db.sqlite:
@@ -161,7 +162,7 @@ async def _send_one(smtp: Any, d: Delivery) -> tuple[Delivery, str, str | None]:
 
 
 async def _record(outcomes: list[tuple[Delivery, str, str | None]]) -> None:
-    async with svc.db.transaction(notify=False) as s:
+    async with svc.db.transaction() as s:
         for d, status, error in outcomes:
             row = await s.get(Delivery, d.id)
             assert row is not None
@@ -181,7 +182,7 @@ async def _record(outcomes: list[tuple[Delivery, str, str | None]]) -> None:
 @svc.background
 async def mail_sender() -> None:
     """Sends due e-mails; woken by every commit, sweeps every second for retries."""
-    async with svc.db.transaction(notify=False) as s:
+    async with svc.db.transaction() as s:
         # Whatever was being handed to SMTP when the last process died might have left: never resend it.
         n = (await s.exec(update(Delivery).where(col(Delivery.status) == DeliveryStatus.SENDING)  # type: ignore[call-overload]
                           .values(status=DeliveryStatus.UNCERTAIN))).rowcount
@@ -207,7 +208,7 @@ async def mail_sender() -> None:
 async def _counts() -> dict[str, Any]:
     from sqlalchemy import func
 
-    async with svc.db.session() as s:
+    async with svc.db.read() as s:
         rows = (await s.exec(select(Delivery.status, func.count()).group_by(Delivery.status))).all()  # type: ignore[call-overload]
     return {"deliveries": {status: n for status, n in rows}}
 
@@ -215,15 +216,15 @@ svc.health_details = _counts
 
 
 @svc.rpc("delivery-counts")
-async def delivery_counts(req: Request, cmd: Command) -> DeliveryCounts:
+async def delivery_counts(req: Request, ctx: HandlerContext) -> DeliveryCounts:
     """How many e-mails are in each state (monitoring, benchmarks)."""
     return DeliveryCounts(by_status=(await _counts())["deliveries"])
 
 
 @svc.rpc("export")
-async def export(req: ExportData, cmd: Command) -> MemberNotifications:
+async def export(req: ExportData, ctx: HandlerContext) -> MemberNotifications:
     """GDPR access: the contact details and the e-mails sent to the member."""
-    async with svc.db.session() as s:
+    async with svc.db.read() as s:
         r = await s.get(Recipient, req.actor_id)
         ds = (await s.exec(select(Delivery).where(Delivery.member_id == req.actor_id)
                            .order_by(col(Delivery.created_at)))).all()

@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import Column, String, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from shared.envelope import utcnow
+from shared.clock import utcnow
 
 
 class Recipient(SQLModel, table=True):

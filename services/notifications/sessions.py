@@ -10,13 +10,14 @@ from sqlmodel import col, delete, select
 from services.notifications import mail
 from services.notifications.handlers import log, queue_mail, svc
 from services.notifications.models import NoticeSeat, NoticeSession
-from shared.calendar import session_ics
+from forumlib.ical import session_ics
 from shared.clock import as_paris as paris
 from shared.contracts.forum import (
     KIND_LABELS, RsvpConfirmed, RsvpDeclined, RsvpPromoted, RsvpWaitlisted, RsvpWithdrawn, SessionCancelled,
     SessionInfo, SessionKind, SessionScheduled, SessionStatus, SessionUpdated,
 )
-from shared.envelope import Envelope, utcnow
+from shared.contracts.envelope import Envelope
+from shared.clock import utcnow
 from shared.errors import RetryLater
 from shared.outbox import UnitOfWork
 
@@ -39,7 +40,7 @@ def _link(s: SessionInfo) -> str:
 
 
 async def _remember(uow: UnitOfWork, s: SessionInfo) -> None:
-    row = await uow.session.get(NoticeSession, s.session_id)
+    row = await uow.tx.get(NoticeSession, s.session_id)
     if row is not None and row.revision > s.revision:
         return  # an older copy arrived late
     if row is None:
@@ -48,11 +49,11 @@ async def _remember(uow: UnitOfWork, s: SessionInfo) -> None:
         row.reminded_at = None  # moved: remind again before the new date
     row.revision, row.info, row.starts_at = s.revision, s.model_dump_json(), s.starts_at
     row.cancelled = s.status == SessionStatus.CANCELLED
-    uow.session.add(row)
+    uow.tx.add(row)
 
 
 async def _session(uow: UnitOfWork, session_id: str) -> SessionInfo:
-    row = await uow.session.get(NoticeSession, session_id)
+    row = await uow.tx.get(NoticeSession, session_id)
     if row is None:
         raise RetryLater(f"session {session_id} not known yet")
     return SessionInfo.model_validate_json(row.info)
@@ -94,15 +95,15 @@ async def on_session_cancelled(event: Envelope[SessionCancelled], uow: UnitOfWor
     for member_id in event.data.notify_member_ids:
         await _notice(uow, str(event.event_id), member_id, "session_cancelled", f"Séance annulée : {s.title}", s,
                       ["La séance suivante est annulée.", f"Motif : {event.data.reason}"])
-    await uow.session.exec(delete(NoticeSeat).where(col(NoticeSeat.session_id) == s.session_id))  # type: ignore[call-overload]
+    await uow.tx.exec(delete(NoticeSeat).where(col(NoticeSeat.session_id) == s.session_id))  # type: ignore[call-overload]
 
 
 async def _hold_seat(uow: UnitOfWork, session_id: str, member_id: str, holds: bool) -> None:
-    seat = await uow.session.get(NoticeSeat, (session_id, member_id))
+    seat = await uow.tx.get(NoticeSeat, (session_id, member_id))
     if holds and seat is None:
-        uow.session.add(NoticeSeat(session_id=session_id, member_id=member_id))
+        uow.tx.add(NoticeSeat(session_id=session_id, member_id=member_id))
     elif not holds and seat is not None:
-        await uow.session.delete(seat)
+        await uow.tx.delete(seat)
 
 
 @svc.consume(RsvpConfirmed)
@@ -156,11 +157,11 @@ async def send_reminders() -> int:
             NoticeSession.cancelled == False,  # noqa: E712 - SQL comparison
             col(NoticeSession.reminded_at).is_(None),
             NoticeSession.starts_at > now, NoticeSession.starts_at <= now + REMINDER_BEFORE)
-        due = (await uow.session.exec(stmt)).all()
+        due = (await uow.tx.exec(stmt)).all()
         for row in due:
             s = SessionInfo.model_validate_json(row.info)
             key = str(uuid.uuid5(uuid.NAMESPACE_URL, f"reminder:{s.session_id}:{s.starts_at.isoformat()}"))
-            seats = (await uow.session.exec(select(NoticeSeat).where(NoticeSeat.session_id == s.session_id))).all()
+            seats = (await uow.tx.exec(select(NoticeSeat).where(NoticeSeat.session_id == s.session_id))).all()
             for seat in seats:
                 try:
                     await _notice(uow, key, seat.member_id, "session_reminder", f"Rappel : {s.title}", s,
@@ -168,7 +169,7 @@ async def send_reminders() -> int:
                 except RetryLater:
                     log.warning("reminder skipped: member unknown", member=seat.member_id)
             row.reminded_at = now
-            uow.session.add(row)
+            uow.tx.add(row)
     return len(due)
 
 

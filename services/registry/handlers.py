@@ -15,10 +15,10 @@ from shared.contracts.registry import (
     MemberStatus, MemberView, ProfileUpdated, RedeemSignIn, Register, Registered, RejectMember, RequestSignIn,
     Role, RoleGranted, SignInRequested, UpdateProfile, VerifyEmail,
 )
-from shared.envelope import utcnow
+from shared.clock import utcnow
 from shared.errors import Conflict, NotFound
 from shared.outbox import UnitOfWork
-from shared.service import Command, Service
+from shared.service import HandlerContext, Service
 
 svc = Service("registry", title="Registre des membres")
 svc.produces(MemberRegistered, EmailVerificationRequested, EmailVerified, SignInRequested, MemberApproved,
@@ -49,7 +49,7 @@ async def _by_email(session: AsyncSession, email: str) -> Member | None:
 def _issue_token(uow: UnitOfWork, member: Member, purpose: str, ttl: int) -> None:
     token = rules.new_token()
     expires = rules.token_expiry(utcnow(), ttl)
-    uow.session.add(EmailToken(token_hash=rules.hash_token(token), member_id=member.id, purpose=purpose,
+    uow.tx.add(EmailToken(token_hash=rules.hash_token(token), member_id=member.id, purpose=purpose,
                                expires_at=expires))
     data = (EmailVerificationRequested if purpose == rules.VERIFY_EMAIL else SignInRequested)
     uow.emit(data(member_id=member.id, email=member.email or "", full_name=member.full_name, token=token,
@@ -74,17 +74,17 @@ def _registered_event(m: Member) -> MemberRegistered:
 
 
 @svc.rpc("register")
-async def register(req: Register, cmd: Command) -> Registered:
+async def register(req: Register, ctx: HandlerContext) -> Registered:
     """Register a member; a single-use verification link is mailed to them."""
     try:
-        async with cmd.unit_of_work() as uow:
-            if await _by_email(uow.session, req.email) is not None:
+        async with ctx.unit_of_work() as uow:
+            if await _by_email(uow.tx, req.email) is not None:
                 raise Conflict("Un compte existe déjà avec cette adresse électronique. "
                                "Utilisez « Se connecter » pour recevoir un lien.", field="email")
             m = Member(full_name=req.full_name, email=rules.normalise_email(req.email),
                        organisation=req.organisation, college=req.college, charter_accepted_at=utcnow())
-            uow.session.add(m)
-            await uow.session.flush()  # the token row references the member
+            uow.tx.add(m)
+            await uow.tx.flush()  # the token row references the member
             uow.actor = m.id
             uow.emit(_registered_event(m))
             _issue_token(uow, m, rules.VERIFY_EMAIL, svc.settings.verify_token_ttl)
@@ -96,24 +96,24 @@ async def register(req: Register, cmd: Command) -> Registered:
 
 
 @svc.rpc("verify-email")
-async def verify_email(req: VerifyEmail, cmd: Command) -> MemberView:
+async def verify_email(req: VerifyEmail, ctx: HandlerContext) -> MemberView:
     """Redeem an e-mail verification link: the member then awaits the secretariat's decision."""
-    async with cmd.unit_of_work() as uow:
-        m = await _use_token(uow.session, req.token, rules.VERIFY_EMAIL)
+    async with ctx.unit_of_work() as uow:
+        m = await _use_token(uow.tx, req.token, rules.VERIFY_EMAIL)
         if m.status == MemberStatus.PENDING_VERIFICATION:
             m.status = MemberStatus.PENDING_APPROVAL
             m.verified_at = utcnow()
-            uow.session.add(m)
+            uow.tx.add(m)
             uow.emit(EmailVerified(member_id=m.id), actor=m.id)
     return view(m)
 
 
 @svc.rpc("request-sign-in")
-async def request_sign_in(req: RequestSignIn, cmd: Command) -> Accepted:
+async def request_sign_in(req: RequestSignIn, ctx: HandlerContext) -> Accepted:
     """Mail a one-time sign-in link (or a new verification link). The reply never tells whether the
     address is known."""
-    async with cmd.unit_of_work() as uow:
-        m = await _by_email(uow.session, req.email)
+    async with ctx.unit_of_work() as uow:
+        m = await _by_email(uow.tx, req.email)
         if m is None:
             return Accepted()
         if m.status == MemberStatus.PENDING_VERIFICATION:
@@ -124,17 +124,17 @@ async def request_sign_in(req: RequestSignIn, cmd: Command) -> Accepted:
 
 
 @svc.rpc("redeem-sign-in")
-async def redeem_sign_in(req: RedeemSignIn, cmd: Command) -> MemberView:
+async def redeem_sign_in(req: RedeemSignIn, ctx: HandlerContext) -> MemberView:
     """Redeem a one-time sign-in link; the web front then opens a session for the member."""
-    async with cmd.unit_of_work() as uow:
-        m = await _use_token(uow.session, req.token, rules.SIGN_IN)
+    async with ctx.unit_of_work() as uow:
+        m = await _use_token(uow.tx, req.token, rules.SIGN_IN)
     return view(m)
 
 
 @svc.rpc("get-member")
-async def get_member(req: GetMember, cmd: Command) -> MemberView:
+async def get_member(req: GetMember, ctx: HandlerContext) -> MemberView:
     """One member's current record (the web front calls it on each signed-in page)."""
-    async with svc.db.session() as s:
+    async with svc.db.read() as s:
         return view(await _member(s, req.member_id))
 
 
@@ -146,9 +146,9 @@ async def _require_secretariat(session: AsyncSession, actor_id: str) -> Member:
 
 
 @svc.rpc("list-members")
-async def list_members(req: ListMembers, cmd: Command) -> MemberList:
+async def list_members(req: ListMembers, ctx: HandlerContext) -> MemberList:
     """Members for the secretariat back-office, optionally filtered by status."""
-    async with svc.db.session() as s:
+    async with svc.db.read() as s:
         await _require_secretariat(s, req.actor_id)
         stmt = select(Member).where(Member.status != MemberStatus.ERASED).order_by(col(Member.registered_at))
         if req.status:
@@ -157,47 +157,47 @@ async def list_members(req: ListMembers, cmd: Command) -> MemberList:
 
 
 @svc.rpc("approve-member")
-async def approve_member(req: ApproveMember, cmd: Command) -> MemberView:
+async def approve_member(req: ApproveMember, ctx: HandlerContext) -> MemberView:
     """Secretariat approves a verified registration."""
-    async with cmd.unit_of_work(actor=req.actor_id) as uow:
-        await _require_secretariat(uow.session, req.actor_id)
-        m = await _member(uow.session, req.member_id, lock=True)
+    async with ctx.unit_of_work(actor=req.actor_id) as uow:
+        await _require_secretariat(uow.tx, req.actor_id)
+        m = await _member(uow.tx, req.member_id, lock=True)
         rules.check_decidable(m.status)
         m.status, m.decided_at, m.decided_by = MemberStatus.APPROVED, utcnow(), req.actor_id
-        uow.session.add(m)
+        uow.tx.add(m)
         uow.emit(MemberApproved(member_id=m.id, public_id=m.public_id, college=m.college))
     return view(m)
 
 
 @svc.rpc("reject-member")
-async def reject_member(req: RejectMember, cmd: Command) -> MemberView:
+async def reject_member(req: RejectMember, ctx: HandlerContext) -> MemberView:
     """Secretariat rejects a verified registration, with a reason the person will read."""
-    async with cmd.unit_of_work(actor=req.actor_id) as uow:
-        await _require_secretariat(uow.session, req.actor_id)
-        m = await _member(uow.session, req.member_id, lock=True)
+    async with ctx.unit_of_work(actor=req.actor_id) as uow:
+        await _require_secretariat(uow.tx, req.actor_id)
+        m = await _member(uow.tx, req.member_id, lock=True)
         rules.check_decidable(m.status)
         m.status, m.decided_at, m.decided_by = MemberStatus.REJECTED, utcnow(), req.actor_id
         m.rejection_reason = req.reason
-        uow.session.add(m)
+        uow.tx.add(m)
         uow.emit(MemberRejected(member_id=m.id, reason=req.reason))
     return view(m)
 
 
 @svc.rpc("update-profile")
-async def update_profile(req: UpdateProfile, cmd: Command) -> MemberView:
+async def update_profile(req: UpdateProfile, ctx: HandlerContext) -> MemberView:
     """A member updates their own name and organisation."""
-    async with cmd.unit_of_work(actor=req.actor_id) as uow:
-        m = await _member(uow.session, req.actor_id, lock=True)
+    async with ctx.unit_of_work(actor=req.actor_id) as uow:
+        m = await _member(uow.tx, req.actor_id, lock=True)
         m.full_name, m.organisation = req.full_name, req.organisation
-        uow.session.add(m)
+        uow.tx.add(m)
         uow.emit(ProfileUpdated(member_id=m.id, full_name=m.full_name, organisation=m.organisation))
     return view(m)
 
 
 @svc.rpc("export")
-async def export(req: ExportData, cmd: Command) -> Export:
+async def export(req: ExportData, ctx: HandlerContext) -> Export:
     """GDPR access: everything the registry holds about the member."""
-    async with svc.db.session() as s:
+    async with svc.db.read() as s:
         m = await _member(s, req.actor_id)
         tokens = (await s.exec(select(EmailToken).where(EmailToken.member_id == m.id))).all()
     data: dict[str, Any] = {
@@ -210,15 +210,15 @@ async def export(req: ExportData, cmd: Command) -> Export:
 
 
 @svc.rpc("erase")
-async def erase(req: EraseMember, cmd: Command) -> Accepted:
+async def erase(req: EraseMember, ctx: HandlerContext) -> Accepted:
     """GDPR erasure: personal fields are removed, the pseudonymous id stays for the public record."""
-    async with cmd.unit_of_work(actor=req.actor_id) as uow:
-        m = await _member(uow.session, req.actor_id, lock=True)
-        for t in (await uow.session.exec(select(EmailToken).where(EmailToken.member_id == m.id))).all():
-            await uow.session.delete(t)
+    async with ctx.unit_of_work(actor=req.actor_id) as uow:
+        m = await _member(uow.tx, req.actor_id, lock=True)
+        for t in (await uow.tx.exec(select(EmailToken).where(EmailToken.member_id == m.id))).all():
+            await uow.tx.delete(t)
         m.full_name, m.email, m.organisation, m.rejection_reason = "", None, "", None
         m.status, m.erased_at = MemberStatus.ERASED, utcnow()
-        uow.session.add(m)
+        uow.tx.add(m)
         uow.emit(MemberErased(member_id=m.id, public_id=m.public_id))
     return Accepted()
 
@@ -226,16 +226,16 @@ async def erase(req: EraseMember, cmd: Command) -> Accepted:
 async def create_secretariat(email: str, full_name: str) -> MemberView:
     """Create (or promote) a secretariat account; used by `forum-ouvert create-secretariat`."""
     async with svc.unit_of_work() as uow:
-        m = await _by_email(uow.session, email)
+        m = await _by_email(uow.tx, email)
         if m is None:
             m = Member(full_name=full_name, email=rules.normalise_email(email), organisation="CESE",
                        college=None, role=Role.SECRETARIAT, status=MemberStatus.APPROVED,
                        charter_accepted_at=utcnow(), verified_at=utcnow(), decided_at=utcnow())
-            uow.session.add(m)
+            uow.tx.add(m)
             uow.emit(_registered_event(m))
         elif m.role != Role.SECRETARIAT or m.status != MemberStatus.APPROVED:
             m.role, m.status = Role.SECRETARIAT, MemberStatus.APPROVED
             m.verified_at = m.verified_at or utcnow()
-            uow.session.add(m)
+            uow.tx.add(m)
             uow.emit(RoleGranted(member_id=m.id, role=Role.SECRETARIAT))
     return view(m)

@@ -8,7 +8,7 @@ from sqlalchemy import String
 from sqlmodel import Field, SQLModel
 
 from shared.contracts.registry import College, MemberStatus, Role
-from shared.envelope import utcnow
+from shared.clock import utcnow
 
 
 class Member(SQLModel, table=True):

@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.staticfiles import StaticFiles
 
 from shared.logging import configure_logging, get_logger
-from shared.rpc_client import RpcClient, RpcError
+from shared.rpc import RpcClient, RpcError
 from shared.settings import Settings, get_settings
 from services.web.pages import (
     ERROR_TITLES, SignInRequired, Web, error_page, make_environment, rpc_error_page, static_folder,

@@ -19,7 +19,7 @@ from shared.contracts.forum import KIND_LABELS, RSVP_STATE_LABELS, THEME_LABELS
 from shared.contracts.registry import COLLEGE_LABELS, STATUS_LABELS, GetMember, MemberStatus, MemberView, Role
 from shared import clock
 from shared.logging import get_logger
-from shared.rpc_client import RpcClient, RpcError
+from shared.rpc import RpcClient, RpcError
 from shared.settings import Settings
 from services.web.security import SessionCodec, SlidingWindowLimiter, session_of
 

@@ -39,8 +39,9 @@ from pydantic import BaseModel, Field, StringConstraints, ValidationInfo, field_
 from shared.contracts.common import ActorRequest, Request
 from shared.contracts.forum import Id, SessionKind
 from shared.contracts.registry import College
-from shared.envelope import EventData
-from shared.majority_judgment import Grade
+from shared.contracts.envelope import EventData
+from forumlib.majority_judgment import Grade
+
 
 # ---------------------------------------------------------------- vocabulary
 class Outcome(StrEnum):
@@ -296,146 +297,6 @@ DECISION_EVENTS: list[type[EventData]] = [
 ]
 
 
-# ---------------------------------------------------------------- requests
-class ListCommitments(Request):
-    pass
-
-
-class SaveCommitment(ActorRequest):
-    """Create or edit (by code) a commitment of the national action plan."""
-
-    code: CommitmentCode
-    title: CommitmentTitle
-    plan: Annotated[str, StringConstraints(strip_whitespace=True, min_length=4, max_length=20)] = "2024-2026"
-
-
-class GetRules(Request):
-    pass
-
-
-class SetRule(ActorRequest):
-    rule: Rule
-
-
-class RecordDecision(ActorRequest):
-    """The secretariat records a decision on an agenda item of a session that has started (not
-    cancelled). `hands` is required for a show of hands (per college; colleges left out count 0),
-    refused otherwise. `supersedes` corrects an earlier decision that is not already superseded.
-    An outcome that contradicts the rule (adopted while the rule is not met, rejected while a show
-    of hands met it) is refused with the rule's summary."""
-
-    session_id: Id
-    agenda_position: int = Field(ge=1)
-    title: DecisionTitle
-    text: DecisionText
-    outcome: Outcome
-    method: Method
-    hands: dict[College, HandCount] | None = Field(default=None, validate_default=True)
-    commitment_code: CommitmentCode | None = None
-    supersedes: Id | None = None
-
-    @field_validator("method")
-    @classmethod
-    def _not_online(cls, v: Method) -> Method:
-        if v == Method.ONLINE_VOTE:
-            raise ValueError("une décision par vote en ligne est enregistrée à la clôture du vote")
-        return v
-
-    @field_validator("hands")
-    @classmethod
-    def _hands_for_show_of_hands(cls, v: dict[College, HandCount] | None, info: ValidationInfo
-                                 ) -> dict[College, HandCount] | None:
-        # A field validator (not a model one) so that the error names `hands`. `method` is declared
-        # before `hands`: it is in info.data unless it was invalid itself.
-        method = info.data.get("method")
-        if method == Method.SHOW_OF_HANDS and not v:
-            raise ValueError("indiquez les voix pour, contre et les abstentions")
-        if method is not None and method != Method.SHOW_OF_HANDS and v:
-            raise ValueError("les décomptes de voix ne concernent que le vote à main levée")
-        return v
-
-
-class GetDecision(Request):
-    decision_id: Id
-
-
-class ListDecisions(Request):
-    session_id: Id | None = None
-    commitment_code: CommitmentCode | None = None
-    outcome: Outcome | None = None
-    follow_up: FollowUpStatus | None = None
-    include_superseded: bool = True
-    limit: int = Field(default=50, ge=1, le=500)
-    offset: int = Field(default=0, ge=0)
-
-
-class UpdateFollowUp(ActorRequest):
-    decision_id: Id
-    status: FollowUpStatus
-    note: Note = ""
-
-
-class OpenVote(ActorRequest):
-    """Open a majority-judgment vote on an agenda item of a session (not cancelled). Options: 2 to
-    10, distinct. `closes_at` after `opens_at` and in the future; `opens_at` may be now or later."""
-
-    session_id: Id
-    agenda_position: int = Field(ge=1)
-    question: DecisionTitle
-    options: list[OptionLabel] = Field(min_length=MIN_OPTIONS, max_length=MAX_OPTIONS)
-    eligibility: Eligibility = Eligibility.APPROVED_MEMBERS
-    opens_at: datetime
-    closes_at: datetime
-
-    @field_validator("opens_at", "closes_at")
-    @classmethod
-    def _aware(cls, v: datetime) -> datetime:
-        if v.tzinfo is None or v.utcoffset() is None:
-            raise ValueError("indiquez le fuseau horaire de cette date (UTC attendu)")
-        return v
-
-    @field_validator("options")
-    @classmethod
-    def _distinct(cls, v: list[str]) -> list[str]:
-        if len({o.casefold() for o in v}) != len(v):
-            raise ValueError("deux options portent le même libellé")
-        return v
-
-    @field_validator("closes_at")
-    @classmethod
-    def _window(cls, v: datetime, info: ValidationInfo) -> datetime:
-        # Runs after `_aware`; a field validator so that the error names `closes_at`.
-        opens_at = info.data.get("opens_at")
-        if opens_at is not None and v <= opens_at:
-            raise ValueError("la clôture du vote doit être après son ouverture")
-        return v
-
-
-class GetVote(Request):
-    vote_id: Id
-    actor_id: str | None = None
-
-
-class ListVotes(Request):
-    status: VoteStatus | None = None
-    session_id: Id | None = None
-    actor_id: str | None = None
-    limit: int = Field(default=50, ge=1, le=500)
-    offset: int = Field(default=0, ge=0)
-
-
-class CastBallot(ActorRequest):
-    """Grade every option of the vote once (`grades`: option_id -> grade). Casting again before the
-    closing replaces the ballot."""
-
-    vote_id: Id
-    grades: dict[int, Grade]
-
-
-class CloseVote(ActorRequest):
-    vote_id: Id
-
-
 # ---------------------------------------------------------------- replies
 class CommitmentView(BaseModel):
     code: str
@@ -513,3 +374,143 @@ class BallotView(BaseModel):
 
 
 DecisionView.model_rebuild()
+
+
+# ---------------------------------------------------------------- requests
+class ListCommitments(Request[CommitmentList], op="forum.list-commitments"):
+    pass
+
+
+class SaveCommitment(ActorRequest[CommitmentView], op="forum.save-commitment"):
+    """Create or edit (by code) a commitment of the national action plan."""
+
+    code: CommitmentCode
+    title: CommitmentTitle
+    plan: Annotated[str, StringConstraints(strip_whitespace=True, min_length=4, max_length=20)] = "2024-2026"
+
+
+class GetRules(Request[RuleList], op="forum.get-rules"):
+    pass
+
+
+class SetRule(ActorRequest[RuleView], op="forum.set-rule"):
+    rule: Rule
+
+
+class RecordDecision(ActorRequest[DecisionView], op="forum.record-decision"):
+    """The secretariat records a decision on an agenda item of a session that has started (not
+    cancelled). `hands` is required for a show of hands (per college; colleges left out count 0),
+    refused otherwise. `supersedes` corrects an earlier decision that is not already superseded.
+    An outcome that contradicts the rule (adopted while the rule is not met, rejected while a show
+    of hands met it) is refused with the rule's summary."""
+
+    session_id: Id
+    agenda_position: int = Field(ge=1)
+    title: DecisionTitle
+    text: DecisionText
+    outcome: Outcome
+    method: Method
+    hands: dict[College, HandCount] | None = Field(default=None, validate_default=True)
+    commitment_code: CommitmentCode | None = None
+    supersedes: Id | None = None
+
+    @field_validator("method")
+    @classmethod
+    def _not_online(cls, v: Method) -> Method:
+        if v == Method.ONLINE_VOTE:
+            raise ValueError("une décision par vote en ligne est enregistrée à la clôture du vote")
+        return v
+
+    @field_validator("hands")
+    @classmethod
+    def _hands_for_show_of_hands(cls, v: dict[College, HandCount] | None, info: ValidationInfo
+                                 ) -> dict[College, HandCount] | None:
+        # A field validator (not a model one) so that the error names `hands`. `method` is declared
+        # before `hands`: it is in info.data unless it was invalid itself.
+        method = info.data.get("method")
+        if method == Method.SHOW_OF_HANDS and not v:
+            raise ValueError("indiquez les voix pour, contre et les abstentions")
+        if method is not None and method != Method.SHOW_OF_HANDS and v:
+            raise ValueError("les décomptes de voix ne concernent que le vote à main levée")
+        return v
+
+
+class GetDecision(Request[DecisionView], op="forum.get-decision"):
+    decision_id: Id
+
+
+class ListDecisions(Request[DecisionList], op="forum.list-decisions"):
+    session_id: Id | None = None
+    commitment_code: CommitmentCode | None = None
+    outcome: Outcome | None = None
+    follow_up: FollowUpStatus | None = None
+    include_superseded: bool = True
+    limit: int = Field(default=50, ge=1, le=500)
+    offset: int = Field(default=0, ge=0)
+
+
+class UpdateFollowUp(ActorRequest[DecisionView], op="forum.update-follow-up"):
+    decision_id: Id
+    status: FollowUpStatus
+    note: Note = ""
+
+
+class OpenVote(ActorRequest[VoteView], op="forum.open-vote"):
+    """Open a majority-judgment vote on an agenda item of a session (not cancelled). Options: 2 to
+    10, distinct. `closes_at` after `opens_at` and in the future; `opens_at` may be now or later."""
+
+    session_id: Id
+    agenda_position: int = Field(ge=1)
+    question: DecisionTitle
+    options: list[OptionLabel] = Field(min_length=MIN_OPTIONS, max_length=MAX_OPTIONS)
+    eligibility: Eligibility = Eligibility.APPROVED_MEMBERS
+    opens_at: datetime
+    closes_at: datetime
+
+    @field_validator("opens_at", "closes_at")
+    @classmethod
+    def _aware(cls, v: datetime) -> datetime:
+        if v.tzinfo is None or v.utcoffset() is None:
+            raise ValueError("indiquez le fuseau horaire de cette date (UTC attendu)")
+        return v
+
+    @field_validator("options")
+    @classmethod
+    def _distinct(cls, v: list[str]) -> list[str]:
+        if len({o.casefold() for o in v}) != len(v):
+            raise ValueError("deux options portent le même libellé")
+        return v
+
+    @field_validator("closes_at")
+    @classmethod
+    def _window(cls, v: datetime, info: ValidationInfo) -> datetime:
+        # Runs after `_aware`; a field validator so that the error names `closes_at`.
+        opens_at = info.data.get("opens_at")
+        if opens_at is not None and v <= opens_at:
+            raise ValueError("la clôture du vote doit être après son ouverture")
+        return v
+
+
+class GetVote(Request[VoteView], op="forum.get-vote"):
+    vote_id: Id
+    actor_id: str | None = None
+
+
+class ListVotes(Request[VoteList], op="forum.list-votes"):
+    status: VoteStatus | None = None
+    session_id: Id | None = None
+    actor_id: str | None = None
+    limit: int = Field(default=50, ge=1, le=500)
+    offset: int = Field(default=0, ge=0)
+
+
+class CastBallot(ActorRequest[BallotView], op="forum.cast-ballot"):
+    """Grade every option of the vote once (`grades`: option_id -> grade). Casting again before the
+    closing replaces the ballot."""
+
+    vote_id: Id
+    grades: dict[int, Grade]
+
+
+class CloseVote(ActorRequest[VoteView], op="forum.close-vote"):
+    vote_id: Id

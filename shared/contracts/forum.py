@@ -16,7 +16,8 @@ from pydantic import BaseModel, Field, StringConstraints, ValidationInfo, field_
 
 from shared.contracts.common import ActorRequest, Request
 from shared.contracts.registry import College
-from shared.envelope import EventData
+from shared.contracts.envelope import EventData
+
 
 # ---------------------------------------------------------------- vocabulary
 class SessionKind(StrEnum):
@@ -234,155 +235,6 @@ FORUM_EVENTS: list[type[EventData]] = [
 ]
 
 
-# ---------------------------------------------------------------- requests
-class SessionFields(ActorRequest):
-    """What the secretariat fills in to schedule or edit a session. Field order matters: each check
-    compares with fields declared before it."""
-
-    title: Title
-    kind: SessionKind
-    theme: Theme | None = Field(default=None, validate_default=True)
-    description: Description = ""
-    starts_at: datetime
-    ends_at: datetime
-    place: Place | None = None
-    online_url: OnlineUrl | None = Field(default=None, validate_default=True)
-    capacity: int
-    rsvp_opens_at: datetime
-    rsvp_closes_at: datetime
-    agenda: list[AgendaText] = Field(default_factory=list, max_length=MAX_AGENDA_ITEMS)
-
-    @field_validator("starts_at", "ends_at", "rsvp_opens_at", "rsvp_closes_at", mode="after")
-    @classmethod
-    def _aware(cls, v: datetime) -> datetime:
-        if v.tzinfo is None or v.utcoffset() is None:
-            raise ValueError("indiquez le fuseau horaire de cette date (UTC attendu)")
-        return v
-
-    @field_validator("capacity")
-    @classmethod
-    def _capacity(cls, v: int) -> int:
-        if not 1 <= v <= MAX_CAPACITY:
-            raise ValueError(f"la capacité doit être comprise entre 1 et {MAX_CAPACITY} places")
-        return v
-
-    @field_validator("place", "online_url", "theme", mode="before")
-    @classmethod
-    def _blank_is_none(cls, v: Any) -> Any:
-        return None if isinstance(v, str) and not v.strip() else v
-
-    @field_validator("theme")
-    @classmethod
-    def _theme_for_working_groups(cls, v: Theme | None, info: ValidationInfo) -> Theme | None:
-        if v is None and info.data.get("kind") == SessionKind.WORKING_GROUP:
-            raise ValueError("un groupe de travail doit avoir un thème")
-        return v
-
-    @field_validator("starts_at", "rsvp_opens_at")
-    @classmethod
-    def _to_utc(cls, v: datetime) -> datetime:
-        return _utc(v)
-
-    @field_validator("ends_at")
-    @classmethod
-    def _ends_after_start(cls, v: datetime, info: ValidationInfo) -> datetime:
-        start = info.data.get("starts_at")
-        if start is not None and v <= start:
-            raise ValueError("la fin doit être après le début")
-        return _utc(v)
-
-    @field_validator("online_url")
-    @classmethod
-    def _somewhere(cls, v: str | None, info: ValidationInfo) -> str | None:
-        if v is not None:
-            url = urlsplit(v)
-            if url.scheme not in ("http", "https") or not url.netloc or " " in v:
-                raise ValueError("le lien de participation doit être une adresse web (https://…)")
-        elif not info.data.get("place"):
-            raise ValueError("indiquez un lieu ou un lien de participation en ligne")
-        return v
-
-    @field_validator("rsvp_closes_at")
-    @classmethod
-    def _rsvp_window(cls, v: datetime, info: ValidationInfo) -> datetime:
-        start, opens = info.data.get("starts_at"), info.data.get("rsvp_opens_at")
-        if start is not None and v > start:
-            raise ValueError("les réponses doivent être closes au plus tard au début de la séance")
-        if opens is not None and v <= opens:
-            raise ValueError("la clôture des réponses doit être après leur ouverture")
-        return _utc(v)
-
-
-class CreateSession(SessionFields):
-    pass
-
-
-class UpdateSession(SessionFields):
-    """Replaces every field. `expected_revision` (the revision the form was loaded at) refuses an
-    edit made over somebody else's."""
-
-    session_id: Id
-    expected_revision: int | None = Field(default=None, ge=0)
-
-
-class CancelSession(ActorRequest):
-    session_id: Id
-    reason: CancelReason
-
-
-class ListSessions(Request):
-    """Public list. With `actor_id`, each session also carries that member's RSVP."""
-
-    when: SessionPeriod = SessionPeriod.UPCOMING
-    kind: SessionKind | None = None
-    theme: Theme | None = None
-    include_cancelled: bool = True
-    actor_id: str | None = None
-    limit: int = Field(default=100, ge=1, le=500)
-    offset: int = Field(default=0, ge=0)
-
-
-class GetSession(Request):
-    """Public session page. With `actor_id`, also that member's RSVP and waitlist position."""
-
-    session_id: Id
-    actor_id: str | None = None
-
-
-class AnswerRsvp(ActorRequest):
-    """"I attend" or "I decline" (a first answer or a change of mind), before the closing time."""
-
-    session_id: Id
-    answer: RsvpAnswer
-
-
-class WithdrawRsvp(ActorRequest):
-    """Give back a seat or a waitlist place, before the closing time."""
-
-    session_id: Id
-
-
-class ListRsvps(ActorRequest):
-    """Secretariat: who comes (confirmed, waitlist in order), who declined, who came."""
-
-    session_id: Id
-
-
-class CheckIn(ActorRequest):
-    """Secretariat, on the day: mark an approved member present (a walk-in if they held no seat),
-    or correct a mistake with `present` false."""
-
-    session_id: Id
-    member_id: Id
-    present: bool = True
-
-
-class GetAttendance(Request):
-    """Public: attendance counts per college (`final` once the session has ended)."""
-
-    session_id: Id
-
-
 # ---------------------------------------------------------------- replies
 class AgendaItem(BaseModel):
     position: int  # 1-based
@@ -487,3 +339,152 @@ class AttendanceView(BaseModel):
     present: bool
     walk_in: bool
     counts: AttendanceCounts
+
+
+# ---------------------------------------------------------------- requests
+class SessionFields(ActorRequest):
+    """What the secretariat fills in to schedule or edit a session. Field order matters: each check
+    compares with fields declared before it."""
+
+    title: Title
+    kind: SessionKind
+    theme: Theme | None = Field(default=None, validate_default=True)
+    description: Description = ""
+    starts_at: datetime
+    ends_at: datetime
+    place: Place | None = None
+    online_url: OnlineUrl | None = Field(default=None, validate_default=True)
+    capacity: int
+    rsvp_opens_at: datetime
+    rsvp_closes_at: datetime
+    agenda: list[AgendaText] = Field(default_factory=list, max_length=MAX_AGENDA_ITEMS)
+
+    @field_validator("starts_at", "ends_at", "rsvp_opens_at", "rsvp_closes_at", mode="after")
+    @classmethod
+    def _aware(cls, v: datetime) -> datetime:
+        if v.tzinfo is None or v.utcoffset() is None:
+            raise ValueError("indiquez le fuseau horaire de cette date (UTC attendu)")
+        return v
+
+    @field_validator("capacity")
+    @classmethod
+    def _capacity(cls, v: int) -> int:
+        if not 1 <= v <= MAX_CAPACITY:
+            raise ValueError(f"la capacité doit être comprise entre 1 et {MAX_CAPACITY} places")
+        return v
+
+    @field_validator("place", "online_url", "theme", mode="before")
+    @classmethod
+    def _blank_is_none(cls, v: Any) -> Any:
+        return None if isinstance(v, str) and not v.strip() else v
+
+    @field_validator("theme")
+    @classmethod
+    def _theme_for_working_groups(cls, v: Theme | None, info: ValidationInfo) -> Theme | None:
+        if v is None and info.data.get("kind") == SessionKind.WORKING_GROUP:
+            raise ValueError("un groupe de travail doit avoir un thème")
+        return v
+
+    @field_validator("starts_at", "rsvp_opens_at")
+    @classmethod
+    def _to_utc(cls, v: datetime) -> datetime:
+        return _utc(v)
+
+    @field_validator("ends_at")
+    @classmethod
+    def _ends_after_start(cls, v: datetime, info: ValidationInfo) -> datetime:
+        start = info.data.get("starts_at")
+        if start is not None and v <= start:
+            raise ValueError("la fin doit être après le début")
+        return _utc(v)
+
+    @field_validator("online_url")
+    @classmethod
+    def _somewhere(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if v is not None:
+            url = urlsplit(v)
+            if url.scheme not in ("http", "https") or not url.netloc or " " in v:
+                raise ValueError("le lien de participation doit être une adresse web (https://…)")
+        elif not info.data.get("place"):
+            raise ValueError("indiquez un lieu ou un lien de participation en ligne")
+        return v
+
+    @field_validator("rsvp_closes_at")
+    @classmethod
+    def _rsvp_window(cls, v: datetime, info: ValidationInfo) -> datetime:
+        start, opens = info.data.get("starts_at"), info.data.get("rsvp_opens_at")
+        if start is not None and v > start:
+            raise ValueError("les réponses doivent être closes au plus tard au début de la séance")
+        if opens is not None and v <= opens:
+            raise ValueError("la clôture des réponses doit être après leur ouverture")
+        return _utc(v)
+
+
+class CreateSession(SessionFields, ActorRequest[SessionView], op="forum.create-session"):
+    pass
+
+
+class UpdateSession(SessionFields, ActorRequest[SessionView], op="forum.update-session"):
+    """Replaces every field. `expected_revision` (the revision the form was loaded at) refuses an
+    edit made over somebody else's."""
+
+    session_id: Id
+    expected_revision: int | None = Field(default=None, ge=0)
+
+
+class CancelSession(ActorRequest[SessionView], op="forum.cancel-session"):
+    session_id: Id
+    reason: CancelReason
+
+
+class ListSessions(Request[SessionList], op="forum.list-sessions"):
+    """Public list. With `actor_id`, each session also carries that member's RSVP."""
+
+    when: SessionPeriod = SessionPeriod.UPCOMING
+    kind: SessionKind | None = None
+    theme: Theme | None = None
+    include_cancelled: bool = True
+    actor_id: str | None = None
+    limit: int = Field(default=100, ge=1, le=500)
+    offset: int = Field(default=0, ge=0)
+
+
+class GetSession(Request[SessionView], op="forum.get-session"):
+    """Public session page. With `actor_id`, also that member's RSVP and waitlist position."""
+
+    session_id: Id
+    actor_id: str | None = None
+
+
+class AnswerRsvp(ActorRequest[RsvpView], op="forum.rsvp"):
+    """"I attend" or "I decline" (a first answer or a change of mind), before the closing time."""
+
+    session_id: Id
+    answer: RsvpAnswer
+
+
+class WithdrawRsvp(ActorRequest[RsvpView], op="forum.withdraw-rsvp"):
+    """Give back a seat or a waitlist place, before the closing time."""
+
+    session_id: Id
+
+
+class ListRsvps(ActorRequest[RsvpList], op="forum.list-rsvps"):
+    """Secretariat: who comes (confirmed, waitlist in order), who declined, who came."""
+
+    session_id: Id
+
+
+class CheckIn(ActorRequest[AttendanceView], op="forum.check-in"):
+    """Secretariat, on the day: mark an approved member present (a walk-in if they held no seat),
+    or correct a mistake with `present` false."""
+
+    session_id: Id
+    member_id: Id
+    present: bool = True
+
+
+class GetAttendance(Request[AttendanceCounts], op="forum.attendance"):
+    """Public: attendance counts per college (`final` once the session has ended)."""
+
+    session_id: Id

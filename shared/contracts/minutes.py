@@ -45,37 +45,6 @@ OP_LOCATE = "ledger-locate"
 SERVICE = "minutes"
 
 
-# ---------------------------------------------------------------- requests
-class GetCheckpoint(Request):
-    pass
-
-
-class GetVerifierKey(Request):
-    pass
-
-
-class ListEntries(Request):
-    start: Index
-    end: Index
-
-
-class GetInclusionProof(Request):
-    index: Index
-    size: Index
-
-
-class GetConsistencyProof(Request):
-    first: Index
-    second: Index
-
-
-class LocateEntries(Request):
-    """Where the records carried by these events are in the log (e.g. a decision page links to its
-    leaf). Unknown ids are left out of the reply: not yet appended, or not a public fact."""
-
-    event_ids: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(min_length=1, max_length=100)
-
-
 # ---------------------------------------------------------------- replies (= public HTTP bodies)
 class LedgerCheckpoint(BaseModel):
     """The latest signed checkpoint (C2SP tlog-checkpoint in a C2SP signed note)."""
@@ -123,3 +92,34 @@ class EntryLocation(BaseModel):
 class EntryLocations(BaseModel):
     locations: list[EntryLocation]
     size: int = Field(description="Current size of the log (the latest checkpoint may be smaller).")
+
+
+# ---------------------------------------------------------------- requests
+class GetCheckpoint(Request[LedgerCheckpoint], op="minutes.ledger-checkpoint"):
+    pass
+
+
+class GetVerifierKey(Request[LedgerKey], op="minutes.ledger-key"):
+    pass
+
+
+class ListEntries(Request[LedgerEntries], op="minutes.ledger-entries"):
+    start: Index
+    end: Index
+
+
+class GetInclusionProof(Request[InclusionProof], op="minutes.ledger-inclusion"):
+    index: Index
+    size: Index
+
+
+class GetConsistencyProof(Request[ConsistencyProof], op="minutes.ledger-consistency"):
+    first: Index
+    second: Index
+
+
+class LocateEntries(Request[EntryLocations], op="minutes.ledger-locate"):
+    """Where the records carried by these events are in the log (e.g. a decision page links to its
+    leaf). Unknown ids are left out of the reply: not yet appended, or not a public fact."""
+
+    event_ids: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(min_length=1, max_length=100)

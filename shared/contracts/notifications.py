@@ -5,6 +5,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from shared.contracts.common import ActorRequest, Request
+
 
 class DeliveryCounts(BaseModel):
     by_status: dict[str, int]
@@ -13,3 +15,11 @@ class DeliveryCounts(BaseModel):
 class MemberNotifications(BaseModel):
     contact: dict[str, str] | None
     emails: list[dict[str, Any]]
+
+
+class GetDeliveryCounts(Request[DeliveryCounts], op="notifications.delivery-counts"):
+    """How many e-mails are in each delivery state (queued, sent, failed...)."""
+
+
+class ExportNotifications(ActorRequest[MemberNotifications], op="notifications.export"):
+    """What notifications keeps about the actor (their address and the e-mails sent to them)."""

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, EmailStr, Field, StringConstraints, field_validator
 
 from shared.contracts.common import ActorRequest, Request
-from shared.envelope import EventData
+from shared.contracts.envelope import EventData
 
 
 class College(StrEnum):
@@ -131,64 +131,7 @@ REGISTRY_EVENTS: list[type[EventData]] = [
 ]
 
 
-# ---------------------------------------------------------------- requests / replies
-class Register(Request):
-    full_name: Name
-    email: EmailStr = Field(max_length=254)
-    organisation: Organisation = ""
-    college: College
-    charter_accepted: bool
-
-    @field_validator("charter_accepted")
-    @classmethod
-    def _must_accept(cls, v: bool) -> bool:
-        if not v:
-            raise ValueError("la charte du forum doit être acceptée")
-        return v
-
-
-class VerifyEmail(Request):
-    token: Token
-
-
-class RequestSignIn(Request):
-    email: EmailStr = Field(max_length=254)
-
-
-class RedeemSignIn(Request):
-    token: Token
-
-
-class GetMember(Request):
-    member_id: str
-
-
-class ListMembers(ActorRequest):
-    status: MemberStatus | None = None
-
-
-class ApproveMember(ActorRequest):
-    member_id: str
-
-
-class RejectMember(ActorRequest):
-    member_id: str
-    reason: Reason
-
-
-class UpdateProfile(ActorRequest):
-    full_name: Name
-    organisation: Organisation = ""
-
-
-class ExportData(ActorRequest):
-    pass
-
-
-class EraseMember(ActorRequest):
-    pass
-
-
+# ---------------------------------------------------------------- replies
 class MemberView(BaseModel):
     member_id: str
     public_id: str
@@ -221,3 +164,61 @@ class Accepted(BaseModel):
 
 class Export(BaseModel):
     data: dict[str, Any]
+
+
+# ---------------------------------------------------------------- requests
+class Register(Request[Registered], op="registry.register"):
+    full_name: Name
+    email: EmailStr = Field(max_length=254)
+    organisation: Organisation = ""
+    college: College
+    charter_accepted: bool
+
+    @field_validator("charter_accepted")
+    @classmethod
+    def _must_accept(cls, v: bool) -> bool:
+        if not v:
+            raise ValueError("la charte du forum doit être acceptée")
+        return v
+
+
+class VerifyEmail(Request[MemberView], op="registry.verify-email"):
+    token: Token
+
+
+class RequestSignIn(Request[Accepted], op="registry.request-sign-in"):
+    email: EmailStr = Field(max_length=254)
+
+
+class RedeemSignIn(Request[MemberView], op="registry.redeem-sign-in"):
+    token: Token
+
+
+class GetMember(Request[MemberView], op="registry.get-member"):
+    member_id: str
+
+
+class ListMembers(ActorRequest[MemberList], op="registry.list-members"):
+    status: MemberStatus | None = None
+
+
+class ApproveMember(ActorRequest[MemberView], op="registry.approve-member"):
+    member_id: str
+
+
+class RejectMember(ActorRequest[MemberView], op="registry.reject-member"):
+    member_id: str
+    reason: Reason
+
+
+class UpdateProfile(ActorRequest[MemberView], op="registry.update-profile"):
+    full_name: Name
+    organisation: Organisation = ""
+
+
+class ExportData(ActorRequest[Export], op="registry.export"):
+    pass
+
+
+class EraseMember(ActorRequest[Accepted], op="registry.erase"):
+    pass

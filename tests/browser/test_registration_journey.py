@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from services.launcher import Stack
+from forum_ouvert.launcher import Stack
 
 pytestmark = pytest.mark.browser
 
@@ -94,7 +94,7 @@ class Visitor:
 
 
 def create_secretariat(forum: Stack, email: str) -> None:
-    subprocess.run([sys.executable, "-m", "services.cli", "create-secretariat", email, "--name",
+    subprocess.run([sys.executable, "-m", "forum_ouvert.cli", "create-secretariat", email, "--name",
                     "Secrétariat du forum"],
                    env={**os.environ, "FORUM_DATABASE_URL": forum.database_urls["registry"],
                         "FORUM_DATA_DIR": str(forum.data_dir)}, check=True, capture_output=True, timeout=120)

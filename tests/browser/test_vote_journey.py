@@ -21,7 +21,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from services.launcher import Stack
+from forum_ouvert.launcher import Stack
 from tests.browser.test_registration_journey import SCREENSHOTS, Visitor, create_secretariat
 from tests.browser.test_waitlist_journey import local, newest_mail, sign_in
 from tests.integration.test_web_bad_input import register

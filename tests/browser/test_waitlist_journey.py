@@ -22,7 +22,7 @@ import pytest
 from icalendar import Calendar
 from playwright.sync_api import Browser, expect
 
-from services.launcher import Stack
+from forum_ouvert.launcher import Stack
 from shared.settings import Settings
 from tests.browser.test_registration_journey import SCREENSHOTS, Visitor, create_secretariat
 from tests.integration.test_web_bad_input import register

@@ -12,7 +12,7 @@ from faststream import TestApp
 from sqlmodel import col, select, update
 
 from shared.contracts.registry import MemberApproved
-from shared.envelope import Envelope, make_event
+from shared.contracts.envelope import Envelope, make_event
 from shared.migrations import upgrade
 from shared.outbox import InboxMessage, OutboxMessage, UnitOfWork
 from shared.service import Service
@@ -92,7 +92,7 @@ async def test_rolled_back_transaction_emits_nothing(harness) -> None:
         async with svc.unit_of_work() as uow:
             uow.emit(MemberApproved(member_id="m-rollback", public_id="p", college=None))
             raise RuntimeError("command failed after emitting")
-    async with svc.db.session() as s:
+    async with svc.db.read() as s:
         assert (await s.exec(select(OutboxMessage))).all() == []
 
 
@@ -106,7 +106,7 @@ async def test_consumer_is_idempotent_on_event_id(harness) -> None:
     await _wait(lambda: "m-dup" in seen)
     await asyncio.sleep(1.0)
     assert seen.count("m-dup") == 1
-    async with svc.db.session() as s:
+    async with svc.db.read() as s:
         rows = (await s.exec(select(InboxMessage).where(InboxMessage.event_id == str(env.event_id)))).all()
     assert len(rows) == 1
 
@@ -122,7 +122,7 @@ async def test_failing_event_is_retried_then_parked_with_its_reason(harness) -> 
     assert seen.count("poison-1") == 3  # consumer_max_deliver
     assert "cannot handle this one" in parked[0]["error"]
     assert json.loads(parked[0]["payload"])["event_id"] == str(env.event_id)
-    async with svc.db.session() as s:  # the failed attempts left nothing behind
+    async with svc.db.read() as s:  # the failed attempts left nothing behind
         assert (await s.exec(select(InboxMessage).where(InboxMessage.event_id == str(env.event_id)))).all() == []
     # A healthy event behind it still flows.
     await js.publish("registry.member.approved", _approved("m-after").model_dump_json().encode())
@@ -162,7 +162,7 @@ async def test_a_burst_with_duplicates_and_a_poisoned_event_loses_nothing(harnes
     await _wait(lambda: len(parked) == 2 and all(f"m-burst-{i}" in done for i in range(120)), timeout=30)
     await asyncio.sleep(0.5)
     assert all(done.count(f"m-burst-{i}") == 1 for i in range(120)) and "poison-burst" not in done
-    async with svc.db.session() as s:
+    async with svc.db.read() as s:
         rows = (await s.exec(select(InboxMessage).where(col(InboxMessage.event_id).in_(
             [str(e.event_id) for e in envs])))).all()
     assert len(rows) == 120  # every healthy event, once; nothing for the poisoned one

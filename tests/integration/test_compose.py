@@ -31,8 +31,8 @@ import yaml
 
 from pydantic_settings import BaseSettings
 
-from services.cli import SERVABLE, cli
-from services.launcher import nats_server_binary
+from forum_ouvert.cli import SERVABLE, cli
+from forum_ouvert.launcher import nats_server_binary
 from shared.settings import SERVICES, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -302,7 +302,7 @@ def check_commands(compose: dict[str, Any]) -> list[str]:
             continue
         sub = commands.get(args[0])
         if sub is None:
-            problems.append(f"{name}: `forum-ouvert {args[0]}` is not a command of services/cli.py "
+            problems.append(f"{name}: `forum-ouvert {args[0]}` is not a command of forum_ouvert/cli.py "
                             f"({sorted(commands)})")
             continue
         try:
@@ -615,7 +615,7 @@ def check_dockerfile(text: str, ignore: list[str]) -> list[str]:
         problems.append("no stage runs `pip install .`")
     elif not any("." in sources or "pyproject.toml" in sources for sources, _, _ in copies(pip[0])):
         problems.append("the pip stage does not copy pyproject.toml")
-    for f in ("pyproject.toml", "services/cli.py", "shared/settings.py"):
+    for f in ("pyproject.toml", "forum_ouvert/cli.py", "shared/settings.py"):
         if dockerignored(f, ignore):
             problems.append(f".dockerignore excludes {f}, which `pip install .` needs")
     for f in (".env", ".venv/bin/python", "node_modules/x", ".git/HEAD", ".forum-data/registry.db"):
@@ -624,7 +624,7 @@ def check_dockerfile(text: str, ignore: list[str]) -> list[str]:
     entry = next((a for w, a in final["ins"] if w == "ENTRYPOINT"), "")
     if entry.replace(" ", "") != '["forum-ouvert"]':
         problems.append(f"ENTRYPOINT is {entry!r}, want [\"forum-ouvert\"]")
-    if 'forum-ouvert = "services.cli:main"' not in (ROOT / "pyproject.toml").read_text():
+    if 'forum-ouvert = "forum_ouvert.cli:main"' not in (ROOT / "pyproject.toml").read_text():
         problems.append("pyproject.toml does not declare the forum-ouvert script")
     user = next((a for w, a in reversed(final["ins"]) if w == "USER"), "root")
     if user.split(":")[0] in ("root", "0", ""):
@@ -877,7 +877,7 @@ def test_healthcheck_fails_without_nats_or_without_the_service(private_nats: str
 @pytest.fixture(scope="module")
 def private_nats() -> Iterator[str]:
     """A nats-server of its own: a stray registry must never join the shared forum's queue group."""
-    from services.launcher import throwaway_nats
+    from forum_ouvert.launcher import throwaway_nats
 
     with throwaway_nats("compose-nats-") as url:
         yield url
@@ -892,7 +892,7 @@ def registry_process(tmp_path: Path, private_nats: str) -> Iterator[subprocess.P
     env = {**os.environ, "FORUM_NATS_URL": nats_url, "FORUM_DATA_DIR": str(tmp_path),
            "FORUM_DATABASE_URL": urls["registry"], "FORUM_LOG_FORMAT": "json"}
     log = (tmp_path / "registry.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "services.cli", "serve", "registry", "--migrate"],
+    proc = subprocess.Popen([sys.executable, "-m", "forum_ouvert.cli", "serve", "registry", "--migrate"],
                             env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
     try:
         yield proc

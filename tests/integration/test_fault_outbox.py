@@ -13,10 +13,10 @@ import pytest
 from faststream.nats import NatsBroker
 from sqlalchemy import create_engine, text
 
-from services.launcher import MAILCATCHER, Stack
+from forum_ouvert.launcher import MAILCATCHER, Stack
 from shared.contracts.registry import Register, Registered
 from shared.db import sync_url
-from shared.rpc_client import RpcClient
+from shared.rpc import RpcClient
 from tests.support import caught_mail, database_urls, drop_schemas, nats_server
 
 pytestmark = pytest.mark.integration

@@ -24,8 +24,8 @@ from shared.contracts.decisions import (
 )
 from shared.contracts.forum import CancelSession, CheckIn, AttendanceView, SessionView
 from shared.contracts.registry import College, MemberErased
-from shared.envelope import utcnow
-from shared.majority_judgment import GRADES
+from shared.clock import utcnow
+from forumlib.majority_judgment import GRADES
 from tests.integration.test_forum_harness import ForumHarness, running_forum
 
 pytestmark = pytest.mark.integration
@@ -245,7 +245,7 @@ async def test_commitments_supersession_and_follow_up(h: ForumHarness) -> None:
 async def _event_ids(h: ForumHarness, event: Any) -> set[str]:
     from shared.outbox import OutboxMessage
 
-    async with h.svc.db.session() as s:
+    async with h.svc.db.read() as s:
         return set((await s.exec(select(OutboxMessage.event_id).where(OutboxMessage.subject == event.TYPE))).all())
 
 
@@ -349,7 +349,7 @@ async def test_a_full_majority_judgment_vote(h: ForumHarness) -> None:
     assert {o.option_id: {gc.grade.value: gc.count for gc in o.profile} for o in result.options} == profiles
     assert [o.majority_grade for o in result.options] == ["bien", "assez_bien", "passable"]
     assert result.participation == {PA: 2, CS: 1, CI: 2} and result.eligible == closed.eligible
-    async with h.svc.db.session() as s:
+    async with h.svc.db.read() as s:
         left = (await s.exec(select(func.count()).select_from(ForumBallot).where(ForumBallot.vote_id == vid))).one()
         voted = (await s.exec(select(func.count()).select_from(ForumVoter).where(ForumVoter.vote_id == vid))).one()
     assert (left, voted) == (0, 5)
@@ -433,7 +433,7 @@ async def test_the_background_closer_closes_a_vote_at_its_closing_time(h: ForumH
     assert d.decision.outcome == "adopted" and d.vote is not None and d.vote.status == "closed"
     assert await close_due_votes(h.svc) == 0  # a sweep after the closing changes nothing
     assert len(await emitted_for(h, VoteClosed, "vote.vote_id", vid)) == 1
-    async with h.svc.db.session() as s:
+    async with h.svc.db.read() as s:
         assert (await s.exec(select(func.count()).select_from(ForumBallot)
                              .where(ForumBallot.vote_id == vid))).one() == 0
 
@@ -446,7 +446,7 @@ async def test_an_erased_members_ballot_no_longer_counts(h: ForumHarness) -> Non
     await cast(h, a, vid, {1: "excellent", 2: "a_rejeter"})
     await cast(h, b, vid, {1: "passable", 2: "bien"})
     assert (await h.call("get-vote", GetVote(vote_id=vid), VoteView)).ballots == 2
-    async with h.svc.db.session() as s:
+    async with h.svc.db.read() as s:
         public_id = (await s.get(ForumMember, a)).public_id
     await h.publish(MemberErased(member_id=a, public_id=public_id or "p"))
     await h.wait_members([a], MemberStanding.ERASED)

@@ -31,10 +31,11 @@ from services.forum.models import ForumMember, MemberStanding
 from shared.contracts.common import ErrorBody, ErrorCode
 from shared.contracts.forum import CreateSession, SessionView
 from shared.contracts.registry import College, MemberApproved, MemberRegistered, Role
-from shared.envelope import EventData, make_event, utcnow
+from shared.contracts.envelope import EventData, make_event
+from shared.clock import utcnow
 from shared.migrations import upgrade
 from shared.outbox import OutboxMessage
-from shared.rpc_client import RpcClient, RpcError
+from shared.rpc import RpcClient, RpcError
 from shared.service import Service
 from shared.settings import Settings
 from tests.support import database_urls, drop_schemas, nats_server
@@ -60,7 +61,7 @@ class ForumHarness:
         """Until the forum's projection shows every member with that standing."""
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
-            async with self.svc.db.session() as s:
+            async with self.svc.db.read() as s:
                 n = (await s.exec(select(func.count()).select_from(ForumMember).where(
                     ForumMember.standing == standing,
                     col(ForumMember.member_id).in_(member_ids)))).one()
@@ -122,7 +123,7 @@ class ForumHarness:
     # ------------------------------------------------------------ what was emitted
     async def emitted(self, event: type[EventData], session_id: str | None = None) -> list[dict[str, Any]]:
         """Data of the events committed to the outbox (the source of truth for what is published)."""
-        async with self.svc.db.session() as s:
+        async with self.svc.db.read() as s:
             rows = (await s.exec(select(OutboxMessage).where(OutboxMessage.subject == event.TYPE)
                                  .order_by(OutboxMessage.id))).all()  # type: ignore[arg-type]
         datas = [json.loads(r.payload)["data"] for r in rows]
@@ -186,7 +187,7 @@ async def test_harness_projects_members_from_registry_events(tmp_path: Path) -> 
     async with running_forum(tmp_path) as h:
         sec = await h.secretariat()
         member = await h.member(College.PUBLIC_ACTOR)
-        async with h.svc.db.session() as s:
+        async with h.svc.db.read() as s:
             assert (await s.get(ForumMember, sec)).role == Role.SECRETARIAT
             m = await s.get(ForumMember, member)
         assert (m.standing, m.college, m.full_name) == (MemberStanding.APPROVED, College.PUBLIC_ACTOR,

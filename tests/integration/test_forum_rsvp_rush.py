@@ -36,7 +36,7 @@ async def h(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[ForumHarn
 
 
 async def rows(h: ForumHarness, session_id: str) -> list[ForumRsvp]:
-    async with h.svc.db.session() as s:
+    async with h.svc.db.read() as s:
         return list((await s.exec(select(ForumRsvp).where(ForumRsvp.session_id == session_id))).all())
 
 
@@ -79,7 +79,7 @@ async def test_rsvp_rush_never_overbooks_and_promotes_in_order(h: ForumHarness) 
     # The database agrees: ticket order == reply positions == lock-time stamps.
     queue = check_allocation(await rows(h, sid), CAPACITY, MEMBERS - CAPACITY)
     assert [position[r.member_id] for r in queue] == list(range(1, MEMBERS - CAPACITY + 1))
-    async with h.svc.db.session() as s:
+    async with h.svc.db.read() as s:
         assert (await s.get(ForumSession, sid)).waitlist_seq == MEMBERS - CAPACITY  # type: ignore[union-attr]
 
     listed = await h.call("list-rsvps", ListRsvps(actor_id=await h.secretariat(), session_id=sid), RsvpList,

@@ -21,7 +21,7 @@ from shared.contracts.forum import (
     UpdateSession, WithdrawRsvp,
 )
 from shared.contracts.registry import College, MemberApproved, MemberErased, ProfileUpdated
-from shared.envelope import utcnow
+from shared.clock import utcnow
 from shared.outbox import OutboxMessage
 from tests.integration.test_forum_harness import ForumHarness, running_forum, session_fields
 
@@ -57,7 +57,7 @@ async def update(h: ForumHarness, view: SessionView, **over: Any) -> SessionView
 
 async def row_counts(h: ForumHarness) -> tuple[int, int, int]:
     """(sessions, rsvps, outbox rows): what a refused command must leave unchanged."""
-    async with h.svc.db.session() as s:
+    async with h.svc.db.read() as s:
         return tuple([(await s.exec(select(func.count()).select_from(t))).one()  # type: ignore[return-value]
                       for t in (ForumSession, ForumRsvp, OutboxMessage)])
 
@@ -367,7 +367,7 @@ async def test_secretariat_list_and_check_in(h: ForumHarness) -> None:
 
 
 async def _name(h: ForumHarness, member_id: str) -> str:
-    async with h.svc.db.session() as s:
+    async with h.svc.db.read() as s:
         m = await s.get(ForumMember, member_id)
         return m.full_name if m else ""
 
@@ -432,7 +432,7 @@ async def test_events_reach_jetstream(h: ForumHarness) -> None:
     sid = (await h.create_session()).session_id
     deadline = asyncio.get_running_loop().time() + 10
     while True:
-        async with h.svc.db.session() as s:
+        async with h.svc.db.read() as s:
             left = (await s.exec(select(func.count()).select_from(OutboxMessage)
                                  .where(col(OutboxMessage.published_at).is_(None)))).one()
         if left == 0:

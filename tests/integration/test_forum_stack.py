@@ -9,13 +9,13 @@ from typing import TypeVar
 
 import pytest
 
-from services.launcher import Stack
+from forum_ouvert.launcher import Stack
 from shared.contracts.common import ErrorCode
 from shared.contracts.forum import AnswerRsvp, GetSession, RsvpView, SessionView
 from shared.contracts.registry import (
     Accepted, ApproveMember, EraseMember, MemberView, Register, Registered, VerifyEmail,
 )
-from shared.rpc_client import RpcClient, RpcError
+from shared.rpc import RpcClient, RpcError
 from tests.integration.test_forum_harness import session_request
 from tests.support import caught_mail, link_in
 

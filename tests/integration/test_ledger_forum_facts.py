@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
-from services.minutes.ledger import record_leaf_bytes
+from forumlib.tlog import record_leaf_bytes
 from services.minutes.models import EntryRow
 from services.minutes.testing import approved_event, decision_event, running_minutes, vote_closed_event
 from shared.contracts.common import ErrorCode
 from shared.contracts.minutes import SERVICE, EntryLocations, LedgerEntries, ListEntries, LocateEntries
-from shared.majority_judgment import Grade, winner
+from forumlib.majority_judgment import Grade, winner
 from tests.support import database_urls, drop_schemas, nats_server
 
 pytestmark = pytest.mark.integration
@@ -86,7 +86,7 @@ async def test_decision_and_closed_vote_are_appended_once_and_located(env, tmp_p
         await h.publish(marker2)
         await h.wait_size(4)
         await asyncio.sleep(0.5)
-        async with h.svc.db.session() as s:
+        async with h.svc.db.read() as s:
             ids = (await s.exec(select(EntryRow.event_id).order_by(EntryRow.leaf_index))).all()
         assert sorted(ids[:3]) == sorted([str(decision.event_id), str(vote.event_id), str(marker.event_id)])
         assert ids[3:] == [str(marker2.event_id)]

@@ -12,7 +12,7 @@ import pytest
 from sqlmodel import func, select
 
 from services.minutes import store
-from services.minutes.ledger import (
+from forumlib.tlog import (
     EMPTY_ROOT, MemoryNodeStore, leaf_hash, open_checkpoint, parse_verifier_key, record_leaf_bytes,
     verify_consistency, verify_inclusion,
 )
@@ -24,7 +24,7 @@ from shared.contracts.minutes import (
     LedgerKey, ListEntries,
 )
 from shared.outbox import InboxMessage
-from shared.rpc_client import RpcError
+from shared.rpc import RpcError
 from tests.support import database_urls, drop_schemas, nats_server
 
 pytestmark = pytest.mark.integration
@@ -99,7 +99,7 @@ async def test_redelivered_event_never_makes_a_second_leaf(minutes) -> None:  # 
                                                         {"schema": 1, "type": "x", "data": {}})])
     assert appended == []
     assert await minutes.size() == 2
-    async with minutes.svc.db.session() as s:
+    async with minutes.svc.db.read() as s:
         ids = (await s.exec(select(EntryRow.event_id).order_by(EntryRow.leaf_index))).all()
         inbox = (await s.exec(select(func.count()).select_from(InboxMessage))).one()
     assert ids == [str(env.event_id), str(marker.event_id)]
@@ -122,7 +122,7 @@ async def test_concurrent_appenders_get_consecutive_indices_and_one_tree(minutes
     entries = await all_entries(minutes)
     mem = MemoryNodeStore()
     mem.append([leaf_hash(b64d(e.leaf)) for e in entries])
-    async with minutes.svc.db.session() as s:
+    async with minutes.svc.db.read() as s:
         head = await store.read_head(s)
         nodes = (await s.exec(select(func.count()).select_from(NodeRow))).one()
     assert head.size == 100 and head.root == mem.root()
@@ -211,7 +211,7 @@ async def test_key_and_log_survive_a_restart(tmp_path: Path) -> None:
                 p = await h.rpc.call(SERVICE, "ledger-consistency", GetConsistencyProof(first=3, second=5),
                                      ConsistencyProof)
                 verify_consistency(3, 5, b64d(first.root), b64d(second.root), [b64d(x) for x in p.hashes])
-                async with h.svc.db.session() as s:
+                async with h.svc.db.read() as s:
                     n = (await s.exec(select(func.count()).select_from(EntryRow))).one()
                 assert n == 5
     finally:
@@ -223,7 +223,7 @@ async def test_database_tree_reproduces_the_rfc_9162_test_vectors(tmp_path: Path
     database layout and its one-query node reads."""
     from sqlalchemy import insert
 
-    from services.minutes.ledger import Frontier
+    from forumlib.tlog import Frontier
     from services.minutes.models import HeadRow
     from shared.db import Database
     from shared.migrations import upgrade

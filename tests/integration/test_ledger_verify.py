@@ -13,10 +13,10 @@ from sqlalchemy import delete, update
 from typer.testing import CliRunner
 
 from services.minutes import store
-from services.minutes.ledger import Checkpoint, generate_key, parse_signer_key, record_leaf_bytes, sign_checkpoint
+from forumlib.tlog import Checkpoint, generate_key, parse_signer_key, record_leaf_bytes, sign_checkpoint
 from services.minutes.models import CheckpointRow, EntryRow, HeadRow, NodeRow
 from services.minutes.testing import ledger_http, running_minutes
-from services.verify import VerifyResult, verify_async, verify_command
+from forum_ouvert.verify import VerifyResult, verify_async, verify_command
 from tests.support import database_urls, drop_schemas, nats_server
 
 pytestmark = pytest.mark.integration
@@ -39,7 +39,7 @@ class Forum:
         await self.h.wait_checkpoint(size + n)
 
     async def execute(self, *statements) -> None:  # noqa: ANN002
-        async with self.h.svc.db.transaction(notify=False) as s:
+        async with self.h.svc.db.transaction() as s:
             for st in statements:
                 await s.exec(st)
 
@@ -85,7 +85,7 @@ async def test_the_cli_command_exits_0_then_1(forum: Forum) -> None:
 
 async def test_leaf_altered_in_the_database_is_detected(forum: Forum) -> None:
     before = forum.state.read_text()
-    async with forum.h.svc.db.session() as s:
+    async with forum.h.svc.db.read() as s:
         row = await s.get(EntryRow, 4)
     record = json.loads(row.record)
     record["data"]["college"] = "public_actor" if record["data"]["college"] != "public_actor" else "citizen"
@@ -111,7 +111,7 @@ async def test_leaf_removed_is_detected(forum: Forum, where: str) -> None:
 
 
 async def test_checkpoint_signed_by_another_key_is_detected(forum: Forum) -> None:
-    async with forum.h.svc.db.session() as s:
+    async with forum.h.svc.db.read() as s:
         cp = await store.latest_checkpoint(s)
     # Same origin, same tree, but a key the auditor does not trust.
     intruder = parse_signer_key(generate_key(forum.h.minutes_settings.ledger_origin)[0])
@@ -128,11 +128,11 @@ async def test_checkpoint_signed_by_another_key_is_detected(forum: Forum) -> Non
 
 async def rewrite_history(forum: Forum, extra: int) -> None:
     """The operator rewrites the whole log (one record changed) and re-signs it with the genuine key."""
-    async with forum.h.svc.db.session() as s:
+    async with forum.h.svc.db.read() as s:
         rows = (await s.exec(EntryRow.__table__.select().order_by(EntryRow.leaf_index))).all()
     records = [json.loads(r.record) for r in rows]
     records[2]["data"]["public_id"] = "ffffffffffffffff"
-    async with forum.h.svc.db.transaction(notify=False) as s:
+    async with forum.h.svc.db.transaction() as s:
         for table in (EntryRow, NodeRow, CheckpointRow, HeadRow):
             await s.exec(delete(table))
         await store.append(s, [store.Pending(f"{r['event_id']}-forged", r["type"], r) for r in records])
@@ -154,7 +154,7 @@ async def test_forked_log_with_a_valid_signature_is_detected(forum: Forum, tmp_p
 
 
 async def test_rolled_back_log_is_detected(forum: Forum) -> None:
-    async with forum.h.svc.db.transaction(notify=False) as s:
+    async with forum.h.svc.db.transaction() as s:
         for table in (EntryRow, NodeRow, CheckpointRow, HeadRow):
             await s.exec(delete(table))
         await store.append(s, [store.Pending(f"r-{i}", "test", {"i": i}) for i in range(5)])

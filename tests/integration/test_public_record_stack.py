@@ -20,11 +20,11 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
-from services.launcher import Stack
+from forum_ouvert.launcher import Stack
 from shared.contracts.decisions import DecisionView, GetDecision, Method, Outcome, RecordDecision
 from shared.contracts.forum import CreateSession, SessionView
 from shared.contracts.minutes import EntryLocations, LocateEntries
-from shared.rpc_client import RpcClient
+from shared.rpc import RpcClient
 
 pytestmark = pytest.mark.integration
 
@@ -43,7 +43,7 @@ async def located(rpc: RpcClient, event_ids: list[str], timeout: float = 60) -> 
 
 
 def run_verify(forum: Stack, key: str, state: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "services.cli", "verify", forum.web_url, "--key", key,
+    return subprocess.run([sys.executable, "-m", "forum_ouvert.cli", "verify", forum.web_url, "--key", key,
                            "--state", str(state)], capture_output=True, text=True, timeout=120,
                           env={**os.environ, "NO_COLOR": "1"})
 

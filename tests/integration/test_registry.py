@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import create_engine, text
 
-from services.launcher import Stack
+from forum_ouvert.launcher import Stack
 from shared.contracts.common import ErrorCode
 from shared.contracts.notifications import MemberNotifications
 from shared.contracts.registry import (
@@ -17,8 +17,8 @@ from shared.contracts.registry import (
     Registered, RejectMember, RequestSignIn, UpdateProfile, VerifyEmail,
 )
 from shared.db import sync_url
-from shared.envelope import utcnow
-from shared.rpc_client import RpcClient, RpcError
+from shared.clock import utcnow
+from shared.rpc import RpcClient, RpcError
 from tests.support import caught_mail, link_in
 
 pytestmark = pytest.mark.integration
@@ -231,7 +231,7 @@ async def test_promoting_an_existing_member_reaches_the_forum(rpc: RpcClient, fo
                             starts_at=start, ends_at=start + timedelta(hours=2), place="CESE", capacity=10,
                             rsvp_opens_at=start - timedelta(days=10), rsvp_closes_at=start - timedelta(days=1))
     await expect_error(rpc.call("forum", "create-session", request, SessionView), ErrorCode.FORBIDDEN)
-    await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "services.cli", "create-secretariat", email],
+    await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "forum_ouvert.cli", "create-secretariat", email],
                             check=True, capture_output=True,
                             env={**os.environ, "FORUM_DATABASE_URL": forum.database_urls["registry"],
                                  "FORUM_DATA_DIR": str(forum.data_dir)})

@@ -16,7 +16,7 @@ import httpx
 import pytest
 from itsdangerous import URLSafeTimedSerializer
 
-from services.launcher import Stack
+from forum_ouvert.launcher import Stack
 from tests.support import caught_mail, link_in
 
 pytestmark = pytest.mark.integration
@@ -110,7 +110,7 @@ def member_id_of(secretariat: httpx.Client, email: str) -> str:
 def secretariat(forum: Stack) -> Iterator[httpx.Client]:
     """A signed-in secretariat account, created with the CLI like an operator would."""
     email = new_email("secretariat")
-    subprocess.run([sys.executable, "-m", "services.cli", "create-secretariat", email],
+    subprocess.run([sys.executable, "-m", "forum_ouvert.cli", "create-secretariat", email],
                    env={**os.environ, "FORUM_DATABASE_URL": forum.database_urls["registry"],
                         "FORUM_DATA_DIR": str(forum.data_dir)}, check=True, capture_output=True, timeout=120)
     c = client(forum)

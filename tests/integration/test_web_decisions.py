@@ -17,12 +17,12 @@ from datetime import timedelta
 import httpx
 import pytest
 
-from services.launcher import Stack
+from forum_ouvert.launcher import Stack
 from shared.contracts.common import ErrorCode
 from shared.contracts.decisions import DecisionView, RecordDecision, UpdateFollowUp
 from shared.contracts.forum import SessionView
-from shared.envelope import utcnow
-from shared.rpc_client import RpcClient, RpcError
+from shared.clock import utcnow
+from shared.rpc import RpcClient, RpcError
 from tests.integration.test_forum_harness import session_request
 
 pytestmark = pytest.mark.integration

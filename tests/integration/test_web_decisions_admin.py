@@ -19,7 +19,7 @@ from shared.contracts.decisions import (
     CommitmentList, DecisionList, DecisionView, GetDecision, GetRules, ListCommitments, ListDecisions, RuleList,
 )
 from shared.contracts.registry import College
-from shared.rpc_client import RpcClient
+from shared.rpc import RpcClient
 from tests.integration.test_web_bad_input import field_error, h1, text
 from tests.integration.test_web_sessions import (  # noqa: F401 - fixtures
     Crowd, WebMember, admin, create_session, crowd,

@@ -32,11 +32,11 @@ from sqlalchemy import create_engine, func
 from sqlmodel import Session, col, select
 
 from services.forum.models import ForumAttendance, ForumMember, ForumRsvp, ForumSession
-from services.launcher import Stack
+from forum_ouvert.launcher import Stack
 from shared.contracts.registry import (
     Accepted, ApproveMember, College, MemberView, Register, Registered, RequestSignIn, VerifyEmail,
 )
-from shared.rpc_client import RpcClient
+from shared.rpc import RpcClient
 from tests.integration.test_web_bad_input import csrf_in, field_error, h1, text
 
 pytestmark = pytest.mark.integration

@@ -22,11 +22,11 @@ from email import message_from_bytes, policy
 import httpx
 import pytest
 
-from services.launcher import Stack
+from forum_ouvert.launcher import Stack
 from services.web.security import SessionCodec
 from shared.contracts.common import HealthRequest
 from shared.contracts.notifications import DeliveryCounts
-from shared.rpc_client import RpcClient
+from shared.rpc import RpcClient
 from tests.integration.test_forum_rsvp_rush import check_allocation
 from tests.integration.test_web_sessions import (
     SECRETARIAT_EMAIL, Crowd, ForumDb, WebMember, create_session, my_state, text,

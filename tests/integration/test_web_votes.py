@@ -17,8 +17,8 @@ import httpx
 import pytest
 
 from shared.contracts.decisions import GetVote, ListVotes, VoteList, VoteView
-from shared.majority_judgment import GRADE_LABELS, Grade
-from shared.rpc_client import RpcClient
+from forumlib.majority_judgment import GRADE_LABELS, Grade
+from shared.rpc import RpcClient
 from tests.integration.test_web_bad_input import field_error, h1, text
 from tests.integration.test_web_sessions import (  # noqa: F401 - fixtures
     Crowd, WebMember, admin, create_session, crowd, local,

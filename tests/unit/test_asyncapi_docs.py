@@ -1,7 +1,7 @@
 """The committed AsyncAPI documents are what FastStream generates from the code today."""
 import json
 
-from services.cli import DOCS_DIR, asyncapi_documents
+from forum_ouvert.cli import DOCS_DIR, asyncapi_documents
 
 
 def test_committed_asyncapi_documents_are_current() -> None:

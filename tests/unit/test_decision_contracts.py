@@ -13,7 +13,7 @@ from shared.contracts.decisions import (
     Rule, SetRule, UpdateFollowUp,
 )
 from shared.contracts.registry import College
-from shared.majority_judgment import GRADES, Grade
+from forumlib.majority_judgment import GRADES, Grade
 from shared.service import validation_reply
 from shared.validation import field_errors
 

@@ -2,7 +2,7 @@ import json
 import uuid
 
 from shared.contracts.registry import MemberApproved
-from shared.envelope import Envelope, make_event
+from shared.contracts.envelope import Envelope, make_event
 from shared.outbox import UnitOfWork
 
 

@@ -8,7 +8,7 @@ from pydantic import ValidationError
 from shared.contracts.forum import (
     FORUM_EVENTS, AnswerRsvp, CancelSession, CreateSession, ListSessions, SessionInfo, SessionScheduled, UpdateSession,
 )
-from shared.envelope import make_event
+from shared.contracts.envelope import make_event
 from shared.validation import field_errors
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)

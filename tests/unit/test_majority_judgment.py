@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from shared.majority_judgment import (
+from forumlib.majority_judgment import (
     GRADE_LABELS, GRADES, Grade, majority_grade, median_sequence, merit_profile, rank, winner,
 )
 

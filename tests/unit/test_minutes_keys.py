@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from services.minutes.keys import KeyFileError, load_or_create_signer
-from services.minutes.ledger import open_note, parse_verifier_key, sign_note
+from forumlib.tlog import open_note, parse_verifier_key, sign_note
 from services.minutes.settings import DEFAULT_ORIGIN, MinutesSettings
 
 ORIGIN = "forum.test/registre"

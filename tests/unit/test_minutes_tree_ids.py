@@ -3,7 +3,7 @@ import hashlib
 
 import pytest
 
-from services.minutes.ledger import (
+from forumlib.tlog import (
     DictNodeReader, MemoryNodeStore, TreeError, consistency_node_ids, consistency_proof, inclusion_node_ids,
     inclusion_proof, leaf_hash, root_hash, root_node_ids,
 )

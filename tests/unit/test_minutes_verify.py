@@ -7,11 +7,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.minutes.ledger import (
+from forumlib.tlog import (
     Checkpoint, MemoryNodeStore, consistency_proof, generate_key, leaf_hash, parse_signer_key, record_leaf_bytes,
     sign_checkpoint,
 )
-from services.verify import verify_async
+from forum_ouvert.verify import verify_async
 
 ORIGIN = "forum.test/registre"
 SKEY, VKEY = generate_key(ORIGIN)
@@ -162,7 +162,7 @@ from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 import rfc8785  # noqa: E402
 
-from services.verify import is_canonical_leaf  # noqa: E402
+from forum_ouvert.verify import is_canonical_leaf  # noqa: E402
 
 _scalars = (st.none() | st.booleans() | st.integers(-(2**53) + 1, 2**53 - 1) | st.text(max_size=8)
             | st.text(alphabet=st.characters(codec="ascii"), max_size=8)

@@ -11,7 +11,7 @@ from shared.contracts.common import ErrorBody, ErrorCode
 from shared.contracts.minutes import (
     ConsistencyProof, InclusionProof, LedgerCheckpoint, LedgerEntries, LedgerEntry, LedgerKey,
 )
-from shared.rpc_client import RpcError
+from shared.rpc import RpcError
 
 NOTE = "forum.test/registre\n1\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n\n— forum.test/registre AAAA\n"
 

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from services.minutes.ledger import (
+from forumlib.tlog import (
     Checkpoint, MemoryNodeStore, Signer, generate_key, leaf_hash, parse_signer_key, record_leaf_bytes,
     sign_checkpoint,
 )
@@ -36,8 +36,8 @@ from shared.contracts.minutes import (
     EntryLocation, EntryLocations, InclusionProof, LedgerCheckpoint, LedgerEntries, LedgerEntry, LedgerKey,
 )
 from shared.contracts.registry import College
-from shared.majority_judgment import GRADES, Grade
-from shared.rpc_client import RpcError
+from forumlib.majority_judgment import GRADES, Grade
+from shared.rpc import RpcError
 
 ORIGIN = "forum.test/registre"
 NOW = datetime(2026, 3, 5, 14, 3, 27, 123456, tzinfo=UTC)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from services.minutes.ledger import record_leaf_bytes
+from forumlib.tlog import record_leaf_bytes
 from services.minutes.records import public_json
 from tests.unit.test_web_record import FakeForum, Ledger, decision, voted
 

@@ -15,7 +15,7 @@ from starlette.requests import Request
 
 from shared.contracts.common import ErrorCode
 from shared.contracts.forum import GetSession, SessionView
-from shared.rpc_client import RpcError
+from shared.rpc import RpcError
 from services.web.pages import error_page, rpc
 
 T = TypeVar("T", bound=BaseModel)

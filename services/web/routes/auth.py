@@ -12,7 +12,7 @@ from starlette.requests import Request
 
 from shared.contracts.common import ErrorCode
 from shared.contracts.registry import Accepted, MemberView, RedeemSignIn, RequestSignIn
-from shared.rpc_client import RpcError
+from shared.rpc import RpcError
 from services.web.forms import read_form, validate
 from services.web.pages import error_page, render, rpc, rpc_error_page
 from services.web.security import session_of

@@ -25,8 +25,8 @@ from shared.contracts.decisions import (
     ELIGIBILITY_LABELS, FOLLOW_UP_LABELS, METHOD_LABELS, OUTCOME_LABELS, SIDE_LABELS, CommitmentList,
     DecisionList, DecisionView, FollowUpStatus, GetDecision, ListCommitments, ListDecisions, Outcome,
 )
-from shared.majority_judgment import GRADE_LABELS
-from shared.rpc_client import RpcClient, RpcError
+from forumlib.majority_judgment import GRADE_LABELS
+from shared.rpc import RpcClient, RpcError
 from services.web.markdown import render_markdown
 from services.web.pages import error_page, render, rpc, web
 from services.web.routes._common import csv_cell, csv_response, fetch, not_found

@@ -23,7 +23,7 @@ from shared.contracts.decisions import (
 )
 from shared.contracts.forum import KIND_LABELS, SessionKind, SessionView
 from shared.contracts.registry import COLLEGE_LABELS, College, MemberView
-from shared.rpc_client import RpcError
+from shared.rpc import RpcError
 from services.web.forms import ROOT, edge_checks, read_form, validate
 from services.web.pages import HTTP_STATUS, error_page, render, require_secretariat, rpc, rpc_error_page
 from services.web.routes._common import fetch, get_session, not_found, sentence, unknown_session, valid_id

@@ -15,7 +15,7 @@ from fastapi.responses import HTMLResponse, Response
 from markupsafe import Markup, escape
 from starlette.requests import Request
 
-from services.mailcatcher import read_message, read_messages
+from forum_ouvert.mailcatcher import read_message, read_messages
 from services.web.pages import render, web
 
 router = APIRouter(prefix="/dev", include_in_schema=False)

@@ -34,7 +34,7 @@ from shared.contracts.minutes import (
     LedgerCheckpoint, LedgerEntries, LedgerKey, ListEntries,
 )
 from shared.logging import get_logger
-from shared.rpc_client import RpcClient, RpcError
+from shared.rpc import RpcClient, RpcError
 
 log = get_logger(__name__)
 

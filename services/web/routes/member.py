@@ -12,7 +12,7 @@ from starlette.requests import Request
 from shared.contracts.common import ErrorCode
 from shared.contracts.notifications import MemberNotifications
 from shared.contracts.registry import Accepted, EraseMember, Export, ExportData, MemberView, UpdateProfile
-from shared.rpc_client import RpcError
+from shared.rpc import RpcError
 from services.web.forms import ROOT, read_form, validate
 from services.web.pages import render, require_member, rpc
 from services.web.security import session_of

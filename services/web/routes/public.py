@@ -10,7 +10,7 @@ from starlette.requests import Request
 
 from shared.contracts.common import ErrorCode, Health, HealthRequest
 from shared.contracts.registry import College, MemberView, Register, Registered, VerifyEmail
-from shared.rpc_client import RpcError
+from shared.rpc import RpcError
 from shared.settings import SERVICES
 from services.web.forms import ROOT, read_form, validate
 from services.web.pages import error_page, render, rpc, rpc_error_page, web

@@ -20,7 +20,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response
 from starlette.requests import Request
 
-from services.minutes.ledger import (
+from forumlib.tlog import (
     CheckpointError, NoteError, ProofError, leaf_hash, open_checkpoint, parse_verifier_key, verify_inclusion,
 )
 from shared.contracts.common import ErrorCode
@@ -31,7 +31,7 @@ from shared.contracts.minutes import (
     LedgerEntries, LedgerEntry, LedgerKey, ListEntries, LocateEntries,
 )
 from shared.logging import get_logger
-from shared.rpc_client import RpcClient, RpcError
+from shared.rpc import RpcClient, RpcError
 from services.web.pages import error_page, paris, render, rpc, web
 
 log = get_logger(__name__)

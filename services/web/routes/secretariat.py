@@ -12,7 +12,7 @@ from shared.contracts.common import ErrorCode
 from shared.contracts.registry import (
     ApproveMember, ListMembers, MemberList, MemberStatus, MemberView, RejectMember,
 )
-from shared.rpc_client import RpcError
+from shared.rpc import RpcError
 from services.web.forms import read_form, validate
 from services.web.pages import error_page, render, require_secretariat, rpc, rpc_error_page
 from services.web.security import session_of

@@ -15,14 +15,14 @@ from fastapi import APIRouter, Query
 from fastapi.responses import RedirectResponse, Response
 from starlette.requests import Request
 
-from shared.calendar import session_ics, sessions_feed
+from forumlib.ical import session_ics, sessions_feed
 from shared.contracts.common import ErrorCode
 from shared.contracts.forum import (
     AnswerRsvp, GetSession, ListSessions, RsvpAnswer, RsvpState, RsvpView, SessionInfo, SessionKind,
     SessionList, SessionPeriod, SessionView, Theme, WithdrawRsvp,
 )
 from shared.contracts.registry import MemberStatus, MemberView
-from shared.rpc_client import RpcError
+from shared.rpc import RpcError
 from services.web.forms import read_form
 from services.web.pages import (
     HTTP_STATUS, as_paris, current_member, error_page, render, require_member, rpc, rpc_error_page, web,

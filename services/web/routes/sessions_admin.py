@@ -20,7 +20,7 @@ from shared.contracts.forum import (
     UpdateSession,
 )
 from shared.contracts.registry import COLLEGE_LABELS, ListMembers, MemberList, MemberStatus, MemberView
-from shared.rpc_client import RpcError
+from shared.rpc import RpcError
 from services.web.forms import ROOT, edge_checks, read_form, validate
 from services.web.pages import (
     HTTP_STATUS, PARIS, as_paris, error_page, render, require_secretariat, rpc, rpc_error_page,

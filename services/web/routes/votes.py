@@ -23,8 +23,8 @@ from shared.contracts.decisions import (
     ListVotes, OpenVote, VoteList, VoteStatus, VoteView,
 )
 from shared.contracts.registry import COLLEGE_LABELS, MemberStatus
-from shared.majority_judgment import GRADE_LABELS, GRADES, Grade
-from shared.rpc_client import RpcError
+from forumlib.majority_judgment import GRADE_LABELS, GRADES, Grade
+from shared.rpc import RpcError
 from services.web.forms import ROOT, edge_checks, read_form, validate
 from services.web.pages import (
     HTTP_STATUS, current_member, error_page, paris_long, render, require_member, require_secretariat, rpc,

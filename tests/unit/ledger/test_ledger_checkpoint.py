@@ -4,7 +4,7 @@ import base64
 
 import pytest
 
-from services.minutes.ledger.checkpoint import (
+from forumlib.tlog.checkpoint import (
     Checkpoint,
     CheckpointError,
     format_checkpoint,
@@ -12,15 +12,15 @@ from services.minutes.ledger.checkpoint import (
     parse_checkpoint,
     sign_checkpoint,
 )
-from services.minutes.ledger.hashing import EMPTY_ROOT, record_leaf_hash
-from services.minutes.ledger.note import (
+from forumlib.tlog.hashing import EMPTY_ROOT, record_leaf_hash
+from forumlib.tlog.note import (
     InvalidSignatureError,
     UnverifiedNoteError,
     parse_signer_key,
     parse_verifier_key,
 )
-from services.minutes.ledger.proofs import ProofError, verify_consistency, verify_inclusion
-from services.minutes.ledger.storage import MemoryNodeStore
+from forumlib.tlog.proofs import ProofError, verify_consistency, verify_inclusion
+from forumlib.tlog.storage import MemoryNodeStore
 from tests.unit.ledger import vectors as v
 
 ROOT = base64.b64decode("qINS1GRFhWHwdkUeqLEoP4yEMkTBBzxBkGwGQlVlVcs=")

@@ -5,7 +5,7 @@ import hashlib
 import pytest
 import rfc8785
 
-from services.minutes.ledger.hashing import (
+from forumlib.tlog.hashing import (
     EMPTY_ROOT,
     HASH_SIZE,
     leaf_hash,

@@ -4,7 +4,7 @@ import base64
 
 import pytest
 
-from services.minutes.ledger.note import (
+from forumlib.tlog.note import (
     InvalidSignatureError,
     KeyFormatError,
     MalformedNoteError,

@@ -8,8 +8,8 @@ import hashlib
 
 import pytest
 
-from services.minutes.ledger.hashing import EMPTY_ROOT, leaf_hash
-from services.minutes.ledger.proofs import (
+from forumlib.tlog.hashing import EMPTY_ROOT, leaf_hash
+from forumlib.tlog.proofs import (
     ProofError,
     root_from_inclusion_proof,
     verify_consistency,

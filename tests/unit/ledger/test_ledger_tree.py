@@ -4,10 +4,10 @@ import hashlib
 
 import pytest
 
-from services.minutes.ledger.hashing import EMPTY_ROOT, leaf_hash
-from services.minutes.ledger.proofs import verify_consistency, verify_inclusion
-from services.minutes.ledger.storage import MemoryNodeStore
-from services.minutes.ledger.tree import (
+from forumlib.tlog.hashing import EMPTY_ROOT, leaf_hash
+from forumlib.tlog.proofs import verify_consistency, verify_inclusion
+from forumlib.tlog.storage import MemoryNodeStore
+from forumlib.tlog.tree import (
     Frontier,
     MissingNodeError,
     TreeError,

@@ -19,8 +19,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from services.minutes.ledger.hashing import HASH_SIZE
-from services.minutes.ledger.note import Note, Signer, Verifier, open_note, sign_note
+from forumlib.tlog.hashing import HASH_SIZE
+from forumlib.tlog.note import Note, Signer, Verifier, open_note, sign_note
 
 MAX_TREE_SIZE = 2**64 - 1
 """Tree sizes are uint64 in every other implementation; refuse anything larger."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Sequence
 
-from services.minutes.ledger.hashing import EMPTY_ROOT, HASH_SIZE, node_hash
+from forumlib.tlog.hashing import EMPTY_ROOT, HASH_SIZE, node_hash
 
 
 class ProofError(ValueError):

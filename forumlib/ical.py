@@ -6,7 +6,9 @@ from collections.abc import Iterable
 
 from icalendar import Calendar, Event, vText
 
-from shared.clock import PARIS
+from zoneinfo import ZoneInfo
+
+PARIS = ZoneInfo("Europe/Paris")
 
 from shared.contracts.forum import KIND_LABELS, SessionInfo, SessionKind, SessionStatus
 

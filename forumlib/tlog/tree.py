@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Protocol, TypeAlias
 
-from services.minutes.ledger.hashing import EMPTY_ROOT, HASH_SIZE, node_hash
+from forumlib.tlog.hashing import EMPTY_ROOT, HASH_SIZE, node_hash
 
 NodeId: TypeAlias = tuple[int, int]
 """``(level, index)`` of a complete subtree: leaves ``[index*2**level, (index+1)*2**level)``."""

@@ -1,4 +1,4 @@
-"""The one envelope every event travels in (design brief, rule 3).
+"""The one envelope every event travels in.
 
 The subject of an event is its `type`; `Nats-Msg-Id` is its `event_id`, so JetStream drops a
 re-published copy and consumers can dedupe on the id.
@@ -6,16 +6,14 @@ re-published copy and consumers can dedupe on the id.
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.clock import utcnow
+
 SYSTEM = "system"
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class EventData(BaseModel):

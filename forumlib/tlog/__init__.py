@@ -12,7 +12,7 @@ database. Modules:
 * ``storage``    — an in-memory ``NodeReader`` for tests and small tools.
 """
 
-from services.minutes.ledger.checkpoint import (
+from forumlib.tlog.checkpoint import (
     Checkpoint,
     CheckpointError,
     format_checkpoint,
@@ -20,7 +20,7 @@ from services.minutes.ledger.checkpoint import (
     parse_checkpoint,
     sign_checkpoint,
 )
-from services.minutes.ledger.hashing import (
+from forumlib.tlog.hashing import (
     EMPTY_ROOT,
     HASH_SIZE,
     leaf_hash,
@@ -28,7 +28,7 @@ from services.minutes.ledger.hashing import (
     record_leaf_bytes,
     record_leaf_hash,
 )
-from services.minutes.ledger.note import (
+from forumlib.tlog.note import (
     InvalidSignatureError,
     KeyFormatError,
     MalformedNoteError,
@@ -47,14 +47,14 @@ from services.minutes.ledger.note import (
     sign_note,
     verifier_key_from_ed25519,
 )
-from services.minutes.ledger.proofs import (
+from forumlib.tlog.proofs import (
     ProofError,
     root_from_inclusion_proof,
     verify_consistency,
     verify_inclusion,
 )
-from services.minutes.ledger.storage import MemoryNodeStore
-from services.minutes.ledger.tree import (
+from forumlib.tlog.storage import MemoryNodeStore
+from forumlib.tlog.tree import (
     DictNodeReader,
     Frontier,
     MissingNodeError,

@@ -152,7 +152,7 @@ class Stack:
     def start_service(self, name: str, extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         env = self.env_for(name)
         env.update(extra_env or {})
-        return self._spawn(name, [sys.executable, "-m", "services.cli", "serve", name], env)
+        return self._spawn(name, [sys.executable, "-m", "forum_ouvert.cli", "serve", name], env)
 
     def start(self) -> None:
         self.start_nats()

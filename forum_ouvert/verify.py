@@ -36,7 +36,7 @@ import httpx
 import rfc8785
 import typer
 
-from services.minutes.ledger import (
+from forumlib.tlog import (
     EMPTY_ROOT,
     CheckpointError,
     Frontier,

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from faststream.nats import NatsBroker
 
-from services.launcher import Stack
-from services.mailcatcher import read_messages
+from forum_ouvert.launcher import Stack
+from forum_ouvert.mailcatcher import read_messages
 from shared.contracts.registry import (
     ApproveMember, College, ListMembers, MemberList, MemberView, Register, Registered, RejectMember, VerifyEmail,
 )
@@ -27,9 +27,9 @@ from shared.contracts.decisions import (
     CastBallot, CloseVote, CommitmentView, DecisionView, FollowUpStatus, HandCount, Method, OpenVote, Outcome,
     RecordDecision, Rule, RuleView, SaveCommitment, SetRule, UpdateFollowUp, VoteView, BallotView,
 )
-from shared.majority_judgment import Grade
+from forumlib.majority_judgment import Grade
 from shared.clock import PARIS
-from shared.rpc_client import RpcClient, RpcError
+from shared.rpc import RpcClient, RpcError
 
 SECRETARIAT_EMAIL = "secretariat@forum-ouvert.example"
 PUBLIC, CIVIL, CITIZEN = College.PUBLIC_ACTOR, College.CIVIL_SOCIETY, College.CITIZEN
@@ -79,7 +79,7 @@ def _token_for(mail_dir: Path, to: str, path: str, timeout: float = 30) -> str:
 
 
 async def _fill(stack: Stack) -> str:
-    from services.cli import _create_secretariat
+    from forum_ouvert.cli import _create_secretariat
 
     secretariat: MemberView = await _create_secretariat(SECRETARIAT_EMAIL, "Secrétariat du forum ouvert",
                                                         stack.database_urls["registry"])

@@ -1,8 +1,13 @@
-"""Calling a service over NATS request/reply: typed request in, typed reply or typed error out."""
+"""Calling a service over NATS request/reply: a typed request in, its typed reply or a typed error out.
+
+    view = await rpc(AnswerRsvp(session_id=..., actor_id=...))   # an RsvpView
+
+The request class names the operation (`shared.contracts.common.Request`), so the caller writes one
+name and gets the reply type checked."""
 from __future__ import annotations
 
 import uuid
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import structlog
 from faststream.nats import NatsBroker
@@ -10,8 +15,7 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 from pydantic import BaseModel
 
-from shared.contracts.common import ErrorBody, ErrorCode, Reply
-from shared.streams import RPC_PREFIX
+from shared.contracts.common import RPC_PREFIX, ErrorBody, ErrorCode, Health, Reply, Request
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -37,13 +41,19 @@ class RpcClient:
         self.broker = broker
         self.timeout = timeout
 
-    async def call(self, service: str, op: str, request: BaseModel, reply_type: type[T],
-                   timeout: float | None = None) -> T:
-        subject = f"{RPC_PREFIX}.{service}.{op}"
+    async def __call__(self, request: Request[T], *, timeout: float | None = None) -> T:
+        data = await self._request(request.subject(), request.service(), request.model_dump(mode="json"), timeout)
+        return type(request).REPLY.model_validate(data)  # type: ignore[return-value]
+
+    async def health(self, service: str, *, timeout: float | None = None) -> Health:
+        """The service's own answer to `rpc.<service>.health`."""
+        return Health.model_validate(await self._request(f"{RPC_PREFIX}.{service}.health", service, {}, timeout))
+
+    async def _request(self, subject: str, service: str, body: dict[str, Any], timeout: float | None) -> Any:
         correlation_id = structlog.contextvars.get_contextvars().get("correlation_id") or str(uuid.uuid4())
         try:
-            msg = await self.broker.request(request.model_dump(mode="json"), subject,
-                                            timeout=timeout or self.timeout, correlation_id=correlation_id)
+            msg = await self.broker.request(body, subject, timeout=timeout or self.timeout,
+                                            correlation_id=correlation_id)
         except (NatsTimeout, TimeoutError, NoRespondersError):
             raise RpcError(ErrorBody(code=ErrorCode.UNAVAILABLE,
                                      message=f"Le service « {service} » ne répond pas. Réessayez dans un instant.")
@@ -52,4 +62,4 @@ class RpcClient:
         if not reply.ok:
             assert reply.error is not None
             raise RpcError(reply.error)
-        return reply_type.model_validate(reply.data)
+        return reply.data

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from services.verify import verify_command
+from forum_ouvert.verify import verify_command
 from shared.settings import SERVICES, get_settings
 
 cli = typer.Typer(help="Forum ouvert — le forum permanent du Partenariat pour un gouvernement ouvert.",
@@ -25,14 +25,14 @@ def up(demo: Annotated[bool, typer.Option(help="Fill an empty forum with demo co
        data_dir: Annotated[Path, typer.Option(help="Where the local forum keeps its data.")] = Path(".forum-data"),
        ) -> None:
     """Start the whole forum locally: nats-server, every service on SQLite, a mail catcher, the web front."""
-    from services.launcher import Stack
+    from forum_ouvert.launcher import Stack
 
     stack = Stack(data_dir, web_port=port, log_dir=data_dir / "logs")
     typer.echo("Démarrage du forum ouvert… (journaux dans " + str(data_dir / "logs") + ")")
     try:
         stack.start()
         if demo:
-            from services.demo import fill
+            from forum_ouvert.demo import fill
 
             typer.echo("Remplissage avec des données de démonstration…")
             typer.echo(fill(stack))
@@ -66,7 +66,7 @@ def serve(service: Annotated[str, typer.Argument(help=f"One of: {', '.join(SERVA
 
         upgrade(service, settings.service_database_url(service))
     if service == "mailcatcher":
-        from services.mailcatcher import serve as serve_mail
+        from forum_ouvert.mailcatcher import serve as serve_mail
 
         serve_mail(settings.mail_folder, "127.0.0.1" if settings.web_host == "127.0.0.1" else "0.0.0.0",
                    settings.smtp_port)

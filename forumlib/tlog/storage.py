@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
-from services.minutes.ledger.hashing import HASH_SIZE
-from services.minutes.ledger.tree import (
+from forumlib.tlog.hashing import HASH_SIZE
+from forumlib.tlog.tree import (
     NodeId,
     TreeError,
     append_leaves,
