@@ -23,9 +23,9 @@ def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
 
-def dialect_insert(session: AsyncSession, table: Any) -> Any:
-    """INSERT for the session's database (SQLite or PostgreSQL), with `on_conflict_do_nothing/update`."""
-    return (pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert)(table)
+def dialect_insert(tx: AsyncSession, table: Any) -> Any:
+    """INSERT for the database `tx` runs on (SQLite or PostgreSQL), with `on_conflict_do_nothing/update`."""
+    return (pg_insert if tx.get_bind().dialect.name == "postgresql" else sqlite_insert)(table)
 
 
 def sync_url(url: str) -> str:

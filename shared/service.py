@@ -38,10 +38,11 @@ from shared.contracts.envelope import SYSTEM, Envelope, EventData
 from shared.db import Database
 from shared.errors import DomainError
 from shared.logging import configure_logging, get_logger
-from shared.outbox import OutboxRelay, UnitOfWork, already_processed, record_new
+from shared.outbox import OutboxRelay, UnitOfWork, already_processed
 from shared.settings import Settings, get_settings
 from shared.streams import DEAD_LETTER_PREFIX, ensure_streams, stream_name
 from shared.validation import field_errors
+from shared.group_commit import GroupCommit
 from shared.worker import Worker
 
 log = get_logger(__name__)
@@ -91,7 +92,7 @@ class ServiceDef:
     jobs: Sequence[Job] = ()
     produces: Sequence[type[EventData]] = ()
     health: Callable[[Service], Awaitable[dict[str, Any]]] | None = None
-    on_start: Sequence[Callable[[Service], None]] = field(default=())
+    on_start: Sequence[Callable[[Service], Awaitable[None] | None]] = field(default=())
 
     def build(self, settings: Settings | None = None) -> Service:
         """A running-ready service with everything declared here registered on its broker."""
@@ -140,6 +141,7 @@ class Service:
         self._db: Database | None = None
         self.relay: OutboxRelay | None = None
         self.workers: dict[str, Worker] = {}
+        self._groups: list[GroupCommit] = []
         self._register_health()
         for op in definition.operations:
             self._register_operation(op)
@@ -202,6 +204,7 @@ class Service:
             result = await fn(body, HandlerContext(service, msg.correlation_id))
             return Reply(ok=True, data=result.model_dump(mode="json")).model_dump(mode="json")
 
+        handler.__annotations__["body"] = req_model  # a local: the string annotation would not resolve
         self._subscribe_rpc(req_model.subject(), fn, handler)
 
     def _register_health(self) -> None:
@@ -237,75 +240,33 @@ class Service:
         are spent, or at once for a malformed message."""
         durable = f"{self.name}--{c.event.TYPE.replace('.', '-')}"
         env_model = Envelope[c.event]  # type: ignore[valid-type]
-        subscribe = self._events.subscriber(
+        service = self
+        if c.batch:
+            group = GroupCommit(self, durable, c.handler, c.batch_size)
+            self._groups.append(group)
+            handle = group.submit
+        else:
+            async def handle(env: Envelope[Any]) -> None:
+                async with service.unit_of_work(correlation_id=env.correlation_id,
+                                                causation_id=str(env.event_id)) as uow:
+                    if not await already_processed(uow.tx, durable, str(env.event_id)):
+                        await c.handler(env, uow)
+
+        async def on_message(body: env_model, msg: NatsMessage) -> None:  # type: ignore[valid-type]
+            await handle(body)
+            await msg.ack()
+
+        on_message.__name__ = c.handler.__name__
+        on_message.__annotations__["body"] = env_model  # a local: the string annotation would not resolve
+        self._events.subscriber(
             c.event.TYPE, stream=JStream(stream_name(c.event.TYPE), declare=False), durable=durable,
-            pull_sub=PullSub(batch_size=c.batch_size if c.batch else 50, timeout=1.0, batch=c.batch),
+            # FastStream starts the messages of one fetch together; a batch consumer's group commit
+            # gathers those that arrive while the previous group is being written.
+            pull_sub=PullSub(batch_size=c.batch_size if c.batch else 50, timeout=1.0),
             config=ConsumerConfig(max_deliver=self.settings.consumer_max_deliver, ack_wait=60,
                                   deliver_policy=DeliverPolicy.ALL, max_ack_pending=1000),
             title=f"{c.event.TYPE}:{c.handler.__name__}",
-            description=(c.handler.__doc__ or "").strip() or None)
-        service = self
-
-        if not c.batch:
-            async def one(body: env_model, msg: NatsMessage) -> None:  # type: ignore[valid-type]
-                await service._handle_one(durable, c.handler, body)
-                await msg.ack()
-
-            one.__name__ = c.handler.__name__
-            subscribe(one)
-            return
-
-        async def batch(msg: NatsMessage) -> None:
-            await service._handle_batch(durable, c.handler, env_model, msg.raw_message)
-
-        batch.__name__ = c.handler.__name__
-        subscribe(batch)
-
-    async def _handle_one(self, durable: str, fn: EventHandler, env: Envelope[Any]) -> None:
-        async with self.unit_of_work(correlation_id=env.correlation_id, causation_id=str(env.event_id)) as uow:
-            if not await already_processed(uow.tx, durable, str(env.event_id)):
-                await fn(env, uow)
-
-    async def _handle_batch(self, durable: str, fn: EventHandler, env_model: type[Envelope[Any]],
-                            raws: list[Any]) -> None:
-        """One fetch: malformed messages are parked, the others handled in one transaction with their
-        inbox rows. If that transaction fails, each event is retried in a transaction of its own, so one
-        bad event never holds back the others, and each message is acked, retried or parked on its own.
-        A batch handler must not emit events (a batch has no single causation id)."""
-        events: list[tuple[Any, Envelope[Any]]] = []
-        for raw in raws:
-            try:
-                events.append((raw, env_model.model_validate_json(raw.data)))
-            except ValidationError as exc:
-                await self._on_failure(raw, exc)
-        if len(events) > 1:
-            try:
-                async with self.unit_of_work(correlation_id=events[0][1].correlation_id) as uow:
-                    new = await record_new(uow.tx, durable, [str(env.event_id) for _, env in events])
-                    fresh = []
-                    for _, env in events:  # stream order; a duplicate within the batch counts once
-                        if str(env.event_id) in new:
-                            new.discard(str(env.event_id))
-                            fresh.append(env)
-                    if fresh:
-                        await fn(fresh, uow)
-            except Exception as exc:  # noqa: BLE001 - retried one by one below
-                log.warning("batch failed, retrying its events one by one", consumer=durable,
-                            events=len(events), error=f"{type(exc).__name__}: {exc}")
-            else:
-                for raw, _ in events:
-                    await raw.ack()
-                return
-        for raw, env in events:
-            try:
-                async with self.unit_of_work(correlation_id=env.correlation_id,
-                                             causation_id=str(env.event_id)) as uow:
-                    if not await already_processed(uow.tx, durable, str(env.event_id)):
-                        await fn([env], uow)
-            except Exception as exc:  # noqa: BLE001 - this message is retried or parked
-                await self._on_failure(raw, exc)
-            else:
-                await raw.ack()
+            description=(c.handler.__doc__ or "").strip() or None)(on_message)
 
     def _consumer_middleware(self) -> type[BaseMiddleware]:
         service = self
@@ -315,10 +276,7 @@ class Service:
                 try:
                     return await call_next(msg)
                 except Exception as exc:  # noqa: BLE001 - every failure is retried or parked, never lost
-                    raws = msg.raw_message if isinstance(msg.raw_message, list) else [msg.raw_message]
-                    for raw in raws:
-                        if not raw._ackd:
-                            await service._on_failure(raw, exc)
+                    await service._on_failure(msg.raw_message, exc)
                     return None
 
         return RetryOrDeadLetter
@@ -355,6 +313,8 @@ class Service:
         for job in jobs:
             self.workers[job.name] = Worker(job.name, lambda job=job: job.step(self),
                                             idle=lambda job=job: job.idle(s), pace=lambda job=job: job.pace(s))
+        for group in self._groups:
+            self.workers[group.worker.name] = group.worker
         for worker in self.workers.values():
             worker.start()
 
@@ -362,8 +322,9 @@ class Service:
     async def _lifespan(self) -> AsyncIterator[None]:
         configure_logging(self.settings, self.name)
         self._db = Database(self.settings.service_database_url(self.name), pool_size=self.settings.db_pool_size)
-        for check in self.definition.on_start:  # fail at start, not at the first request
-            check(self)
+        for check in self.definition.on_start:  # fail at start, not at the first request; before any job
+            if (pending := check(self)) is not None:
+                await pending
         # Streams must exist before durable consumers bind to them: connect, declare, then start.
         await self.broker.connect()
         await ensure_streams(self.broker.connection.jetstream(), self.settings.stream_replicas)
@@ -429,9 +390,8 @@ def _rpc_error_middleware() -> type[BaseMiddleware]:
 def _log_context_middleware() -> type[BaseMiddleware]:
     class LogContext(BaseMiddleware):
         async def consume_scope(self, call_next: Any, msg: Any) -> Any:
-            subject = msg.raw_message[0].subject if isinstance(msg.raw_message, list) and msg.raw_message \
-                else getattr(msg.raw_message, "subject", "?")
-            with structlog.contextvars.bound_contextvars(correlation_id=msg.correlation_id, subject=subject):
+            with structlog.contextvars.bound_contextvars(correlation_id=msg.correlation_id,
+                                                        subject=msg.raw_message.subject):
                 return await call_next(msg)
 
     return LogContext

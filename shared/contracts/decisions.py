@@ -1,4 +1,4 @@
-"""Decision contracts (issue 4), published by the forum service: the commitments of the national
+"""Decision contracts, published by the forum service: the commitments of the national
 action plan, the forum's adoption rules, decisions and their follow-up, online majority-judgment
 votes. Events the forum publishes and the commands/queries the web front sends on `rpc.forum.<op>`.
 
@@ -27,7 +27,9 @@ Vocabulary of the rules ("what adopted means"): the forum's colleges are grouped
 the public actors (`public_actor`) and civil society (`civil_society` + `citizen`). A rule, per
 session kind, requires a quorum (a minimum number of members present) per college, and optionally
 a double majority: more votes for than against within each side, as well as overall.
-"""
+
+Long on purpose: one producer's whole public API (vocabulary, events, replies, requests) reads in one
+place, and splitting it would scatter the shapes that reference each other."""
 from __future__ import annotations
 
 from datetime import datetime

@@ -47,7 +47,3 @@ def make_event(data: EventData, *, producer: str, correlation_id: str | None = N
         type=data.TYPE, schema_version=data.SCHEMA_VERSION, producer=producer,
         correlation_id=correlation_id or str(uuid.uuid4()), causation_id=causation_id,
         actor=actor, data=data)
-
-
-def envelope_of(data_cls: type[D]) -> type[Envelope[D]]:
-    return Envelope[data_cls]  # type: ignore[valid-type]

@@ -4,7 +4,9 @@ attendance. Events the forum service publishes and the commands and queries the 
 
 Times are timezone-aware and UTC, in requests (a naive time is refused: the web front converts
 Europe/Paris to UTC before sending), in storage and in events.
-"""
+
+Long on purpose: one producer's whole public API (vocabulary, events, replies, requests) reads in one
+place, and splitting it would scatter the shapes that reference each other."""
 from __future__ import annotations
 
 from datetime import UTC, datetime

@@ -1,18 +1,19 @@
 """Minutes service contracts: the public record (transparency log) queries the web front sends.
 
-Request/reply subjects `rpc.minutes.<op>`:
+Request/reply subjects `rpc.<op>`, each named by its request class:
 
-| op                   | request            | reply                |
-| -------------------- | ------------------ | -------------------- |
-| `ledger-checkpoint`  | `GetCheckpoint`    | `LedgerCheckpoint`   |
-| `ledger-key`         | `GetVerifierKey`   | `LedgerKey`          |
-| `ledger-entries`     | `ListEntries`      | `LedgerEntries`      |
-| `ledger-inclusion`   | `GetInclusionProof`| `InclusionProof`     |
-| `ledger-consistency` | `GetConsistencyProof` | `ConsistencyProof` |
-| `ledger-locate`      | `LocateEntries`    | `EntryLocations`     |
+| op                            | request               | reply              |
+| ----------------------------- | --------------------- | ------------------ |
+| `minutes.ledger-checkpoint`   | `GetCheckpoint`       | `LedgerCheckpoint` |
+| `minutes.ledger-key`          | `GetVerifierKey`      | `LedgerKey`        |
+| `minutes.ledger-entries`      | `ListEntries`         | `LedgerEntries`    |
+| `minutes.ledger-inclusion`    | `GetInclusionProof`   | `InclusionProof`   |
+| `minutes.ledger-consistency`  | `GetConsistencyProof` | `ConsistencyProof` |
+| `minutes.ledger-locate`       | `LocateEntries`       | `EntryLocations`   |
 
 The reply models of entries and proofs are also the public HTTP response bodies of
-`GET /ledger/entries` and `GET /ledger/proof/...` (issue 4): field names are a stable public API.
+`GET /ledger/entries` and `GET /ledger/proof/...`: field names are a stable public API (third
+parties script it).
 Hashes and leaves travel as standard, padded base64.
 
 Typed errors: negative or non-integer numbers → `invalid` (field set); `start >= end`,
@@ -34,15 +35,6 @@ MAX_INDEX = 2**63 - 1
 """Indices and sizes are non-negative signed 64-bit integers (what SQL BIGINT holds)."""
 
 Index = Annotated[int, Field(ge=0, le=MAX_INDEX)]
-
-# ---------------------------------------------------------------- RPC op names
-OP_CHECKPOINT = "ledger-checkpoint"
-OP_KEY = "ledger-key"
-OP_ENTRIES = "ledger-entries"
-OP_INCLUSION = "ledger-inclusion"
-OP_CONSISTENCY = "ledger-consistency"
-OP_LOCATE = "ledger-locate"
-SERVICE = "minutes"
 
 
 # ---------------------------------------------------------------- replies (= public HTTP bodies)

@@ -1,8 +1,8 @@
 import json
 import uuid
 
-from shared.contracts.registry import MemberApproved
 from shared.contracts.envelope import Envelope, make_event
+from shared.contracts.registry import MemberApproved
 from shared.outbox import UnitOfWork
 
 
@@ -19,7 +19,9 @@ def test_event_envelope_has_every_field_of_the_contract() -> None:
     assert back.data.public_id == "p1" and back.actor == "sec-1"
 
 
-class _FakeSession:
+class _RecordingTx:
+    """Stands in for the AsyncSession: `emit` only adds a row to it."""
+
     def __init__(self) -> None:
         self.added: list = []
 
@@ -28,9 +30,9 @@ class _FakeSession:
 
 
 def test_unit_of_work_writes_events_to_the_outbox_with_causation() -> None:
-    session = _FakeSession()
-    uow = UnitOfWork(session, producer="registry", correlation_id="c", causation_id="e0")  # type: ignore[arg-type]
+    tx = _RecordingTx()
+    uow = UnitOfWork(tx, producer="registry", correlation_id="c", causation_id="e0")  # type: ignore[arg-type]
     env = uow.emit(MemberApproved(member_id="m", public_id="p", college=None))
-    (row,) = session.added
+    (row,) = tx.added
     assert row.event_id == str(env.event_id) and row.subject == "registry.member.approved"
     assert json.loads(row.payload)["causation_id"] == "e0"

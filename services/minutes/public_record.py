@@ -1,0 +1,94 @@
+"""The public record in and out: public facts appended as leaves, and the queries the web front
+answers `/ledger/*` with.
+
+In: one durable batch consumer per public fact of `records.RECORDERS` (`minutes--<event-type>`). The
+records of a batch of events are appended under one head lock, in the transaction that also holds
+their inbox rows, and the checkpoint signer is woken once it commits.
+
+Out: the latest signed checkpoint, the verifier key, pages of entries, RFC 9162 inclusion and
+consistency proofs, and where given events' records are in the log (contracts in
+`shared/contracts/minutes.py`). Hashes and leaves travel as base64.
+"""
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from services.minutes import store
+from services.minutes.checkpoints import CHECKPOINT_SIGNER
+from services.minutes.keys import signer
+from services.minutes.records import Recorder, record_of
+from shared.contracts.common import ErrorCode
+from shared.contracts.envelope import Envelope
+from shared.contracts.minutes import (
+    ConsistencyProof, EntryLocation, EntryLocations, GetCheckpoint, GetConsistencyProof, GetInclusionProof,
+    GetVerifierKey, InclusionProof, LedgerCheckpoint, LedgerEntries, LedgerKey, ListEntries, LocateEntries,
+)
+from shared.errors import DomainError
+from shared.outbox import UnitOfWork
+from shared.service import EventHandler, HandlerContext
+
+
+# ---------------------------------------------------------------- public facts in
+def appender(recorder: Recorder) -> EventHandler:
+    """The batch consumer that appends the records of `recorder`'s events (named after its record
+    type, which the AsyncAPI document shows)."""
+
+    async def append_records(events: list[Envelope[Any]], uow: UnitOfWork) -> None:
+        items = [store.Pending(str(e.event_id), recorder.record_type, record_of(recorder, e)) for e in events]
+        if await store.append(uow.tx, items):
+            uow.wake_after_commit(CHECKPOINT_SIGNER)
+
+    append_records.__name__ = append_records.__qualname__ = f"record_{recorder.record_type.replace('.', '_')}"
+    append_records.__doc__ = f"Appends `{recorder.record_type}` records to the public record (transparency log)."
+    return append_records
+
+
+# ---------------------------------------------------------------- queries
+async def ledger_checkpoint(req: GetCheckpoint, ctx: HandlerContext) -> LedgerCheckpoint:
+    """The latest signed checkpoint of the public record (C2SP signed note)."""
+    async with ctx.db.read() as tx:
+        cp = await store.latest_checkpoint(tx)
+    if cp is None:
+        raise DomainError("Le registre n'a pas encore de point de contrôle signé ; réessayez dans un instant "
+                          "(no checkpoint signed yet).", code=ErrorCode.UNAVAILABLE)
+    return LedgerCheckpoint(note=cp.note, size=cp.tree_size, root=_b64(cp.root))
+
+
+async def ledger_key(req: GetVerifierKey, ctx: HandlerContext) -> LedgerKey:
+    """The note verifier key of the public record."""
+    return LedgerKey(key=signer(ctx.settings).verifier.encode(), origin=ctx.settings.ledger_origin)
+
+
+async def ledger_entries(req: ListEntries, ctx: HandlerContext) -> LedgerEntries:
+    """Entries start <= index < end (at most 1000; fewer at the end of the log or of a full page)."""
+    async with ctx.db.read() as tx:
+        rows = await store.read_entries(tx, req.start, req.end)
+    return LedgerEntries.model_validate(  # one validation call in pydantic-core: the fastest way here
+        {"entries": [{"index": i, "leaf": _b64(leaf), "record": rec} for i, leaf, rec in rows]})
+
+
+async def ledger_inclusion(req: GetInclusionProof, ctx: HandlerContext) -> InclusionProof:
+    """RFC 9162 inclusion proof of leaf `index` in the tree of `size` leaves."""
+    async with ctx.db.read() as tx:
+        hashes = await store.prove_inclusion(tx, req.index, req.size)
+    return InclusionProof(leaf_index=req.index, tree_size=req.size, hashes=[_b64(h) for h in hashes])
+
+
+async def ledger_consistency(req: GetConsistencyProof, ctx: HandlerContext) -> ConsistencyProof:
+    """RFC 9162 consistency proof between the trees of `first` and `second` leaves."""
+    async with ctx.db.read() as tx:
+        hashes = await store.prove_consistency(tx, req.first, req.second)
+    return ConsistencyProof(first=req.first, second=req.second, hashes=[_b64(h) for h in hashes])
+
+
+async def ledger_locate(req: LocateEntries, ctx: HandlerContext) -> EntryLocations:
+    """Leaf index and record type of the records these events carried (unknown ids left out), and
+    the current size of the log."""
+    async with ctx.db.read() as tx:
+        rows, size = await store.locate(tx, req.event_ids)
+    return EntryLocations(locations=[EntryLocation(event_id=e, index=i, type=k) for e, i, k in rows], size=size)
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode("ascii")
