@@ -1,5 +1,5 @@
 """Forum tables: sessions and their agendas, RSVPs, attendance, the projection of members the
-forum learns from registry events, and decisions, commitments, rules and votes (issue 4). Every
+forum learns from registry events, and decisions, commitments, rules and votes. Every
 table name starts with `forum_` (one SQLModel metadata is shared by every service in a process)."""
 from __future__ import annotations
 
@@ -103,7 +103,7 @@ class ForumAttendance(SQLModel, table=True):
     recorded_at: datetime = Field(default_factory=utcnow)
 
 
-# ---------------------------------------------------------------- decisions and votes (issue 4)
+# ---------------------------------------------------------------- decisions and votes
 class ForumCommitment(SQLModel, table=True):
     """A commitment of the national action plan (the secretariat keeps the list)."""
 

@@ -2,15 +2,13 @@
 
 Seat allocation, waitlist order and promotion, RSVP windows, capacity changes, check-in windows.
 The handlers call them inside the transaction that holds the session's lock, so the values they
-are given are the truth at that instant.
+are given are the truth at that instant. Times are timezone-aware (UTC from the database).
 """
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import TypeVar
-
-from shared.clock import as_utc
 
 from shared.contracts.forum import RsvpAnswer, RsvpState, SessionPhase, SessionStatus
 from shared.contracts.registry import College, Role
@@ -38,16 +36,15 @@ def check_approved(standing: str | None) -> None:
 
 # ---------------------------------------------------------------- the clock
 def phase(starts_at: datetime, ends_at: datetime, now: datetime) -> SessionPhase:
-    if now < as_utc(starts_at):
+    if now < starts_at:
         return SessionPhase.UPCOMING
-    if now < as_utc(ends_at):
+    if now < ends_at:
         return SessionPhase.ONGOING
     return SessionPhase.PAST
 
 
 def rsvp_open(status: SessionStatus, starts_at: datetime, opens: datetime, closes: datetime, now: datetime) -> bool:
-    return (status == SessionStatus.SCHEDULED and as_utc(opens) <= now < as_utc(closes)
-            and now < as_utc(starts_at))
+    return status == SessionStatus.SCHEDULED and opens <= now < closes and now < starts_at
 
 
 def check_rsvp_window(status: SessionStatus, starts_at: datetime, opens: datetime, closes: datetime,
@@ -55,11 +52,11 @@ def check_rsvp_window(status: SessionStatus, starts_at: datetime, opens: datetim
     """Members answer, change their answer or withdraw only while the RSVPs are open."""
     if status == SessionStatus.CANCELLED:
         raise Conflict("Cette séance a été annulée.", field="session_id")
-    if now >= as_utc(starts_at):
+    if now >= starts_at:
         raise Expired("Cette séance a déjà eu lieu ou a commencé.", field="session_id")
-    if now < as_utc(opens):
+    if now < opens:
         raise Conflict("Les réponses à cette séance ne sont pas encore ouvertes.", field="session_id")
-    if now >= as_utc(closes):
+    if now >= closes:
         raise Expired("Les réponses à cette séance sont closes.", field="session_id")
 
 
@@ -77,16 +74,16 @@ def check_revision(expected: int | None, current: int) -> None:
 def check_cancellable(status: SessionStatus, ends_at: datetime, now: datetime) -> None:
     if status == SessionStatus.CANCELLED:
         raise Conflict("Cette séance est déjà annulée.", field="session_id")
-    if now >= as_utc(ends_at):
+    if now >= ends_at:
         raise Conflict("Une séance terminée ne peut pas être annulée.", field="session_id")
 
 
 def check_check_in_window(status: SessionStatus, starts_at: datetime, ends_at: datetime, now: datetime) -> None:
     if status == SessionStatus.CANCELLED:
         raise Conflict("Cette séance a été annulée.", field="session_id")
-    if now < as_utc(starts_at) - CHECK_IN_OPENS_BEFORE:
+    if now < starts_at - CHECK_IN_OPENS_BEFORE:
         raise Conflict("L'émargement ouvre le jour de la séance.", field="session_id")
-    if now > as_utc(ends_at) + CHECK_IN_CLOSES_AFTER:
+    if now > ends_at + CHECK_IN_CLOSES_AFTER:
         raise Expired("L'émargement de cette séance est clos.", field="session_id")
 
 
@@ -123,11 +120,6 @@ def allocate(capacity: int, confirmed: int, waiting: int = 0) -> RsvpState:
 def next_ticket(last_seq: int) -> int:
     """Waitlist tickets grow strictly, per session; assigned under the lock, they are arrival order."""
     return last_seq + 1
-
-
-def waitlist_position(ticket: int, waitlisted_tickets: Iterable[int]) -> int:
-    """1-based place in the queue of a waitlisted ticket (the tickets ahead of it, plus one)."""
-    return sum(1 for t in waitlisted_tickets if t < ticket) + 1
 
 
 def to_promote(capacity: int, confirmed: int, waitlist: Sequence[T], started: bool) -> list[T]:

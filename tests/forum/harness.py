@@ -3,9 +3,9 @@ FORUM_TEST_DATABASE_URL is set, else SQLite), driven like the web front drives i
 over NATS request/reply. Approved members and secretariat accounts are made the only way the forum
 learns of them: registry events published to JetStream.
 
-The other forum test modules import `ForumHarness` and `running_forum`; the RSVP rush helpers
-(`approved_members`, `rsvp_rush`, `check_rush_invariants`) take any "answer" callable, so the same
-test can later go through the web front.
+The forum test modules import `ForumHarness` and `running_forum`; the web tests build their
+sessions with `session_request`. `rsvp_rush` takes any "answer" callable, so the same rush can go
+over NATS or through the web front.
 """
 from __future__ import annotations
 
@@ -26,9 +26,9 @@ from pydantic import BaseModel
 from sqlalchemy import func
 from sqlmodel import col, select
 
-from services.forum.handlers import wire
 from services.forum.models import ForumMember, MemberStanding
-from shared.contracts.common import ErrorBody, ErrorCode
+from services.forum.service import SERVICE
+from shared.contracts.common import ErrorBody, ErrorCode, Request
 from shared.contracts.forum import CreateSession, SessionView
 from shared.contracts.registry import College, MemberApproved, MemberRegistered, Role
 from shared.contracts.envelope import EventData, make_event
@@ -40,13 +40,12 @@ from shared.service import Service
 from shared.settings import Settings
 from tests.support import database_urls, drop_schemas, nats_server
 
-pytestmark = pytest.mark.integration
-T = TypeVar("T", bound=BaseModel)
+R = TypeVar("R", bound=BaseModel)
 
 
 class ForumHarness:
-    def __init__(self, svc: Service, js: Any, rpc: RpcClient) -> None:
-        self.svc = svc
+    def __init__(self, service: Service, js: Any, rpc: RpcClient) -> None:
+        self.service = service
         self.js = js
         self.rpc = rpc
         self._secretariat: str | None = None
@@ -61,8 +60,8 @@ class ForumHarness:
         """Until the forum's projection shows every member with that standing."""
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
-            async with self.svc.db.read() as s:
-                n = (await s.exec(select(func.count()).select_from(ForumMember).where(
+            async with self.service.db.read() as tx:
+                n = (await tx.exec(select(func.count()).select_from(ForumMember).where(
                     ForumMember.standing == standing,
                     col(ForumMember.member_id).in_(member_ids)))).one()
             if n == len(set(member_ids)):
@@ -95,41 +94,45 @@ class ForumHarness:
         return self._secretariat
 
     # ------------------------------------------------------------ requests
-    async def call(self, op: str, request: BaseModel, reply: type[T], timeout: float | None = None) -> T:
-        return await self.rpc.call("forum", op, request, reply, timeout=timeout)
+    async def call(self, request: Request[R], timeout: float | None = None) -> R:
+        return await self.rpc(request, timeout=timeout)
 
-    async def error(self, op: str, request: BaseModel | dict[str, Any], code: ErrorCode,
-                    field: str | None = None) -> RpcError:
-        """The call fails with that typed error (a dict is sent as is, as a buggy client could)."""
-        if isinstance(request, dict):
-            msg = await self.rpc.broker.request(request, f"rpc.forum.{op}", timeout=10)
-            body = await msg.decode()
-            assert body["ok"] is False, body
-            err = RpcError(ErrorBody(**body["error"]))
-        else:
-            with pytest.raises(RpcError) as exc:
-                await self.call(op, request, BaseModel)
-            err = exc.value
-        assert err.code == code, err.error
-        if field is not None:
-            assert err.field == field, err.error
-        return err
+    async def error(self, request: Request[Any], code: ErrorCode, field: str | None = None) -> RpcError:
+        """The call fails with that typed error."""
+        with pytest.raises(RpcError) as exc:
+            await self.call(request)
+        return _expect(exc.value, code, field)
+
+    async def error_raw(self, op: type[Request[Any]], payload: dict[str, Any], code: ErrorCode,
+                        field: str | None = None) -> RpcError:
+        """`payload` sent as is to the operation's subject, as a buggy client could, fails with that
+        typed error."""
+        msg = await self.rpc.broker.request(payload, op.subject(), timeout=10)
+        body = await msg.decode()
+        assert body["ok"] is False, body
+        return _expect(RpcError(ErrorBody(**body["error"])), code, field)
 
     async def create_session(self, *, now: datetime | None = None, **overrides: Any) -> SessionView:
         """A session whose RSVPs are open now (opened an hour ago, close in an hour, starts in two)."""
-        return await self.call("create-session", session_request(await self.secretariat(), now=now, **overrides),
-                               SessionView)
+        return await self.call(session_request(await self.secretariat(), now=now, **overrides))
 
     # ------------------------------------------------------------ what was emitted
     async def emitted(self, event: type[EventData], session_id: str | None = None) -> list[dict[str, Any]]:
         """Data of the events committed to the outbox (the source of truth for what is published)."""
-        async with self.svc.db.read() as s:
-            rows = (await s.exec(select(OutboxMessage).where(OutboxMessage.subject == event.TYPE)
-                                 .order_by(OutboxMessage.id))).all()  # type: ignore[arg-type]
+        async with self.service.db.read() as tx:
+            rows = (await tx.exec(select(OutboxMessage).where(OutboxMessage.subject == event.TYPE)
+                                  .order_by(OutboxMessage.id))).all()  # type: ignore[arg-type]
         datas = [json.loads(r.payload)["data"] for r in rows]
         if session_id is None:
             return datas
         return [d for d in datas if d.get("session_id", d.get("session", {}).get("session_id")) == session_id]
+
+
+def _expect(err: RpcError, code: ErrorCode, field: str | None) -> RpcError:
+    assert err.code == code, err.error
+    if field is not None:
+        assert err.field == field, err.error
+    return err
 
 
 def session_request(actor_id: str, *, now: datetime | None = None, **overrides: Any) -> CreateSession:
@@ -155,11 +158,11 @@ async def running_forum(tmp: Path, label: str | None = None) -> AsyncIterator[Fo
         with nats_server() as url:
             settings = Settings(nats_url=url, database_url=urls["forum"], data_dir=tmp, outbox_poll_interval=0.2,
                                 consumer_backoff=[0.2, 0.5], consumer_max_deliver=6, log_level="WARNING")
-            svc = wire(Service("forum", title="Séances et décisions (test)", settings=settings))
-            async with TestApp(svc.app):
+            service = SERVICE.build(settings)
+            async with TestApp(service.app):
                 nc = await nats.connect(url)
                 async with NatsBroker(url) as client:
-                    yield ForumHarness(svc, nc.jetstream(), RpcClient(client, timeout=30))
+                    yield ForumHarness(service, nc.jetstream(), RpcClient(client, timeout=30))
                 await nc.close()
     finally:
         drop_schemas(urls)
@@ -181,14 +184,3 @@ async def rsvp_rush(answer: Any, member_ids: list[str]) -> list[Any]:
     Returns each reply, or the exception it raised, in `member_ids` order."""
     return await asyncio.gather(*[answer(m) for m in member_ids], return_exceptions=True)
 
-
-# ---------------------------------------------------------------- a smoke test of the harness itself
-async def test_harness_projects_members_from_registry_events(tmp_path: Path) -> None:
-    async with running_forum(tmp_path) as h:
-        sec = await h.secretariat()
-        member = await h.member(College.PUBLIC_ACTOR)
-        async with h.svc.db.read() as s:
-            assert (await s.get(ForumMember, sec)).role == Role.SECRETARIAT
-            m = await s.get(ForumMember, member)
-        assert (m.standing, m.college, m.full_name) == (MemberStanding.APPROVED, College.PUBLIC_ACTOR,
-                                                         "Camille Martin")

@@ -1,4 +1,4 @@
-"""The heart of issue 3: a seat is never given twice.
+"""The forum's central promise: a seat is never given twice.
 
 500 approved members RSVP at once to a session of 100 seats, over the real broker, against the real
 database (PostgreSQL with FORUM_TEST_DATABASE_URL, else SQLite): exactly 100 confirmed, 400
@@ -20,10 +20,10 @@ from sqlmodel import select
 
 from services.forum.models import ForumRsvp, ForumSession
 from shared.contracts.forum import (
-    AnswerRsvp, GetSession, ListRsvps, RsvpConfirmed, RsvpList, RsvpPromoted, RsvpView, RsvpWaitlisted,
-    RsvpWithdrawn, SessionView, WithdrawRsvp,
+    AnswerRsvp, GetSession, ListRsvps, RsvpConfirmed, RsvpPromoted, RsvpView, RsvpWaitlisted, RsvpWithdrawn,
+    WithdrawRsvp,
 )
-from tests.integration.test_forum_harness import ForumHarness, approved_members, rsvp_rush, running_forum
+from tests.forum.harness import ForumHarness, approved_members, rsvp_rush, running_forum
 
 pytestmark = pytest.mark.integration
 MEMBERS, CAPACITY, WITHDRAWING = 500, 100, 30
@@ -36,8 +36,8 @@ async def h(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[ForumHarn
 
 
 async def rows(h: ForumHarness, session_id: str) -> list[ForumRsvp]:
-    async with h.svc.db.read() as s:
-        return list((await s.exec(select(ForumRsvp).where(ForumRsvp.session_id == session_id))).all())
+    async with h.service.db.read() as tx:
+        return list((await tx.exec(select(ForumRsvp).where(ForumRsvp.session_id == session_id))).all())
 
 
 def check_allocation(rsvps: list[ForumRsvp], capacity: int, waiting: int) -> list[ForumRsvp]:
@@ -59,8 +59,7 @@ async def test_rsvp_rush_never_overbooks_and_promotes_in_order(h: ForumHarness) 
     sid = session.session_id
 
     async def attend(member_id: str) -> RsvpView:
-        return await h.call("rsvp", AnswerRsvp(actor_id=member_id, session_id=sid, answer="attend"), RsvpView,
-                            timeout=120)
+        return await h.call(AnswerRsvp(actor_id=member_id, session_id=sid, answer="attend"), timeout=120)
 
     t0 = time.perf_counter()
     replies = await rsvp_rush(attend, members)
@@ -79,15 +78,14 @@ async def test_rsvp_rush_never_overbooks_and_promotes_in_order(h: ForumHarness) 
     # The database agrees: ticket order == reply positions == lock-time stamps.
     queue = check_allocation(await rows(h, sid), CAPACITY, MEMBERS - CAPACITY)
     assert [position[r.member_id] for r in queue] == list(range(1, MEMBERS - CAPACITY + 1))
-    async with h.svc.db.read() as s:
-        assert (await s.get(ForumSession, sid)).waitlist_seq == MEMBERS - CAPACITY  # type: ignore[union-attr]
+    async with h.service.db.read() as tx:
+        assert (await tx.get(ForumSession, sid)).waitlist_seq == MEMBERS - CAPACITY  # type: ignore[union-attr]
 
-    listed = await h.call("list-rsvps", ListRsvps(actor_id=await h.secretariat(), session_id=sid), RsvpList,
-                          timeout=30)
+    listed = await h.call(ListRsvps(actor_id=await h.secretariat(), session_id=sid), timeout=30)
     assert {e.member_id for e in listed.confirmed} == confirmed
     assert [e.member_id for e in listed.waitlisted] == [r.member_id for r in queue]
     assert [e.waitlist_position for e in listed.waitlisted] == list(range(1, MEMBERS - CAPACITY + 1))
-    view = await h.call("get-session", GetSession(session_id=sid, actor_id=queue[-1].member_id), SessionView)
+    view = await h.call(GetSession(session_id=sid, actor_id=queue[-1].member_id))
     assert (view.confirmed_count, view.waitlist_count, view.seats_left) == (CAPACITY, MEMBERS - CAPACITY, 0)
     assert view.my_rsvp and view.my_rsvp.waitlist_position == MEMBERS - CAPACITY
     assert len(await h.emitted(RsvpConfirmed, sid)) == CAPACITY
@@ -98,7 +96,7 @@ async def test_rsvp_rush_never_overbooks_and_promotes_in_order(h: ForumHarness) 
     first = [r.member_id for r in queue[:WITHDRAWING]]
 
     async def leave(member_id: str) -> RsvpView:
-        return await h.call("withdraw-rsvp", WithdrawRsvp(actor_id=member_id, session_id=sid), RsvpView, timeout=120)
+        return await h.call(WithdrawRsvp(actor_id=member_id, session_id=sid), timeout=120)
 
     t1 = time.perf_counter()
     out = await rsvp_rush(leave, leaving)
@@ -115,11 +113,11 @@ async def test_rsvp_rush_never_overbooks_and_promotes_in_order(h: ForumHarness) 
     assert [e["member_id"] for e in promoted] == first  # promoted one by one, head first
     assert {e["cause"] for e in promoted} == {"seat_freed"}
     assert sorted(e["member_id"] for e in await h.emitted(RsvpWithdrawn, sid)) == sorted(leaving)
-    moved_up = await h.call("get-session", GetSession(session_id=sid, actor_id=rest[0].member_id), SessionView)
+    moved_up = await h.call(GetSession(session_id=sid, actor_id=rest[0].member_id))
     assert moved_up.my_rsvp and moved_up.my_rsvp.waitlist_position == 1
 
     print(f"\n{MEMBERS} concurrent RSVPs answered in {rush_s:.2f}s ({MEMBERS / rush_s:.0f}/s); "
-          f"{WITHDRAWING} concurrent withdrawals in {withdraw_s:.2f}s [{h.svc.db.engine.dialect.name}]")
+          f"{WITHDRAWING} concurrent withdrawals in {withdraw_s:.2f}s [{h.service.db.engine.dialect.name}]")
 
 
 async def test_the_same_member_answering_at_once_gets_one_place(h: ForumHarness) -> None:
@@ -127,7 +125,7 @@ async def test_the_same_member_answering_at_once_gets_one_place(h: ForumHarness)
     sid = (await h.create_session(capacity=1)).session_id
 
     async def attend(_: str) -> RsvpView:
-        return await h.call("rsvp", AnswerRsvp(actor_id=member, session_id=sid, answer="attend"), RsvpView)
+        return await h.call(AnswerRsvp(actor_id=member, session_id=sid, answer="attend"))
 
     replies = await rsvp_rush(attend, [member] * 10)
     ok = [r for r in replies if isinstance(r, RsvpView)]

@@ -1,6 +1,8 @@
 """Forum commands and queries over the real broker and database: sessions, RSVPs and the waitlist,
-edits and cancellation, check-in and attendance, the member projection — and every bad input of
-the issue, each a clear typed error with nothing half-written."""
+edits and cancellation, check-in and attendance, the member projection — and every bad input, each
+a clear typed error with nothing half-written.
+
+Long because each rule is checked against the real broker and database in one shared forum."""
 from __future__ import annotations
 
 import asyncio
@@ -15,15 +17,14 @@ from sqlmodel import col, select
 from services.forum.models import ForumMember, ForumRsvp, ForumSession, MemberStanding
 from shared.contracts.common import ErrorCode
 from shared.contracts.forum import (
-    AnswerRsvp, AttendanceCounts, AttendanceRecorded, AttendanceView, CancelSession, CheckIn, GetAttendance,
-    GetSession, ListRsvps, ListSessions, RsvpConfirmed, RsvpDeclined, RsvpList, RsvpPromoted, RsvpView,
-    RsvpWaitlisted, RsvpWithdrawn, SessionCancelled, SessionList, SessionScheduled, SessionUpdated, SessionView,
-    UpdateSession, WithdrawRsvp,
+    AnswerRsvp, AttendanceRecorded, CancelSession, CheckIn, CreateSession, GetAttendance, GetSession, ListRsvps,
+    ListSessions, RsvpConfirmed, RsvpDeclined, RsvpPromoted, RsvpView, RsvpWaitlisted, RsvpWithdrawn,
+    SessionCancelled, SessionScheduled, SessionUpdated, SessionView, UpdateSession, WithdrawRsvp,
 )
-from shared.contracts.registry import College, MemberApproved, MemberErased, ProfileUpdated
+from shared.contracts.registry import College, MemberApproved, MemberErased, ProfileUpdated, Role
 from shared.clock import utcnow
 from shared.outbox import OutboxMessage
-from tests.integration.test_forum_harness import ForumHarness, running_forum, session_fields
+from tests.forum.harness import ForumHarness, running_forum, session_fields
 
 pytestmark = pytest.mark.integration
 H = timedelta(hours=1)
@@ -36,15 +37,15 @@ async def h(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[ForumHarn
 
 
 async def rsvp(h: ForumHarness, member: str, session_id: str, answer: str = "attend") -> RsvpView:
-    return await h.call("rsvp", AnswerRsvp(actor_id=member, session_id=session_id, answer=answer), RsvpView)
+    return await h.call(AnswerRsvp(actor_id=member, session_id=session_id, answer=answer))
 
 
 async def withdraw(h: ForumHarness, member: str, session_id: str) -> RsvpView:
-    return await h.call("withdraw-rsvp", WithdrawRsvp(actor_id=member, session_id=session_id), RsvpView)
+    return await h.call(WithdrawRsvp(actor_id=member, session_id=session_id))
 
 
 async def get(h: ForumHarness, session_id: str, actor_id: str | None = None) -> SessionView:
-    return await h.call("get-session", GetSession(session_id=session_id, actor_id=actor_id), SessionView)
+    return await h.call(GetSession(session_id=session_id, actor_id=actor_id))
 
 
 async def update(h: ForumHarness, view: SessionView, **over: Any) -> SessionView:
@@ -52,13 +53,13 @@ async def update(h: ForumHarness, view: SessionView, **over: Any) -> SessionView
                                           "online_url", "capacity", "rsvp_opens_at", "rsvp_closes_at")}
     data["agenda"] = [a.text for a in view.agenda]
     req = UpdateSession.model_validate(data | {"actor_id": await h.secretariat(), "session_id": view.session_id} | over)
-    return await h.call("update-session", req, SessionView)
+    return await h.call(req)
 
 
 async def row_counts(h: ForumHarness) -> tuple[int, int, int]:
     """(sessions, rsvps, outbox rows): what a refused command must leave unchanged."""
-    async with h.svc.db.read() as s:
-        return tuple([(await s.exec(select(func.count()).select_from(t))).one()  # type: ignore[return-value]
+    async with h.service.db.read() as tx:
+        return tuple([(await tx.exec(select(func.count()).select_from(t))).one()  # type: ignore[return-value]
                       for t in (ForumSession, ForumRsvp, OutboxMessage)])
 
 
@@ -75,13 +76,13 @@ async def test_schedule_a_session_and_read_it_back(h: ForumHarness) -> None:
     assert view.starts_at.utcoffset() == timedelta(0)
     assert view.starts_at == created.starts_at and view.my_rsvp is None and view.attendance is None
 
-    upcoming = await h.call("list-sessions", ListSessions(), SessionList)
+    upcoming = await h.call(ListSessions())
     assert created.session_id in [s.session_id for s in upcoming.sessions]
     starts = [s.starts_at for s in upcoming.sessions]
     assert starts == sorted(starts)
-    past = await h.call("list-sessions", ListSessions(when="past"), SessionList)
+    past = await h.call(ListSessions(when="past"))
     assert created.session_id not in [s.session_id for s in past.sessions]
-    health = await h.call("list-sessions", ListSessions(theme="health", kind="working_group"), SessionList)
+    health = await h.call(ListSessions(theme="health", kind="working_group"))
     assert [s.session_id for s in health.sessions] == [created.session_id] and health.total == 1
 
     [event] = await h.emitted(SessionScheduled, created.session_id)
@@ -92,8 +93,8 @@ async def test_schedule_a_session_and_read_it_back(h: ForumHarness) -> None:
 async def test_only_the_secretariat_schedules(h: ForumHarness) -> None:
     member = await h.member()
     before = await row_counts(h)
-    await h.error("create-session", session_fields(member), ErrorCode.FORBIDDEN)
-    await h.error("create-session", session_fields("nobody-we-know"), ErrorCode.FORBIDDEN)
+    await h.error_raw(CreateSession, session_fields(member), ErrorCode.FORBIDDEN)
+    await h.error_raw(CreateSession, session_fields("nobody-we-know"), ErrorCode.FORBIDDEN)
     assert await row_counts(h) == before
 
 
@@ -122,7 +123,7 @@ async def test_bad_session_input_is_refused_and_nothing_is_written(h: ForumHarne
         elif v == "naive":
             over[k] = start.replace(tzinfo=None).isoformat()
     before = await row_counts(h)
-    err = await h.error("create-session", fields | over, ErrorCode.INVALID, field)
+    err = await h.error_raw(CreateSession, fields | over, ErrorCode.INVALID, field)
     assert err.error.message
     assert await row_counts(h) == before
 
@@ -140,7 +141,7 @@ async def test_rsvp_waitlist_and_promotion_in_order(h: ForumHarness) -> None:
     view = await get(h, sid, d)
     assert (view.seats_left, view.confirmed_count, view.waitlist_count) == (0, 2, 2)
     assert view.my_rsvp and view.my_rsvp.state == "waitlisted" and view.my_rsvp.waitlist_position == 2
-    listed = await h.call("list-sessions", ListSessions(actor_id=c), SessionList)
+    listed = await h.call(ListSessions(actor_id=c))
     mine = next(s for s in listed.sessions if s.session_id == sid).my_rsvp
     assert mine and mine.waitlist_position == 1
 
@@ -175,16 +176,17 @@ async def test_rsvp_twice_and_other_refusals_leave_nothing_behind(h: ForumHarnes
     await rsvp(h, m, sid)
     await rsvp(h, other, sid)  # waitlisted
     before = await row_counts(h)
-    await h.error("rsvp", AnswerRsvp(actor_id=m, session_id=sid, answer="attend"), ErrorCode.CONFLICT, "answer")
-    await h.error("rsvp", AnswerRsvp(actor_id=other, session_id=sid, answer="attend"), ErrorCode.CONFLICT, "answer")
+    await h.error(AnswerRsvp(actor_id=m, session_id=sid, answer="attend"), ErrorCode.CONFLICT, "answer")
+    await h.error(AnswerRsvp(actor_id=other, session_id=sid, answer="attend"), ErrorCode.CONFLICT, "answer")
     assert await row_counts(h) == before
 
     await rsvp(h, m, sid, "decline")
-    await h.error("rsvp", AnswerRsvp(actor_id=m, session_id=sid, answer="decline"), ErrorCode.CONFLICT, "answer")
+    await h.error(AnswerRsvp(actor_id=m, session_id=sid, answer="decline"), ErrorCode.CONFLICT, "answer")
     never = await h.member()
-    await h.error("withdraw-rsvp", WithdrawRsvp(actor_id=never, session_id=sid), ErrorCode.CONFLICT)
-    await h.error("rsvp", {"actor_id": m, "session_id": sid, "answer": "peut-être"}, ErrorCode.INVALID, "answer")
-    await h.error("rsvp", {"actor_id": m, "session_id": sid}, ErrorCode.INVALID, "answer")
+    await h.error(WithdrawRsvp(actor_id=never, session_id=sid), ErrorCode.CONFLICT)
+    await h.error_raw(AnswerRsvp, {"actor_id": m, "session_id": sid, "answer": "peut-être"}, ErrorCode.INVALID,
+                      "answer")
+    await h.error_raw(AnswerRsvp, {"actor_id": m, "session_id": sid}, ErrorCode.INVALID, "answer")
 
 
 async def test_rsvp_outside_the_window_or_to_a_dead_session_is_refused(h: ForumHarness) -> None:
@@ -197,20 +199,20 @@ async def test_rsvp_outside_the_window_or_to_a_dead_session_is_refused(h: ForumH
     past = await h.create_session(rsvp_opens_at=now - 9 * H, rsvp_closes_at=now - 8 * H,
                                   starts_at=now - 4 * H, ends_at=now - 2 * H)
     cancelled = await h.create_session()
-    await h.call("cancel-session", CancelSession(actor_id=await h.secretariat(), session_id=cancelled.session_id,
-                                                 reason="Salle indisponible"), SessionView)
+    await h.call(CancelSession(actor_id=await h.secretariat(), session_id=cancelled.session_id,
+                               reason="Salle indisponible"))
     assert not (await get(h, not_yet.session_id)).rsvp_open and past.phase == "past"
 
     before = await row_counts(h)
     for session, code in ((not_yet, ErrorCode.CONFLICT), (closed, ErrorCode.EXPIRED), (past, ErrorCode.EXPIRED),
                           (cancelled, ErrorCode.CONFLICT)):
-        err = await h.error("rsvp", AnswerRsvp(actor_id=m, session_id=session.session_id, answer="attend"), code,
+        err = await h.error(AnswerRsvp(actor_id=m, session_id=session.session_id, answer="attend"), code,
                             "session_id")
         assert err.error.message
-        await h.error("withdraw-rsvp", WithdrawRsvp(actor_id=m, session_id=session.session_id), code)
-    await h.error("rsvp", AnswerRsvp(actor_id=m, session_id="no-such-session", answer="attend"),
+        await h.error(WithdrawRsvp(actor_id=m, session_id=session.session_id), code)
+    await h.error(AnswerRsvp(actor_id=m, session_id="no-such-session", answer="attend"),
                   ErrorCode.NOT_FOUND, "session_id")
-    await h.error("get-session", GetSession(session_id="no-such-session"), ErrorCode.NOT_FOUND, "session_id")
+    await h.error(GetSession(session_id="no-such-session"), ErrorCode.NOT_FOUND, "session_id")
     assert await row_counts(h) == before
 
 
@@ -218,8 +220,8 @@ async def test_only_approved_members_rsvp(h: ForumHarness) -> None:
     sid = (await h.create_session()).session_id
     registered = await h.register()
     before = await row_counts(h)
-    await h.error("rsvp", AnswerRsvp(actor_id=registered, session_id=sid, answer="attend"), ErrorCode.FORBIDDEN)
-    await h.error("rsvp", AnswerRsvp(actor_id="stranger", session_id=sid, answer="attend"), ErrorCode.FORBIDDEN)
+    await h.error(AnswerRsvp(actor_id=registered, session_id=sid, answer="attend"), ErrorCode.FORBIDDEN)
+    await h.error(AnswerRsvp(actor_id="stranger", session_id=sid, answer="attend"), ErrorCode.FORBIDDEN)
     assert await row_counts(h) == before
     # Approval arrives as an event: from then on the member may answer.
     await h.publish(MemberApproved(member_id=registered, public_id="pub-reg", college=College.CIVIL_SOCIETY))
@@ -249,13 +251,13 @@ async def test_edit_notifies_holders_of_time_or_place_changes(h: ForumHarness) -
     assert same.revision == 2 and len(await h.emitted(SessionUpdated, view.session_id)) == 2
 
     before = await row_counts(h)
-    await h.error("update-session", UpdateSession.model_validate(
+    await h.error(UpdateSession.model_validate(
         session_fields(await h.secretariat()) | {"session_id": view.session_id, "expected_revision": 0}),
         ErrorCode.CONFLICT, "expected_revision")
-    await h.error("update-session", UpdateSession.model_validate(
+    await h.error(UpdateSession.model_validate(
         session_fields(await h.secretariat()) | {"session_id": "nope"}), ErrorCode.NOT_FOUND, "session_id")
     member_edit = UpdateSession.model_validate(session_fields(a) | {"session_id": view.session_id})
-    await h.error("update-session", member_edit, ErrorCode.FORBIDDEN)
+    await h.error(member_edit, ErrorCode.FORBIDDEN)
     assert await row_counts(h) == before
 
 
@@ -266,8 +268,7 @@ async def test_capacity_changes(h: ForumHarness) -> None:
         await rsvp(h, m, view.session_id)  # 3 confirmed, 3 waitlisted
 
     before = await row_counts(h)
-    err = await h.error("update-session", _update_req(await h.secretariat(), view, capacity=2), ErrorCode.CONFLICT,
-                        "capacity")
+    err = await h.error(_update_req(await h.secretariat(), view, capacity=2), ErrorCode.CONFLICT, "capacity")
     assert "3" in err.error.message
     assert await row_counts(h) == before
     assert (await get(h, view.session_id)).capacity == 3
@@ -294,20 +295,19 @@ async def test_cancel_a_session(h: ForumHarness) -> None:
     view = await h.create_session()
     await rsvp(h, a, view.session_id)
     sec = await h.secretariat()
-    await h.error("cancel-session", {"actor_id": sec, "session_id": view.session_id, "reason": " "},
-                  ErrorCode.INVALID, "reason")
-    await h.error("cancel-session", CancelSession(actor_id=a, session_id=view.session_id, reason="Je préfère pas"),
+    await h.error_raw(CancelSession, {"actor_id": sec, "session_id": view.session_id, "reason": " "},
+                      ErrorCode.INVALID, "reason")
+    await h.error(CancelSession(actor_id=a, session_id=view.session_id, reason="Je préfère pas"),
                   ErrorCode.FORBIDDEN)
-    done = await h.call("cancel-session", CancelSession(actor_id=sec, session_id=view.session_id,
-                                                        reason="Grève des transports"), SessionView)
+    done = await h.call(CancelSession(actor_id=sec, session_id=view.session_id, reason="Grève des transports"))
     assert (done.status, done.cancel_reason, done.revision, done.rsvp_open) == ("cancelled", "Grève des transports",
                                                                                 1, False)
     [event] = await h.emitted(SessionCancelled, view.session_id)
     assert event["notify_member_ids"] == [a] and event["session"]["status"] == "cancelled"
-    await h.error("cancel-session", CancelSession(actor_id=sec, session_id=view.session_id, reason="Encore"),
+    await h.error(CancelSession(actor_id=sec, session_id=view.session_id, reason="Encore"),
                   ErrorCode.CONFLICT)
-    await h.error("update-session", _update_req(sec, done), ErrorCode.CONFLICT)
-    without = await h.call("list-sessions", ListSessions(include_cancelled=False), SessionList)
+    await h.error(_update_req(sec, done), ErrorCode.CONFLICT)
+    without = await h.call(ListSessions(include_cancelled=False))
     assert view.session_id not in [s.session_id for s in without.sessions]
 
 
@@ -326,29 +326,28 @@ async def test_secretariat_list_and_check_in(h: ForumHarness) -> None:
     await rsvp(h, no, sid, "decline")
     await h.publish(ProfileUpdated(member_id=c1, full_name="Alix Bernard-Roy", organisation="Réseau"))
 
-    await h.error("list-rsvps", ListRsvps(actor_id=c1, session_id=sid), ErrorCode.FORBIDDEN)
+    await h.error(ListRsvps(actor_id=c1, session_id=sid), ErrorCode.FORBIDDEN)
 
-    checked = await h.call("check-in", CheckIn(actor_id=sec, session_id=sid, member_id=c1), AttendanceView)
+    checked = await h.call(CheckIn(actor_id=sec, session_id=sid, member_id=c1))
     assert (checked.present, checked.walk_in, checked.counts.total) == (True, False, 1)
-    again = await h.call("check-in", CheckIn(actor_id=sec, session_id=sid, member_id=c1), AttendanceView)
+    again = await h.call(CheckIn(actor_id=sec, session_id=sid, member_id=c1))
     assert again.counts.total == 1  # idempotent
-    walked = await h.call("check-in", CheckIn(actor_id=sec, session_id=sid, member_id=walk), AttendanceView)
+    walked = await h.call(CheckIn(actor_id=sec, session_id=sid, member_id=walk))
     assert walked.walk_in is True
-    waitlisted_came = await h.call("check-in", CheckIn(actor_id=sec, session_id=sid, member_id=w1), AttendanceView)
+    waitlisted_came = await h.call(CheckIn(actor_id=sec, session_id=sid, member_id=w1))
     assert waitlisted_came.walk_in is True
-    undone = await h.call("check-in", CheckIn(actor_id=sec, session_id=sid, member_id=w1, present=False),
-                          AttendanceView)
+    undone = await h.call(CheckIn(actor_id=sec, session_id=sid, member_id=w1, present=False))
     assert (undone.present, undone.counts.total) == (False, 2)
     assert undone.counts.by_college == {"public_actor": 0, "civil_society": 1, "citizen": 1}
     assert undone.counts.final is False
 
     registered = await h.register()
-    await h.error("check-in", CheckIn(actor_id=sec, session_id=sid, member_id=registered), ErrorCode.FORBIDDEN,
+    await h.error(CheckIn(actor_id=sec, session_id=sid, member_id=registered), ErrorCode.FORBIDDEN,
                   "member_id")
-    await h.error("check-in", CheckIn(actor_id=c1, session_id=sid, member_id=c2), ErrorCode.FORBIDDEN)
-    await h.error("check-in", CheckIn(actor_id=sec, session_id="nope", member_id=c2), ErrorCode.NOT_FOUND)
+    await h.error(CheckIn(actor_id=c1, session_id=sid, member_id=c2), ErrorCode.FORBIDDEN)
+    await h.error(CheckIn(actor_id=sec, session_id="nope", member_id=c2), ErrorCode.NOT_FOUND)
     future = await h.create_session(starts_at=utcnow() + 72 * H, ends_at=utcnow() + 74 * H)
-    await h.error("check-in", CheckIn(actor_id=sec, session_id=future.session_id, member_id=c2), ErrorCode.CONFLICT)
+    await h.error(CheckIn(actor_id=sec, session_id=future.session_id, member_id=c2), ErrorCode.CONFLICT)
 
     recorded = await h.emitted(AttendanceRecorded, sid)
     assert [(e["member_id"], e["present"], e["walk_in"]) for e in recorded] == [
@@ -356,7 +355,7 @@ async def test_secretariat_list_and_check_in(h: ForumHarness) -> None:
     assert recorded[0]["college"] == "civil_society"
 
     await _until(lambda: _name(h, c1), "Alix Bernard-Roy")
-    lst = await h.call("list-rsvps", ListRsvps(actor_id=sec, session_id=sid), RsvpList)
+    lst = await h.call(ListRsvps(actor_id=sec, session_id=sid))
     assert [e.member_id for e in lst.confirmed] == [c1, c2]
     assert [(e.member_id, e.waitlist_position) for e in lst.waitlisted] == [(w1, 1)]
     assert [e.member_id for e in lst.declined] == [no]
@@ -367,8 +366,8 @@ async def test_secretariat_list_and_check_in(h: ForumHarness) -> None:
 
 
 async def _name(h: ForumHarness, member_id: str) -> str:
-    async with h.svc.db.read() as s:
-        m = await s.get(ForumMember, member_id)
+    async with h.service.db.read() as tx:
+        m = await tx.get(ForumMember, member_id)
         return m.full_name if m else ""
 
 
@@ -387,13 +386,13 @@ async def test_attendance_counts_per_college_after_the_session(h: ForumHarness) 
                                   starts_at=now - 25 * H, ends_at=now - 23 * H, title="Plénière d'hier")
     came = [await h.member(c) for c in (College.CITIZEN, College.CITIZEN, College.CIVIL_SOCIETY)]
     for m in came:
-        await h.call("check-in", CheckIn(actor_id=sec, session_id=past.session_id, member_id=m), AttendanceView)
-    counts = await h.call("attendance", GetAttendance(session_id=past.session_id), AttendanceCounts)
+        await h.call(CheckIn(actor_id=sec, session_id=past.session_id, member_id=m))
+    counts = await h.call(GetAttendance(session_id=past.session_id))
     assert (counts.final, counts.total) == (True, 3)
     assert counts.by_college == {"public_actor": 0, "civil_society": 1, "citizen": 2}
     view = await get(h, past.session_id)
     assert view.phase == "past" and view.attendance == counts
-    listed = await h.call("list-sessions", ListSessions(when="past"), SessionList)
+    listed = await h.call(ListSessions(when="past"))
     mine = next(s for s in listed.sessions if s.session_id == past.session_id)
     assert mine.attendance and mine.attendance.total == 3
     ends = [s.ends_at for s in listed.sessions]
@@ -402,7 +401,18 @@ async def test_attendance_counts_per_college_after_the_session(h: ForumHarness) 
     assert upcoming.attendance is None  # only after the session
 
 
-# ================================================================ erasure
+# ================================================================ the member projection, erasure
+async def test_members_are_projected_from_registry_events(h: ForumHarness) -> None:
+    sec = await h.secretariat()
+    member = await h.member(College.PUBLIC_ACTOR)
+    async with h.service.db.read() as tx:
+        assert (await tx.get(ForumMember, sec)).role == Role.SECRETARIAT  # type: ignore[union-attr]
+        m = await tx.get(ForumMember, member)
+    assert m is not None
+    assert (m.standing, m.college, m.full_name) == (MemberStanding.APPROVED, College.PUBLIC_ACTOR,
+                                                     "Camille Martin")
+
+
 async def test_erasure_releases_seats_and_promotes(h: ForumHarness) -> None:
     gone, waiting = await h.member(name="Gaëlle Partie"), await h.member()
     s1 = (await h.create_session(capacity=1)).session_id
@@ -424,7 +434,7 @@ async def test_erasure_releases_seats_and_promotes(h: ForumHarness) -> None:
     # An approval replayed after the erasure does not bring the member back.
     await h.publish(MemberApproved(member_id=gone, public_id="pub", college=College.CITIZEN))
     await asyncio.sleep(0.5)
-    await h.error("rsvp", AnswerRsvp(actor_id=gone, session_id=s2, answer="attend"), ErrorCode.FORBIDDEN)
+    await h.error(AnswerRsvp(actor_id=gone, session_id=s2, answer="attend"), ErrorCode.FORBIDDEN)
 
 
 async def test_events_reach_jetstream(h: ForumHarness) -> None:
@@ -432,9 +442,9 @@ async def test_events_reach_jetstream(h: ForumHarness) -> None:
     sid = (await h.create_session()).session_id
     deadline = asyncio.get_running_loop().time() + 10
     while True:
-        async with h.svc.db.read() as s:
-            left = (await s.exec(select(func.count()).select_from(OutboxMessage)
-                                 .where(col(OutboxMessage.published_at).is_(None)))).one()
+        async with h.service.db.read() as tx:
+            left = (await tx.exec(select(func.count()).select_from(OutboxMessage)
+                                  .where(col(OutboxMessage.published_at).is_(None)))).one()
         if left == 0:
             break
         assert asyncio.get_running_loop().time() < deadline, f"{left} events not relayed"

@@ -1,0 +1,86 @@
+"""Attendance: the secretariat's check-in (walk-ins included) and the counts per college that the
+session pages show once a session is over and the adoption rules check a quorum against."""
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import func
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from services.forum import rules
+from services.forum.models import ForumAttendance, ForumMember, ForumRsvp, MemberStanding
+from services.forum.queries import find_session, require_secretariat
+from services.forum.seats import lock_session
+from shared.clock import utcnow
+from shared.contracts.forum import (
+    AttendanceCounts, AttendanceRecorded, AttendanceView, CheckIn, GetAttendance, RsvpState,
+)
+from shared.contracts.registry import College
+from shared.errors import Forbidden
+from shared.service import HandlerContext
+
+
+async def by_college(tx: AsyncSession, session_ids: Sequence[str]) -> dict[str, dict[str, int]]:
+    """Members checked in at each session, per college."""
+    colleges: dict[str, list[Any]] = defaultdict(list)
+    if session_ids:
+        stmt = select(ForumAttendance.session_id, ForumAttendance.college).where(
+            col(ForumAttendance.session_id).in_(session_ids))
+        for sid, college in (await tx.exec(stmt)).all():  # type: ignore[call-overload]
+            colleges[sid].append(college)
+    return {sid: rules.attendance_by_college(colleges.get(sid, [])) for sid in session_ids}
+
+
+async def present(tx: AsyncSession, session_id: str) -> dict[College, int]:
+    """Members checked in at the session, per college (those without a college left out): what a
+    quorum is checked against."""
+    stmt = (select(ForumAttendance.college, func.count()).where(ForumAttendance.session_id == session_id)
+            .group_by(ForumAttendance.college))
+    return {College(c): n for c, n in (await tx.exec(stmt)).all() if c}  # type: ignore[call-overload]
+
+
+def counts(session_id: str, per_college: dict[str, int], final: bool) -> AttendanceCounts:
+    return AttendanceCounts(session_id=session_id, total=sum(per_college.values()), by_college=per_college,
+                            final=final)
+
+
+async def attendance(req: GetAttendance, ctx: HandlerContext) -> AttendanceCounts:
+    """Attendance per college (`final` once the session has ended)."""
+    now = utcnow()
+    async with ctx.db.read() as tx:
+        fs = await find_session(tx, req.session_id)
+        per_college = (await by_college(tx, [fs.id]))[fs.id]
+    return counts(fs.id, per_college, final=now >= fs.ends_at)
+
+
+async def check_in(req: CheckIn, ctx: HandlerContext) -> AttendanceView:
+    """Secretariat marks an approved member present (walk-ins included), or corrects a mistake."""
+    now = utcnow()
+    async with ctx.unit_of_work(actor=req.actor_id) as uow:
+        tx = uow.tx
+        await require_secretariat(tx, req.actor_id)
+        fs = await lock_session(tx, req.session_id)
+        rules.check_check_in_window(fs.status, fs.starts_at, fs.ends_at, now)
+        member = await tx.get(ForumMember, req.member_id)
+        if member is None or member.standing != MemberStanding.APPROVED:
+            raise Forbidden("Cette personne n'est pas un membre validé du forum.", field="member_id")
+        row = await tx.get(ForumAttendance, (fs.id, member.member_id))
+        walk_in = row.walk_in if row is not None else False
+        changed = req.present != (row is not None)  # asking for what is already recorded changes nothing
+        if req.present and row is None:
+            rsvp = await tx.get(ForumRsvp, (fs.id, member.member_id))
+            walk_in = rsvp is None or rsvp.state != RsvpState.CONFIRMED
+            tx.add(ForumAttendance(session_id=fs.id, member_id=member.member_id, college=member.college,
+                                   walk_in=walk_in, recorded_by=req.actor_id, recorded_at=now))
+        elif not req.present and row is not None:
+            await tx.delete(row)
+        if changed:
+            uow.emit(AttendanceRecorded(session_id=fs.id, member_id=member.member_id, public_id=member.public_id,
+                                        college=member.college, present=req.present, walk_in=walk_in))
+        await tx.flush()
+        per_college = (await by_college(tx, [fs.id]))[fs.id]
+    return AttendanceView(session_id=fs.id, member_id=req.member_id, present=req.present, walk_in=walk_in,
+                          counts=counts(fs.id, per_college, final=now >= fs.ends_at))
