@@ -24,10 +24,6 @@ _env = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates" /
                    autoescape=select_autoescape(["html"]), undefined=StrictUndefined)
 
 
-def paris_time(dt: datetime) -> str:
-    return dt.astimezone(PARIS).strftime("%d/%m/%Y à %H:%M (heure de Paris)")
-
-
 def render(template: str, subject: str | None = None, **ctx: object) -> tuple[str, str, str]:
     """(subject, text, html) of one e-mail; `subject` defaults to the template's fixed one."""
     subject = subject or SUBJECTS[template]

@@ -1,5 +1,7 @@
-"""Session notices: RSVP confirmations (with the .ics), waitlist positions, promotions, changes of
-time or place, cancellations, and the reminder 48 hours before."""
+"""E-mails about forum sessions, from forum events: RSVP confirmations (with the .ics), waitlist
+positions, promotions, changes of time or place, cancellations; and the session-reminders job, which
+mails the members holding a seat 48 hours before. Notifications keeps its own copy of each session's
+latest state and of who holds a seat, so it needs no call to the forum service."""
 from __future__ import annotations
 
 import uuid
@@ -7,19 +9,21 @@ from datetime import timedelta
 
 from sqlmodel import col, delete, select
 
-from services.notifications import mail
-from services.notifications.handlers import log, queue_mail, svc
-from services.notifications.models import NoticeSeat, NoticeSession
 from forumlib.ical import session_ics
-from shared.clock import as_paris as paris
+from services.notifications.models import NoticeSeat, NoticeSession
+from services.notifications.outgoing import queue_mail
+from shared.clock import paris_span, utcnow
+from shared.contracts.envelope import Envelope
 from shared.contracts.forum import (
     KIND_LABELS, RsvpConfirmed, RsvpDeclined, RsvpPromoted, RsvpWaitlisted, RsvpWithdrawn, SessionCancelled,
     SessionInfo, SessionKind, SessionScheduled, SessionStatus, SessionUpdated,
 )
-from shared.contracts.envelope import Envelope
-from shared.clock import utcnow
 from shared.errors import RetryLater
+from shared.logging import get_logger
 from shared.outbox import UnitOfWork
+from shared.service import Service
+
+log = get_logger(__name__)
 
 REMINDER_BEFORE = timedelta(hours=48)
 FIELD_LABELS = {"starts_at": "l'heure de début", "ends_at": "l'heure de fin", "place": "le lieu",
@@ -27,16 +31,8 @@ FIELD_LABELS = {"starts_at": "l'heure de début", "ends_at": "l'heure de fin", "
 
 
 def _details(s: SessionInfo) -> dict[str, object]:
-    start, end = paris(s.starts_at), paris(s.ends_at)
-    same_day = start.date() == end.date()
-    when = (f"le {start:%d/%m/%Y} de {start:%H:%M} à {end:%H:%M}" if same_day
-            else f"du {start:%d/%m/%Y à %H:%M} au {end:%d/%m/%Y à %H:%M}") + " (heure de Paris)"
-    return {"title": s.title, "kind_label": KIND_LABELS[SessionKind(s.kind)], "when": when, "place": s.place,
-            "online_url": s.online_url}
-
-
-def _link(s: SessionInfo) -> str:
-    return svc.settings.public_url.rstrip("/") + f"/seances/{s.session_id}"
+    return {"title": s.title, "kind_label": KIND_LABELS[SessionKind(s.kind)],
+            "when": paris_span(s.starts_at, s.ends_at), "place": s.place, "online_url": s.online_url}
 
 
 async def _remember(uow: UnitOfWork, s: SessionInfo) -> None:
@@ -45,7 +41,7 @@ async def _remember(uow: UnitOfWork, s: SessionInfo) -> None:
         return  # an older copy arrived late
     if row is None:
         row = NoticeSession(session_id=s.session_id, info="", starts_at=s.starts_at)
-    elif paris(row.starts_at) != paris(s.starts_at):
+    elif row.starts_at != s.starts_at:
         row.reminded_at = None  # moved: remind again before the new date
     row.revision, row.info, row.starts_at = s.revision, s.model_dump_json(), s.starts_at
     row.cancelled = s.status == SessionStatus.CANCELLED
@@ -61,18 +57,18 @@ async def _session(uow: UnitOfWork, session_id: str) -> SessionInfo:
 
 async def _notice(uow: UnitOfWork, event_id: str, member_id: str, kind: str, subject: str, s: SessionInfo,
                   intro: list[str], with_ics: bool = True) -> None:
-    ics = session_ics(s, svc.settings.public_url).decode() if with_ics else None
+    public_url = uow.settings.public_url
+    ics = session_ics(s, public_url, KIND_LABELS).decode() if with_ics else None
     await queue_mail(uow, event_id, member_id, kind, template="session", subject=subject, ics=ics,
-                     intro=intro, s=_details(s), link=_link(s), has_ics=with_ics)
+                     intro=intro, s=_details(s), link=f"{public_url.rstrip('/')}/seances/{s.session_id}",
+                     has_ics=with_ics)
 
 
-@svc.consume(SessionScheduled)
 async def on_session_scheduled(event: Envelope[SessionScheduled], uow: UnitOfWork) -> None:
     """Remember the session for calendar attachments and reminders."""
     await _remember(uow, event.data.session)
 
 
-@svc.consume(SessionUpdated)
 async def on_session_updated(event: Envelope[SessionUpdated], uow: UnitOfWork) -> None:
     """Tell every member who answered when the time or the place changes."""
     s = event.data.session
@@ -87,7 +83,6 @@ async def on_session_updated(event: Envelope[SessionUpdated], uow: UnitOfWork) -
                        "le fichier joint met votre agenda à jour."])
 
 
-@svc.consume(SessionCancelled)
 async def on_session_cancelled(event: Envelope[SessionCancelled], uow: UnitOfWork) -> None:
     """Tell every member who answered that the session is cancelled, and why."""
     s = event.data.session
@@ -106,7 +101,6 @@ async def _hold_seat(uow: UnitOfWork, session_id: str, member_id: str, holds: bo
         await uow.tx.delete(seat)
 
 
-@svc.consume(RsvpConfirmed)
 async def on_rsvp_confirmed(event: Envelope[RsvpConfirmed], uow: UnitOfWork) -> None:
     """Confirm the seat, with the session's .ics attached."""
     d = event.data
@@ -116,7 +110,6 @@ async def on_rsvp_confirmed(event: Envelope[RsvpConfirmed], uow: UnitOfWork) -> 
                   ["Votre place est confirmée pour la séance suivante."])
 
 
-@svc.consume(RsvpWaitlisted)
 async def on_rsvp_waitlisted(event: Envelope[RsvpWaitlisted], uow: UnitOfWork) -> None:
     """Tell the member their position on the waitlist."""
     d = event.data
@@ -127,7 +120,6 @@ async def on_rsvp_waitlisted(event: Envelope[RsvpWaitlisted], uow: UnitOfWork) -
                   with_ics=False)
 
 
-@svc.consume(RsvpPromoted)
 async def on_rsvp_promoted(event: Envelope[RsvpPromoted], uow: UnitOfWork) -> None:
     """A seat freed for a waitlisted member: tell them, with the .ics."""
     d = event.data
@@ -137,22 +129,21 @@ async def on_rsvp_promoted(event: Envelope[RsvpPromoted], uow: UnitOfWork) -> No
                   ["Bonne nouvelle : une place s'est libérée, votre inscription est confirmée."])
 
 
-@svc.consume(RsvpWithdrawn)
 async def on_rsvp_withdrawn(event: Envelope[RsvpWithdrawn], uow: UnitOfWork) -> None:
     """The member no longer holds a seat: no reminder."""
     await _hold_seat(uow, event.data.session_id, event.data.member_id, False)
 
 
-@svc.consume(RsvpDeclined)
 async def on_rsvp_declined(event: Envelope[RsvpDeclined], uow: UnitOfWork) -> None:
     """The member declined: no reminder."""
     await _hold_seat(uow, event.data.session_id, event.data.member_id, False)
 
 
-async def send_reminders() -> int:
-    """Queue the 48-hour reminders that are due; returns how many sessions were handled."""
+async def send_reminders(service: Service) -> int:
+    """One step of the session-reminders job: queue the 48-hour reminders that are due; returns how
+    many sessions were handled."""
     now = utcnow()
-    async with svc.unit_of_work() as uow:
+    async with service.unit_of_work() as uow:
         stmt = select(NoticeSession).where(
             NoticeSession.cancelled == False,  # noqa: E712 - SQL comparison
             col(NoticeSession.reminded_at).is_(None),
@@ -171,10 +162,3 @@ async def send_reminders() -> int:
             row.reminded_at = now
             uow.tx.add(row)
     return len(due)
-
-
-# Checks regularly (FORUM_REMINDER_INTERVAL) for sessions starting within 48 hours.
-svc.every(lambda: svc.settings.reminder_interval)(send_reminders)
-
-
-__all__ = ["mail", "send_reminders"]

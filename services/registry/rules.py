@@ -5,8 +5,6 @@ import hashlib
 import secrets
 from datetime import datetime, timedelta
 
-from shared.clock import as_utc
-
 from shared.contracts.registry import STATUS_LABELS, MemberStatus, Role
 from shared.errors import Conflict, Expired, Forbidden, Invalid
 
@@ -36,7 +34,7 @@ def check_token_usable(*, purpose: str, expected: str, expires_at: datetime, use
         raise Invalid("Ce lien n'est pas valable pour cette action.", field="token")
     if used_at is not None:
         raise Expired("Ce lien a déjà été utilisé. Demandez-en un nouveau.", field="token")
-    if as_utc(expires_at) <= now:
+    if expires_at <= now:
         raise Expired("Ce lien a expiré. Demandez-en un nouveau.", field="token")
 
 

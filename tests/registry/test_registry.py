@@ -11,13 +11,13 @@ from sqlalchemy import create_engine, text
 
 from forum_ouvert.launcher import Stack
 from shared.contracts.common import ErrorCode
-from shared.contracts.notifications import MemberNotifications
+from shared.contracts.notifications import ExportNotifications
 from shared.contracts.registry import (
-    Accepted, ApproveMember, EraseMember, Export, ExportData, GetMember, MemberView, RedeemSignIn, Register,
-    Registered, RejectMember, RequestSignIn, UpdateProfile, VerifyEmail,
+    ApproveMember, EraseMember, ExportData, GetMember, RedeemSignIn, Register, Registered, RejectMember,
+    RequestSignIn, UpdateProfile, VerifyEmail,
 )
-from shared.db import sync_url
 from shared.clock import utcnow
+from shared.db import sync_url
 from shared.rpc import RpcClient, RpcError
 from tests.support import caught_mail, link_in
 
@@ -29,8 +29,8 @@ def new_email() -> str:
 
 
 async def register(rpc: RpcClient, email: str, college: str = "citizen") -> Registered:
-    return await rpc.call("registry", "register", Register(full_name="Jeanne Test", email=email, organisation="",
-                                                           college=college, charter_accepted=True), Registered)
+    return await rpc(Register(full_name="Jeanne Test", email=email, organisation="", college=college,
+                              charter_accepted=True))
 
 
 def token_from_mail(forum: Stack, email: str, subject: str, path: str, count: int = 1) -> str:
@@ -43,7 +43,7 @@ async def verified_member(rpc: RpcClient, forum: Stack) -> tuple[str, str]:
     email = new_email()
     reg = await register(rpc, email)
     token = await asyncio.to_thread(token_from_mail, forum, email, "Confirmez", "/inscription/verifier")
-    await rpc.call("registry", "verify-email", VerifyEmail(token=token), MemberView)
+    await rpc(VerifyEmail(token=token))
     return reg.member_id, email
 
 
@@ -69,16 +69,15 @@ async def test_register_verify_sign_in_and_approval(rpc: RpcClient, forum: Stack
     reg = await register(rpc, email, "civil_society")
     assert reg.status == "pending_verification"
     token = await asyncio.to_thread(token_from_mail, forum, email, "Confirmez", "/inscription/verifier")
-    member = await rpc.call("registry", "verify-email", VerifyEmail(token=token), MemberView)
+    member = await rpc(VerifyEmail(token=token))
     assert member.status == "pending_approval" and member.verified_at is not None
 
-    await rpc.call("registry", "request-sign-in", RequestSignIn(email=email.upper()), Accepted)
+    await rpc(RequestSignIn(email=email.upper()))
     sign_in = await asyncio.to_thread(token_from_mail, forum, email, "connexion", "/connexion/lien")
-    me = await rpc.call("registry", "redeem-sign-in", RedeemSignIn(token=sign_in), MemberView)
+    me = await rpc(RedeemSignIn(token=sign_in))
     assert me.member_id == reg.member_id
 
-    approved = await rpc.call("registry", "approve-member",
-                              ApproveMember(actor_id=secretariat, member_id=reg.member_id), MemberView)
+    approved = await rpc(ApproveMember(actor_id=secretariat, member_id=reg.member_id))
     assert approved.status == "approved"
     mail = (await asyncio.to_thread(caught_mail, forum.mail_dir, email, "validée"))[0]
     assert mail.is_multipart() and mail.get_body(("html",)) is not None and mail.get_body(("plain",)) is not None
@@ -89,15 +88,13 @@ async def test_rejection_carries_the_reason(rpc: RpcClient, forum: Stack, secret
     member_id, email = await verified_member(rpc, forum)
     reply = await raw(rpc, "reject-member", {"actor_id": secretariat, "member_id": member_id, "reason": " "})
     assert reply["error"]["code"] == "invalid" and reply["error"]["field"] == "reason"
-    r = await rpc.call("registry", "reject-member", RejectMember(actor_id=secretariat, member_id=member_id,
-                                                                 reason="Organisation hors du périmètre du forum."),
-                       MemberView)
+    r = await rpc(RejectMember(actor_id=secretariat, member_id=member_id,
+                               reason="Organisation hors du périmètre du forum."))
     assert r.status == "rejected"
     mail = (await asyncio.to_thread(caught_mail, forum.mail_dir, email, "pas été validée"))[0]
     assert "hors du périmètre" in mail.get_body(("plain",)).get_content()
     # A decision is not silently redone.
-    await expect_error(rpc.call("registry", "approve-member", ApproveMember(actor_id=secretariat, member_id=member_id),
-                                MemberView), ErrorCode.CONFLICT)
+    await expect_error(rpc(ApproveMember(actor_id=secretariat, member_id=member_id)), ErrorCode.CONFLICT)
 
 
 async def test_duplicate_registration_is_refused_even_when_concurrent(rpc: RpcClient, forum: Stack) -> None:
@@ -123,7 +120,7 @@ async def test_bad_registration_input_writes_nothing(rpc: RpcClient, forum: Stac
         reply = await raw(rpc, "register", payload)
         assert reply["ok"] is False and reply["error"]["code"] == "invalid" and reply["error"]["field"] == field
     # Nothing was stored: a sign-in request for that address sends nothing.
-    await rpc.call("registry", "request-sign-in", RequestSignIn(email=email), Accepted)
+    await rpc(RequestSignIn(email=email))
     await asyncio.sleep(1.5)
     assert await asyncio.to_thread(caught_mail, forum.mail_dir, email, "", 0) == []
 
@@ -141,59 +138,49 @@ async def test_expired_reused_and_unknown_tokens(rpc: RpcClient, forum: Stack) -
     reg = await register(rpc, email)
     token = await asyncio.to_thread(token_from_mail, forum, email, "Confirmez", "/inscription/verifier")
     await asyncio.to_thread(_expire_tokens, forum, reg.member_id)
-    await expect_error(rpc.call("registry", "verify-email", VerifyEmail(token=token), MemberView),
-                       ErrorCode.EXPIRED, "token")
-    me = await rpc.call("registry", "get-member", GetMember(member_id=reg.member_id), MemberView)
+    await expect_error(rpc(VerifyEmail(token=token)), ErrorCode.EXPIRED, "token")
+    me = await rpc(GetMember(member_id=reg.member_id))
     assert me.status == "pending_verification"  # nothing half-done
     # A new link is sent by the sign-in form to an unverified member; it works once.
-    await rpc.call("registry", "request-sign-in", RequestSignIn(email=email), Accepted)
+    await rpc(RequestSignIn(email=email))
     fresh = await asyncio.to_thread(token_from_mail, forum, email, "Confirmez", "/inscription/verifier", 2)
     assert fresh != token  # caught_mail lists the newest first
-    await rpc.call("registry", "verify-email", VerifyEmail(token=fresh), MemberView)
-    await expect_error(rpc.call("registry", "verify-email", VerifyEmail(token=fresh), MemberView),
-                       ErrorCode.EXPIRED, "token")
-    await expect_error(rpc.call("registry", "verify-email", VerifyEmail(token="x" * 43), MemberView),
-                       ErrorCode.NOT_FOUND, "token")
-    await expect_error(rpc.call("registry", "redeem-sign-in", RedeemSignIn(token=fresh), MemberView),
-                       ErrorCode.INVALID, "token")
+    await rpc(VerifyEmail(token=fresh))
+    await expect_error(rpc(VerifyEmail(token=fresh)), ErrorCode.EXPIRED, "token")
+    await expect_error(rpc(VerifyEmail(token="x" * 43)), ErrorCode.NOT_FOUND, "token")
+    await expect_error(rpc(RedeemSignIn(token=fresh)), ErrorCode.INVALID, "token")
 
 
 async def test_only_the_secretariat_decides(rpc: RpcClient, forum: Stack, secretariat: str) -> None:
     member_id, _ = await verified_member(rpc, forum)
     other_id, _ = await verified_member(rpc, forum)
-    await expect_error(rpc.call("registry", "approve-member", ApproveMember(actor_id=other_id, member_id=member_id),
-                                MemberView), ErrorCode.FORBIDDEN)
-    await expect_error(rpc.call("registry", "approve-member",
-                                ApproveMember(actor_id=secretariat, member_id=str(uuid.uuid4())), MemberView),
+    await expect_error(rpc(ApproveMember(actor_id=other_id, member_id=member_id)), ErrorCode.FORBIDDEN)
+    await expect_error(rpc(ApproveMember(actor_id=secretariat, member_id=str(uuid.uuid4()))),
                        ErrorCode.NOT_FOUND, "member_id")
-    me = await rpc.call("registry", "get-member", GetMember(member_id=member_id), MemberView)
+    me = await rpc(GetMember(member_id=member_id))
     assert me.status == "pending_approval"
 
 
 async def test_unverified_member_cannot_be_approved(rpc: RpcClient, forum: Stack, secretariat: str) -> None:
     reg = await register(rpc, new_email())
-    await expect_error(rpc.call("registry", "approve-member",
-                                ApproveMember(actor_id=secretariat, member_id=reg.member_id), MemberView),
-                       ErrorCode.CONFLICT)
+    await expect_error(rpc(ApproveMember(actor_id=secretariat, member_id=reg.member_id)), ErrorCode.CONFLICT)
 
 
 async def test_profile_export_and_erasure(rpc: RpcClient, forum: Stack) -> None:
     member_id, email = await verified_member(rpc, forum)
-    updated = await rpc.call("registry", "update-profile", UpdateProfile(actor_id=member_id, full_name="Jeanne Nouvelle",
-                                                                          organisation="Collectif"), MemberView)
+    updated = await rpc(UpdateProfile(actor_id=member_id, full_name="Jeanne Nouvelle", organisation="Collectif"))
     assert updated.full_name == "Jeanne Nouvelle"
-    exported = await rpc.call("registry", "export", ExportData(actor_id=member_id), Export)
+    exported = await rpc(ExportData(actor_id=member_id))
     assert exported.data["member"]["email"] == email and exported.data["email_links"]
     for _ in range(100):  # notifications learns the contact from another consumer's event: give it a moment
-        notif = await rpc.call("notifications", "export", ExportData(actor_id=member_id), MemberNotifications)
+        notif = await rpc(ExportNotifications(actor_id=member_id))
         if notif.contact:
             break
         await asyncio.sleep(0.1)
     assert notif.contact and notif.contact["email"] == email and notif.emails
 
-    await rpc.call("registry", "erase", EraseMember(actor_id=member_id), Accepted)
-    await expect_error(rpc.call("registry", "get-member", GetMember(member_id=member_id), MemberView),
-                       ErrorCode.NOT_FOUND)
+    await rpc(EraseMember(actor_id=member_id))
+    await expect_error(rpc(GetMember(member_id=member_id)), ErrorCode.NOT_FOUND)
     engine = create_engine(sync_url(forum.database_urls["registry"]))
     with engine.connect() as c:
         row = c.execute(text("SELECT full_name, email, organisation, public_id, status FROM member WHERE id = :m"),
@@ -202,7 +189,7 @@ async def test_profile_export_and_erasure(rpc: RpcClient, forum: Stack) -> None:
     assert row[0] == "" and row[1] is None and row[2] == "" and row[3] and row[4] == "erased"
 
     async def notifications_forgot() -> bool:
-        n = await rpc.call("notifications", "export", ExportData(actor_id=member_id), MemberNotifications)
+        n = await rpc(ExportNotifications(actor_id=member_id))
         # Nothing left to send either: a redacted e-mail still pending could never leave.
         return n.contact is None and all(e["to"] == "" and e["status"] != "pending" for e in n.emails)
 
@@ -223,21 +210,21 @@ async def test_promoting_an_existing_member_reaches_the_forum(rpc: RpcClient, fo
     import sys
     from datetime import UTC, datetime
 
-    from shared.contracts.forum import CreateSession, SessionView
+    from shared.contracts.forum import CreateSession
 
     member_id, email = await verified_member(rpc, forum)
     start = datetime.now(UTC) + timedelta(days=30)
     request = CreateSession(actor_id=member_id, title="Séance créée par un membre promu", kind="plenary",
                             starts_at=start, ends_at=start + timedelta(hours=2), place="CESE", capacity=10,
                             rsvp_opens_at=start - timedelta(days=10), rsvp_closes_at=start - timedelta(days=1))
-    await expect_error(rpc.call("forum", "create-session", request, SessionView), ErrorCode.FORBIDDEN)
+    await expect_error(rpc(request), ErrorCode.FORBIDDEN)
     await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "forum_ouvert.cli", "create-secretariat", email],
                             check=True, capture_output=True,
                             env={**os.environ, "FORUM_DATABASE_URL": forum.database_urls["registry"],
                                  "FORUM_DATA_DIR": str(forum.data_dir)})
     for _ in range(100):
         try:
-            created = await rpc.call("forum", "create-session", request, SessionView)
+            created = await rpc(request)
             break
         except RpcError as exc:
             assert exc.code == ErrorCode.FORBIDDEN

@@ -40,14 +40,6 @@ def test_unusable_tokens_are_refused(kwargs: dict, error: type) -> None:
         rules.check_token_usable(**args)
 
 
-def test_naive_expiry_from_sqlite_is_read_as_utc() -> None:
-    naive = (NOW + timedelta(minutes=5)).replace(tzinfo=None)
-    rules.check_token_usable(purpose="x", expected="x", expires_at=naive, used_at=None, now=NOW)
-    with pytest.raises(Expired):
-        rules.check_token_usable(purpose="x", expected="x", expires_at=naive, used_at=None,
-                                 now=NOW + timedelta(minutes=6))
-
-
 def test_only_an_approved_secretariat_decides() -> None:
     rules.check_can_decide(Role.SECRETARIAT, MemberStatus.APPROVED)
     for role, status in [(Role.MEMBER, MemberStatus.APPROVED), (None, None),

@@ -1,0 +1,56 @@
+"""Who can be mailed: the address and name of each member, learnt from registry events and forgotten
+when the member is erased. Also what notifications keeps about a member, for their GDPR copy."""
+from __future__ import annotations
+
+from sqlmodel import col, select, update
+
+from services.notifications.models import Delivery, DeliveryStatus, Recipient
+from shared.clock import utcnow
+from shared.contracts.envelope import Envelope
+from shared.contracts.notifications import ExportNotifications, MemberNotifications
+from shared.contracts.registry import MemberErased, MemberRegistered, ProfileUpdated
+from shared.errors import RetryLater
+from shared.outbox import UnitOfWork
+from shared.service import HandlerContext
+
+
+async def on_registered(event: Envelope[MemberRegistered], uow: UnitOfWork) -> None:
+    """Remember how to reach a new member."""
+    d = event.data
+    existing = await uow.tx.get(Recipient, d.member_id)
+    if existing is None:
+        uow.tx.add(Recipient(member_id=d.member_id, email=d.email, full_name=d.full_name))
+
+
+async def on_profile_updated(event: Envelope[ProfileUpdated], uow: UnitOfWork) -> None:
+    """Keep the member's name current in greetings."""
+    r = await uow.tx.get(Recipient, event.data.member_id)
+    if r is None:
+        raise RetryLater("profile update before registration")
+    r.full_name, r.updated_at = event.data.full_name, utcnow()
+    uow.tx.add(r)
+
+
+async def on_erased(event: Envelope[MemberErased], uow: UnitOfWork) -> None:
+    """Forget the member's address, cancel the e-mails not sent yet, and redact every e-mail kept for them."""
+    r = await uow.tx.get(Recipient, event.data.member_id)
+    if r is not None:
+        await uow.tx.delete(r)
+    mine = col(Delivery.member_id) == event.data.member_id
+    await uow.tx.exec(update(Delivery).where(mine, col(Delivery.status) == DeliveryStatus.PENDING)  # type: ignore[call-overload]
+                      .values(status=DeliveryStatus.CANCELLED))
+    await uow.tx.exec(update(Delivery).where(mine)  # type: ignore[call-overload]
+                      .values(to_addr="", text_body="", html_body="", subject="(effacé)"))
+
+
+async def export(req: ExportNotifications, ctx: HandlerContext) -> MemberNotifications:
+    """GDPR access: the contact details and the e-mails sent to the member."""
+    async with ctx.db.read() as tx:
+        r = await tx.get(Recipient, req.actor_id)
+        ds = (await tx.exec(select(Delivery).where(Delivery.member_id == req.actor_id)
+                            .order_by(col(Delivery.created_at)))).all()
+    return MemberNotifications(
+        contact={"email": r.email, "full_name": r.full_name} if r else None,
+        emails=[{"kind": d.kind, "subject": d.subject, "to": d.to_addr, "status": d.status,
+                 "created_at": d.created_at.isoformat(), "sent_at": d.sent_at.isoformat() if d.sent_at else None}
+                for d in ds])
