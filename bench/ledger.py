@@ -1,4 +1,4 @@
-"""Benchmark of the public record (issue 4, point 8): `python -m bench.ledger [--quick]`.
+"""Benchmark of the public record: `python -m bench.ledger [--quick]`.
 
 What it measures, in one run, on one machine:
 
@@ -23,6 +23,10 @@ What it measures, in one run, on one machine:
 Database: SQLite file (default) or PostgreSQL with `--database-url postgresql://…` (a scratch
 schema, dropped at the end). Bounded: the default run takes about 4-6 minutes on a busy 2-CPU
 machine, `--quick` about 1-2. Figures, never assertions (shared machines).
+
+One file, longer than most modules, on purpose: the phases read top to bottom in the order they run,
+and it starts the minutes service in-process itself (`running_minutes`; the public ledger routes come
+from `forum_ouvert.launcher.serve_ledger_api`), so the benchmark depends on no test code.
 """
 from __future__ import annotations
 
@@ -38,8 +42,9 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +100,69 @@ def database(url: str | None, tmp: Path) -> Iterator[str]:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
+def approved_event() -> Any:
+    from shared.contracts.envelope import make_event
+    from shared.contracts.registry import College, MemberApproved
+
+    return make_event(MemberApproved(member_id=str(uuid.uuid4()), public_id=uuid.uuid4().hex[:16],
+                                     college=College.CITIZEN), producer="registry")
+
+
+async def publish(js: Any, envs: list[Any]) -> None:
+    await asyncio.gather(*[js.publish(e.type, e.model_dump_json().encode(), timeout=30,
+                                      headers={"Nats-Msg-Id": str(e.event_id)}) for e in envs])
+
+
+@dataclass
+class Minutes:
+    """The minutes service running in this event loop, and a JetStream client to feed it."""
+
+    svc: Any
+    js: Any
+    rpc: Any
+
+    async def size(self) -> int:
+        from services.minutes import store
+
+        async with self.svc.db.read() as tx:
+            return (await store.read_head(tx)).size
+
+    async def signed_size(self) -> int:
+        from services.minutes import store
+
+        async with self.svc.db.read() as tx:
+            cp = await store.latest_checkpoint(tx)
+        return -1 if cp is None else cp.tree_size
+
+    async def wait(self, measure: Callable[[], Awaitable[int]], n: int, timeout: float = 30.0) -> None:
+        """Until `measure()` (`size` or `signed_size`) reaches `n`."""
+        deadline = time.perf_counter() + timeout
+        while await measure() < n:
+            if time.perf_counter() > deadline:
+                raise TimeoutError(f"{measure.__name__} did not reach {n} in {timeout} s")
+            await asyncio.sleep(0.01)
+
+
+@asynccontextmanager
+async def running_minutes(data_dir: Path, nats_url: str, db_url: str) -> AsyncIterator[Minutes]:
+    import nats
+    from faststream import TestApp
+    from faststream.nats import NatsBroker
+
+    from services.minutes.service import SERVICE
+    from shared.rpc import RpcClient
+    from shared.settings import Settings
+
+    svc = SERVICE.build(Settings(nats_url=nats_url, database_url=db_url, data_dir=data_dir, log_level="WARNING",
+                                 ledger_checkpoint_interval=0.5, ledger_checkpoint_poll=1.0))
+    async with TestApp(svc.app), NatsBroker(nats_url) as broker:
+        nc = await nats.connect(nats_url)
+        try:
+            yield Minutes(svc, nc.jetstream(timeout=30), RpcClient(broker, timeout=30))
+        finally:
+            await nc.close()
+
+
 async def timed(samples: int, op: Callable[[], Awaitable[Any]]) -> dict[str, float | None]:
     lat = []
     for _ in range(samples):
@@ -108,77 +176,65 @@ async def timed(samples: int, op: Callable[[], Awaitable[Any]]) -> dict[str, flo
 async def baseline_consumer(db_url: str, tmp: Path, events: int, batch: bool = False) -> dict[str, Any]:
     """A consumer with an empty handler (inbox rows only), on its own nats-server: the ceiling the
     backbone puts on any consumer here, to compare the append rate with. `batch`: the path the
-    public record uses (`Service.consume_batch`, one transaction per fetch); otherwise
-    `Service.consume` (one transaction per event), what every other consumer uses."""
+    public record uses (one transaction per fetch); otherwise one transaction per event, what every
+    other consumer uses."""
     import nats
     from faststream import TestApp
 
-    from services.minutes.testing import approved_event
     from shared.contracts.registry import MemberApproved
-    from shared.service import Service
+    from shared.service import ServiceDef, consumer
     from shared.settings import Settings
 
     seen: list[int] = []
+
+    async def noop(events: Any, uow: Any) -> None:  # a list of events when batch, else one event
+        seen.append(len(events) if batch else 1)
+
     with nats_server() as url:
-        svc = Service("benchnoop", title="baseline", settings=Settings(
-            nats_url=url, database_url=db_url, data_dir=tmp, log_level="WARNING"))
-
-        if batch:
-            @svc.consume_batch(MemberApproved)
-            async def noop_batch(batch_events: list[Any], uow: Any) -> None:
-                seen.extend(1 for _ in batch_events)
-        else:
-            @svc.consume(MemberApproved)
-            async def noop(event: Any, uow: Any) -> None:
-                seen.append(1)
-
+        svc = ServiceDef("benchnoop", title="baseline", consumers=[consumer(noop, event=MemberApproved, batch=batch)]
+                         ).build(Settings(nats_url=url, database_url=db_url, data_dir=tmp, log_level="WARNING"))
         async with TestApp(svc.app):
             nc = await nats.connect(url)
             js = nc.jetstream(timeout=30)
             envs = [approved_event() for _ in range(events)]
             t0 = time.perf_counter()
-            await asyncio.gather(*[js.publish(e.type, e.model_dump_json().encode(), timeout=30,
-                                              headers={"Nats-Msg-Id": str(e.event_id)}) for e in envs])
-            while len(seen) < events:
+            await publish(js, envs)
+            while sum(seen) < events:
                 await asyncio.sleep(0.01)
             seconds = time.perf_counter() - t0
             await nc.close()
     return {"events": events, "seconds": seconds, "events_per_s": events / seconds}
 
 
-async def append_through_consumer(h: Any, events: int) -> dict[str, Any]:
-    from services.minutes.testing import approved_event
-
+async def append_through_consumer(h: Minutes, events: int) -> dict[str, Any]:
     envs = [approved_event() for _ in range(events)]
-    payloads = [(e.type, e.model_dump_json().encode(), str(e.event_id)) for e in envs]
     start_size = await h.size()
     t0 = time.perf_counter()
-    for i in range(0, len(payloads), 500):
-        await asyncio.gather(*[h.js.publish(t, b, timeout=30, headers={"Nats-Msg-Id": mid})
-                               for t, b, mid in payloads[i:i + 500]])
+    for i in range(0, len(envs), 500):
+        await publish(h.js, envs[i:i + 500])
     published = time.perf_counter() - t0
-    await h.wait_size(start_size + events, timeout=600)
+    await h.wait(h.size, start_size + events, timeout=600)
     appended = time.perf_counter() - t0
-    await h.wait_checkpoint(start_size + events, timeout=60)
+    await h.wait(h.signed_size, start_size + events, timeout=60)
     checkpointed = time.perf_counter() - t0
     # Idle latency: one event -> the checkpoint covering it.
     single = []
     for _ in range(5):
         await asyncio.sleep(0.7)  # past the checkpoint interval: measures the path, not the rate limit
         size = await h.size()
-        (env,) = [approved_event()]
         t1 = time.perf_counter()
-        await h.publish(env)
-        await h.wait_checkpoint(size + 1)
+        await publish(h.js, [approved_event()])
+        await h.wait(h.signed_size, size + 1)
         single.append(time.perf_counter() - t1)
     return {"events": events, "publish_s": published, "appended_s": appended, "checkpoint_s": checkpointed,
             "leaves_per_s": events / checkpointed, "single_event_to_checkpoint": latency_summary(single)}
 
 
-async def fill_with_store_append(h: Any, target: int, chunk: int = 5000) -> dict[str, Any]:
+async def fill_with_store_append(h: Minutes, target: int, chunk: int = 5000) -> dict[str, Any]:
     from datetime import UTC, datetime
 
     from services.minutes import store
+    from services.minutes.checkpoints import CHECKPOINT_SIGNER
     from services.minutes.records import make_record
 
     size = await h.size()
@@ -193,27 +249,27 @@ async def fill_with_store_append(h: Any, target: int, chunk: int = 5000) -> dict
             rec = make_record("member.approved", eid, now,
                               {"public_id": uuid.uuid4().hex[:16], "college": colleges[(size + i) % 3]})
             items.append(store.Pending(eid, "member.approved", rec))
-        async with h.svc.db.transaction() as s:
-            await store.append(s, items)
-        h.ledger.wake()
+        async with h.svc.db.transaction() as tx:
+            await store.append(tx, items)
+        h.svc.wake(CHECKPOINT_SIGNER)
         size += n
     seconds = time.perf_counter() - t0
-    await h.wait_checkpoint(target, timeout=120)
+    await h.wait(h.signed_size, target, timeout=120)
     return {"leaves": target, "seconds": seconds, "leaves_per_s": target / seconds if seconds else None}
 
 
-async def extend_nodes_only(h: Any, target: int, chunk: int = 50_000) -> dict[str, Any]:
+async def extend_nodes_only(h: Minutes, target: int, chunk: int = 50_000) -> dict[str, Any]:
     """Grow the tree to `target` leaves writing only ledger_node rows and the head (no entries)."""
     from sqlalchemy import update
 
-    from services.minutes import store
     from forumlib.tlog import Frontier, leaf_hash, subtree_ids
+    from services.minutes import store
     from services.minutes.models import HeadRow
 
     t0 = time.perf_counter()
-    async with h.svc.db.read() as s:
-        head = await store.read_head(s)
-        frontier = Frontier.load(await store.reader_for(s, subtree_ids(0, head.size)), head.size)
+    async with h.svc.db.read() as tx:
+        head = await store.read_head(tx)
+        frontier = Frontier.load(await store.reader_for(tx, subtree_ids(0, head.size)), head.size)
     pg = not h.svc.db.sqlite
     rows_total = 0
     while frontier.size < target:
@@ -221,36 +277,36 @@ async def extend_nodes_only(h: Any, target: int, chunk: int = 50_000) -> dict[st
         for i in range(frontier.size, min(frontier.size + chunk, target)):
             rows.extend((lv, ix, hh) for (lv, ix), hh in frontier.append(leaf_hash(b"bench-%d" % i)))
         rows_total += len(rows)
-        async with h.svc.db.transaction() as s:
+        async with h.svc.db.transaction() as tx:
             if pg:
-                conn = await s.connection()
+                conn = await tx.connection()
                 raw = (await conn.get_raw_connection()).driver_connection
                 async with raw.cursor() as cur:
                     async with cur.copy("COPY ledger_node (level, idx, hash) FROM STDIN") as copy:
                         for r in rows:
                             await copy.write_row(r)
             else:
-                conn = await s.connection()
+                conn = await tx.connection()
                 await conn.exec_driver_sql("INSERT INTO ledger_node (level, idx, hash) VALUES (?, ?, ?)", rows)
-            await s.exec(update(HeadRow.__table__).where(HeadRow.__table__.c.id == store.HEAD_ID)
+            await tx.exec(update(HeadRow.__table__).where(HeadRow.__table__.c.id == store.HEAD_ID)
                          .values(tree_size=frontier.size, root=frontier.root(),
                                  frontier=b"".join(hh for _, hh in frontier.nodes)))
     return {"leaves": target, "node_rows_written": rows_total, "seconds": time.perf_counter() - t0}
 
 
-async def proof_latency(h: Any, base: str, size: int, samples: int) -> dict[str, Any]:
+async def proof_latency(h: Minutes, base: str, size: int, samples: int) -> dict[str, Any]:
     from services.minutes import store
 
     rng = random.Random(size)
     out: dict[str, Any] = {"size": size}
     async with httpx.AsyncClient(base_url=base, timeout=30) as client:
         async def store_inclusion() -> None:
-            async with h.svc.db.read() as s:
-                await store.prove_inclusion(s, rng.randrange(size), size)
+            async with h.svc.db.read() as tx:
+                await store.prove_inclusion(tx, rng.randrange(size), size)
 
         async def store_consistency() -> None:
-            async with h.svc.db.read() as s:
-                await store.prove_consistency(s, rng.randrange(1, size), size)
+            async with h.svc.db.read() as tx:
+                await store.prove_consistency(tx, rng.randrange(1, size), size)
 
         async def http_inclusion() -> None:
             r = await client.get("/ledger/proof/inclusion", params={"index": rng.randrange(size), "size": size})
@@ -288,7 +344,7 @@ def verify_in_subprocess(base: str, key: str, state: Path) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- run
 async def run(quick: bool, database_url: str | None) -> dict[str, Any]:
-    from services.minutes.testing import ledger_http, running_minutes
+    from services.minutes.keys import signer
 
     cfg = QUICK if quick else FULL
     small, big = cfg["sizes"]
@@ -299,14 +355,15 @@ async def run(quick: bool, database_url: str | None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-ledger-") as tmp, nats_server() as nats_url, \
             database(database_url, Path(tmp)) as db_url:
         results["database"] = "postgresql" if db_url.startswith("postgresql") else "sqlite"
+        from forum_ouvert.launcher import serve_ledger_api
         from shared.migrations import upgrade
 
         await asyncio.to_thread(upgrade, "minutes", db_url)
         print(f"baseline: empty consumer ({cfg['baseline']} events)…", flush=True)
         results["baseline"] = await baseline_consumer(db_url, Path(tmp), cfg["baseline"])
         results["baseline_batch"] = await baseline_consumer(db_url, Path(tmp), cfg["baseline"], batch=True)
-        async with running_minutes(Path(tmp), nats_url, db_url, checkpoint_interval=0.5) as h:
-            async with ledger_http(h.rpc) as base:
+        async with running_minutes(Path(tmp), nats_url, db_url) as h:
+            async with serve_ledger_api(h.rpc) as base:
                 print(f"append through the consumer ({cfg['events']} events)…", flush=True)
                 results["append"] = await append_through_consumer(h, cfg["events"])
                 print(f"fill to {small:,} leaves with store.append…", flush=True)
@@ -314,7 +371,7 @@ async def run(quick: bool, database_url: str | None) -> dict[str, Any]:
                 print(f"proofs at {small:,}…", flush=True)
                 results["proofs_small"] = await proof_latency(h, base, small, cfg["samples"])
                 print(f"verify {small:,} leaves…", flush=True)
-                key = h.ledger.signer().verifier.encode()
+                key = signer(h.svc.settings).verifier.encode()
                 results["verify"] = await asyncio.to_thread(verify_in_subprocess, base, key, Path(tmp) / "state.json")
                 print(f"extend the tree to {big:,} leaves (nodes only)…", flush=True)
                 results["fill_big"] = await extend_nodes_only(h, big)

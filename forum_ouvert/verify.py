@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
-import rfc8785
 import typer
 
 from forumlib.tlog import (
@@ -49,6 +48,7 @@ from forumlib.tlog import (
     leaf_hash,
     open_checkpoint,
     parse_verifier_key,
+    record_leaf_bytes,
     verify_consistency,
 )
 
@@ -56,9 +56,9 @@ STATE_VERSION = 1
 PAGE = 1000
 PARALLEL_PAGES = 4
 
-# Problem codes (VerifyResult.problem) -> exit status
+# Problem codes (VerifyResult.problem) that mean the log is not what it claims: exit status 1. The
+# others ("unreachable", "http", "bad_key", "state") mean it could not be checked: exit status 2.
 LOG_PROBLEMS = {"signature", "malformed", "leaf_mismatch", "entries_missing", "root_mismatch", "rollback", "fork"}
-CHECK_PROBLEMS = {"unreachable", "http", "bad_key", "state"}
 
 
 @dataclass
@@ -120,7 +120,8 @@ def is_canonical_leaf(leaf: bytes, record: Any) -> bool:
 
     Fast path: for an ASCII leaf and a record without floats or huge integers, JCS output equals
     `json.dumps(sort_keys=True, separators=(",", ":"))` (same key order for ASCII, same escapes);
-    anything else — or any difference — is decided by the reference `rfc8785` implementation."""
+    anything else — or any difference — is decided by the reference implementation (`rfc8785`, through
+    `record_leaf_bytes`)."""
     if not isinstance(record, dict):
         return False
     if leaf.isascii() and _plain(record):
@@ -128,7 +129,7 @@ def is_canonical_leaf(leaf: bytes, record: Any) -> bool:
         if fast.encode("utf-8") == leaf:
             return True
     try:
-        return rfc8785.dumps(record) == leaf
+        return record_leaf_bytes(record) == leaf
     except Exception:  # noqa: BLE001 - any value JCS refuses cannot be the record of a leaf
         return False
 

@@ -1,25 +1,53 @@
 """iCalendar (RFC 5545) for sessions: one event per session, shared by the web front (.ics files, the
-feed) and notifications (attachments), so every copy of a session has the same UID and SEQUENCE."""
+feed) and notifications (attachments), so every copy of a session has the same UID and SEQUENCE.
+
+A session is anything with the fields of `CalendarSession` (the forum's `SessionInfo` has them); the
+caller names each kind of session (`kind_labels`), since the forum's vocabulary is not this module's."""
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Protocol
+from zoneinfo import ZoneInfo
 
 from icalendar import Calendar, Event, vText
 
-from zoneinfo import ZoneInfo
-
 PARIS = ZoneInfo("Europe/Paris")
-
-from shared.contracts.forum import KIND_LABELS, SessionInfo, SessionKind, SessionStatus
-
 PRODID = "-//CESE//Forum ouvert//FR"
+
+
+class CalendarSession(Protocol):
+    @property
+    def session_id(self) -> str: ...
+    @property
+    def revision(self) -> int: ...  # the event's SEQUENCE: grows with every change
+    @property
+    def status(self) -> str: ...  # "cancelled" makes a CANCELLED event
+    @property
+    def kind(self) -> str: ...
+    @property
+    def title(self) -> str: ...
+    @property
+    def description(self) -> str: ...
+    @property
+    def starts_at(self) -> datetime: ...
+    @property
+    def ends_at(self) -> datetime: ...
+    @property
+    def place(self) -> str | None: ...
+    @property
+    def online_url(self) -> str | None: ...
+    @property
+    def agenda(self) -> Sequence[str]: ...
+    @property
+    def updated_at(self) -> datetime: ...
 
 
 def session_uid(session_id: str) -> str:
     return f"session-{session_id}@forum-ouvert"
 
 
-def _event(s: SessionInfo, public_url: str) -> Event:
+def _event(s: CalendarSession, public_url: str, kind_labels: Mapping[str, str]) -> Event:
     ev = Event()
     ev.add("uid", session_uid(s.session_id))
     ev.add("sequence", s.revision)
@@ -27,7 +55,7 @@ def _event(s: SessionInfo, public_url: str) -> Event:
     ev.add("last-modified", s.updated_at)
     ev.add("dtstart", s.starts_at.astimezone(PARIS))
     ev.add("dtend", s.ends_at.astimezone(PARIS))
-    ev.add("summary", f"{KIND_LABELS[SessionKind(s.kind)]} — {s.title}")
+    ev.add("summary", f"{kind_labels[s.kind]} — {s.title}")
     url = f"{public_url.rstrip('/')}/seances/{s.session_id}"
     lines = [s.description] if s.description else []
     if s.agenda:
@@ -38,8 +66,7 @@ def _event(s: SessionInfo, public_url: str) -> Event:
     ev.add("description", "\n\n".join(lines))
     ev.add("location", vText(s.place or s.online_url or "En ligne"))
     ev.add("url", url)
-    cancelled = s.status == SessionStatus.CANCELLED
-    ev.add("status", "CANCELLED" if cancelled else "CONFIRMED")
+    ev.add("status", "CANCELLED" if s.status == "cancelled" else "CONFIRMED")
     return ev
 
 
@@ -55,16 +82,16 @@ def _calendar(name: str | None = None) -> Calendar:
     return cal
 
 
-def session_ics(session: SessionInfo, public_url: str) -> bytes:
+def session_ics(session: CalendarSession, public_url: str, kind_labels: Mapping[str, str]) -> bytes:
     cal = _calendar()
-    cal.add_component(_event(session, public_url))
+    cal.add_component(_event(session, public_url, kind_labels))
     cal.add_missing_timezones()
     return cal.to_ical()
 
 
-def sessions_feed(sessions: Iterable[SessionInfo], public_url: str) -> bytes:
+def sessions_feed(sessions: Iterable[CalendarSession], public_url: str, kind_labels: Mapping[str, str]) -> bytes:
     cal = _calendar("Forum ouvert — séances")
     for s in sessions:
-        cal.add_component(_event(s, public_url))
+        cal.add_component(_event(s, public_url, kind_labels))
     cal.add_missing_timezones()
     return cal.to_ical()

@@ -26,7 +26,6 @@ from forumlib.tlog.hashing import (
     leaf_hash,
     node_hash,
     record_leaf_bytes,
-    record_leaf_hash,
 )
 from forumlib.tlog.note import (
     InvalidSignatureError,
@@ -45,7 +44,6 @@ from forumlib.tlog.note import (
     parse_signer_key,
     parse_verifier_key,
     sign_note,
-    verifier_key_from_ed25519,
 )
 from forumlib.tlog.proofs import (
     ProofError,
@@ -110,14 +108,12 @@ __all__ = [
     "parse_signer_key",
     "parse_verifier_key",
     "record_leaf_bytes",
-    "record_leaf_hash",
     "root_from_inclusion_proof",
     "root_hash",
     "root_node_ids",
     "sign_checkpoint",
     "sign_note",
     "subtree_ids",
-    "verifier_key_from_ed25519",
     "verify_consistency",
     "verify_inclusion",
 ]

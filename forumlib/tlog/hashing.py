@@ -46,8 +46,3 @@ def record_leaf_bytes(record: Mapping[str, Any]) -> bytes:
     if not isinstance(record, Mapping):
         raise TypeError(f"a record must be a JSON object (mapping), not {type(record).__name__}")
     return rfc8785.dumps(dict(record))
-
-
-def record_leaf_hash(record: Mapping[str, Any]) -> bytes:
-    """``leaf_hash(record_leaf_bytes(record))``: the hash stored at level 0."""
-    return leaf_hash(record_leaf_bytes(record))

@@ -201,11 +201,6 @@ def generate_key(name: str) -> tuple[str, str]:
     return signer.encode(), signer.verifier.encode()
 
 
-def verifier_key_from_ed25519(name: str, public_key: bytes) -> str:
-    """The verifier key string for an existing raw 32-byte Ed25519 public key."""
-    return Verifier(name, bytes(public_key)).encode()
-
-
 def _split_key(text: str, what: str) -> tuple[str, int, bytes]:
     """Parse ``<name>+<hex8>+<base64 key data>``; return name, key ID, key data after the 0x01."""
     name, sep1, rest = text.partition("+")

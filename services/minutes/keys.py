@@ -2,23 +2,37 @@
 
 The file holds one line, the signer key string `PRIVATE+KEY+<origin>+<key id>+<base64(0x01||seed)>`
 (the format of golang.org/x/mod/sumdb/note, so Go tools can use it too). It is created atomically
-with mode 0600 (two processes starting together end up with the same key) and never logged.
+with mode 0600 (two processes starting together end up with the same key) and never logged. A process
+reads it once (`signer`); the service checks it at start, so an unusable file stops it there.
 """
 from __future__ import annotations
 
 import os
 import stat
 import tempfile
+from functools import lru_cache
 from pathlib import Path
 
 from forumlib.tlog import KeyFormatError, Signer, generate_key, parse_signer_key
 from shared.logging import get_logger
+from shared.settings import Settings
 
 log = get_logger(__name__)
 
 
 class KeyFileError(RuntimeError):
     """The key file exists but cannot be used for this log (unreadable, malformed, other origin)."""
+
+
+def signer(settings: Settings) -> Signer:
+    """The public record's signing key for these settings, read (or created) on first use."""
+    return load_signer(settings.ledger_key_path, settings.ledger_origin)
+
+
+@lru_cache(maxsize=8)  # keyed by (path, origin): tests and benchmarks run several logs in one process
+def load_signer(path: Path, origin: str) -> Signer:
+    """`load_or_create_signer`, once per process for each (path, origin); a failure is not cached."""
+    return load_or_create_signer(path, origin)
 
 
 def load_or_create_signer(path: Path, origin: str) -> Signer:

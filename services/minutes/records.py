@@ -50,7 +50,7 @@ Decisions and votes (forum, `shared/contracts/decisions.py`):
   "count"}…] (every grade, best first), "majority_grade" or null, "rank"}…] (ranking order),
   "winner_option_id" or null, "tie"}}` — the merit profiles, never a ballot: anyone can recompute
   the majority grades, the ranking and the winner from this record alone
-  (`shared/majority_judgment.py`);
+  (`forumlib/majority_judgment.py`);
 - `rule.updated`: `{"rule": <rule>, "updated_at"}` with `<rule>` = `{"kind": session kind,
   "quorum": {college: minimum present}, "double_majority": bool}`.
 
@@ -58,9 +58,10 @@ Every value is a string, an integer, a boolean, null, a list or an object (never
 timestamp, at any depth, has the `occurred_at` form (`utc_timestamp`: UTC, six decimals, `Z`);
 enumerations are their string values.
 
-Rule 5 of the design brief: no personal data a person has not made public. Where a fact must refer
-to a person, use their random `public_id` (unlinkable once the registry erases them) or a keyed
-hash whose key can be destroyed — never anything that would force rewriting the log on erasure.
+The log can never be rewritten, so it holds no personal data a person has not made public. Where a
+fact must refer to a person, use their random `public_id` (unlinkable once the registry erases them)
+or a keyed hash whose key can be destroyed — never anything that would force rewriting the log on
+erasure.
 
 Adding a fact is one function here, e.g.::
 
@@ -70,7 +71,7 @@ Adding a fact is one function here, e.g.::
 
 (`make_record` turns the values into the record's JSON form: `public_json`.)
 
-`services/minutes/handlers.py` registers a durable consumer for every recorder at import time.
+`services/minutes/service.py` declares a durable consumer for every recorder.
 """
 from __future__ import annotations
 
@@ -85,9 +86,9 @@ from pydantic import BaseModel
 from shared.contracts.decisions import (
     DecisionRecorded, DecisionSuperseded, FollowUpUpdated, RuleUpdated, VoteClosed, VoteOpened,
 )
+from shared.contracts.envelope import Envelope, EventData
 from shared.contracts.forum import SessionCancelled, SessionInfo, SessionScheduled, SessionUpdated
 from shared.contracts.registry import MemberApproved
-from shared.contracts.envelope import Envelope, EventData
 
 RECORD_SCHEMA = 1
 
@@ -169,8 +170,8 @@ SESSION_FIELDS = ("session_id", "revision", "status", "title", "kind", "theme", 
 record only by being added here (and to the documented schema)."""
 
 
-def session_record(s: SessionInfo) -> dict[str, Any]:
-    return {f: getattr(s, f) for f in SESSION_FIELDS}
+def session_record(session: SessionInfo) -> dict[str, Any]:
+    return {f: getattr(session, f) for f in SESSION_FIELDS}
 
 
 @public_record(SessionScheduled, "session.scheduled")

@@ -1,5 +1,5 @@
-"""Majority judgment (shared/majority_judgment.py) against a brute-force reference written here,
-independently of the module, from the wording of issue 4: "compare median grades; on a tie, remove
+"""Majority judgment (forumlib/majority_judgment.py) against a brute-force reference written here,
+independently of the module, from the rule as the forum states it: "compare median grades; on a tie, remove
 one median grade at a time from the tied options and compare again". The reference works on
 explicit lists of grades (one per ballot), never on merit profiles or the module's helpers."""
 from __future__ import annotations

@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
+from forumlib.majority_judgment import Grade, winner
 from forumlib.tlog import record_leaf_bytes
 from services.minutes.models import EntryRow
-from services.minutes.testing import approved_event, decision_event, running_minutes, vote_closed_event
 from shared.contracts.common import ErrorCode
-from shared.contracts.minutes import SERVICE, EntryLocations, LedgerEntries, ListEntries, LocateEntries
-from forumlib.majority_judgment import Grade, winner
+from shared.contracts.minutes import EntryLocations, ListEntries, LocateEntries
+from tests.minutes.harness import approved_event, decision_event, running_minutes, vote_closed_event
 from tests.support import database_urls, drop_schemas, nats_server
 
 pytestmark = pytest.mark.integration
@@ -35,7 +35,7 @@ async def env(tmp_path: Path):
 
 
 async def locate(h, ids: list[str]) -> EntryLocations:  # noqa: ANN001
-    return await h.rpc.call(SERVICE, "ledger-locate", LocateEntries(event_ids=ids), EntryLocations)
+    return await h.rpc(LocateEntries(event_ids=ids))
 
 
 async def test_decision_and_closed_vote_are_appended_once_and_located(env, tmp_path: Path) -> None:  # noqa: ANN001
@@ -64,7 +64,7 @@ async def test_decision_and_closed_vote_are_appended_once_and_located(env, tmp_p
         assert [loc.index for loc in found.locations] == sorted(loc.index for loc in found.locations)  # log order
         assert (await locate(h, [str(uuid.uuid4())])).locations == []
 
-        page = await h.rpc.call(SERVICE, "ledger-entries", ListEntries(start=0, end=10), LedgerEntries)
+        page = await h.rpc(ListEntries(start=0, end=10))
         entries = {e.index: e for e in page.entries}
         d_entry = entries[by_id[str(decision.event_id)].index]
         v_entry = entries[by_id[str(vote.event_id)].index]
@@ -86,8 +86,8 @@ async def test_decision_and_closed_vote_are_appended_once_and_located(env, tmp_p
         await h.publish(marker2)
         await h.wait_size(4)
         await asyncio.sleep(0.5)
-        async with h.svc.db.read() as s:
-            ids = (await s.exec(select(EntryRow.event_id).order_by(EntryRow.leaf_index))).all()
+        async with h.svc.db.read() as tx:
+            ids = (await tx.exec(select(EntryRow.event_id).order_by(EntryRow.leaf_index))).all()
         assert sorted(ids[:3]) == sorted([str(decision.event_id), str(vote.event_id), str(marker.event_id)])
         assert ids[3:] == [str(marker2.event_id)]
         again = await locate(h, [str(decision.event_id), str(vote.event_id)])
@@ -99,6 +99,6 @@ async def test_locate_refuses_bad_requests(env, tmp_path: Path) -> None:  # noqa
     async with running_minutes(tmp_path, nats_url, db_url) as h:
         assert await locate(h, ["x"]) == EntryLocations(locations=[], size=0)
         for body in ({"event_ids": []}, {"event_ids": ["a"] * 101}, {"event_ids": ["x" * 65]}, {}):
-            reply = await (await h.broker.request(body, f"rpc.{SERVICE}.ledger-locate", timeout=10)).decode()
+            reply = await (await h.broker.request(body, LocateEntries.subject(), timeout=10)).decode()
             assert reply["ok"] is False and reply["error"]["code"] == ErrorCode.INVALID, (body, reply)
             assert reply["error"]["field"].startswith("event_ids"), reply

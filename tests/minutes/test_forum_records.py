@@ -11,17 +11,17 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from forumlib.majority_judgment import GRADES, Grade, majority_grade, rank, winner
 from forumlib.tlog import record_leaf_bytes
 from services.minutes.records import RECORDERS, Recorder, public_json, record_of
-from services.minutes.testing import T0, decision_event, session_info, vote_closed_event
 from shared.contracts.decisions import (
     DECISION_EVENTS, CommitmentRef, DecisionSuperseded, Eligibility, FollowUpStatus, FollowUpUpdated, Method,
     Outcome, Rule, RuleUpdated, VoteOpened,
 )
 from shared.contracts.forum import SessionCancelled, SessionKind, SessionScheduled, SessionStatus, SessionUpdated
-from shared.contracts.registry import College
 from shared.contracts.envelope import Envelope, make_event
-from forumlib.majority_judgment import GRADES, Grade, majority_grade, rank, winner
+from shared.contracts.registry import College
+from tests.minutes.harness import T0, decision_event, session_info, vote_closed_event
 
 TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 SECRET_IDS = ["m-secret-0001", "m-secret-0002", "3f1c0b9e-1111-4222-8333-944455556666"]

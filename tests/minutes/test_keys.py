@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from services.minutes.keys import KeyFileError, load_or_create_signer
 from forumlib.tlog import open_note, parse_verifier_key, sign_note
-from services.minutes.settings import DEFAULT_ORIGIN, MinutesSettings
+from services.minutes.keys import KeyFileError, load_or_create_signer, signer
+from shared.settings import Settings
 
 ORIGIN = "forum.test/registre"
 
@@ -49,9 +49,18 @@ def test_garbage_key_file_is_refused_without_echoing_it(tmp_path: Path) -> None:
 def test_settings_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("FORUM_LEDGER_KEY_FILE", raising=False)
     monkeypatch.delenv("FORUM_LEDGER_ORIGIN", raising=False)
-    s = MinutesSettings(data_dir=tmp_path)
-    assert s.key_path == tmp_path / "ledger.key" and s.ledger_origin == DEFAULT_ORIGIN
+    s = Settings(data_dir=tmp_path)
+    assert s.ledger_key_path == tmp_path / "ledger.key" and s.ledger_origin == "forum-ouvert.local/registre"
     monkeypatch.setenv("FORUM_LEDGER_KEY_FILE", str(tmp_path / "k"))
     monkeypatch.setenv("FORUM_LEDGER_ORIGIN", ORIGIN)
-    s = MinutesSettings()
-    assert s.key_path == tmp_path / "k" and s.ledger_origin == ORIGIN
+    s = Settings()
+    assert s.ledger_key_path == tmp_path / "k" and s.ledger_origin == ORIGIN
+
+
+def test_the_service_reads_the_key_of_its_settings_once(tmp_path: Path) -> None:
+    s = Settings(data_dir=tmp_path, ledger_origin=ORIGIN)
+    first = signer(s)
+    assert s.ledger_key_path.exists() and first.name == ORIGIN
+    assert signer(Settings(data_dir=tmp_path, ledger_origin=ORIGIN)) is first
+    with pytest.raises(KeyFileError, match="origin"):  # same file, another log: refused, never cached
+        signer(Settings(data_dir=tmp_path, ledger_origin="another.example/log"))

@@ -17,12 +17,9 @@ from forumlib.tlog import (
     verify_consistency, verify_inclusion,
 )
 from services.minutes.models import EntryRow, NodeRow
-from services.minutes.testing import approved_event, running_minutes
+from tests.minutes.harness import approved_event, running_minutes
 from shared.contracts.common import ErrorCode
-from shared.contracts.minutes import (
-    SERVICE, ConsistencyProof, GetConsistencyProof, GetInclusionProof, GetVerifierKey, InclusionProof, LedgerEntries,
-    LedgerKey, ListEntries,
-)
+from shared.contracts.minutes import GetConsistencyProof, GetInclusionProof, GetVerifierKey, ListEntries
 from shared.outbox import InboxMessage
 from shared.rpc import RpcError
 from tests.support import database_urls, drop_schemas, nats_server
@@ -46,14 +43,13 @@ def b64d(text: str) -> bytes:
 
 
 async def key_of(h) -> object:  # noqa: ANN001
-    return parse_verifier_key((await h.rpc.call(SERVICE, "ledger-key", GetVerifierKey(), LedgerKey)).key)
+    return parse_verifier_key((await h.rpc(GetVerifierKey())).key)
 
 
 async def all_entries(h) -> list:  # noqa: ANN001
     out: list = []
     while True:
-        page = await h.rpc.call(SERVICE, "ledger-entries", ListEntries(start=len(out), end=len(out) + 1000),
-                                LedgerEntries)
+        page = await h.rpc(ListEntries(start=len(out), end=len(out) + 1000))
         if not page.entries:
             return out
         out.extend(page.entries)
@@ -61,9 +57,9 @@ async def all_entries(h) -> list:  # noqa: ANN001
 
 async def test_empty_log_has_a_signed_checkpoint_at_first_start(minutes) -> None:  # noqa: ANN001
     cp = await minutes.wait_checkpoint(0)
-    checkpoint, _ = open_checkpoint(cp.note, [await key_of(minutes)], minutes.minutes_settings.ledger_origin)
+    checkpoint, _ = open_checkpoint(cp.note, [await key_of(minutes)], minutes.settings.ledger_origin)
     assert checkpoint.size == 0 and checkpoint.root_hash == EMPTY_ROOT
-    assert minutes.minutes_settings.key_path.stat().st_mode & 0o077 == 0
+    assert minutes.settings.ledger_key_path.stat().st_mode & 0o077 == 0
 
 
 async def test_member_approved_becomes_one_public_leaf(minutes) -> None:  # noqa: ANN001
@@ -80,7 +76,7 @@ async def test_member_approved_becomes_one_public_leaf(minutes) -> None:  # noqa
     leaf = b64d(entry.leaf)
     assert leaf == record_leaf_bytes(entry.record)
     assert env.data.member_id.encode() not in leaf
-    checkpoint, _ = open_checkpoint(cp.note, [await key_of(minutes)], minutes.minutes_settings.ledger_origin)
+    checkpoint, _ = open_checkpoint(cp.note, [await key_of(minutes)], minutes.settings.ledger_origin)
     assert checkpoint.size == 1 and checkpoint.root_hash == leaf_hash(leaf)
 
 
@@ -94,14 +90,14 @@ async def test_redelivered_event_never_makes_a_second_leaf(minutes) -> None:  # 
     await minutes.wait_size(2)
     await asyncio.sleep(0.5)
     # And if the inbox row were lost (e.g. another consumer name), the ledger's own key still holds.
-    async with minutes.svc.db.transaction() as s:
-        appended = await store.append(s, [store.Pending(str(env.event_id), "member.approved",
+    async with minutes.svc.db.transaction() as tx:
+        appended = await store.append(tx, [store.Pending(str(env.event_id), "member.approved",
                                                         {"schema": 1, "type": "x", "data": {}})])
     assert appended == []
     assert await minutes.size() == 2
-    async with minutes.svc.db.read() as s:
-        ids = (await s.exec(select(EntryRow.event_id).order_by(EntryRow.leaf_index))).all()
-        inbox = (await s.exec(select(func.count()).select_from(InboxMessage))).one()
+    async with minutes.svc.db.read() as tx:
+        ids = (await tx.exec(select(EntryRow.event_id).order_by(EntryRow.leaf_index))).all()
+        inbox = (await tx.exec(select(func.count()).select_from(InboxMessage))).one()
     assert ids == [str(env.event_id), str(marker.event_id)]
     assert inbox == 2
 
@@ -110,8 +106,8 @@ async def test_concurrent_appenders_get_consecutive_indices_and_one_tree(minutes
     """Twenty transactions at once (as replicas would): the head lock serialises them."""
 
     async def one(batch: int) -> list[int]:
-        async with minutes.svc.db.transaction() as s:
-            return await store.append(s, [store.Pending(f"c-{batch}-{i}", "test", {"batch": batch, "i": i})
+        async with minutes.svc.db.transaction() as tx:
+            return await store.append(tx, [store.Pending(f"c-{batch}-{i}", "test", {"batch": batch, "i": i})
                                           for i in range(5)])
 
     results = await asyncio.gather(*[one(b) for b in range(20)])
@@ -122,9 +118,9 @@ async def test_concurrent_appenders_get_consecutive_indices_and_one_tree(minutes
     entries = await all_entries(minutes)
     mem = MemoryNodeStore()
     mem.append([leaf_hash(b64d(e.leaf)) for e in entries])
-    async with minutes.svc.db.read() as s:
-        head = await store.read_head(s)
-        nodes = (await s.exec(select(func.count()).select_from(NodeRow))).one()
+    async with minutes.svc.db.read() as tx:
+        head = await store.read_head(tx)
+        nodes = (await tx.exec(select(func.count()).select_from(NodeRow))).one()
     assert head.size == 100 and head.root == mem.root()
     assert nodes == len(mem)  # each complete subtree stored exactly once
     cp = await minutes.wait_checkpoint(100)
@@ -147,13 +143,11 @@ async def test_proofs_over_rpc_verify_with_the_pure_verifier(minutes) -> None:  
     rng = random.Random(4)
     for size in [1, 2, 3, 7, 8, 9, 16, 31, 32, 33, n]:
         for index in {0, size - 1, rng.randrange(size)}:
-            p = await minutes.rpc.call(SERVICE, "ledger-inclusion", GetInclusionProof(index=index, size=size),
-                                       InclusionProof)
+            p = await minutes.rpc(GetInclusionProof(index=index, size=size))
             assert (p.leaf_index, p.tree_size) == (index, size)
             verify_inclusion(index, size, leaves[index], [b64d(x) for x in p.hashes], roots[size])
     for first, second in [(0, n), (1, 2), (1, n), (7, 8), (8, 16), (15, 33), (32, n), (n, n), (5, 5)]:
-        p = await minutes.rpc.call(SERVICE, "ledger-consistency", GetConsistencyProof(first=first, second=second),
-                                   ConsistencyProof)
+        p = await minutes.rpc(GetConsistencyProof(first=first, second=second))
         verify_consistency(first, second, roots[first], roots[second], [b64d(x) for x in p.hashes])
 
 
@@ -174,25 +168,25 @@ async def test_bad_inputs_are_typed_errors(minutes) -> None:  # noqa: ANN001
         ("ledger-entries", {"start": "a", "end": 1}, ErrorCode.INVALID, "start"),
     ]
     for op, body, code, field in cases:
-        msg = await minutes.broker.request(body, f"rpc.{SERVICE}.{op}", timeout=10)
+        msg = await minutes.broker.request(body, f"rpc.minutes.{op}", timeout=10)
         reply = await msg.decode()
         assert reply["ok"] is False, (op, body)
         assert (reply["error"]["code"], reply["error"]["field"]) == (code, field), (op, body, reply)
     # Entries past the end are simply not there; a page never exceeds 1000.
-    page = await minutes.rpc.call(SERVICE, "ledger-entries", ListEntries(start=3, end=10**12), LedgerEntries)
+    page = await minutes.rpc(ListEntries(start=3, end=10**12))
     assert [e.index for e in page.entries] == [3, 4]
-    assert (await minutes.rpc.call(SERVICE, "ledger-entries", ListEntries(start=9, end=20), LedgerEntries)).entries == []
+    assert (await minutes.rpc(ListEntries(start=9, end=20))).entries == []
     with pytest.raises(RpcError) as exc:
-        await minutes.rpc.call(SERVICE, "ledger-inclusion", GetInclusionProof(index=9, size=9), InclusionProof)
+        await minutes.rpc(GetInclusionProof(index=9, size=9))
     assert exc.value.code == ErrorCode.INVALID
 
 
 async def test_page_size_is_bounded(minutes) -> None:  # noqa: ANN001
-    async with minutes.svc.db.transaction() as s:
-        await store.append(s, [store.Pending(f"p-{i}", "test", {"i": i}) for i in range(1203)])
-    page = await minutes.rpc.call(SERVICE, "ledger-entries", ListEntries(start=0, end=5000), LedgerEntries)
+    async with minutes.svc.db.transaction() as tx:
+        await store.append(tx, [store.Pending(f"p-{i}", "test", {"i": i}) for i in range(1203)])
+    page = await minutes.rpc(ListEntries(start=0, end=5000))
     assert [e.index for e in page.entries] == list(range(1000))
-    page = await minutes.rpc.call(SERVICE, "ledger-entries", ListEntries(start=1000, end=5000), LedgerEntries)
+    page = await minutes.rpc(ListEntries(start=1000, end=5000))
     assert [e.index for e in page.entries] == list(range(1000, 1203))
 
 
@@ -208,18 +202,17 @@ async def test_key_and_log_survive_a_restart(tmp_path: Path) -> None:
                 await h.publish_approved(2)
                 second = await h.wait_checkpoint(5)
                 assert (await key_of(h)).encode() == key
-                p = await h.rpc.call(SERVICE, "ledger-consistency", GetConsistencyProof(first=3, second=5),
-                                     ConsistencyProof)
+                p = await h.rpc(GetConsistencyProof(first=3, second=5))
                 verify_consistency(3, 5, b64d(first.root), b64d(second.root), [b64d(x) for x in p.hashes])
-                async with h.svc.db.read() as s:
-                    n = (await s.exec(select(func.count()).select_from(EntryRow))).one()
+                async with h.svc.db.read() as tx:
+                    n = (await tx.exec(select(func.count()).select_from(EntryRow))).one()
                 assert n == 5
     finally:
         drop_schemas(urls)
 
 
 async def test_database_tree_reproduces_the_rfc_9162_test_vectors(tmp_path: Path) -> None:
-    """The Certificate Transparency reference vectors (tests/unit/ledger/vectors.py), through the
+    """The Certificate Transparency reference vectors (tests/forumlib/tlog/vectors.py), through the
     database layout and its one-query node reads."""
     from sqlalchemy import insert
 
@@ -227,7 +220,7 @@ async def test_database_tree_reproduces_the_rfc_9162_test_vectors(tmp_path: Path
     from services.minutes.models import HeadRow
     from shared.db import Database
     from shared.migrations import upgrade
-    from tests.unit.ledger import vectors
+    from tests.forumlib.tlog import vectors
 
     urls = database_urls(tmp_path)
     await asyncio.to_thread(upgrade, "minutes", urls["minutes"])
@@ -236,18 +229,18 @@ async def test_database_tree_reproduces_the_rfc_9162_test_vectors(tmp_path: Path
         frontier, rows = Frontier(), []
         for leaf in vectors.LEAF_INPUTS:
             rows += [{"level": lv, "idx": ix, "hash": h} for (lv, ix), h in frontier.append(leaf_hash(leaf))]
-        async with db.transaction() as s:
-            await s.exec(insert(NodeRow.__table__), params=rows)
-            await s.exec(insert(HeadRow.__table__).values(id=store.HEAD_ID, tree_size=frontier.size,
+        async with db.transaction() as tx:
+            await tx.exec(insert(NodeRow.__table__), params=rows)
+            await tx.exec(insert(HeadRow.__table__).values(id=store.HEAD_ID, tree_size=frontier.size,
                                                           root=frontier.root(), frontier=b"".join(
                                                               h for _, h in frontier.nodes)))
-        async with db.session() as s:
+        async with db.read() as tx:
             for size, root in enumerate(vectors.ROOTS):
-                assert await store.stored_root(s, size) == root
+                assert await store.stored_root(tx, size) == root
             for index, size, proof in vectors.INCLUSION_PROOFS:
-                assert await store.prove_inclusion(s, index, size) == proof
+                assert await store.prove_inclusion(tx, index, size) == proof
             for first, second, proof in vectors.CONSISTENCY_PROOFS:
-                assert await store.prove_consistency(s, first, second) == proof
+                assert await store.prove_consistency(tx, first, second) == proof
     finally:
         await db.dispose()
         drop_schemas(urls)

@@ -8,8 +8,9 @@ import rfc8785
 
 from forumlib.tlog import leaf_hash, record_leaf_bytes
 from services.minutes.records import RECORDERS, make_record, public_record, record_of, utc_timestamp
-from shared.contracts.registry import College, MemberApproved
 from shared.contracts.envelope import make_event
+from shared.contracts.registry import College, MemberApproved
+
 # Frozen: third parties script against these bytes. Changing them is a breaking change (bump "schema").
 GOLDEN_LEAF = (b'{"data":{"college":"civil_society","public_id":"a1b2c3d4e5f60718"},'
                b'"event_id":"7c0e3a4e-5f0b-4a59-9d7e-2a7f1c3b9e10","occurred_at":"2026-03-05T14:03:27.123456Z",'

@@ -1,5 +1,5 @@
 """`verify` against an in-memory log served through httpx.MockTransport (fast; the integration tests in
-tests/integration/test_ledger_verify.py do the same against the real service over real HTTP)."""
+tests/minutes/test_verify_live.py do the same against the real service over real HTTP)."""
 import base64
 import json
 from pathlib import Path

@@ -12,11 +12,13 @@ import typer
 from sqlalchemy import delete, update
 from typer.testing import CliRunner
 
-from services.minutes import store
-from forumlib.tlog import Checkpoint, generate_key, parse_signer_key, record_leaf_bytes, sign_checkpoint
-from services.minutes.models import CheckpointRow, EntryRow, HeadRow, NodeRow
-from services.minutes.testing import ledger_http, running_minutes
 from forum_ouvert.verify import VerifyResult, verify_async, verify_command
+from forumlib.tlog import Checkpoint, generate_key, parse_signer_key, record_leaf_bytes, sign_checkpoint
+from services.minutes import store
+from services.minutes.checkpoints import sign_if_grown
+from services.minutes.models import CheckpointRow, EntryRow, HeadRow, NodeRow
+from forum_ouvert.launcher import serve_ledger_api
+from tests.minutes.harness import running_minutes
 from tests.support import database_urls, drop_schemas, nats_server
 
 pytestmark = pytest.mark.integration
@@ -27,7 +29,7 @@ class Forum:
     def __init__(self, h, base: str, tmp: Path) -> None:  # noqa: ANN001
         self.h = h
         self.base = base
-        self.key = h.ledger.signer().verifier.encode()
+        self.key = h.signer.verifier.encode()
         self.state = tmp / "verify-state.json"
 
     async def verify(self, state: Path | None = None) -> VerifyResult:
@@ -39,9 +41,9 @@ class Forum:
         await self.h.wait_checkpoint(size + n)
 
     async def execute(self, *statements) -> None:  # noqa: ANN002
-        async with self.h.svc.db.transaction() as s:
+        async with self.h.svc.db.transaction() as tx:
             for st in statements:
-                await s.exec(st)
+                await tx.exec(st)
 
 
 @pytest.fixture
@@ -50,7 +52,7 @@ async def forum(tmp_path: Path):
     try:
         with nats_server() as url:
             async with running_minutes(tmp_path, url, urls["minutes"]) as h:
-                async with ledger_http(h.rpc) as base:
+                async with serve_ledger_api(h.rpc) as base:
                     f = Forum(h, base, tmp_path)
                     await f.grow(N)
                     first = await f.verify()
@@ -62,7 +64,7 @@ async def forum(tmp_path: Path):
 
 async def test_clean_log_verifies_and_its_state_advances(forum: Forum) -> None:
     state = json.loads(forum.state.read_text())
-    assert state["size"] == N and state["origin"] == forum.h.minutes_settings.ledger_origin
+    assert state["size"] == N and state["origin"] == forum.h.settings.ledger_origin
     await forum.grow(7)
     r = await forum.verify()
     assert r.ok and r.exit_code == 0 and r.previous_size == N and r.size == N + 7 and r.entries_checked == N + 7
@@ -85,8 +87,8 @@ async def test_the_cli_command_exits_0_then_1(forum: Forum) -> None:
 
 async def test_leaf_altered_in_the_database_is_detected(forum: Forum) -> None:
     before = forum.state.read_text()
-    async with forum.h.svc.db.read() as s:
-        row = await s.get(EntryRow, 4)
+    async with forum.h.svc.db.read() as tx:
+        row = await tx.get(EntryRow, 4)
     record = json.loads(row.record)
     record["data"]["college"] = "public_actor" if record["data"]["college"] != "public_actor" else "citizen"
     leaf = record_leaf_bytes(record)
@@ -111,11 +113,11 @@ async def test_leaf_removed_is_detected(forum: Forum, where: str) -> None:
 
 
 async def test_checkpoint_signed_by_another_key_is_detected(forum: Forum) -> None:
-    async with forum.h.svc.db.read() as s:
-        cp = await store.latest_checkpoint(s)
+    async with forum.h.svc.db.read() as tx:
+        cp = await store.latest_checkpoint(tx)
     # Same origin, same tree, but a key the auditor does not trust.
-    intruder = parse_signer_key(generate_key(forum.h.minutes_settings.ledger_origin)[0])
-    forged = sign_checkpoint(Checkpoint(forum.h.minutes_settings.ledger_origin, cp.tree_size, cp.root), intruder)
+    intruder = parse_signer_key(generate_key(forum.h.settings.ledger_origin)[0])
+    forged = sign_checkpoint(Checkpoint(forum.h.settings.ledger_origin, cp.tree_size, cp.root), intruder)
     await forum.execute(update(CheckpointRow).where(CheckpointRow.tree_size == cp.tree_size).values(note=forged))
     r = await forum.verify()
     assert not r.ok and r.problem == "signature" and r.exit_code == 1, r.message
@@ -128,17 +130,17 @@ async def test_checkpoint_signed_by_another_key_is_detected(forum: Forum) -> Non
 
 async def rewrite_history(forum: Forum, extra: int) -> None:
     """The operator rewrites the whole log (one record changed) and re-signs it with the genuine key."""
-    async with forum.h.svc.db.read() as s:
-        rows = (await s.exec(EntryRow.__table__.select().order_by(EntryRow.leaf_index))).all()
+    async with forum.h.svc.db.read() as tx:
+        rows = (await tx.exec(EntryRow.__table__.select().order_by(EntryRow.leaf_index))).all()
     records = [json.loads(r.record) for r in rows]
     records[2]["data"]["public_id"] = "ffffffffffffffff"
-    async with forum.h.svc.db.transaction() as s:
+    async with forum.h.svc.db.transaction() as tx:
         for table in (EntryRow, NodeRow, CheckpointRow, HeadRow):
-            await s.exec(delete(table))
-        await store.append(s, [store.Pending(f"{r['event_id']}-forged", r["type"], r) for r in records])
-        await store.append(s, [store.Pending(f"more-{i}", "member.approved", {**records[0], "event_id": f"more-{i}"})
+            await tx.exec(delete(table))
+        await store.append(tx, [store.Pending(f"{r['event_id']}-forged", r["type"], r) for r in records])
+        await store.append(tx, [store.Pending(f"more-{i}", "member.approved", {**records[0], "event_id": f"more-{i}"})
                                for i in range(extra)])
-    await forum.h.ledger.sign_if_grown()  # (or the background signer got there first)
+    await sign_if_grown(forum.h.svc)  # (or the background signer got there first)
     await forum.h.wait_checkpoint(N + extra)
 
 
@@ -154,10 +156,10 @@ async def test_forked_log_with_a_valid_signature_is_detected(forum: Forum, tmp_p
 
 
 async def test_rolled_back_log_is_detected(forum: Forum) -> None:
-    async with forum.h.svc.db.transaction() as s:
+    async with forum.h.svc.db.transaction() as tx:
         for table in (EntryRow, NodeRow, CheckpointRow, HeadRow):
-            await s.exec(delete(table))
-        await store.append(s, [store.Pending(f"r-{i}", "test", {"i": i}) for i in range(5)])
-    await forum.h.ledger.sign_if_grown()
+            await tx.exec(delete(table))
+        await store.append(tx, [store.Pending(f"r-{i}", "test", {"i": i}) for i in range(5)])
+    await sign_if_grown(forum.h.svc)
     r = await forum.verify()
     assert not r.ok and r.problem == "rollback", r.message

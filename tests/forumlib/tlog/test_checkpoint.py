@@ -12,7 +12,7 @@ from forumlib.tlog.checkpoint import (
     parse_checkpoint,
     sign_checkpoint,
 )
-from forumlib.tlog.hashing import EMPTY_ROOT, record_leaf_hash
+from forumlib.tlog.hashing import EMPTY_ROOT, leaf_hash, record_leaf_bytes
 from forumlib.tlog.note import (
     InvalidSignatureError,
     UnverifiedNoteError,
@@ -21,7 +21,7 @@ from forumlib.tlog.note import (
 )
 from forumlib.tlog.proofs import ProofError, verify_consistency, verify_inclusion
 from forumlib.tlog.storage import MemoryNodeStore
-from tests.unit.ledger import vectors as v
+from tests.forumlib.tlog import vectors as v
 
 ROOT = base64.b64decode("qINS1GRFhWHwdkUeqLEoP4yEMkTBBzxBkGwGQlVlVcs=")
 
@@ -102,9 +102,9 @@ def test_end_to_end_public_record() -> None:
     store = MemoryNodeStore()
     records = [{"seq": i, "kind": "decision", "text": f"Décision {i}"} for i in range(37)]
 
-    store.append(record_leaf_hash(r) for r in records[:20])
+    store.append(leaf_hash(record_leaf_bytes(r)) for r in records[:20])
     old_note = sign_checkpoint(Checkpoint(origin, store.size, store.root()), log_key)
-    store.append(record_leaf_hash(r) for r in records[20:])
+    store.append(leaf_hash(record_leaf_bytes(r)) for r in records[20:])
     new_note = sign_checkpoint(Checkpoint(origin, store.size, store.root()), log_key)
 
     # A monitor checks both checkpoints and that the log only grew.
@@ -112,13 +112,14 @@ def test_end_to_end_public_record() -> None:
     new, _ = open_checkpoint(new_note, [log_key.verifier], origin)
     verify_consistency(old.size, new.size, old.root_hash, new.root_hash, store.consistency_proof(old.size, new.size))
     # A citizen checks a record is in the published tree.
-    verify_inclusion(7, new.size, record_leaf_hash(records[7]), store.inclusion_proof(7, new.size), new.root_hash)
+    proof = store.inclusion_proof(7, new.size)
+    verify_inclusion(7, new.size, leaf_hash(record_leaf_bytes(records[7])), proof, new.root_hash)
     # A rewritten record is caught.
     forged = dict(records[7], text="Décision falsifiée")
     with pytest.raises(ProofError):
-        verify_inclusion(7, new.size, record_leaf_hash(forged), store.inclusion_proof(7, new.size), new.root_hash)
+        verify_inclusion(7, new.size, leaf_hash(record_leaf_bytes(forged)), proof, new.root_hash)
     # A forked log (same size, different history) is caught.
     fork = MemoryNodeStore()
-    fork.append(record_leaf_hash(r) for r in [*records[:5], forged, *records[6:]])
+    fork.append(leaf_hash(record_leaf_bytes(r)) for r in [*records[:5], forged, *records[6:]])
     with pytest.raises(ProofError):
         verify_consistency(old.size, new.size, old.root_hash, fork.root(), fork.consistency_proof(old.size))

@@ -15,7 +15,7 @@ from forumlib.tlog.proofs import (
     verify_consistency,
     verify_inclusion,
 )
-from tests.unit.ledger import reference, vectors
+from tests.forumlib.tlog import reference, vectors
 
 SOME_HASH = bytes.fromhex("abacaba000000000000000000000000000000000000000000060061e00123456")
 

@@ -17,7 +17,7 @@ from forumlib.tlog.tree import (
     root_hash,
     subtree_ids,
 )
-from tests.unit.ledger import reference, vectors
+from tests.forumlib.tlog import reference, vectors
 
 MAX = 70
 DATA = [hashlib.sha256(b"forum %d" % i).digest()[: i % 7] + bytes([i]) for i in range(MAX)]
