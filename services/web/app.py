@@ -18,6 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse, Response
 from faststream.nats import NatsBroker
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
 from starlette.staticfiles import StaticFiles
 
@@ -28,11 +29,12 @@ from services.web.pages import (
     ERROR_TITLES, SignInRequired, Web, error_page, make_environment, rpc_error_page, static_folder,
 )
 from services.web.routes import (
-    auth, decisions, decisions_admin, dev, ledger, member, public, record, secretariat, sessions, sessions_admin, votes,
+    auth, commitments_and_rules, decisions, decisions_admin, dev, ledger, member, public, record, secretariat, sessions,
+    sessions_admin, votes,
 )
 from services.web.security import (
-    COOKIE_NAME, CSRF_FIELD, SECURITY_HEADERS, CsrfError, SessionCodec, SlidingWindowLimiter,
-    client_address, secret_key, session_of, valid_request_id,
+    COOKIE_NAME, CSRF_FIELD, SECURITY_HEADERS, CsrfError, SlidingWindowLimiter, client_address, secret_key,
+    valid_request_id, visitor,
 )
 
 log = get_logger(__name__)
@@ -81,10 +83,10 @@ def _body_too_large(request: Request) -> bool:
 
 
 async def csrf_guard(request: Request) -> None:
-    """Every form POST carries the session's CSRF token."""
+    """Every form POST carries the visitor's CSRF token."""
     if request.method in UNSAFE_METHODS:
         form = await request.form()
-        if not session_of(request).check_csrf(form.get(CSRF_FIELD)):
+        if not visitor(request).check_csrf(form.get(CSRF_FIELD)):
             raise CsrfError()
 
 
@@ -92,7 +94,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings, "web")
     state = Web(settings=settings, env=make_environment(settings),
-                codec=SessionCodec(secret_key(settings), settings.session_max_age),
                 limiters={p: SlidingWindowLimiter(settings.rate_limit_per_minute, 60.0) for p in RATE_LIMITED})
 
     @asynccontextmanager
@@ -114,8 +115,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.web = state
 
     # ------------------------------------------------------------ routes and static files
-    for module in (public, auth, member, secretariat, sessions, sessions_admin, decisions, decisions_admin, votes,
-                   record, dev):
+    for module in (public, auth, member, secretariat, sessions, sessions_admin, decisions, decisions_admin,
+                   commitments_and_rules, votes, record, dev):
         app.include_router(module.router)
     app.include_router(public.health_router)
     app.include_router(ledger.router)  # the public record's JSON/text API (errors stay JSON)
@@ -146,7 +147,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(SignInRequired)
     async def on_sign_in_required(request: Request, exc: SignInRequired) -> Response:
-        session_of(request).set_flash("info", "Connectez-vous pour accéder à cette page.")
+        visitor(request).set_flash("info", "Connectez-vous pour accéder à cette page.")
         return RedirectResponse("/connexion", status_code=303)
 
     @app.exception_handler(StarletteHTTPException)
@@ -165,9 +166,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         correlation_id = header if valid_request_id(header) else str(uuid.uuid4())
         started = time.perf_counter()
         with structlog.contextvars.bound_contextvars(correlation_id=correlation_id):
-            session = state.codec.loads(request.cookies.get(COOKIE_NAME))
-            request.state.session = session
             path = request.url.path
+            if not path.startswith("/static/"):  # static files neither read nor vary by the cookie
+                visitor(request).forget_if_older_than(settings.session_max_age)
             try:
                 if request.method in UNSAFE_METHODS and _body_too_large(request):
                     response = await error_page(request, 413, HTTP_MESSAGES[413])
@@ -195,9 +196,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             response.headers["X-Request-ID"] = correlation_id
             if not path.startswith("/static/"):
                 response.headers.setdefault("Cache-Control", "no-store")
-            state.codec.write(response, session, secure=settings.cookie_secure)
             log.info("request", method=request.method, path=path, status=response.status_code,
                      ms=round((time.perf_counter() - started) * 1000, 1))
         return response
 
+    # Outside the front door, so that its error pages can read and write the visitor's cookie too.
+    app.add_middleware(SessionMiddleware, secret_key=secret_key(settings), session_cookie=COOKIE_NAME,
+                       max_age=settings.session_max_age, same_site="lax", https_only=settings.cookie_secure)
     return app

@@ -1,4 +1,5 @@
-"""Form handling at the edge: read the posted fields, check them, validate with the request models.
+"""Form handling at the edge: read the posted fields, check them, validate with the request models;
+date-times typed in Europe/Paris wall-clock time, and shown back in the same form.
 
 Errors come back as {field: French message}, shown next to the field; what the person typed is
 kept and shown again.
@@ -6,16 +7,22 @@ kept and shown again.
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 
+from shared.clock import PARIS, as_paris
 from shared.validation import field_errors
 
 M = TypeVar("M", bound=BaseModel)
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 ROOT = "__root__"
+DATE_FORMATS = ("%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%d/%m/%Y %H:%M", "%d/%m/%Y à %H:%M",
+                "%d/%m/%Y %Hh%M", "%d/%m/%Y %H h %M")
+BAD_DATE = "Date et heure invalides : utilisez le format JJ/MM/AAAA HH:MM (heure de Paris)."
+NO_SUCH_HOUR = "Cette heure n'existe pas à Paris (passage à l'heure d'été) : choisissez une autre heure."
 
 
 async def read_form(request: Request) -> dict[str, str]:
@@ -55,3 +62,26 @@ def validate(model: type[M], data: dict[str, object], *, limits: dict[str, int] 
     if errors:
         return None, errors
     return parsed, {}
+
+
+# ---------------------------------------------------------------- date-times
+def parse_paris(text: str) -> datetime:
+    """A Europe/Paris wall-clock time typed in a form, as an aware UTC datetime (ValueError: French message)."""
+    text = " ".join(text.split())
+    for fmt in DATE_FORMATS:
+        try:
+            naive = datetime.strptime(text, fmt)  # noqa: DTZ007 - a wall-clock time, placed in Paris below
+        except ValueError:
+            continue
+        if not 2000 <= naive.year <= 2100:
+            raise ValueError(BAD_DATE)
+        utc = naive.replace(tzinfo=PARIS).astimezone(UTC)
+        if utc.astimezone(PARIS).replace(tzinfo=None) != naive:  # inside the spring-forward gap
+            raise ValueError(NO_SUCH_HOUR)
+        return utc
+    raise ValueError(BAD_DATE)
+
+
+def local_input(value: datetime | None) -> str:
+    """The value of an `<input type="datetime-local">`: « 2030-07-14T14:05 », Europe/Paris."""
+    return as_paris(value).replace(tzinfo=None).isoformat(timespec="minutes") if value else ""

@@ -19,7 +19,8 @@ ALLOWED_ATTRIBUTES = {"a": {"href", "title"}, "ol": {"start"}, "th": {"scope"}}
 URL_SCHEMES = {"http", "https", "mailto"}
 HEADING_SHIFT = 2
 
-_md = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False}).enable(["table", "strikethrough"])
+_md = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False}).enable(
+    ["table", "strikethrough"])
 
 
 def _shift_headings(tokens: list) -> None:  # type: ignore[type-arg]

@@ -21,10 +21,9 @@ from shared import clock
 from shared.logging import get_logger
 from shared.rpc import RpcClient, RpcError
 from shared.settings import Settings
-from services.web.security import SessionCodec, SlidingWindowLimiter, session_of
+from services.web.security import SlidingWindowLimiter, visitor
 
 log = get_logger(__name__)
-PARIS = clock.PARIS
 DEFAULT_THEME = Path(__file__).parent / "theme"
 
 # DSFR badge flavours, by status (the theme maps them to its own classes if it wants).
@@ -66,7 +65,6 @@ class Web:
 
     settings: Settings
     env: Environment
-    codec: SessionCodec
     limiters: dict[str, SlidingWindowLimiter] = field(default_factory=dict)
     rpc: RpcClient | None = None
 
@@ -91,47 +89,9 @@ def rpc(request: Request) -> RpcClient:
 
 
 # ---------------------------------------------------------------- templates
-def as_paris(value: datetime | None) -> datetime | None:
-    return None if value is None else clock.as_paris(value)
-
-
-def paris(value: datetime | None, fmt: str = "%d/%m/%Y à %H:%M") -> str:
-    v = as_paris(value)
-    return v.strftime(fmt) if v else ""
-
-
-FRENCH_DAYS = ("lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche")
-FRENCH_MONTHS = ("janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août", "septembre", "octobre",
-                 "novembre", "décembre")
-
-
-def paris_day(value: datetime | None) -> str:
-    """« lundi 14 juillet 2030 » (Europe/Paris)."""
-    v = as_paris(value)
-    if v is None:
-        return ""
-    day = "1er" if v.day == 1 else str(v.day)
-    return f"{FRENCH_DAYS[v.weekday()]} {day} {FRENCH_MONTHS[v.month - 1]} {v.year}"
-
-
-def paris_hour(value: datetime | None) -> str:
-    """« 14 h 05 » (Europe/Paris)."""
-    v = as_paris(value)
-    return f"{v.hour} h {v.minute:02d}" if v else ""
-
-
-def paris_long(value: datetime | None) -> str:
-    """« lundi 14 juillet 2030 à 14 h 05 » (Europe/Paris)."""
-    return f"{paris_day(value)} à {paris_hour(value)}" if value else ""
-
-
-def paris_span(start: datetime, end: datetime) -> str:
-    """« le lundi 14 juillet 2030 de 10 h 00 à 12 h 00 », or « du … au … » over several days."""
-    s, e = as_paris(start), as_paris(end)
-    assert s is not None and e is not None
-    if s.date() == e.date():
-        return f"le {paris_day(s)} de {paris_hour(s)} à {paris_hour(e)}"
-    return f"du {paris_long(s)} au {paris_long(e)}"
+def paris_iso(value: datetime | None) -> str:
+    """The machine-readable time of a `<time datetime=…>`, in Europe/Paris."""
+    return clock.as_paris(value or clock.utcnow()).isoformat()
 
 
 def make_environment(settings: Settings) -> Environment:
@@ -141,12 +101,13 @@ def make_environment(settings: Settings) -> Environment:
     folders.append(str(DEFAULT_THEME / "templates"))
     env = Environment(loader=ChoiceLoader([FileSystemLoader(f) for f in folders]),
                       autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
-    env.filters["paris"] = paris
-    env.filters["paris_iso"] = lambda v: (as_paris(v) or datetime.now(PARIS)).isoformat()
-    env.filters["paris_long"] = paris_long
-    env.filters["paris_day"] = paris_day
-    env.filters["paris_hour"] = paris_hour
-    env.globals["paris_span"] = paris_span
+    env.filters["paris"] = clock.paris_datetime  # « 14/07/2030 à 14:05 »
+    env.filters["paris_date"] = clock.paris_date
+    env.filters["paris_iso"] = paris_iso
+    env.filters["paris_long"] = clock.paris_long
+    env.filters["paris_day"] = clock.paris_day
+    env.filters["paris_hour"] = clock.paris_hour
+    env.globals["paris_span"] = clock.paris_span
     env.globals.update(kind_labels=KIND_LABELS, theme_labels=THEME_LABELS, rsvp_state_labels=RSVP_STATE_LABELS)
     env.globals.update(status_labels=STATUS_LABELS, status_kinds=STATUS_KINDS, college_labels=COLLEGE_LABELS,
                        local_mode=settings.local_mode, MemberStatus=MemberStatus)
@@ -170,18 +131,17 @@ async def current_member(request: Request, *, strict: bool = False) -> MemberVie
         if cached is None and strict and getattr(request.state, "member_error", None):
             raise request.state.member_error
         return cached  # type: ignore[return-value]
-    session = session_of(request)
+    who = visitor(request)
     member: MemberView | None = None
-    if session.member_id:
+    if who.member_id:
         try:
-            member = await rpc(request).call("registry", "get-member", GetMember(member_id=session.member_id),
-                                             MemberView)
+            member = await rpc(request)(GetMember(member_id=who.member_id))
             if member.status == MemberStatus.ERASED:
                 raise rpc_failure(ErrorCode.NOT_FOUND, "Membre inconnu.")
         except RpcError as exc:
             if exc.code == ErrorCode.NOT_FOUND:
-                log.info("session of an unknown member closed")
-                session.sign_out()
+                log.info("sign-in of an unknown member closed")
+                who.sign_out()
             else:
                 request.state.member = None
                 request.state.member_error = exc
@@ -197,7 +157,7 @@ def is_secretariat(member: MemberView | None) -> bool:
 
 
 class SignInRequired(Exception):
-    """A member page was asked for without a (valid) session: the visitor is sent to sign in."""
+    """A member page was asked for by a visitor who is not signed in: they are sent to sign in."""
 
 
 async def require_member(request: Request) -> MemberView:
@@ -218,14 +178,14 @@ async def require_secretariat(request: Request) -> MemberView:
 async def render(request: Request, template: str, status_code: int = 200,
                  headers: dict[str, str] | None = None, **ctx: Any) -> HTMLResponse:
     member = await current_member(request)
-    session = session_of(request)
+    who = visitor(request)
     context = {
         "request": request,
         "path": request.url.path,
         "member": member,
         "is_secretariat": is_secretariat(member),
-        "csrf_token": session.csrf_token,
-        "flash": session.pop_flash(),
+        "csrf_token": who.csrf_token,
+        "flash": who.pop_flash(),
         "errors": {},
         "values": {},
     }

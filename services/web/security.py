@@ -1,8 +1,9 @@
-"""Web front security: signed session cookie, CSRF tokens, security headers, rate limiting.
+"""Web front security: who the visitor is (signed cookie), CSRF tokens, security headers, rate limiting.
 
-The session is a cookie signed with itsdangerous (never server-side state): it holds the signed-in
-member's id (or nothing for a visitor), a CSRF token and the time of sign-in. A cookie that was
-tampered with, signed with another key or is too old is ignored: the visitor is simply signed out.
+The cookie is Starlette's SessionMiddleware's (signed with the site's key, never server-side state):
+it holds the signed-in member's id (or nothing for a visitor), a CSRF token and the time of sign-in.
+A cookie that was tampered with, signed with another key or is too old is ignored: the visitor is
+simply signed out.
 """
 from __future__ import annotations
 
@@ -12,18 +13,15 @@ import secrets
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from itsdangerous import BadSignature, URLSafeTimedSerializer
 from starlette.requests import Request
-from starlette.responses import Response
 
 from shared.settings import Settings
 
 COOKIE_NAME = "forum_session"
 CSRF_FIELD = "csrf_token"
-_SALT = "forum-ouvert.web.session"
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; font-src 'self'; "
@@ -61,109 +59,66 @@ def valid_request_id(value: str | None) -> bool:
     return bool(value and _REQUEST_ID.match(value))
 
 
-# ---------------------------------------------------------------- session
-@dataclass
-class Session:
-    """What the cookie holds. `modified` tells the middleware to (re)write the cookie."""
+# ---------------------------------------------------------------- the visitor
+class Visitor:
+    """Who is browsing, as the signed cookie tells it: the signed-in member's id (or nobody), the CSRF
+    token of their forms, and a one-time message for the next page.
 
-    member_id: str | None = None
-    csrf: str = ""
-    issued_at: float = 0.0
-    flash: list[str] | None = None  # [level, text] shown once on the next page
-    modified: bool = False
-    discard_cookie: bool = False  # the request carried a cookie we could not trust
+    A view over `request.session`, the dict Starlette's SessionMiddleware signs into the cookie;
+    assigning to it is what makes the middleware write the cookie again."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self._data = data
 
     @property
-    def signed_in(self) -> bool:
-        return self.member_id is not None
+    def member_id(self) -> str | None:
+        value = self._data.get("member_id")
+        return value if isinstance(value, str) else None
 
     def csrf_token(self) -> str:
-        if not self.csrf:
-            self.csrf = secrets.token_urlsafe(32)
-            self.issued_at = self.issued_at or time.time()
-            self.modified = True
-        return self.csrf
+        token = self._data.get("csrf")
+        if not isinstance(token, str) or not token:
+            token = self._data["csrf"] = secrets.token_urlsafe(32)
+            self._data.setdefault("since", time.time())
+        return token
 
     def check_csrf(self, submitted: object) -> bool:
-        return bool(self.csrf) and isinstance(submitted, str) and hmac.compare_digest(
-            self.csrf.encode(), submitted.encode())
+        token = self._data.get("csrf")
+        return isinstance(token, str) and bool(token) and isinstance(submitted, str) and hmac.compare_digest(
+            token.encode(), submitted.encode())
 
     def sign_in(self, member_id: str) -> None:
-        """A fresh session for the member: new CSRF token (no fixation of a visitor's token)."""
-        self.member_id = member_id
-        self.csrf = secrets.token_urlsafe(32)
-        self.issued_at = time.time()
-        self.modified = True
+        """A fresh cookie for the member, with a new CSRF token (a visitor's token is never carried over)."""
+        self._data.clear()
+        self._data.update(member_id=member_id, csrf=secrets.token_urlsafe(32), since=time.time())
 
     def sign_out(self) -> None:
-        self.member_id = None
-        self.csrf = secrets.token_urlsafe(32)
-        self.issued_at = time.time()
-        self.flash = None
-        self.modified = True
+        self._data.clear()
+        self._data.update(csrf=secrets.token_urlsafe(32), since=time.time())
 
     def set_flash(self, level: str, text: str) -> None:
-        self.flash = [level, text]
-        self.modified = True
+        self._data["flash"] = [level, text]
+        self._data.setdefault("since", time.time())
 
     def pop_flash(self) -> list[str] | None:
-        flash, self.flash = self.flash, None
-        if flash:
-            self.modified = True
-        return flash
+        flash = self._data.pop("flash", None)
+        return flash if isinstance(flash, list) and len(flash) == 2 else None
+
+    def forget_if_older_than(self, max_age: float, now: float | None = None) -> None:
+        """A sign-in does not outlive `max_age`. The middleware's own age check counts from the cookie's
+        last write (every new flash message writes it), so the time of sign-in is checked here."""
+        since = self._data.get("since")
+        if self._data and (not isinstance(since, int | float) or since + max_age < (now or time.time())):
+            self._data.clear()
 
 
-class SessionCodec:
-    """Signs and reads the session cookie."""
-
-    def __init__(self, key: str, max_age: int) -> None:
-        self.serializer = URLSafeTimedSerializer(key, salt=_SALT)
-        self.max_age = max_age
-
-    def dumps(self, s: Session) -> str:
-        s.issued_at = s.issued_at or time.time()
-        return self.serializer.dumps({"m": s.member_id, "c": s.csrf, "i": s.issued_at, "f": s.flash})
-
-    def loads(self, raw: str | None, now: float | None = None) -> Session:
-        if not raw:
-            return Session()
-        try:
-            data = self.serializer.loads(raw, max_age=self.max_age)
-            member_id, csrf, issued_at, flash = data["m"], data["c"], float(data["i"]), data.get("f")
-            if member_id is not None and not isinstance(member_id, str):
-                raise TypeError("member id")
-            if not isinstance(csrf, str) or len(csrf) > 128:
-                raise TypeError("csrf")
-            if flash is not None and not (isinstance(flash, list) and len(flash) == 2
-                                          and all(isinstance(x, str) for x in flash)):
-                flash = None
-        except (BadSignature, KeyError, TypeError, ValueError, AttributeError):
-            return Session(discard_cookie=True)
-        if issued_at + self.max_age < (now or time.time()):
-            return Session(discard_cookie=True)  # a sign-in does not outlive session_max_age
-        return Session(member_id=member_id, csrf=csrf, issued_at=issued_at, flash=flash)
-
-    def write(self, response: Response, s: Session, *, secure: bool) -> None:
-        if s.modified:
-            response.set_cookie(COOKIE_NAME, self.dumps(s), max_age=self.max_age, httponly=True, samesite="lax",
-                                secure=secure, path="/")
-        elif s.discard_cookie:
-            response.delete_cookie(COOKIE_NAME, path="/", httponly=True, samesite="lax", secure=secure)
-
-
-def session_of(request: Request) -> Session:
-    return request.state.session  # type: ignore[no-any-return]
+def visitor(request: Request) -> Visitor:
+    return Visitor(request.session)
 
 
 # ---------------------------------------------------------------- errors raised by the guards
 class CsrfError(Exception):
     """A POST without the form's CSRF token (or with a stale one)."""
-
-
-class RateLimited(Exception):
-    def __init__(self, retry_after: int) -> None:
-        super().__init__("rate limited")
-        self.retry_after = retry_after
 
 
 # ---------------------------------------------------------------- rate limit

@@ -1,6 +1,8 @@
 """The web front against a running forum (every service a real process, real NATS): what it does with
 bad input, bad links, bad cookies and missing rights. Each case checks the clear French message and
-that nothing was half-written."""
+that nothing was half-written.
+
+Long because it is a catalogue: one case per bad input."""
 from __future__ import annotations
 
 import html
@@ -14,10 +16,10 @@ from contextlib import closing
 
 import httpx
 import pytest
-from itsdangerous import URLSafeTimedSerializer
 
 from forum_ouvert.launcher import Stack
 from tests.support import caught_mail, link_in
+from tests.web.test_web_visitor import make_cookie
 
 pytestmark = pytest.mark.integration
 
@@ -136,7 +138,7 @@ def test_security_headers_on_every_response(forum: Stack) -> None:
             assert r.headers["referrer-policy"] == "same-origin", path
             assert r.headers["x-frame-options"] == "DENY", path
             assert "camera=()" in r.headers["permissions-policy"], path
-    with client(forum) as c:  # a first visit to a page with a form opens an anonymous session
+    with client(forum) as c:  # a first visit to a page with a form gives the visitor a cookie
         r = c.get("/inscription")
         cookie = r.headers["set-cookie"].lower()
         assert "httponly" in cookie and "samesite=lax" in cookie
@@ -323,7 +325,7 @@ def test_sign_in_links(forum: Stack) -> None:
         assert r.status_code == 410 and h1(r) == "Lien de connexion expiré ou déjà utilisé"
 
 
-# ---------------------------------------------------------------- sessions and CSRF
+# ---------------------------------------------------------------- the visitor's cookie and CSRF
 def test_tampered_cookie_is_signed_out(forum: Stack) -> None:
     c, _ = member(forum, "cookie")
     with closing(c):
@@ -338,8 +340,7 @@ def test_tampered_cookie_is_signed_out(forum: Stack) -> None:
                 r = other.get("/")
                 assert r.status_code == 200 and "Se connecter" in text(r)
         # a well-formed cookie, signed with another key
-        forged = URLSafeTimedSerializer("une-autre-clef", salt="forum-ouvert.web.session").dumps(
-            {"m": "quelqu-un", "c": "x" * 43, "i": 9e9, "f": None})
+        forged = make_cookie({"member_id": "quelqu-un", "csrf": "x" * 43, "since": 9e9}, key="une-autre-clef")
         with client(forum) as other:
             other.cookies.set("forum_session", forged)
             r = other.get("/espace")
@@ -370,7 +371,7 @@ def test_missing_or_wrong_csrf_token(forum: Stack, secretariat: httpx.Client) ->
         assert m.get("/espace").status_code == 200  # not erased
 
 
-def test_member_pages_need_a_session(forum: Stack) -> None:
+def test_member_pages_need_a_sign_in(forum: Stack) -> None:
     with client(forum) as c:
         for path in ("/espace", "/espace/donnees", "/espace/suppression", "/secretariat/membres"):
             r = c.get(path)
@@ -521,7 +522,7 @@ async def test_unexpected_error_is_a_french_page(tmp_path) -> None:  # noqa: ANN
         assert r.status_code == 500 and h1(r) == "Erreur inattendue"
         assert "secret internals" not in r.text and "Traceback" not in r.text
         assert r.headers["content-security-policy"] == EXPECTED_CSP
-        r = await c.get("/espace")  # no RPC client (no lifespan) and no session: sign in first
+        r = await c.get("/espace")  # no RPC client (no lifespan) and not signed in: sign in first
         assert r.status_code == 303
 
 

@@ -23,7 +23,7 @@ from shared.contracts.decisions import DecisionView, RecordDecision, UpdateFollo
 from shared.contracts.forum import SessionView
 from shared.clock import utcnow
 from shared.rpc import RpcClient, RpcError
-from tests.integration.test_forum_harness import session_request
+from tests.forum.harness import session_request
 
 pytestmark = pytest.mark.integration
 H = timedelta(hours=1)
@@ -44,9 +44,8 @@ async def started_session(rpc: RpcClient, secretariat: str, title: str) -> Sessi
     while True:
         now = utcnow()
         try:
-            return await rpc.call("forum", "create-session", session_request(
-                secretariat, title=title, rsvp_opens_at=now - 4 * H, rsvp_closes_at=now - 2 * H,
-                starts_at=now - H, ends_at=now + H), SessionView)
+            return await rpc(session_request(secretariat, title=title, rsvp_opens_at=now - 4 * H,
+                                             rsvp_closes_at=now - 2 * H, starts_at=now - H, ends_at=now + H))
         except RpcError as exc:
             if exc.code != ErrorCode.FORBIDDEN or loop.time() > deadline:
                 raise
@@ -57,7 +56,7 @@ async def record(rpc: RpcClient, secretariat: str, session_id: str, **over: obje
     fields = dict(actor_id=secretariat, session_id=session_id, agenda_position=1, outcome="adopted",
                   method="consensus", title="Calendrier du plan d'action",
                   text="Le forum adopte le **calendrier** proposé.\n\n<script>alert(1)</script>") | over
-    return await rpc.call("forum", "record-decision", RecordDecision.model_validate(fields), DecisionView)
+    return await rpc(RecordDecision.model_validate(fields))
 
 
 async def until(web: httpx.AsyncClient, path: str, needle: str, timeout: float = 60) -> httpx.Response:
@@ -126,9 +125,8 @@ async def test_decision_register_page_exports_and_public_record(web: httpx.Async
 async def test_correction_and_follow_up_are_shown(web: httpx.AsyncClient, rpc: RpcClient, secretariat: str) -> None:
     s = await started_session(rpc, secretariat, "Plénière des corrections")
     old = await record(rpc, secretariat, s.session_id, title="Première version")
-    await rpc.call("forum", "update-follow-up", UpdateFollowUp(
-        actor_id=secretariat, decision_id=old.decision.decision_id, status="in_progress", note="Travaux lancés"),
-        DecisionView)
+    await rpc(UpdateFollowUp(actor_id=secretariat, decision_id=old.decision.decision_id, status="in_progress",
+                             note="Travaux lancés"))
     new = await record(rpc, secretariat, s.session_id, title="Version corrigée", supersedes=old.decision.decision_id)
     r = await web.get(f"/decisions/{old.decision.decision_id}")
     assert 'id="decision-corrigee"' in r.text and f"Corrigée par la décision n° {new.decision.number}" in r.text

@@ -16,12 +16,12 @@ import httpx
 import pytest
 
 from shared.contracts.decisions import (
-    CommitmentList, DecisionList, DecisionView, GetDecision, GetRules, ListCommitments, ListDecisions, RuleList,
+    DecisionList, DecisionView, GetDecision, GetRules, ListCommitments, ListDecisions,
 )
 from shared.contracts.registry import College
 from shared.rpc import RpcClient
-from tests.integration.test_web_bad_input import field_error, h1, text
-from tests.integration.test_web_sessions import (  # noqa: F401 - fixtures
+from tests.web.test_web_bad_input import field_error, h1, text
+from tests.web.test_web_sessions import (  # noqa: F401 - fixtures
     Crowd, WebMember, admin, create_session, crowd,
 )
 
@@ -54,11 +54,11 @@ async def past_session(admin: WebMember, **kw: str) -> str:
 
 
 async def decisions_of(rpc: RpcClient, sid: str) -> DecisionList:
-    return await rpc.call("forum", "list-decisions", ListDecisions(session_id=sid), DecisionList)
+    return await rpc(ListDecisions(session_id=sid))
 
 
 async def get_decision(rpc: RpcClient, decision_id: str) -> DecisionView:
-    return await rpc.call("forum", "get-decision", GetDecision(decision_id=decision_id), DecisionView)
+    return await rpc(GetDecision(decision_id=decision_id))
 
 
 def decision_id(r: httpx.Response) -> str:
@@ -86,7 +86,7 @@ async def test_commitments_add_and_edit(admin: WebMember, rpc: RpcClient) -> Non
     r = await admin.post("/secretariat/engagements", {"code": code, "title": "Ouvrir les codes sources publics",
                                                       "plan": "2024-2026", "editing": "1"})
     assert r.status_code == 303
-    listed = await rpc.call("forum", "list-commitments", ListCommitments(), CommitmentList)
+    listed = await rpc(ListCommitments())
     [mine] = [c for c in listed.commitments if c.code == code]
     assert mine.title == "Ouvrir les codes sources publics"
 
@@ -98,7 +98,7 @@ async def test_commitments_add_and_edit(admin: WebMember, rpc: RpcClient) -> Non
     assert r.status_code == 422 and field_error(r, "title") == "Ce champ doit contenir au moins 3 caractères."
     r = await admin.get("/secretariat/engagements", params={"code": "inconnu"})
     assert r.status_code == 404
-    assert len((await rpc.call("forum", "list-commitments", ListCommitments(), CommitmentList)).commitments) == before
+    assert len((await rpc(ListCommitments())).commitments) == before
 
 
 # ================================================================ rules, recording, correcting, follow-up
@@ -118,7 +118,7 @@ async def test_rule_decides_adopted_then_correct_and_follow_up(admin: WebMember,
     assert section and re.search(r'id="working_group-quorum_public_actor" name="quorum_public_actor"\s+value="1"',
                                  section.group(1))
     assert 'id="working_group-double_majority" name="double_majority" value="1" checked' in section.group(1)
-    rules = await rpc.call("forum", "get-rules", GetRules(), RuleList)
+    rules = await rpc(GetRules())
     [wg] = [x.rule for x in rules.rules if x.rule.kind == "working_group"]
     assert wg.quorum == {College.PUBLIC_ACTOR: 1} and wg.double_majority
 
@@ -272,7 +272,7 @@ async def test_decision_form_bad_input(admin: WebMember, rpc: RpcClient) -> None
     assert 'value="deux"' in r.text
     r = await admin.post("/secretariat/regles", {"kind": "assemblee", "quorum_public_actor": "1"})
     assert r.status_code == 400
-    rules = await rpc.call("forum", "get-rules", GetRules(), RuleList)
+    rules = await rpc(GetRules())
     assert [x.rule.quorum for x in rules.rules if x.rule.kind == "plenary"] == [{}]
 
 
@@ -297,8 +297,7 @@ async def test_secretariat_decision_pages_are_reserved(admin: WebMember, crowd: 
     assert (await decisions_of(rpc, sid)).total == 1
     view = await get_decision(rpc, did)
     assert view.superseded_by is None and view.follow_ups == []
-    assert "66" not in {c.code for c in (await rpc.call("forum", "list-commitments", ListCommitments(),
-                                                        CommitmentList)).commitments}
+    assert "66" not in {c.code for c in (await rpc(ListCommitments())).commitments}
     # The member's own session page has no secretariat tools.
     page = await m.get(f"/seances/{sid}")
     assert "Enregistrer une décision" not in page.text and "Ouvrir un vote" not in page.text

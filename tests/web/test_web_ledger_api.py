@@ -7,7 +7,7 @@ import pytest
 from fastapi import FastAPI
 
 from services.web.routes import ledger
-from shared.contracts.common import ErrorBody, ErrorCode
+from shared.contracts.common import ErrorBody, ErrorCode, Request
 from shared.contracts.minutes import (
     ConsistencyProof, InclusionProof, LedgerCheckpoint, LedgerEntries, LedgerEntry, LedgerKey,
 )
@@ -21,7 +21,8 @@ class FakeRpc:
         self.calls: list[tuple[str, str, Any]] = []
         self.error: ErrorBody | None = None
 
-    async def call(self, service: str, op: str, request: Any, reply_type: type, timeout: float | None = None) -> Any:
+    async def __call__(self, request: Request[Any], *, timeout: float | None = None) -> Any:
+        service, _, op = request.OP.partition(".")
         self.calls.append((service, op, request))
         if self.error:
             raise RpcError(self.error)

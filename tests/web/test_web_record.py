@@ -3,7 +3,8 @@
 sanitising, the server-side inclusion proof check (and what makes it fail), the explorer, one record,
 « Vérifier le registre », the decision register and its open data exports, a decision's page, and the
 French 400/404 pages. No NATS: the web front's RPC client is replaced by `FakeForum`.
-"""
+
+Long because each page is checked with its failure cases beside it."""
 from __future__ import annotations
 
 import base64
@@ -25,7 +26,7 @@ from forumlib.tlog import (
 from services.minutes.records import make_record, public_json
 from services.web.markdown import render_markdown
 from services.web.routes.record import Proof, check_inclusion, describe, record_label
-from shared.contracts.common import ErrorBody, ErrorCode
+from shared.contracts.common import ErrorBody, ErrorCode, Request
 from shared.contracts.decisions import (
     CommitmentList, CommitmentRef, CommitmentView, DecisionInfo, DecisionList, DecisionView, FollowUpEntry,
     FollowUpStatus, GradeCount, HandCount, Method, OptionResult, Outcome, QuorumLine, Rule, RuleCheck, VoteInfo,
@@ -156,7 +157,8 @@ class FakeForum:
                     "updated_at": public_json(f.updated_at)})
         return d
 
-    async def call(self, service: str, op: str, request: Any, reply_type: type, timeout: float | None = None) -> Any:
+    async def __call__(self, request: Request[Any], *, timeout: float | None = None) -> Any:
+        op = request.OP.partition(".")[2]
         self.calls.append((op, request))
         lg = self.ledger
         if op == "ledger-key":

@@ -16,7 +16,7 @@ import pytest
 
 from forumlib.tlog import record_leaf_bytes
 from services.minutes.records import public_json
-from tests.unit.test_web_record import FakeForum, Ledger, decision, voted
+from tests.web.test_web_record import FakeForum, Ledger, decision, voted
 
 pytestmark = pytest.mark.browser
 CHROMIUM = "/usr/bin/chromium"

@@ -1,13 +1,14 @@
 """Sessions through the web front, against the running forum (every service a real process, real NATS,
 the real database): the secretariat schedules, edits and cancels sessions with its forms; members answer;
 the calendars (`.ics`, feed) are read back with the `icalendar` parser; the participants list, its CSV
-export and the check-in; and every bad input of issue 3, each a clear French page with nothing half-written.
+export and the check-in; and every bad input, each a clear French page with nothing half-written.
 
 Members are made the way the forum makes them: registered, verified and approved through the registry's
 commands, and signed in through the web front's real `/connexion/lien` flow. The one-time tokens are read
 from the registry's events on JetStream (the very events the notifications service turns into e-mails),
 which is much faster than waiting for hundreds of e-mails. `Crowd` is reused by the RSVP-rush test.
-"""
+
+Long because each page is checked with its bad inputs beside it, on one running forum."""
 from __future__ import annotations
 
 import asyncio
@@ -34,10 +35,10 @@ from sqlmodel import Session, col, select
 from services.forum.models import ForumAttendance, ForumMember, ForumRsvp, ForumSession
 from forum_ouvert.launcher import Stack
 from shared.contracts.registry import (
-    Accepted, ApproveMember, College, MemberView, Register, Registered, RequestSignIn, VerifyEmail,
+    ApproveMember, College, Register, RequestSignIn, VerifyEmail,
 )
 from shared.rpc import RpcClient
-from tests.integration.test_web_bad_input import csrf_in, field_error, h1, text
+from tests.web.test_web_bad_input import csrf_in, field_error, h1, text
 
 pytestmark = pytest.mark.integration
 PARIS = ZoneInfo("Europe/Paris")
@@ -53,27 +54,27 @@ class ForumDb:
         self.engine = create_engine(forum.database_urls["forum"].replace("sqlite+aiosqlite://", "sqlite://"))
 
     def rsvps(self, session_id: str) -> list[ForumRsvp]:
-        with Session(self.engine) as s:
-            return list(s.exec(select(ForumRsvp).where(ForumRsvp.session_id == session_id)).all())
+        with Session(self.engine) as tx:
+            return list(tx.exec(select(ForumRsvp).where(ForumRsvp.session_id == session_id)).all())
 
     def session(self, session_id: str) -> ForumSession | None:
-        with Session(self.engine) as s:
-            return s.get(ForumSession, session_id)
+        with Session(self.engine) as tx:
+            return tx.get(ForumSession, session_id)
 
     def attendance(self, session_id: str) -> list[ForumAttendance]:
-        with Session(self.engine) as s:
-            return list(s.exec(select(ForumAttendance).where(ForumAttendance.session_id == session_id)).all())
+        with Session(self.engine) as tx:
+            return list(tx.exec(select(ForumAttendance).where(ForumAttendance.session_id == session_id)).all())
 
     def count_sessions(self, title_contains: str) -> int:
-        with Session(self.engine) as s:
-            return int(s.exec(select(func.count()).select_from(ForumSession).where(  # type: ignore[call-overload]
+        with Session(self.engine) as tx:
+            return int(tx.exec(select(func.count()).select_from(ForumSession).where(  # type: ignore[call-overload]
                 col(ForumSession.title).contains(title_contains))).one())
 
     def approved(self, member_ids: Iterable[str]) -> int:
         ids, n = list(member_ids), 0
-        with Session(self.engine) as s:
+        with Session(self.engine) as tx:
             for i in range(0, len(ids), 500):
-                n += int(s.exec(select(func.count()).select_from(ForumMember).where(  # type: ignore[call-overload]
+                n += int(tx.exec(select(func.count()).select_from(ForumMember).where(  # type: ignore[call-overload]
                     ForumMember.standing == "approved", col(ForumMember.member_id).in_(ids[i:i + 500]))).one())
         return n
 
@@ -175,7 +176,7 @@ class Crowd:
 
     async def sign_in(self, member_id: str, email: str, http: httpx.AsyncClient) -> None:
         """The real sign-in: ask for a link, open it, press « Me connecter »."""
-        await self.rpc.call("registry", "request-sign-in", RequestSignIn(email=email), Accepted, timeout=60)
+        await self.rpc(RequestSignIn(email=email), timeout=60)
         token = await self._token("sign_in", member_id)
         page = await http.get("/connexion/lien", params={"token": token})
         assert page.status_code == 200, text(page)
@@ -192,14 +193,12 @@ class Crowd:
                 email = f"seance-{tag}-{i}@example.org"
                 name = names[i] if names else f"Membre {tag} n°{i}"
                 college = colleges[i % len(colleges)]
-                reg = await self.rpc.call("registry", "register", Register(
-                    full_name=name, email=email, organisation="Association test", college=college,
-                    charter_accepted=True), Registered, timeout=60)
+                reg = await self.rpc(Register(full_name=name, email=email, organisation="Association test",
+                                              college=college, charter_accepted=True), timeout=60)
                 token = await self._token("verify", reg.member_id)
-                await self.rpc.call("registry", "verify-email", VerifyEmail(token=token), MemberView, timeout=60)
+                await self.rpc(VerifyEmail(token=token), timeout=60)
                 if approve:
-                    await self.rpc.call("registry", "approve-member", ApproveMember(
-                        actor_id=self.secretariat_id, member_id=reg.member_id), MemberView, timeout=60)
+                    await self.rpc(ApproveMember(actor_id=self.secretariat_id, member_id=reg.member_id), timeout=60)
                 m = WebMember(reg.member_id, email, name, college, self.client())
                 await self.sign_in(m.member_id, email, m.http)
                 return m

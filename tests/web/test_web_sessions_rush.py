@@ -1,4 +1,4 @@
-"""Issue 3's concurrency test, through the web front: 500 approved members, each signed in with their own
+"""The seat rush, through the web front: 500 approved members, each signed in with their own
 browser session, press « Je participe » at once (150 concurrent HTTP clients) on a session of 100 seats —
 web front -> real broker -> forum service -> the running stack's database (PostgreSQL with
 FORUM_TEST_DATABASE_URL, else SQLite).
@@ -23,14 +23,14 @@ import httpx
 import pytest
 
 from forum_ouvert.launcher import Stack
-from services.web.security import SessionCodec
-from shared.contracts.common import HealthRequest
-from shared.contracts.notifications import DeliveryCounts
+from services.web.security import COOKIE_NAME
+from shared.contracts.notifications import GetDeliveryCounts
 from shared.rpc import RpcClient
-from tests.integration.test_forum_rsvp_rush import check_allocation
-from tests.integration.test_web_sessions import (
+from tests.forum.test_rsvp_rush import check_allocation
+from tests.web.test_web_sessions import (
     SECRETARIAT_EMAIL, Crowd, ForumDb, WebMember, create_session, my_state, text,
 )
+from tests.web.test_web_visitor import read_cookie
 
 pytestmark = pytest.mark.integration
 MEMBERS, CAPACITY, WITHDRAWING, CLIENTS = 500, 100, 30, 150
@@ -49,7 +49,7 @@ async def drained(rpc: RpcClient, timeout: float = 180) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
-        counts = (await rpc.call("notifications", "delivery-counts", HealthRequest(), DeliveryCounts)).by_status
+        counts = (await rpc(GetDeliveryCounts())).by_status
         if not counts.get("pending") and not counts.get("sending"):
             return
         assert loop.time() < deadline, f"e-mails still queued: {counts}"
@@ -99,12 +99,11 @@ async def test_rsvp_rush_through_the_web_front(forum: Stack, rpc: RpcClient, sec
         queue = check_allocation(await asyncio.to_thread(db.rsvps, sid), CAPACITY, MEMBERS - CAPACITY)
         confirmed = {r.member_id for r in await asyncio.to_thread(db.rsvps, sid) if r.state == "confirmed"}
         # What each member was told: the one-time message their next page shows, carried in their own
-        # session cookie (read with the forum's key). It agrees with the database's order.
-        codec = SessionCodec(forum.secret_key(), 3600)
+        # cookie (read with the forum's key). It agrees with the database's order.
         position: dict[str, int] = {}
         flashes: dict[str, str] = {}
         for m in people:
-            flash = codec.loads(m.http.cookies["forum_session"]).flash
+            flash = read_cookie(m.http.cookies[COOKIE_NAME], key=forum.secret_key()).get("flash")
             assert flash is not None, m.member_id
             flashes[m.member_id] = flash[1]
             if m.member_id in confirmed:

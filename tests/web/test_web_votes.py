@@ -1,8 +1,8 @@
 """Online majority-judgment votes through the web front, against the running forum (every service a real
 process, real NATS, the real database): the secretariat opens a vote with its form and closes it early;
 members grade every option on the ballot page (and change their ballot); the public list and page; the
-result (merit profiles, majority grades, ranking, winner, the decision it became). And every bad input of
-issue 4 for votes — a ballot on a closed or not-yet-open vote, a skipped option, a forged grade, a
+result (merit profiles, majority grades, ranking, winner, the decision it became). And every bad input
+for votes — a ballot on a closed or not-yet-open vote, a skipped option, a forged grade, a
 non-eligible member, a non-secretariat member on the secretariat's pages, a bad opening form — each a clear
 French page with nothing written (checked through the forum's own `get-vote`).
 """
@@ -16,11 +16,11 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from shared.contracts.decisions import GetVote, ListVotes, VoteList, VoteView
+from shared.contracts.decisions import GetVote, ListVotes, VoteView
 from forumlib.majority_judgment import GRADE_LABELS, Grade
 from shared.rpc import RpcClient
-from tests.integration.test_web_bad_input import field_error, h1, text
-from tests.integration.test_web_sessions import (  # noqa: F401 - fixtures
+from tests.web.test_web_bad_input import field_error, h1, text
+from tests.web.test_web_sessions import (  # noqa: F401 - fixtures
     Crowd, WebMember, admin, create_session, crowd, local,
 )
 
@@ -56,7 +56,7 @@ def ballot(grades: dict[int, str]) -> dict[str, str]:
 
 
 async def vote_view(rpc: RpcClient, vote_id: str, actor_id: str | None = None) -> VoteView:
-    return await rpc.call("forum", "get-vote", GetVote(vote_id=vote_id, actor_id=actor_id), VoteView)
+    return await rpc(GetVote(vote_id=vote_id, actor_id=actor_id))
 
 
 def checked(page: httpx.Response, option_id: int) -> str | None:
@@ -279,7 +279,7 @@ async def test_open_vote_form_errors(admin: WebMember, crowd: Crowd, rpc: RpcCli
     assert field_error(r, "eligibility") == "Choisissez qui peut voter."
     r = await admin.post(f"/secretariat/votes/nouveau?seance={sid}", vote_form(question="Q"))
     assert r.status_code == 422 and field_error(r, "question") == "Ce champ doit contenir au moins 3 caractères."
-    listed = await rpc.call("forum", "list-votes", ListVotes(session_id=sid), VoteList)
+    listed = await rpc(ListVotes(session_id=sid))
     assert listed.total == 0  # nothing opened
 
     r = await admin.get(f"/secretariat/votes/nouveau?seance={uuid.uuid4()}")

@@ -1,5 +1,5 @@
 """What the route modules share: identifiers in addresses, « not found » pages, a service error as a
-French sentence, and the CSV exports French spreadsheets open as is.
+French sentence (next to the form field it names), and the CSV exports French spreadsheets open as is.
 """
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ from fastapi.responses import Response
 from pydantic import BaseModel
 from starlette.requests import Request
 
-from shared.contracts.common import ErrorCode
+from shared.contracts.common import ErrorCode, Request as ServiceRequest
 from shared.contracts.forum import GetSession, SessionView
 from shared.rpc import RpcError
+from services.web.forms import ROOT
 from services.web.pages import error_page, rpc
 
 T = TypeVar("T", bound=BaseModel)
@@ -50,16 +51,18 @@ async def unknown_session(request: Request) -> Response:
     return await not_found(request, "Cette séance", "Séance introuvable", SESSIONS_BACK)
 
 
-async def fetch(request: Request, item_id: str, op: str, req: Callable[[], BaseModel], model: type[T],
+async def fetch(request: Request, item_id: str, ask: Callable[[], ServiceRequest[T]],
                 unknown: Callable[[Request], Awaitable[Response]],
                 not_found_codes: tuple[ErrorCode, ...] = (ErrorCode.NOT_FOUND,), timeout: float | None = None
                 ) -> T | Response:
-    """One item from the forum service (`req()` builds the request once the id is known to be well formed),
-    or the « not found » page `unknown` for a malformed or unknown id."""
+    """One item from a service, or the « not found » page `unknown` for a malformed or unknown id.
+
+    `ask()` builds the request only once the id is known to be well formed (a malformed id could not
+    even make a valid request)."""
     if not valid_id(item_id):
         return await unknown(request)
     try:
-        return await rpc(request).call("forum", op, req(), model, timeout=timeout)
+        return await rpc(request)(ask(), timeout=timeout)
     except RpcError as exc:
         if exc.code in not_found_codes:
             return await unknown(request)
@@ -67,8 +70,28 @@ async def fetch(request: Request, item_id: str, op: str, req: Callable[[], BaseM
 
 
 async def get_session(request: Request, session_id: str) -> SessionView | Response:
-    return await fetch(request, session_id, "get-session", lambda: GetSession(session_id=session_id), SessionView,
-                       unknown_session)
+    return await fetch(request, session_id, lambda: GetSession(session_id=session_id), unknown_session)
+
+
+# ---------------------------------------------------------------- a service's refusal, next to its field
+def field_of(name: str | None, labels: dict[str, str]) -> str:
+    """The form field a service error names (`hands.citizen.against` -> `hands_citizen_against`)."""
+    if not name:
+        return ROOT
+    flat = name.replace(".", "_")
+    if flat in labels:
+        return flat
+    head = name.split(".", 1)[0]
+    if head == "hands":
+        return "hands"
+    return head if head in labels else ROOT
+
+
+def service_errors(exc: RpcError, labels: dict[str, str]) -> dict[str, str] | None:
+    """A refusal the form shows (next to its field, or at the top); None for failures (no answer, bug)."""
+    if exc.code in (ErrorCode.UNAVAILABLE, ErrorCode.INTERNAL):
+        return None
+    return {field_of(exc.field, labels): sentence(exc.error.message)}
 
 
 # ---------------------------------------------------------------- CSV

@@ -11,11 +11,11 @@ from pydantic import ValidationError
 from starlette.requests import Request
 
 from shared.contracts.common import ErrorCode
-from shared.contracts.registry import Accepted, MemberView, RedeemSignIn, RequestSignIn
+from shared.contracts.registry import RedeemSignIn, RequestSignIn
 from shared.rpc import RpcError
 from services.web.forms import read_form, validate
 from services.web.pages import error_page, render, rpc, rpc_error_page
-from services.web.security import session_of
+from services.web.security import visitor
 
 router = APIRouter(include_in_schema=False)
 NEW_LINK_ACTIONS = [("/connexion", "Recevoir un nouveau lien"), ("/", "Retour à l'accueil")]
@@ -35,7 +35,7 @@ async def sign_in_submit(request: Request) -> Response:
     req, errors = validate(RequestSignIn, {"email": email} if email else {}, limits={"email": 254})
     if req is None:
         return await render(request, "sign_in.html", status_code=422, errors=errors, values={"email": email})
-    await rpc(request).call("registry", "request-sign-in", req, Accepted)
+    await rpc(request)(req)
     # Same answer whether or not the address is known: no account enumeration.
     return await render(request, "sign_in_sent.html")
 
@@ -59,7 +59,7 @@ async def sign_in_redeem(request: Request) -> Response:
         return await error_page(request, 404, BAD_LINK, title="Lien de connexion non valable",
                                 actions=NEW_LINK_ACTIONS)
     try:
-        member = await rpc(request).call("registry", "redeem-sign-in", req, MemberView)
+        member = await rpc(request)(req)
     except RpcError as exc:
         titles = {ErrorCode.NOT_FOUND: "Lien de connexion non valable",
                   ErrorCode.EXPIRED: "Lien de connexion expiré ou déjà utilisé",
@@ -68,15 +68,15 @@ async def sign_in_redeem(request: Request) -> Response:
             raise
         return await rpc_error_page(request, exc, title=titles[exc.code], actions=NEW_LINK_ACTIONS,
                                     status_code=400 if exc.code == ErrorCode.INVALID else None)
-    session = session_of(request)
-    session.sign_in(member.member_id)
-    session.set_flash("success", f"Bonjour {member.full_name}, vous êtes connecté·e.")
+    who = visitor(request)
+    who.sign_in(member.member_id)
+    who.set_flash("success", f"Bonjour {member.full_name}, vous êtes connecté·e.")
     return RedirectResponse("/espace", status_code=303)
 
 
 @router.post("/deconnexion")
 async def sign_out(request: Request) -> Response:
-    session = session_of(request)
-    session.sign_out()
-    session.set_flash("info", "Vous êtes déconnecté·e.")
+    who = visitor(request)
+    who.sign_out()
+    who.set_flash("info", "Vous êtes déconnecté·e.")
     return RedirectResponse("/", status_code=303)

@@ -12,20 +12,19 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 from starlette.requests import Request
 
+from forumlib.majority_judgment import GRADE_LABELS
 from shared import clock
 from shared.contracts.common import ErrorCode
 from shared.contracts.decisions import (
-    ELIGIBILITY_LABELS, FOLLOW_UP_LABELS, METHOD_LABELS, OUTCOME_LABELS, SIDE_LABELS, CommitmentList,
-    DecisionList, DecisionView, FollowUpStatus, GetDecision, ListCommitments, ListDecisions, Outcome,
+    ELIGIBILITY_LABELS, FOLLOW_UP_LABELS, METHOD_LABELS, OUTCOME_LABELS, SIDE_LABELS, DecisionView, FollowUpStatus,
+    GetDecision, ListCommitments, ListDecisions, Outcome,
 )
-from forumlib.majority_judgment import GRADE_LABELS
 from shared.rpc import RpcClient, RpcError
 from services.web.markdown import render_markdown
 from services.web.pages import error_page, render, rpc, web
@@ -73,8 +72,7 @@ def _filters(engagement: str, issue: str, suivi: str, masquer: str) -> dict[str,
 async def _all_decisions(client: RpcClient, filters: dict[str, Any]) -> list[DecisionView]:
     out: list[DecisionView] = []
     while len(out) < EXPORT_MAX:
-        page = await client.call("forum", "list-decisions",
-                                 ListDecisions(**filters, limit=EXPORT_PAGE, offset=len(out)), DecisionList)
+        page = await client(ListDecisions(**filters, limit=EXPORT_PAGE, offset=len(out)))
         out.extend(page.decisions)
         if len(page.decisions) < EXPORT_PAGE or len(out) >= page.total:
             break
@@ -84,8 +82,7 @@ async def _all_decisions(client: RpcClient, filters: dict[str, Any]) -> list[Dec
 async def session_decisions(client: RpcClient, session_id: str) -> list[DecisionView] | None:
     """A session's decisions, for its page (None when the forum does not answer: the page still shows)."""
     try:
-        return (await client.call("forum", "list-decisions", ListDecisions(session_id=session_id, limit=100),
-                                  DecisionList)).decisions
+        return (await client(ListDecisions(session_id=session_id, limit=100))).decisions
     except RpcError:
         return None
 
@@ -100,9 +97,8 @@ async def register(request: Request, engagement: str = Query("", max_length=40),
     except BadFilter:
         return await error_page(request, 400, "Ce filtre n'existe pas.", actions=BACK)
     client = rpc(request)
-    commitments = (await client.call("forum", "list-commitments", ListCommitments(), CommitmentList)).commitments
-    listed = await client.call("forum", "list-decisions", ListDecisions(
-        **filters, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE), DecisionList)
+    commitments = (await client(ListCommitments())).commitments
+    listed = await client(ListDecisions(**filters, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE))
     pages = max(1, -(-listed.total // PAGE_SIZE))
     query = {"engagement": engagement, "issue": issue, "suivi": suivi, "masquer_corrigees": masquer_corrigees}
     qs = "&".join(f"{k}={v}" for k, v in query.items() if v)
@@ -181,7 +177,7 @@ async def decisions_json(request: Request, engagement: str = Query("", max_lengt
         return rows
     body = {"licence": LICENCE, "licence_url": LICENCE_URL, "producteur": "Forum ouvert du Partenariat pour un "
             "gouvernement ouvert (CESE)", "source": web(request).settings.public_url.rstrip("/") + "/decisions",
-            "genere_le": clock.as_paris(datetime.now(UTC)).isoformat(), "total": len(rows), "decisions": rows}
+            "genere_le": clock.as_paris(clock.utcnow()).isoformat(), "total": len(rows), "decisions": rows}
     return Response(json.dumps(body, ensure_ascii=False, indent=1), media_type="application/json; charset=utf-8",
                     headers={"Content-Disposition": 'inline; filename="forum-ouvert-decisions.json"',
                              **OPEN_DATA_HEADERS})
@@ -192,16 +188,15 @@ async def _number_of(client: RpcClient, decision_id: str | None) -> str | None:
     if not decision_id:
         return None
     try:
-        return (await client.call("forum", "get-decision", GetDecision(decision_id=decision_id),
-                                  DecisionView)).decision.number
+        return (await client(GetDecision(decision_id=decision_id))).decision.number
     except RpcError:
         return None
 
 
 @router.get("/decisions/{decision_id}")
 async def show(request: Request, decision_id: str) -> Response:
-    d = await fetch(request, decision_id, "get-decision", lambda: GetDecision(decision_id=decision_id), DecisionView,
-                    unknown_decision, not_found_codes=(ErrorCode.NOT_FOUND, ErrorCode.INVALID))
+    d = await fetch(request, decision_id, lambda: GetDecision(decision_id=decision_id), unknown_decision,
+                    not_found_codes=(ErrorCode.NOT_FOUND, ErrorCode.INVALID))
     if isinstance(d, Response):
         return d
     client = rpc(request)

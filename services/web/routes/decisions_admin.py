@@ -1,7 +1,6 @@
-"""The secretariat's decision pages: record a decision on a session's agenda item (consensus or a
-show of hands counted per college), correct one by a new decision that supersedes it, update its
-follow-up; keep the commitments of the national action plan; set the rule that decides what
-« adoptée » means for each kind of session.
+"""The secretariat's decision pages: the list of decisions and votes, record a decision on a session's
+agenda item (consensus or a show of hands counted per college), correct one by a new decision that
+supersedes it, update its follow-up.
 
 The forum service decides (rule met or not, session started, decision not already superseded); its
 refusals come back next to the field they name, with what was typed kept and nothing recorded.
@@ -14,20 +13,21 @@ from fastapi import APIRouter, Query
 from fastapi.responses import RedirectResponse, Response
 from starlette.requests import Request
 
-from shared.contracts.common import ErrorCode
 from shared.contracts.decisions import (
-    FOLLOW_UP_LABELS, METHOD_LABELS, OUTCOME_LABELS, SIDE_LABELS, CommitmentList, CommitmentView,
-    DecisionList, DecisionView, FollowUpStatus, GetDecision, GetRules, HandCount, ListCommitments,
-    ListDecisions, ListVotes, Method, Outcome, RecordDecision, Rule, RuleList, RuleView, SaveCommitment, SetRule,
-    UpdateFollowUp, VoteList,
+    FOLLOW_UP_LABELS, METHOD_LABELS, OUTCOME_LABELS, SIDE_LABELS, DecisionView, FollowUpStatus, GetDecision,
+    HandCount, ListDecisions, ListVotes, Method, Outcome, RecordDecision, UpdateFollowUp,
 )
-from shared.contracts.forum import KIND_LABELS, SessionKind, SessionView
+from shared.contracts.forum import SessionView
 from shared.contracts.registry import COLLEGE_LABELS, College, MemberView
 from shared.rpc import RpcError
 from services.web.forms import ROOT, edge_checks, read_form, validate
 from services.web.pages import HTTP_STATUS, error_page, render, require_secretariat, rpc, rpc_error_page
-from services.web.routes._common import fetch, get_session, not_found, sentence, unknown_session, valid_id
-from services.web.security import session_of
+from services.web.routes._common import (
+    fetch, field_of, get_session, not_found, sentence, service_errors, unknown_session, valid_id,
+)
+from services.web.routes.commitments_and_rules import commitments, rule_for
+from services.web.routes.votes import vote_context
+from services.web.security import visitor
 
 router = APIRouter(include_in_schema=False)
 
@@ -60,29 +60,6 @@ MESSAGES = {
     "commitment_code": "Choisissez un engagement de la liste, ou aucun.",
 }
 FOLLOW_UP_FIELDS = {"status": "Statut du suivi", "note": "Note de suivi"}
-COMMITMENT_LABELS = {"code": "Code", "title": "Intitulé de l'engagement", "plan": "Plan d'action"}
-RULE_LABELS = {**{f"quorum_{c.value}": f"Quorum : {COLLEGE_LABELS[c].lower()}" for c in College},
-               "double_majority": "Double majorité"}
-
-
-def field_of(name: str | None, labels: dict[str, str]) -> str:
-    """The form field a service error names (`hands.citizen.against` -> `hands_citizen_against`)."""
-    if not name:
-        return ROOT
-    flat = name.replace(".", "_")
-    if flat in labels:
-        return flat
-    head = name.split(".", 1)[0]
-    if head == "hands":
-        return "hands"
-    return head if head in labels else ROOT
-
-
-def service_errors(exc: RpcError, labels: dict[str, str]) -> dict[str, str] | None:
-    """A refusal the form shows (next to its field, or at the top); None for failures (no answer, bug)."""
-    if exc.code in (ErrorCode.UNAVAILABLE, ErrorCode.INTERNAL):
-        return None
-    return {field_of(exc.field, labels): sentence(exc.error.message)}
 
 
 async def unknown_decision(request: Request) -> Response:
@@ -90,31 +67,18 @@ async def unknown_decision(request: Request) -> Response:
 
 
 async def get_decision(request: Request, decision_id: str) -> DecisionView | Response:
-    return await fetch(request, decision_id, "get-decision", lambda: GetDecision(decision_id=decision_id),
-                       DecisionView, unknown_decision)
-
-
-async def commitments(request: Request) -> list[CommitmentView]:
-    return (await rpc(request).call("forum", "list-commitments", ListCommitments(), CommitmentList)).commitments
-
-
-async def rule_for(request: Request, kind: SessionKind) -> RuleView | None:
-    rules = await rpc(request).call("forum", "get-rules", GetRules(), RuleList)
-    return next((r for r in rules.rules if r.rule.kind == kind), None)
+    return await fetch(request, decision_id, lambda: GetDecision(decision_id=decision_id), unknown_decision)
 
 
 # ---------------------------------------------------------------- list
 @router.get("/secretariat/decisions")
 async def decisions_list(request: Request, seance: str = Query("", max_length=40)) -> Response:
-    from services.web.routes.votes import vote_context  # votes.py builds on this module
-
     await require_secretariat(request)
     if seance and not valid_id(seance):
         return await unknown_session(request)
     client = rpc(request)
-    listed = await client.call("forum", "list-decisions", ListDecisions(session_id=seance or None, limit=500),
-                               DecisionList)
-    votes = await client.call("forum", "list-votes", ListVotes(session_id=seance or None, limit=500), VoteList)
+    listed = await client(ListDecisions(session_id=seance or None, limit=500))
+    votes = await client(ListVotes(session_id=seance or None, limit=500))
     return await render(request, "admin_decisions.html", decisions=listed.decisions, total=listed.total,
                         votes=votes.votes, seance=seance, outcome_labels=OUTCOME_LABELS, method_labels=METHOD_LABELS,
                         follow_up_labels=FOLLOW_UP_LABELS, **vote_context())
@@ -211,7 +175,7 @@ async def _record(request: Request, actor: MemberView, s: SessionView, values: d
     if req is None:
         return await decision_form(request, s, values=values, errors=errors, status_code=422, corrected=corrected)
     try:
-        view = await rpc(request).call("forum", "record-decision", req, DecisionView)
+        view = await rpc(request)(req)
     except RpcError as exc:
         if (errors := service_errors(exc, LABELS)) is None:
             return await rpc_error_page(request, exc, actions=LIST_BACK)
@@ -219,8 +183,8 @@ async def _record(request: Request, actor: MemberView, s: SessionView, values: d
                                    status_code=HTTP_STATUS.get(exc.code, 422))
     d = view.decision
     what = "corrige la décision n° " + corrected.decision.number if corrected else "est enregistrée"
-    session_of(request).set_flash("success", f"La décision n° {d.number} « {d.title} » {what} "
-                                  f"({OUTCOME_LABELS[d.outcome].lower()}). {d.rule_check.summary}")
+    visitor(request).set_flash("success", f"La décision n° {d.number} « {d.title} » {what} "
+                               f"({OUTCOME_LABELS[d.outcome].lower()}). {d.rule_check.summary}")
     return RedirectResponse(f"/decisions/{d.decision_id}", status_code=303)
 
 
@@ -320,128 +284,12 @@ async def follow_up(request: Request, decision_id: str) -> Response:
         return await follow_up_page(request, view, values=values, status_code=422,
                                     errors={field_of(k, FOLLOW_UP_FIELDS): sentence(v) for k, v in errors.items()})
     try:
-        updated = await rpc(request).call("forum", "update-follow-up", req, DecisionView)
+        updated = await rpc(request)(req)
     except RpcError as exc:
         if (errors := service_errors(exc, FOLLOW_UP_FIELDS)) is None:
             return await rpc_error_page(request, exc, actions=LIST_BACK)
         return await follow_up_page(request, view, values=values, errors=errors,
                                     status_code=HTTP_STATUS.get(exc.code, 422))
-    session_of(request).set_flash("success", f"Suivi de la décision n° {updated.decision.number} mis à jour : "
-                                  f"{FOLLOW_UP_LABELS[updated.follow_up].lower()}.")
+    visitor(request).set_flash("success", f"Suivi de la décision n° {updated.decision.number} mis à jour : "
+                               f"{FOLLOW_UP_LABELS[updated.follow_up].lower()}.")
     return RedirectResponse(f"/decisions/{decision_id}", status_code=303)
-
-
-# ---------------------------------------------------------------- commitments
-async def commitments_page(request: Request, *, values: dict[str, str] | None = None,
-                           errors: dict[str, str] | None = None, status_code: int = 200, editing: bool = False
-                           ) -> Response:
-    return await render(request, "admin_commitments.html", status_code=status_code,
-                        commitments=await commitments(request), values=values or {"code": "", "title": "",
-                                                                                   "plan": "2024-2026"},
-                        errors=errors or {}, labels=COMMITMENT_LABELS, editing=editing)
-
-
-@router.get("/secretariat/engagements")
-async def commitments_list(request: Request, code: str = Query("", max_length=12)) -> Response:
-    await require_secretariat(request)
-    if code:
-        found = next((c for c in await commitments(request) if c.code == code), None)
-        if found is None:
-            return await error_page(request, 404, "Cet engagement n'existe pas.", title="Engagement introuvable",
-                                    actions=[("/secretariat/engagements", "Retour aux engagements")])
-        return await commitments_page(request, values={"code": found.code, "title": found.title, "plan": found.plan},
-                                      editing=True)
-    return await commitments_page(request)
-
-
-@router.post("/secretariat/engagements")
-async def save_commitment(request: Request) -> Response:
-    actor = await require_secretariat(request)
-    form = await read_form(request)
-    values = {k: form.get(k, "").strip() for k in COMMITMENT_LABELS}
-    editing = form.get("editing") == "1"
-    data: dict[str, Any] = {"actor_id": actor.member_id, "code": values["code"], "title": values["title"]}
-    if values["plan"]:
-        data["plan"] = values["plan"]
-    req, errors = validate(SaveCommitment, data, limits={"code": 12, "title": 300, "plan": 20}, messages={
-        "code": "Le code de l'engagement : 1 à 12 caractères, chiffres, lettres, points ou tirets (par exemple 7 "
-                "ou 3.2).",
-        "plan": "Indiquez le plan d'action, par exemple 2024-2026."})
-    if req is None:
-        return await commitments_page(request, values=values, status_code=422, editing=editing,
-                                      errors={field_of(k, COMMITMENT_LABELS): sentence(v) for k, v in errors.items()})
-    try:
-        saved = await rpc(request).call("forum", "save-commitment", req, CommitmentView)
-    except RpcError as exc:
-        if (errors := service_errors(exc, COMMITMENT_LABELS)) is None:
-            return await rpc_error_page(request, exc, actions=[("/secretariat/engagements", "Retour aux engagements")])
-        return await commitments_page(request, values=values, errors=errors, editing=editing,
-                                      status_code=HTTP_STATUS.get(exc.code, 422))
-    session_of(request).set_flash("success", f"L'engagement {saved.code} « {saved.title} » est enregistré.")
-    return RedirectResponse("/secretariat/engagements", status_code=303)
-
-
-# ---------------------------------------------------------------- rules
-def rule_values(rule: Rule) -> dict[str, str]:
-    return {**{f"quorum_{c.value}": str(rule.quorum.get(c, 0)) for c in College},
-            "double_majority": "1" if rule.double_majority else ""}
-
-
-async def rules_page(request: Request, *, posted: SessionKind | None = None, values: dict[str, str] | None = None,
-                     errors: dict[str, str] | None = None, status_code: int = 200) -> Response:
-    rules = await rpc(request).call("forum", "get-rules", GetRules(), RuleList)
-    by_kind = {r.rule.kind: r for r in rules.rules}
-    forms = []
-    for kind in SessionKind:
-        view = by_kind.get(kind) or RuleView(rule=Rule(kind=kind), updated_at=None)
-        forms.append({"kind": kind, "view": view,
-                      "values": values if kind == posted and values is not None else rule_values(view.rule),
-                      "errors": (errors or {}) if kind == posted else {}})
-    return await render(request, "admin_rules.html", status_code=status_code, forms=forms, labels=RULE_LABELS,
-                        colleges=list(College), kind_labels=KIND_LABELS, side_labels=SIDE_LABELS,
-                        errors=errors or {})
-
-
-@router.get("/secretariat/regles")
-async def rules(request: Request) -> Response:
-    await require_secretariat(request)
-    return await rules_page(request)
-
-
-@router.post("/secretariat/regles")
-async def set_rule(request: Request) -> Response:
-    actor = await require_secretariat(request)
-    form = await read_form(request)
-    kind_raw = form.get("kind", "")
-    if kind_raw not in {k.value for k in SessionKind}:
-        return await error_page(request, 400, "Ce type de séance n'existe pas.",
-                                actions=[("/secretariat/regles", "Retour aux règles")])
-    kind = SessionKind(kind_raw)
-    values = {**{f"quorum_{c.value}": form.get(f"quorum_{c.value}", "").strip() for c in College},
-              "double_majority": "1" if form.get("double_majority") else ""}
-    errors: dict[str, str] = {}
-    quorum: dict[str, int] = {}
-    for c in College:
-        name, raw = f"quorum_{c.value}", values[f"quorum_{c.value}"]
-        if not raw:
-            quorum[c.value] = 0
-        elif not raw.isdigit() or len(raw) > 6:
-            errors[name] = "Indiquez un nombre entier de membres présents, 0 si aucun n'est requis."
-        elif int(raw) > MAX_COUNT:
-            errors[name] = "Ce nombre est trop grand."
-        else:
-            quorum[c.value] = int(raw)
-    if errors:
-        return await rules_page(request, posted=kind, values=values, errors=errors, status_code=422)
-    req = SetRule(actor_id=actor.member_id, rule=Rule(kind=kind, quorum={College(k): v for k, v in quorum.items() if v},
-                                                      double_majority=bool(values["double_majority"])))
-    try:
-        await rpc(request).call("forum", "set-rule", req, RuleView)
-    except RpcError as exc:
-        if (found := service_errors(exc, RULE_LABELS)) is None:
-            return await rpc_error_page(request, exc, actions=[("/secretariat/regles", "Retour aux règles")])
-        return await rules_page(request, posted=kind, values=values, errors=found,
-                                status_code=HTTP_STATUS.get(exc.code, 422))
-    session_of(request).set_flash("success", f"La règle des séances de type « {KIND_LABELS[kind].lower()} » est "
-                                  "enregistrée. Elle s'applique aux décisions enregistrées à partir de maintenant.")
-    return RedirectResponse("/secretariat/regles", status_code=303)

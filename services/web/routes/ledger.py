@@ -1,4 +1,4 @@
-"""Public API of the public record (transparency log), issue 4 — stable: third parties script it.
+"""Public API of the public record (transparency log) — stable: third parties script it.
 
     GET /ledger/checkpoint                          signed note (C2SP tlog-checkpoint), text/plain
     GET /ledger/key                                 note verifier key, text/plain
@@ -29,9 +29,8 @@ from starlette.requests import Request
 
 from shared.contracts.common import ErrorCode
 from shared.contracts.minutes import (
-    MAX_INDEX, OP_CHECKPOINT, OP_CONSISTENCY, OP_ENTRIES, OP_INCLUSION, OP_KEY, SERVICE,
-    ConsistencyProof, GetCheckpoint, GetConsistencyProof, GetInclusionProof, GetVerifierKey, InclusionProof,
-    LedgerCheckpoint, LedgerEntries, LedgerKey, ListEntries,
+    MAX_INDEX, ConsistencyProof, GetCheckpoint, GetConsistencyProof, GetInclusionProof, GetVerifierKey,
+    InclusionProof, LedgerEntries, ListEntries,
 )
 from shared.logging import get_logger
 from shared.rpc import RpcClient, RpcError
@@ -109,7 +108,7 @@ Number = dict(ge=0, le=MAX_INDEX)
 async def checkpoint(rpc: Rpc) -> PlainTextResponse:
     """The latest checkpoint: origin line, tree size, base64 root hash, a blank line and the signature
     line(s). Check it with the verifier key of `GET /ledger/key` obtained independently."""
-    cp = await rpc.call(SERVICE, OP_CHECKPOINT, GetCheckpoint(), LedgerCheckpoint)
+    cp = await rpc(GetCheckpoint())
     return PlainTextResponse(cp.note, media_type="text/plain; charset=utf-8")
 
 
@@ -120,7 +119,7 @@ async def checkpoint(rpc: Rpc) -> PlainTextResponse:
 async def key(rpc: Rpc) -> PlainTextResponse:
     """The note verifier key. An auditor should get it from a source other than this server
     (e.g. the forum's publications) and pass it to `forum-ouvert verify`."""
-    k = await rpc.call(SERVICE, OP_KEY, GetVerifierKey(), LedgerKey)
+    k = await rpc(GetVerifierKey())
     return PlainTextResponse(k.key + "\n", media_type="text/plain; charset=utf-8")
 
 
@@ -131,7 +130,7 @@ async def entries(rpc: Rpc, start: Annotated[int, Query(**Number, description="F
     """Entries `start <= index < end`, in order, at most 1000 per call; fewer when the log is
     shorter or the page is full: continue from the last index + 1. `leaf` is the base64 of the exact
     leaf bytes, the RFC 8785 canonical JSON of `record`."""
-    page = await rpc.call(SERVICE, OP_ENTRIES, ListEntries(start=start, end=end), LedgerEntries)
+    page = await rpc(ListEntries(start=start, end=end))
     # Already validated by the RPC client: serialise once, skip FastAPI's second validation pass.
     return Response(page.model_dump_json(), media_type="application/json")  # type: ignore[return-value]
 
@@ -143,7 +142,7 @@ async def inclusion(rpc: Rpc, index: Annotated[int, Query(**Number, description=
                     size: Annotated[int, Query(**Number, description="Tree size (at most the current size).")]
                     ) -> InclusionProof:
     """RFC 9162 §2.1.3 inclusion proof of leaf `index` in the tree of the first `size` leaves."""
-    return await rpc.call(SERVICE, OP_INCLUSION, GetInclusionProof(index=index, size=size), InclusionProof)
+    return await rpc(GetInclusionProof(index=index, size=size))
 
 
 @router.get("/proof/consistency", response_model=ConsistencyProof,
@@ -154,5 +153,4 @@ async def consistency(rpc: Rpc, first: Annotated[int, Query(**Number, descriptio
                       ) -> ConsistencyProof:
     """RFC 9162 §2.1.4 consistency proof that the tree of `first` leaves is a prefix of the tree of
     `second` leaves (empty when `first` is 0 or equals `second`)."""
-    return await rpc.call(SERVICE, OP_CONSISTENCY, GetConsistencyProof(first=first, second=second),
-                          ConsistencyProof)
+    return await rpc(GetConsistencyProof(first=first, second=second))

@@ -10,12 +10,12 @@ from fastapi.responses import RedirectResponse, Response
 from starlette.requests import Request
 
 from shared.contracts.common import ErrorCode
-from shared.contracts.notifications import MemberNotifications
-from shared.contracts.registry import Accepted, EraseMember, Export, ExportData, MemberView, UpdateProfile
+from shared.contracts.notifications import ExportNotifications
+from shared.contracts.registry import EraseMember, ExportData, MemberView, UpdateProfile
 from shared.rpc import RpcError
 from services.web.forms import ROOT, read_form, validate
 from services.web.pages import render, require_member, rpc
-from services.web.security import session_of
+from services.web.security import visitor
 
 router = APIRouter(include_in_schema=False)
 PROFILE_LIMITS = {"full_name": 120, "organisation": 160}
@@ -40,14 +40,14 @@ async def update_profile(request: Request) -> Response:
     req, errors = validate(UpdateProfile, data, limits=PROFILE_LIMITS)
     if req is not None:
         try:
-            updated = await rpc(request).call("registry", "update-profile", req, MemberView)
+            updated = await rpc(request)(req)
         except RpcError as exc:
             if exc.code != ErrorCode.INVALID:
                 raise
             errors = {exc.field or ROOT: exc.error.message}
         else:
             request.state.member = updated
-            session_of(request).set_flash("success", "Votre profil a été mis à jour.")
+            visitor(request).set_flash("success", "Votre profil a été mis à jour.")
             return RedirectResponse("/espace", status_code=303)
     return await render(request, "member_space.html", status_code=422, errors=errors, values=values)
 
@@ -57,10 +57,8 @@ async def download_data(request: Request) -> Response:
     """Right of access (RGPD art. 15): everything the registry and notifications hold about the member."""
     member = await require_member(request)
     client = rpc(request)
-    req = ExportData(actor_id=member.member_id)
-    registry, notifications = await asyncio.gather(
-        client.call("registry", "export", req, Export),
-        client.call("notifications", "export", req, MemberNotifications))
+    registry, notifications = await asyncio.gather(client(ExportData(actor_id=member.member_id)),
+                                                   client(ExportNotifications(actor_id=member.member_id)))
     body = {
         "exported_at": datetime.now(UTC).isoformat(),
         "about": "Données personnelles détenues par le forum ouvert du Partenariat pour un gouvernement ouvert (CESE).",
@@ -80,7 +78,7 @@ async def erase_confirm(request: Request) -> Response:
 @router.post("/espace/suppression")
 async def erase(request: Request) -> Response:
     member = await require_member(request)
-    await rpc(request).call("registry", "erase", EraseMember(actor_id=member.member_id), Accepted)
-    session_of(request).sign_out()
+    await rpc(request)(EraseMember(actor_id=member.member_id))
+    visitor(request).sign_out()
     request.state.member = None
     return await render(request, "erase_done.html")

@@ -8,8 +8,8 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 from starlette.requests import Request
 
-from shared.contracts.common import ErrorCode, Health, HealthRequest
-from shared.contracts.registry import College, MemberView, Register, Registered, VerifyEmail
+from shared.contracts.common import ErrorCode
+from shared.contracts.registry import College, Register, VerifyEmail
 from shared.rpc import RpcError
 from shared.settings import SERVICES
 from services.web.forms import ROOT, read_form, validate
@@ -62,7 +62,7 @@ async def register_submit(request: Request) -> Response:
     req, errors = validate(Register, data, limits=REGISTER_LIMITS, messages=REGISTER_MESSAGES)
     if req is not None:
         try:
-            await rpc(request).call("registry", "register", req, Registered)
+            await rpc(request)(req)
         except RpcError as exc:
             if exc.code not in (ErrorCode.INVALID, ErrorCode.CONFLICT):
                 raise
@@ -85,7 +85,7 @@ async def verify_email(request: Request, token: str = "") -> Response:
                                 "depuis le courriel reçu.", title="Lien de confirmation non valable",
                                 actions=NEW_LINK_ACTIONS)
     try:
-        member = await rpc(request).call("registry", "verify-email", req, MemberView)
+        member = await rpc(request)(req)
     except RpcError as exc:
         titles = {ErrorCode.NOT_FOUND: "Lien de confirmation non valable", ErrorCode.EXPIRED:
                   "Lien de confirmation expiré ou déjà utilisé", ErrorCode.INVALID: "Lien de confirmation non valable"}
@@ -105,7 +105,7 @@ async def health(request: Request) -> JSONResponse:
 
     async def one(service: str) -> tuple[str, str]:
         try:
-            h = await w.client().call(service, "health", HealthRequest(), Health, timeout=timeout)
+            h = await w.client().health(service, timeout=timeout)
         except RpcError as exc:
             return service, exc.error.message
         except Exception as exc:  # noqa: BLE001 - health must answer whatever happens

@@ -25,14 +25,14 @@ from forumlib.tlog import (
 )
 from shared.contracts.common import ErrorCode
 from shared.contracts.forum import KIND_LABELS
+from shared.clock import paris_date
 from shared.contracts.minutes import (
-    MAX_INDEX, OP_CHECKPOINT, OP_ENTRIES, OP_INCLUSION, OP_KEY, OP_LOCATE, SERVICE, EntryLocation,
-    EntryLocations, GetCheckpoint, GetInclusionProof, GetVerifierKey, InclusionProof, LedgerCheckpoint,
-    LedgerEntries, LedgerEntry, LedgerKey, ListEntries, LocateEntries,
+    MAX_INDEX, EntryLocation, GetCheckpoint, GetInclusionProof, GetVerifierKey, InclusionProof, LedgerCheckpoint,
+    LedgerEntry, LedgerKey, ListEntries, LocateEntries,
 )
 from shared.logging import get_logger
 from shared.rpc import RpcClient, RpcError
-from services.web.pages import error_page, paris, render, rpc, web
+from services.web.pages import error_page, render, rpc, web
 
 log = get_logger(__name__)
 router = APIRouter(include_in_schema=False)
@@ -82,7 +82,7 @@ def describe(record: dict[str, Any]) -> str:
     if kind.startswith("session."):
         session = _obj(data.get("session"))
         start = record_time({"occurred_at": session.get("starts_at")})
-        text = f"Séance « {session.get('title', '?')} »" + (f" du {paris(start, '%d/%m/%Y')}" if start else "")
+        text = f"Séance « {session.get('title', '?')} »" + (f" du {paris_date(start)}" if start else "")
         if kind == "session.cancelled" and data.get("reason"):
             text += f" — motif : {data['reason']}"
         return text
@@ -90,7 +90,8 @@ def describe(record: dict[str, Any]) -> str:
         decision = _obj(data.get("decision"))
         return f"Décision n° {decision.get('number', '?')} : {decision.get('title', '')}".rstrip(" :")
     if kind == "decision.superseded":
-        return f"Décision {_short(data.get('decision_id'))}… corrigée par la décision {_short(data.get('superseded_by'))}…"
+        return (f"Décision {_short(data.get('decision_id'))}… corrigée par la décision "
+                f"{_short(data.get('superseded_by'))}…")
     if kind == "decision.follow_up_updated":
         status = FOLLOW_UP_NAMES.get(str(data.get("status")), str(data.get("status", "?")))
         return f"Décision {_short(data.get('decision_id'))}… : suivi « {status} »"
@@ -183,7 +184,8 @@ def check_inclusion(key: str, note: str, entry: LedgerEntry, proof: InclusionPro
         verifier = parse_verifier_key(key.strip())
         checkpoint, _ = open_checkpoint(note, [verifier], verifier.name)
     except (NoteError, CheckpointError) as exc:
-        out.message = f"Le point de contrôle n'est pas valablement signé par la clé de vérification du registre ({exc})."
+        out.message = (f"Le point de contrôle n'est pas valablement signé par la clé de vérification du registre "
+                       f"({exc}).")
         return out
     out.size, out.root = checkpoint.size, base64.b64encode(checkpoint.root_hash).decode("ascii")
     try:
@@ -233,21 +235,21 @@ async def prove(client: RpcClient, index: int | None, *, event_id: str | None = 
         return Proof(status="pending", message="Inscription au registre public en cours.")
     try:
         key, cp, page = await asyncio.gather(  # independent reads: one round trip's wait, not three
-            client.call(SERVICE, OP_KEY, GetVerifierKey(), LedgerKey),
-            client.call(SERVICE, OP_CHECKPOINT, GetCheckpoint(), LedgerCheckpoint),
-            client.call(SERVICE, OP_ENTRIES, ListEntries(start=index, end=index + 1), LedgerEntries))
+            client(GetVerifierKey()),
+            client(GetCheckpoint()),
+            client(ListEntries(start=index, end=index + 1)))
         if not page.entries:
             return Proof(status="pending", index=index, message="Inscription au registre public en cours.")
         entry = page.entries[0]
         if index >= cp.size:
             proof = InclusionProof(leaf_index=index, tree_size=cp.size, hashes=[])
         else:
-            proof = await client.call(SERVICE, OP_INCLUSION, GetInclusionProof(index=index, size=cp.size),
-                                      InclusionProof)
+            proof = await client(GetInclusionProof(index=index, size=cp.size))
     except RpcError as exc:
         if exc.code == ErrorCode.UNAVAILABLE:
             return Proof(status="pending", index=index,
-                         message="Aucun point de contrôle n'est encore signé : inscription au registre public en cours.")
+                         message="Aucun point de contrôle n'est encore signé : inscription au registre public "
+                                 "en cours.")
         log.warning("inclusion proof unavailable", code=str(exc.code), message=exc.error.message)
         return Proof(status="unavailable", index=index,
                      message="Le registre public ne répond pas pour l'instant ; la preuve n'a pas pu être vérifiée.")
@@ -260,7 +262,7 @@ async def locate(client: RpcClient, event_ids: list[str]) -> dict[str, EntryLoca
     if not ids:
         return {}
     try:
-        found = await client.call(SERVICE, OP_LOCATE, LocateEntries(event_ids=ids), EntryLocations)
+        found = await client(LocateEntries(event_ids=ids))
     except RpcError as exc:
         log.warning("ledger-locate failed", code=str(exc.code), message=exc.error.message)
         return {}
@@ -270,8 +272,7 @@ async def locate(client: RpcClient, event_ids: list[str]) -> dict[str, EntryLoca
 async def key_and_checkpoint(client: RpcClient) -> tuple[LedgerKey | None, LedgerCheckpoint | None]:
     key = cp = None
     try:
-        key, cp = await asyncio.gather(client.call(SERVICE, OP_KEY, GetVerifierKey(), LedgerKey),
-                                       client.call(SERVICE, OP_CHECKPOINT, GetCheckpoint(), LedgerCheckpoint))
+        key, cp = await asyncio.gather(client(GetVerifierKey()), client(GetCheckpoint()))
     except RpcError as exc:
         if exc.code != ErrorCode.UNAVAILABLE:
             raise
@@ -292,7 +293,7 @@ async def explorer(request: Request, page: int = Query(1, ge=1, le=1_000_000)) -
     start = max(0, end - PAGE_SIZE)
     entries: list[LedgerEntry] = []
     while start < end:
-        got = await client.call(SERVICE, OP_ENTRIES, ListEntries(start=start, end=end), LedgerEntries)
+        got = await client(ListEntries(start=start, end=end))
         if not got.entries:
             break
         entries.extend(got.entries)
@@ -318,7 +319,7 @@ async def one_record(request: Request, index: str) -> Response:
                                 title="Enregistrement introuvable", actions=BACK)
     i = int(index)
     client = rpc(request)
-    page = await client.call(SERVICE, OP_ENTRIES, ListEntries(start=i, end=i + 1), LedgerEntries)
+    page = await client(ListEntries(start=i, end=i + 1))
     if not page.entries or page.entries[0].index != i:
         return await error_page(request, 404, "Cet enregistrement n'existe pas (encore) dans le registre public.",
                                 title="Enregistrement introuvable", actions=BACK)

@@ -9,13 +9,11 @@ from fastapi.responses import RedirectResponse, Response
 from starlette.requests import Request
 
 from shared.contracts.common import ErrorCode
-from shared.contracts.registry import (
-    ApproveMember, ListMembers, MemberList, MemberStatus, MemberView, RejectMember,
-)
+from shared.contracts.registry import ApproveMember, ListMembers, MemberStatus, MemberView, RejectMember
 from shared.rpc import RpcError
 from services.web.forms import read_form, validate
 from services.web.pages import error_page, render, require_secretariat, rpc, rpc_error_page
-from services.web.security import session_of
+from services.web.security import visitor
 
 router = APIRouter(prefix="/secretariat", include_in_schema=False)
 FILTERS = {
@@ -33,8 +31,7 @@ async def _members_page(request: Request, actor: MemberView, statut: str, *, sta
                         reject_errors: dict[str, str] | None = None, reject_values: dict[str, str] | None = None
                         ) -> Response:
     status = None if statut == "all" else MemberStatus(statut)
-    members = await rpc(request).call("registry", "list-members", ListMembers(actor_id=actor.member_id, status=status),
-                                      MemberList)
+    members = await rpc(request)(ListMembers(actor_id=actor.member_id, status=status))
     return await render(request, "secretariat_members.html", status_code=status_code, members=members.members,
                         filters=FILTERS, statut=statut, reject_errors=reject_errors or {},
                         reject_values=reject_values or {})
@@ -63,11 +60,10 @@ async def approve(request: Request, member_id: str) -> Response:
     if not _check_id(member_id):
         return await error_page(request, 404, "Membre inconnu.", actions=BACK)
     try:
-        member = await rpc(request).call("registry", "approve-member",
-                                         ApproveMember(actor_id=actor.member_id, member_id=member_id), MemberView)
+        member = await rpc(request)(ApproveMember(actor_id=actor.member_id, member_id=member_id))
     except RpcError as exc:
         return await rpc_error_page(request, exc, actions=BACK)
-    session_of(request).set_flash("success", f"L'inscription de {member.full_name} est validée.")
+    visitor(request).set_flash("success", f"L'inscription de {member.full_name} est validée.")
     return RedirectResponse("/secretariat/membres", status_code=303)
 
 
@@ -87,13 +83,13 @@ async def reject(request: Request, member_id: str) -> Response:
                                    reject_errors={member_id: errors.get("reason") or next(iter(errors.values()))},
                                    reject_values={member_id: reason})
     try:
-        member = await rpc(request).call("registry", "reject-member", req, MemberView)
+        member = await rpc(request)(req)
     except RpcError as exc:
         if exc.code == ErrorCode.INVALID:
             return await _members_page(request, actor, "pending_approval", status_code=422,
                                        reject_errors={member_id: exc.error.message},
                                        reject_values={member_id: reason})
         return await rpc_error_page(request, exc, actions=BACK)
-    session_of(request).set_flash("success", f"L'inscription de {member.full_name} est refusée ; "
-                                             "la personne en est informée par courriel.")
+    visitor(request).set_flash("success", f"L'inscription de {member.full_name} est refusée ; "
+                                          "la personne en est informée par courriel.")
     return RedirectResponse("/secretariat/membres", status_code=303)

@@ -16,20 +16,21 @@ from fastapi.responses import RedirectResponse, Response
 from starlette.requests import Request
 
 from forumlib.ical import session_ics, sessions_feed
+from shared.clock import as_paris
 from shared.contracts.common import ErrorCode
 from shared.contracts.forum import (
-    AnswerRsvp, GetSession, ListSessions, RsvpAnswer, RsvpState, RsvpView, SessionInfo, SessionKind,
-    SessionList, SessionPeriod, SessionView, Theme, WithdrawRsvp,
+    KIND_LABELS, AnswerRsvp, GetSession, ListSessions, RsvpAnswer, RsvpState, SessionInfo, SessionKind,
+    SessionPeriod, SessionView, Theme, WithdrawRsvp,
 )
 from shared.contracts.registry import MemberStatus, MemberView
 from shared.rpc import RpcError
 from services.web.forms import read_form
 from services.web.pages import (
-    HTTP_STATUS, as_paris, current_member, error_page, render, require_member, rpc, rpc_error_page, web,
+    HTTP_STATUS, current_member, error_page, render, require_member, rpc, rpc_error_page, web,
 )
 from services.web.routes._common import SESSIONS_BACK as BACK, get_session, unknown_session, valid_id
 from services.web.routes.decisions import LABELS as DECISION_LABELS, session_decisions
-from services.web.security import session_of
+from services.web.security import visitor
 
 router = APIRouter(include_in_schema=False)
 
@@ -74,7 +75,7 @@ async def session_page(request: Request, session_id: str, *, status_code: int = 
     actor = member.member_id if member and member.status == MemberStatus.APPROVED else None
     try:  # the session and its decisions (None if the forum cannot list them) in one round trip's wait
         view, decisions = await asyncio.gather(
-            rpc(request).call("forum", "get-session", GetSession(session_id=session_id, actor_id=actor), SessionView),
+            rpc(request)(GetSession(session_id=session_id, actor_id=actor)),
             session_decisions(rpc(request), session_id))
     except RpcError as exc:
         if exc.code == ErrorCode.NOT_FOUND:
@@ -92,12 +93,12 @@ async def feed(request: Request) -> Response:
     """Every session (cancelled ones too, so that STATUS:CANCELLED reaches the subscribed calendars)."""
     sessions: list[SessionView] = []
     while len(sessions) < FEED_MAX:
-        page = await rpc(request).call("forum", "list-sessions", ListSessions(
-            when=SessionPeriod.ALL, include_cancelled=True, limit=FEED_PAGE, offset=len(sessions)), SessionList)
+        page = await rpc(request)(ListSessions(when=SessionPeriod.ALL, include_cancelled=True, limit=FEED_PAGE,
+                                               offset=len(sessions)))
         sessions.extend(page.sessions)
         if len(page.sessions) < FEED_PAGE or len(sessions) >= page.total:
             break
-    body = sessions_feed([session_info(s) for s in sessions], web(request).settings.public_url)
+    body = sessions_feed([session_info(s) for s in sessions], web(request).settings.public_url, KIND_LABELS)
     return Response(body, media_type="text/calendar; charset=utf-8", headers={
         "Content-Disposition": 'inline; filename="forum-ouvert-seances.ics"', "Cache-Control": "public, max-age=300"})
 
@@ -107,10 +108,8 @@ async def session_calendar(request: Request, session_id: str) -> Response:
     view = await get_session(request, session_id)
     if isinstance(view, Response):
         return view
-    start = as_paris(view.starts_at)
-    assert start is not None
-    filename = f"seance-{start:%Y-%m-%d}-{view.session_id[:8]}.ics"
-    return Response(session_ics(session_info(view), web(request).settings.public_url),
+    filename = f"seance-{as_paris(view.starts_at).date().isoformat()}-{view.session_id[:8]}.ics"
+    return Response(session_ics(session_info(view), web(request).settings.public_url, KIND_LABELS),
                     media_type="text/calendar; charset=utf-8",
                     headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 
@@ -123,9 +122,9 @@ async def _list(request: Request, when: SessionPeriod, kind: str, theme: str, pa
         return await error_page(request, 400, "Ce filtre n'existe pas.", actions=BACK)
     member = await current_member(request)
     actor = member.member_id if member and member.status == MemberStatus.APPROVED else None
-    listed = await rpc(request).call("forum", "list-sessions", ListSessions(
+    listed = await rpc(request)(ListSessions(
         when=when, kind=kinds.get(kind), theme=themes.get(theme), include_cancelled=True, actor_id=actor,
-        limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE), SessionList)
+        limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE))
     pages = max(1, -(-listed.total // PAGE_SIZE))
     return await render(request, "sessions.html", sessions=listed.sessions, total=listed.total, period=when.value,
                         kind=kind, theme=theme, page=page, pages=pages, now=datetime.now(UTC),
@@ -175,9 +174,8 @@ async def answer(request: Request, session_id: str) -> Response:
     if reason := not_approved_reason(member):
         return await session_page(request, session_id, status_code=403, rsvp_error=reason)
     try:
-        reply = await rpc(request).call("forum", "rsvp", AnswerRsvp(
-            actor_id=member.member_id, session_id=session_id, answer=RsvpAnswer(value)), RsvpView,
-            timeout=RSVP_TIMEOUT)
+        reply = await rpc(request)(AnswerRsvp(actor_id=member.member_id, session_id=session_id,
+                                              answer=RsvpAnswer(value)), timeout=RSVP_TIMEOUT)
     except RpcError as exc:
         return await _refused(request, session_id, exc)
     if reply.state == RsvpState.CONFIRMED:
@@ -188,7 +186,7 @@ async def answer(request: Request, session_id: str) -> Response:
                    "Vous serez prévenu·e par courriel si une place se libère.")
     else:
         message = "Votre réponse est enregistrée : vous ne participez pas à cette séance."
-    session_of(request).set_flash("success" if reply.state != RsvpState.WAITLISTED else "info", message)
+    visitor(request).set_flash("success" if reply.state != RsvpState.WAITLISTED else "info", message)
     return RedirectResponse(f"/seances/{session_id}", status_code=303)
 
 
@@ -201,12 +199,10 @@ async def withdraw(request: Request, session_id: str) -> Response:
     if reason := not_approved_reason(member):
         return await session_page(request, session_id, status_code=403, rsvp_error=reason)
     try:
-        await rpc(request).call("forum", "withdraw-rsvp", WithdrawRsvp(actor_id=member.member_id,
-                                                                       session_id=session_id),
-                                RsvpView, timeout=RSVP_TIMEOUT)
+        await rpc(request)(WithdrawRsvp(actor_id=member.member_id, session_id=session_id), timeout=RSVP_TIMEOUT)
     except RpcError as exc:
         return await _refused(request, session_id, exc)
-    session_of(request).set_flash("success", "Votre réponse est retirée : vous ne participez plus à cette séance.")
+    visitor(request).set_flash("success", "Votre réponse est retirée : vous ne participez plus à cette séance.")
     return RedirectResponse(f"/seances/{session_id}", status_code=303)
 
 
@@ -219,10 +215,8 @@ async def my_sessions(request: Request) -> Response:
     reason = not_approved_reason(member)
     if reason is None:
         client = rpc(request)
-        coming = await client.call("forum", "list-sessions", ListSessions(
-            when=SessionPeriod.UPCOMING, actor_id=member.member_id, limit=500), SessionList)
-        gone = await client.call("forum", "list-sessions", ListSessions(
-            when=SessionPeriod.PAST, actor_id=member.member_id, limit=100), SessionList)
+        coming = await client(ListSessions(when=SessionPeriod.UPCOMING, actor_id=member.member_id, limit=500))
+        gone = await client(ListSessions(when=SessionPeriod.PAST, actor_id=member.member_id, limit=100))
         upcoming_mine = [s for s in coming.sessions if s.my_rsvp and s.my_rsvp.state != RsvpState.WITHDRAWN]
         past_mine = [s for s in gone.sessions if s.my_rsvp and s.my_rsvp.state == RsvpState.CONFIRMED]
     return await render(request, "sessions_mine.html", upcoming=upcoming_mine, past=past_mine,

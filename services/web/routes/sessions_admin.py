@@ -13,22 +13,20 @@ from fastapi import APIRouter, Query
 from fastapi.responses import RedirectResponse, Response
 from starlette.requests import Request
 
+from shared.clock import as_paris
 from shared.contracts.common import ErrorCode
 from shared.contracts.forum import (
-    MAX_AGENDA_ITEMS, RSVP_STATE_LABELS, AttendanceView, CancelSession, CheckIn, CreateSession,
-    ListRsvps, ListSessions, RsvpList, SessionKind, SessionList, SessionPeriod, SessionView, Theme,
-    UpdateSession,
+    MAX_AGENDA_ITEMS, RSVP_STATE_LABELS, CancelSession, CheckIn, CreateSession, ListRsvps, ListSessions,
+    RsvpList, SessionKind, SessionPeriod, SessionView, Theme, UpdateSession,
 )
-from shared.contracts.registry import COLLEGE_LABELS, ListMembers, MemberList, MemberStatus, MemberView
+from shared.contracts.registry import COLLEGE_LABELS, ListMembers, MemberStatus, MemberView
 from shared.rpc import RpcError
-from services.web.forms import ROOT, edge_checks, read_form, validate
-from services.web.pages import (
-    HTTP_STATUS, PARIS, as_paris, error_page, render, require_secretariat, rpc, rpc_error_page,
-)
+from services.web.forms import ROOT, edge_checks, local_input, parse_paris, read_form, validate
+from services.web.pages import HTTP_STATUS, error_page, render, require_secretariat, rpc, rpc_error_page
 from services.web.routes._common import (
     csv_cell, csv_response, fetch, get_session, sentence, unknown_session, valid_id,
 )
-from services.web.security import session_of
+from services.web.security import visitor
 
 router = APIRouter(prefix="/secretariat/seances", include_in_schema=False)
 
@@ -48,37 +46,10 @@ MESSAGES = {
     "kind": "Choisissez le type de séance.",
     "agenda": f"L'ordre du jour ne peut pas compter plus de {MAX_AGENDA_ITEMS} points.",
 }
-DATE_FORMATS = ("%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%d/%m/%Y %H:%M", "%d/%m/%Y à %H:%M",
-                "%d/%m/%Y %Hh%M", "%d/%m/%Y %H h %M")
-BAD_DATE = "Date et heure invalides : utilisez le format JJ/MM/AAAA HH:MM (heure de Paris)."
-NO_SUCH_HOUR = ("Cette heure n'existe pas à Paris (passage à l'heure d'été) : choisissez une autre heure.")
 # Mirrors the forum's check-in window (the service decides; this only hides buttons that would fail).
 CHECK_IN_OPENS_BEFORE = timedelta(hours=24)
 CHECK_IN_CLOSES_AFTER = timedelta(days=7)
 LIST_BACK = [("/secretariat/seances", "Retour aux séances")]
-
-
-# ---------------------------------------------------------------- dates
-def parse_paris(text: str) -> datetime:
-    """A Europe/Paris wall-clock time typed in a form, as an aware UTC datetime (ValueError: French message)."""
-    text = " ".join(text.split())
-    for fmt in DATE_FORMATS:
-        try:
-            naive = datetime.strptime(text, fmt)  # noqa: DTZ007 - a wall-clock time, placed in Paris below
-        except ValueError:
-            continue
-        if not 2000 <= naive.year <= 2100:
-            raise ValueError(BAD_DATE)
-        utc = naive.replace(tzinfo=PARIS).astimezone(UTC)
-        if utc.astimezone(PARIS).replace(tzinfo=None) != naive:  # inside the spring-forward gap
-            raise ValueError(NO_SUCH_HOUR)
-        return utc
-    raise ValueError(BAD_DATE)
-
-
-def local_input(value: datetime | None) -> str:
-    v = as_paris(value)
-    return v.strftime("%Y-%m-%dT%H:%M") if v else ""
 
 
 # ---------------------------------------------------------------- the session form
@@ -152,8 +123,7 @@ async def sessions_list(request: Request, periode: str = Query("upcoming", max_l
     await require_secretariat(request)
     if periode not in PERIODS:
         return await error_page(request, 400, "Ce filtre n'existe pas.", actions=LIST_BACK)
-    listed = await rpc(request).call("forum", "list-sessions", ListSessions(
-        when=SessionPeriod(periode), include_cancelled=True, limit=500), SessionList)
+    listed = await rpc(request)(ListSessions(when=SessionPeriod(periode), include_cancelled=True, limit=500))
     return await render(request, "admin_sessions.html", sessions=listed.sessions, total=listed.total,
                         periode=periode, periods=PERIODS)
 
@@ -173,13 +143,13 @@ async def create(request: Request) -> Response:
     if req is None:
         return await form_page(request, mode="create", values=values, errors=errors, status_code=422)
     try:
-        view = await rpc(request).call("forum", "create-session", req, SessionView)
+        view = await rpc(request)(req)
     except RpcError as exc:
         if (errors := service_field_error(exc)) is None:
             return await rpc_error_page(request, exc, actions=LIST_BACK)
         return await form_page(request, mode="create", values=values, errors=errors,
                                status_code=HTTP_STATUS.get(exc.code, 422))
-    session_of(request).set_flash("success", f"La séance « {view.title} » est programmée.")
+    visitor(request).set_flash("success", f"La séance « {view.title} » est programmée.")
     return RedirectResponse(f"/seances/{view.session_id}", status_code=303)
 
 
@@ -218,7 +188,7 @@ async def edit(request: Request, session_id: str) -> Response:
         return await form_page(request, mode="edit", values=values, errors=errors, status_code=422, session=view,
                                revision=revision)
     try:
-        updated = await rpc(request).call("forum", "update-session", req, SessionView)
+        updated = await rpc(request)(req)
     except RpcError as exc:
         if exc.code == ErrorCode.NOT_FOUND:
             return await unknown_session(request)
@@ -231,9 +201,9 @@ async def edit(request: Request, session_id: str) -> Response:
     if updated.revision == view.revision:
         message = "Aucune modification : la séance est inchangée."
     else:
-        message = (f"La séance « {updated.title} » est modifiée. Si l'horaire ou le lieu a changé, les membres inscrits "
-                   "ou en liste d'attente en sont informés par courriel.")
-    session_of(request).set_flash("success", message)
+        message = (f"La séance « {updated.title} » est modifiée. Si l'horaire ou le lieu a changé, les membres "
+                   "inscrits ou en liste d'attente en sont informés par courriel.")
+    visitor(request).set_flash("success", message)
     return RedirectResponse(f"/seances/{session_id}", status_code=303)
 
 
@@ -262,16 +232,16 @@ async def cancel(request: Request, session_id: str) -> Response:
         return await render(request, "admin_session_cancel.html", status_code=422, s=view,
                             values={"reason": reason}, errors={"reason": sentence(next(iter(errors.values())))})
     try:
-        cancelled = await rpc(request).call("forum", "cancel-session", req, SessionView)
+        cancelled = await rpc(request)(req)
     except RpcError as exc:
         if exc.code == ErrorCode.INVALID:
             return await render(request, "admin_session_cancel.html", status_code=422, s=view,
                                 values={"reason": reason}, errors={"reason": sentence(exc.error.message)})
         return await rpc_error_page(request, exc, actions=[(f"/seances/{session_id}", "Voir la séance"), *LIST_BACK])
     told = cancelled.confirmed_count + cancelled.waitlist_count
-    session_of(request).set_flash("success", f"La séance « {cancelled.title} » est annulée."
-                                  + (f" {told} membre{'s' if told > 1 else ''} inscrit{'s' if told > 1 else ''} "
-                                     "ou en liste d'attente en sont informés par courriel." if told else ""))
+    visitor(request).set_flash("success", f"La séance « {cancelled.title} » est annulée."
+                               + (f" {told} membre{'s' if told > 1 else ''} inscrit{'s' if told > 1 else ''} "
+                                  "ou en liste d'attente en sont informés par courriel." if told else ""))
     return RedirectResponse(f"/seances/{session_id}", status_code=303)
 
 
@@ -282,9 +252,8 @@ def check_in_open(view: SessionView, now: datetime) -> bool:
 
 
 async def _rsvps(request: Request, actor: MemberView, session_id: str) -> RsvpList | Response:
-    return await fetch(request, session_id, "list-rsvps", lambda: ListRsvps(actor_id=actor.member_id,
-                                                                           session_id=session_id),
-                       RsvpList, unknown_session, timeout=30)
+    return await fetch(request, session_id, lambda: ListRsvps(actor_id=actor.member_id, session_id=session_id),
+                       unknown_session, timeout=30)
 
 
 async def participants_page(request: Request, actor: MemberView, session_id: str, *, status_code: int = 200,
@@ -299,8 +268,7 @@ async def participants_page(request: Request, actor: MemberView, session_id: str
     walk_ins: list[MemberView] = []
     if open_:
         present = {a.member_id for a in rsvps.attendees}
-        approved = await client.call("registry", "list-members", ListMembers(
-            actor_id=actor.member_id, status=MemberStatus.APPROVED), MemberList, timeout=30)
+        approved = await client(ListMembers(actor_id=actor.member_id, status=MemberStatus.APPROVED), timeout=30)
         walk_ins = sorted((m for m in approved.members if m.member_id not in present),
                           key=lambda m: (m.full_name.casefold(), m.member_id))
     errors = {}
@@ -333,9 +301,8 @@ async def check_in(request: Request, session_id: str) -> Response:
         return await participants_page(request, actor, session_id, status_code=422,
                                        walk_in_error="Choisissez le membre à enregistrer comme présent·e.")
     try:
-        done = await rpc(request).call("forum", "check-in", CheckIn(
-            actor_id=actor.member_id, session_id=session_id, member_id=member_id, present=present),
-            AttendanceView, timeout=30)
+        done = await rpc(request)(CheckIn(actor_id=actor.member_id, session_id=session_id, member_id=member_id,
+                                          present=present), timeout=30)
     except RpcError as exc:
         if exc.code == ErrorCode.NOT_FOUND:
             return await unknown_session(request)
@@ -350,7 +317,7 @@ async def check_in(request: Request, session_id: str) -> Response:
     total = done.counts.total
     what = "Présence enregistrée" if present else "Présence retirée"
     extra = " (venu·e sans inscription)" if present and done.walk_in else ""
-    session_of(request).set_flash("success", f"{what}{extra} : {total} présent{'s' if total > 1 else ''} au total.")
+    visitor(request).set_flash("success", f"{what}{extra} : {total} présent{'s' if total > 1 else ''} au total.")
     return RedirectResponse(f"/secretariat/seances/{session_id}/participants", status_code=303)
 
 
@@ -362,8 +329,9 @@ async def participants_csv(request: Request, session_id: str) -> Response:
     if isinstance(rsvps, Response):
         return rsvps
     present = {a.member_id: a for a in rsvps.attendees}
-    rows: list[list[object]] = [["Réponse", "Rang sur la liste d'attente", "Nom", "Organisation", "Collège", "Identifiant public",
-                "Répondu le (heure de Paris)", "Présent·e", "Venu·e sans inscription"]]
+    rows: list[list[object]] = [["Réponse", "Rang sur la liste d'attente", "Nom", "Organisation", "Collège",
+                                 "Identifiant public", "Répondu le (heure de Paris)", "Présent·e",
+                                 "Venu·e sans inscription"]]
 
     def college(c: object) -> str:
         return COLLEGE_LABELS.get(c, "") if c else ""  # type: ignore[call-overload]
@@ -379,7 +347,6 @@ async def participants_csv(request: Request, session_id: str) -> Response:
         if a.member_id not in answered:
             rows.append(["Sans réponse", "", csv_cell(a.full_name), csv_cell(a.organisation), college(a.college),
                          csv_cell(a.public_id or ""), "", "oui", "oui" if a.walk_in else "non"])
-    start = as_paris(rsvps.session.starts_at)
-    assert start is not None
-    return csv_response(rows, f"participants-seance-{start:%Y-%m-%d}-{session_id[:8]}.csv")
+    day = as_paris(rsvps.session.starts_at).date().isoformat()
+    return csv_response(rows, f"participants-seance-{day}-{session_id[:8]}.csv")
 

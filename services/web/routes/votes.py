@@ -17,23 +17,21 @@ from fastapi import APIRouter, Query
 from fastapi.responses import RedirectResponse, Response
 from starlette.requests import Request
 
+from forumlib.majority_judgment import GRADE_LABELS, GRADES, Grade
+from shared.clock import paris_long
 from shared.contracts.common import ErrorCode
 from shared.contracts.decisions import (
-    ELIGIBILITY_LABELS, MAX_OPTIONS, MIN_OPTIONS, BallotView, CastBallot, CloseVote, Eligibility, GetVote,
-    ListVotes, OpenVote, VoteList, VoteStatus, VoteView,
+    ELIGIBILITY_LABELS, MAX_OPTIONS, MIN_OPTIONS, CastBallot, CloseVote, Eligibility, GetVote, ListVotes,
+    OpenVote, VoteStatus, VoteView,
 )
 from shared.contracts.registry import COLLEGE_LABELS, MemberStatus
-from forumlib.majority_judgment import GRADE_LABELS, GRADES, Grade
 from shared.rpc import RpcError
-from services.web.forms import ROOT, edge_checks, read_form, validate
+from services.web.forms import ROOT, edge_checks, local_input, parse_paris, read_form, validate
 from services.web.pages import (
-    HTTP_STATUS, current_member, error_page, paris_long, render, require_member, require_secretariat, rpc,
-    rpc_error_page,
+    HTTP_STATUS, current_member, error_page, render, require_member, require_secretariat, rpc, rpc_error_page,
 )
-from services.web.routes._common import fetch, get_session, not_found, sentence
-from services.web.routes.decisions_admin import field_of
-from services.web.routes.sessions_admin import local_input, parse_paris
-from services.web.security import session_of
+from services.web.routes._common import fetch, field_of, get_session, not_found, sentence
+from services.web.security import visitor
 
 router = APIRouter(include_in_schema=False)
 
@@ -62,8 +60,7 @@ async def unknown_vote(request: Request) -> Response:
 
 
 async def get_vote(request: Request, vote_id: str, actor_id: str | None = None) -> VoteView | Response:
-    return await fetch(request, vote_id, "get-vote", lambda: GetVote(vote_id=vote_id, actor_id=actor_id), VoteView,
-                       unknown_vote)
+    return await fetch(request, vote_id, lambda: GetVote(vote_id=vote_id, actor_id=actor_id), unknown_vote)
 
 
 # ================================================================ the secretariat
@@ -152,7 +149,7 @@ async def open_vote(request: Request, seance: str = Query("", max_length=40)) ->
     if req is None:
         return await open_form(request, s, values=values, errors=errors, status_code=422)
     try:
-        view = await rpc(request).call("forum", "open-vote", req, VoteView)
+        view = await rpc(request)(req)
     except RpcError as exc:
         if exc.code in (ErrorCode.UNAVAILABLE, ErrorCode.INTERNAL):
             return await rpc_error_page(request, exc, actions=[(f"/seances/{s.session_id}", "Voir la séance")])
@@ -160,8 +157,8 @@ async def open_vote(request: Request, seance: str = Query("", max_length=40)) ->
                                                                  sentence(exc.error.message)},
                                status_code=HTTP_STATUS.get(exc.code, 422))
     when = "est ouvert" if view.status == VoteStatus.OPEN else f"ouvrira le {paris_long(view.vote.opens_at)}"
-    session_of(request).set_flash("success", f"Le vote « {view.vote.question} » {when} ; il sera clos le "
-                                  f"{paris_long(view.vote.closes_at)} (heure de Paris).")
+    visitor(request).set_flash("success", f"Le vote « {view.vote.question} » {when} ; il sera clos le "
+                               f"{paris_long(view.vote.closes_at)} (heure de Paris).")
     return RedirectResponse(f"/votes/{view.vote.vote_id}", status_code=303)
 
 
@@ -181,19 +178,18 @@ async def close_vote(request: Request, vote_id: str) -> Response:
     if isinstance(view, Response):
         return view
     if view.status == VoteStatus.CLOSED:
-        session_of(request).set_flash("info", "Ce vote est déjà clos : son résultat est publié.")
+        visitor(request).set_flash("info", "Ce vote est déjà clos : son résultat est publié.")
         return RedirectResponse(f"/votes/{vote_id}", status_code=303)
     try:
-        closed = await rpc(request).call("forum", "close-vote", CloseVote(actor_id=actor.member_id, vote_id=vote_id),
-                                         VoteView, timeout=30)
+        closed = await rpc(request)(CloseVote(actor_id=actor.member_id, vote_id=vote_id), timeout=30)
     except RpcError as exc:
         if exc.code == ErrorCode.NOT_FOUND:
             return await unknown_vote(request)
         return await rpc_error_page(request, exc, actions=[(f"/votes/{vote_id}", "Voir le vote"), *VOTES_BACK])
     n = closed.ballots
-    session_of(request).set_flash("success", f"Le vote « {closed.vote.question} » est clos : {n} bulletin"
-                                  f"{'s' if n > 1 else ''} dépouillé{'s' if n > 1 else ''}, puis supprimé"
-                                  f"{'s' if n > 1 else ''}. Le résultat est publié et devient une décision.")
+    visitor(request).set_flash("success", f"Le vote « {closed.vote.question} » est clos : {n} bulletin"
+                               f"{'s' if n > 1 else ''} dépouillé{'s' if n > 1 else ''}, puis supprimé"
+                               f"{'s' if n > 1 else ''}. Le résultat est publié et devient une décision.")
     return RedirectResponse(f"/votes/{vote_id}", status_code=303)
 
 
@@ -206,8 +202,7 @@ async def votes_list(request: Request) -> Response:
     groups = []
     for status, title in ((VoteStatus.OPEN, "Votes ouverts"), (VoteStatus.UPCOMING, "Votes à venir"),
                           (VoteStatus.CLOSED, "Votes clos")):
-        listed = await client.call("forum", "list-votes", ListVotes(status=status, actor_id=actor, limit=100),
-                                   VoteList)
+        listed = await client(ListVotes(status=status, actor_id=actor, limit=100))
         groups.append({"status": status, "title": title, "votes": listed.votes, "total": listed.total})
     return await render(request, "votes.html", groups=groups, **vote_context())
 
@@ -269,8 +264,7 @@ async def cast(request: Request, vote_id: str) -> Response:
                       **errors}
         return await vote_page(request, vote_id, status_code=422, errors=errors, chosen=chosen)
     try:
-        ballot = await rpc(request).call("forum", "cast-ballot", CastBallot(
-            actor_id=member.member_id, vote_id=vote_id, grades=grades), BallotView, timeout=30)
+        ballot = await rpc(request)(CastBallot(actor_id=member.member_id, vote_id=vote_id, grades=grades), timeout=30)
     except RpcError as exc:
         if exc.code in (ErrorCode.UNAVAILABLE, ErrorCode.INTERNAL):
             raise
@@ -279,7 +273,7 @@ async def cast(request: Request, vote_id: str) -> Response:
             errors[f"option-{m.group(1)}"] = sentence(exc.error.message)
         return await vote_page(request, vote_id, status_code=HTTP_STATUS.get(exc.code, 409), errors=errors,
                                chosen=chosen)
-    session_of(request).set_flash(
+    visitor(request).set_flash(
         "success", ("Votre vote est modifié" if ballot.replaced else "Votre vote est enregistré")
         + f" le {paris_long(ballot.cast_at)}. Vous pouvez le changer jusqu'à la clôture du vote.")
     return RedirectResponse(f"/votes/{vote_id}#mon-vote", status_code=303)

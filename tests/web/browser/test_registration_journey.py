@@ -23,7 +23,7 @@ from forum_ouvert.launcher import Stack
 
 pytestmark = pytest.mark.browser
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 AXE = REPO / "node_modules" / "axe-core" / "axe.min.js"
 SCREENSHOTS = Path(os.environ.get("FORUM_SCREENSHOT_DIR", "/tmp"))
 

@@ -22,10 +22,10 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from forum_ouvert.launcher import Stack
-from tests.browser.test_registration_journey import SCREENSHOTS, Visitor, create_secretariat
-from tests.browser.test_waitlist_journey import local, newest_mail, sign_in
-from tests.integration.test_web_bad_input import register
-from tests.integration.test_web_sessions import ForumDb
+from tests.web.browser.test_registration_journey import SCREENSHOTS, Visitor, create_secretariat
+from tests.web.browser.test_waitlist_journey import local, newest_mail, sign_in
+from tests.web.test_web_bad_input import register
+from tests.web.test_web_sessions import ForumDb
 from tests.support import link_in
 
 pytestmark = pytest.mark.browser

@@ -24,9 +24,9 @@ from playwright.sync_api import Browser, expect
 
 from forum_ouvert.launcher import Stack
 from shared.settings import Settings
-from tests.browser.test_registration_journey import SCREENSHOTS, Visitor, create_secretariat
-from tests.integration.test_web_bad_input import register
-from tests.integration.test_web_sessions import ForumDb
+from tests.web.browser.test_registration_journey import SCREENSHOTS, Visitor, create_secretariat
+from tests.web.test_web_bad_input import register
+from tests.web.test_web_sessions import ForumDb
 from tests.support import link_in
 
 pytestmark = pytest.mark.browser

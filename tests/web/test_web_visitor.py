@@ -1,0 +1,170 @@
+"""The visitor's signed cookie (Starlette's SessionMiddleware) and what the pages build on it: the
+cookie's flags, CSRF tokens, sign-in by link, sign-out, a tampered or foreign cookie, and a sign-in
+that outlived `session_max_age`. No NATS: the web front's RPC client is replaced by `FakeRegistry`.
+"""
+from __future__ import annotations
+
+import json
+import re
+import time
+from base64 import b64decode, b64encode
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from itsdangerous import TimestampSigner
+
+from services.web.security import COOKIE_NAME, Visitor
+from shared.contracts.common import ErrorBody, ErrorCode, Request
+from shared.contracts.registry import (
+    Accepted, College, GetMember, MemberStatus, MemberView, RedeemSignIn, RequestSignIn, Role,
+)
+from shared.rpc import RpcError
+
+KEY = "k" * 40
+MEMBER = MemberView(member_id="m-1", public_id="0123456789abcdef", full_name="Camille Dupont", email="c@example.fr",
+                    organisation="", college=College.CITIZEN, role=Role.MEMBER, status=MemberStatus.APPROVED,
+                    registered_at=datetime(2030, 7, 1, 8, 0, tzinfo=UTC))
+TOKEN = "t" * 43
+
+
+def make_cookie(data: dict[str, Any], key: str = KEY) -> str:
+    """A cookie as the middleware writes it: base64 JSON, signed with a timestamp."""
+    return TimestampSigner(key).sign(b64encode(json.dumps(data).encode())).decode()
+
+
+def read_cookie(value: str, key: str = KEY) -> dict[str, Any]:
+    return json.loads(b64decode(TimestampSigner(key).unsign(value)))  # type: ignore[no-any-return]
+
+
+def csrf_in(response: httpx.Response) -> str:
+    m = re.search(r'name="csrf_token" value="([^"]+)"', response.text)
+    assert m, "no CSRF token in the page"
+    return m.group(1)
+
+
+class FakeRegistry:
+    def __init__(self) -> None:
+        self.known = {MEMBER.member_id}
+
+    async def __call__(self, request: Request[Any], *, timeout: float | None = None) -> Any:
+        if isinstance(request, RedeemSignIn):
+            return MEMBER
+        if isinstance(request, GetMember):
+            if request.member_id in self.known:
+                return MEMBER
+            raise RpcError(ErrorBody(code=ErrorCode.NOT_FOUND, message="Membre inconnu."))
+        if isinstance(request, RequestSignIn):
+            return Accepted()
+        raise AssertionError(f"unexpected RPC {request.OP}")
+
+
+@pytest.fixture
+def registry() -> FakeRegistry:
+    return FakeRegistry()
+
+
+def site(registry: FakeRegistry, tmp_path: Path, **settings: Any) -> httpx.AsyncClient:
+    from services.web.app import create_app
+    from shared.settings import Settings
+
+    app = create_app(Settings(secret_key=KEY, data_dir=tmp_path, **settings))
+    app.state.web.rpc = registry
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://forum.test")
+
+
+async def sign_in(c: httpx.AsyncClient) -> httpx.Response:
+    page = await c.get("/connexion/lien", params={"token": TOKEN})
+    return await c.post("/connexion/lien", data={"csrf_token": csrf_in(page), "token": TOKEN})
+
+
+async def test_cookie_flags(registry: FakeRegistry, tmp_path: Path) -> None:
+    async with site(registry, tmp_path) as c:
+        r = await c.get("/connexion")  # a page with a form opens an anonymous cookie
+        cookie = r.headers["set-cookie"].lower()
+        assert cookie.startswith(f"{COOKIE_NAME}=") and "httponly" in cookie and "samesite=lax" in cookie
+        assert "secure" not in cookie and "path=/" in cookie
+        assert (await c.get("/static/css/forum.css")).headers.get("set-cookie") is None
+    async with site(registry, tmp_path, cookie_secure=True) as c:
+        assert "; secure" in (await c.get("/connexion")).headers["set-cookie"].lower()
+
+
+async def test_csrf_sign_in_and_sign_out(registry: FakeRegistry, tmp_path: Path) -> None:
+    async with site(registry, tmp_path) as c:
+        visitor_token = csrf_in(await c.get("/connexion"))
+        assert (await c.post("/connexion", data={"email": "c@example.fr"})).status_code == 403
+        assert (await c.post("/connexion", data={"email": "c@example.fr", "csrf_token": "faux"})).status_code == 403
+        r = await c.post("/connexion", data={"email": "c@example.fr", "csrf_token": visitor_token})
+        assert r.status_code == 200
+
+        r = await sign_in(c)
+        assert r.status_code == 303 and r.headers["location"] == "/espace"
+        data = read_cookie(c.cookies[COOKIE_NAME])
+        assert data["member_id"] == MEMBER.member_id and data["csrf"] != visitor_token  # no token fixation
+        page = await c.get("/espace")
+        assert page.status_code == 200 and "Bonjour Camille Dupont, vous êtes connecté·e." in page.text
+        assert "flash" not in read_cookie(c.cookies[COOKIE_NAME])  # shown once
+        assert (await c.post("/deconnexion", data={"csrf_token": visitor_token})).status_code == 403
+        member_token = csrf_in(page)
+
+        r = await c.post("/deconnexion", data={"csrf_token": member_token})
+        assert r.status_code == 303 and r.headers["location"] == "/"
+        data = read_cookie(c.cookies[COOKIE_NAME])
+        assert "member_id" not in data and data["csrf"] != member_token
+        assert "Vous êtes déconnecté·e." in (await c.get("/")).text
+        r = await c.get("/espace")
+        assert r.status_code == 303 and r.headers["location"] == "/connexion"
+
+
+@pytest.mark.parametrize("bad", ["nimportequoi", "", "a.b.c", "tampered", "other-key"])
+async def test_untrusted_cookie_is_a_visitor(registry: FakeRegistry, tmp_path: Path, bad: str) -> None:
+    async with site(registry, tmp_path) as c:
+        await sign_in(c)
+        good = c.cookies[COOKIE_NAME]
+        value = {"tampered": good[:-3] + ("AAA" if not good.endswith("AAA") else "BBB"),
+                 "other-key": make_cookie(read_cookie(good), key="une-autre-clef")}.get(bad, bad)
+    async with site(registry, tmp_path) as c:
+        c.cookies.set(COOKIE_NAME, value)
+        r = await c.get("/espace")
+        assert r.status_code == 303 and r.headers["location"] == "/connexion"
+        assert "Se connecter" in (await c.get("/")).text
+
+
+async def test_sign_in_does_not_outlive_max_age(registry: FakeRegistry, tmp_path: Path) -> None:
+    """Every new flash message rewrites the cookie (and its signature's time): the sign-in's own time counts."""
+    fresh = {"member_id": MEMBER.member_id, "csrf": "x" * 43, "since": time.time()}
+    stale = {**fresh, "since": time.time() - 3601}
+    async with site(registry, tmp_path, session_max_age=3600) as c:
+        c.cookies.set(COOKIE_NAME, make_cookie(fresh))
+        assert (await c.get("/espace")).status_code == 200
+        c.cookies.set(COOKIE_NAME, make_cookie(stale))
+        r = await c.get("/espace")
+        assert r.status_code == 303 and r.headers["location"] == "/connexion"
+        assert "member_id" not in read_cookie(r.cookies[COOKIE_NAME])
+
+
+async def test_an_erased_member_is_signed_out(registry: FakeRegistry, tmp_path: Path) -> None:
+    async with site(registry, tmp_path) as c:
+        await sign_in(c)
+        registry.known.clear()
+        r = await c.get("/espace")
+        assert r.status_code == 303 and r.headers["location"] == "/connexion"
+        assert "member_id" not in read_cookie(c.cookies[COOKIE_NAME])
+
+
+def test_visitor_over_the_cookie_dict() -> None:
+    data: dict[str, Any] = {}
+    who = Visitor(data)
+    assert who.member_id is None and who.pop_flash() is None and not who.check_csrf(None)
+    token = who.csrf_token()
+    assert who.csrf_token() == token and who.check_csrf(token) and not who.check_csrf(token + "x")
+    who.sign_in("m-1")
+    assert who.member_id == "m-1" and not who.check_csrf(token)
+    who.set_flash("info", "Bonjour")
+    assert who.pop_flash() == ["info", "Bonjour"] and who.pop_flash() is None
+    who.forget_if_older_than(60, now=data["since"] + 30)
+    assert who.member_id == "m-1"
+    who.forget_if_older_than(60, now=data["since"] + 61)
+    assert data == {} and who.member_id is None
