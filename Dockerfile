@@ -36,7 +36,7 @@ COPY . .
 RUN pip install . \
  && cd / \
  && forum-ouvert --help > /dev/null \
- && python -c "import services.registry.app, services.forum.app, services.minutes.app, services.notifications.app, services.web.app" \
+ && python -c "import services.registry.service, services.forum.service, services.minutes.service, services.notifications.service, services.web.app" \
  && python -c "import pathlib, services; root = pathlib.Path(services.__file__).parent; missing = [s for s in ('registry', 'forum', 'minutes', 'notifications') if not list((root / s / 'migrations' / 'versions').glob('*.py'))]; assert not missing, f'migrations missing from the package: {missing}'"
 
 # ---------------------------------------------------------------------------------------------

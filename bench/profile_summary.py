@@ -14,7 +14,7 @@ from collections import Counter
 from pathlib import Path
 
 FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^()]*?)(?::\d+)?\)$")
-PROJECT = ("services/", "shared/", "bench/")
+PROJECT = ("services/", "shared/", "forumlib/", "forum_ouvert/", "bench/")
 # innermost frames that are waits, not work (py-spy's own idle detection misses some threads)
 IDLE_LEAVES = ("select (selectors.py", "poll (selectors.py", "_run_once (asyncio/base_events.py",
                "wait (threading.py", "_worker (concurrent/futures/thread.py", "get (queue.py",

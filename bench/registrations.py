@@ -17,7 +17,9 @@ What happens (see bench/README.md for how to read the figures):
    raw NATS request/reply rate and the raw single-row transaction rate (bench/raw.py).
 5. RSS (children included) of every process is sampled every 100 ms; CPU time is read at the
    phase boundaries. A table goes to stdout, the full results to bench/results/*.json.
-"""
+
+Long on purpose: a benchmark stands alone (no imports from tests/), so it carries its own stack
+start-up, raw-floor measurements and report."""
 from __future__ import annotations
 
 import argparse
@@ -234,13 +236,13 @@ class RpcDriver:
         self.client = RpcClient(self.broker, timeout=self.timeout)
 
     async def register(self, k: int, run: str, i: int, outcome: Outcome) -> None:
-        from shared.contracts.registry import Register, Registered
+        from shared.contracts.registry import Register
         from shared.rpc import RpcError
 
         req = Register(**registration_form(run, i), charter_accepted=True)
         t = time.perf_counter()
         try:
-            await self.client.call("registry", "register", req, Registered)
+            await self.client(req)
         except RpcError as exc:
             outcome.latencies.append(time.perf_counter() - t)
             outcome.count(str(exc.code))
@@ -293,11 +295,14 @@ class DeliveryWatch:
         await self.nc.close()
 
     async def counts(self) -> dict[str, int]:
-        msg = await self.nc.request("rpc.notifications.delivery-counts", b"{}", timeout=10)
+        from shared.contracts.notifications import DeliveryCounts, GetDeliveryCounts
+
+        msg = await self.nc.request(GetDeliveryCounts.subject(), GetDeliveryCounts().model_dump_json().encode(),
+                                    timeout=10)
         reply = json.loads(msg.data)
         if not reply.get("ok"):
             raise RuntimeError(f"delivery-counts failed: {reply.get('error')}")
-        return {str(k): int(v) for k, v in reply["data"]["by_status"].items()}
+        return dict(DeliveryCounts.model_validate(reply["data"]).by_status)
 
     async def wait(self, base: dict[str, int], goal: Any, t0: float, poll: float, max_seconds: float,
                    timeline: list[dict[str, Any]] | None = None, stall_seconds: float = 60,

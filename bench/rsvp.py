@@ -1,5 +1,6 @@
-"""The RSVP rush (issue 3): N approved members, each signed in on the web front with their own session,
-press « Je participe » at once on a session of S seats, through C concurrent HTTP clients.
+"""The RSVP rush, the forum's hardest moment (a popular session opens its RSVPs): N approved members,
+each signed in on the web front with their own cookie, press « Je participe » at once on a session of
+S seats, through C concurrent HTTP clients.
 
 Prints RSVPs/s, latency p50/p95/p99, the overbooking count (must be 0) and the waitlist order check, beside
 the raw PostgreSQL (or SQLite) transaction rate and the raw NATS request/reply rate measured in the same run.
@@ -26,7 +27,7 @@ from bench.registrations import choose_database
 from bench.stats import fmt, latency_summary, rate, table
 from forum_ouvert.launcher import Stack
 from shared.rpc import RpcClient
-from tests.integration.test_web_sessions import Crowd, ForumDb, WebMember, create_session
+from tests.web.test_web_sessions import Crowd, ForumDb, WebMember, create_session
 from tests.support import drop_schemas
 
 

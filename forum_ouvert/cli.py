@@ -6,17 +6,27 @@ import importlib
 import signal
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from forum_ouvert.verify import verify_command
 from shared.settings import SERVICES, get_settings
 
+if TYPE_CHECKING:
+    from shared.service import ServiceDef
+
 cli = typer.Typer(help="Forum ouvert — le forum permanent du Partenariat pour un gouvernement ouvert.",
                   no_args_is_help=True, add_completion=False)
 SERVABLE = (*SERVICES, "web", "mailcatcher")
+ROOT = Path(__file__).resolve().parent.parent
+DOCS_DIR = ROOT / "docs" / "asyncapi"
 cli.command("verify")(verify_command)
+
+
+def service_definition(name: str) -> ServiceDef:
+    """The `SERVICE` declared in services/<name>/service.py."""
+    return importlib.import_module(f"services.{name}.service").SERVICE
 
 
 @cli.command()
@@ -77,9 +87,8 @@ def serve(service: Annotated[str, typer.Argument(help=f"One of: {', '.join(SERVA
         uvicorn.run("services.web.app:create_app", factory=True, host=settings.web_host, port=settings.web_port,
                     log_level="warning", proxy_headers=True, access_log=False)
         return
-    app = importlib.import_module(f"services.{service}.app").app
     try:
-        asyncio.run(app.run())
+        asyncio.run(service_definition(service).build(settings).app.run())
     except KeyboardInterrupt:
         pass
 
@@ -104,7 +113,7 @@ def new_migration(service: str, message: str) -> None:
 
     from shared.migrations import alembic_config, upgrade
 
-    versions = Path(__file__).resolve().parent / service / "migrations" / "versions"
+    versions = ROOT / "services" / service / "migrations" / "versions"
     rev_id = f"{len(list(versions.glob('[0-9]*.py'))) + 1:04d}"  # 0001, 0002…: readable history
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite+aiosqlite:///{tmp}/scratch.db"
@@ -140,17 +149,19 @@ def create_secretariat(email: str,
 
 
 async def _create_secretariat(email: str, name: str, database_url: str | None = None):  # noqa: ANN202
-    from services.registry.handlers import create_secretariat as create, svc
+    import uuid
+
+    from services.registry.members import create_secretariat
     from shared.db import Database
+    from shared.outbox import UnitOfWork
 
-    svc._db = Database(database_url or svc.settings.service_database_url("registry"))
+    db = Database(database_url or get_settings().service_database_url("registry"))
     try:
-        return await create(email, name)
+        async with db.transaction() as tx:  # its events leave with the registry's outbox relay
+            uow = UnitOfWork(tx, producer="registry", correlation_id=str(uuid.uuid4()))
+            return await create_secretariat(uow, email, name)
     finally:
-        await svc.db.dispose()
-
-
-DOCS_DIR = Path(__file__).resolve().parent.parent / "docs" / "asyncapi"
+        await db.dispose()
 
 
 def asyncapi_documents() -> dict[str, str]:
@@ -159,7 +170,7 @@ def asyncapi_documents() -> dict[str, str]:
 
     docs = {}
     for s in SERVICES:
-        app = importlib.import_module(f"services.{s}.app").app
+        app = service_definition(s).build().app
         spec = json.loads(app.schema.to_specification().to_json())
         docs[s] = json.dumps(spec, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
     return docs

@@ -16,19 +16,17 @@ from faststream.nats import NatsBroker
 
 from forum_ouvert.launcher import Stack
 from forum_ouvert.mailcatcher import read_messages
-from shared.contracts.registry import (
-    ApproveMember, College, ListMembers, MemberList, MemberView, Register, Registered, RejectMember, VerifyEmail,
-)
-from shared.contracts.common import ErrorCode
-from shared.contracts.forum import (
-    AnswerRsvp, AttendanceView, CancelSession, CheckIn, CreateSession, RsvpView, SessionView,
-)
-from shared.contracts.decisions import (
-    CastBallot, CloseVote, CommitmentView, DecisionView, FollowUpStatus, HandCount, Method, OpenVote, Outcome,
-    RecordDecision, Rule, RuleView, SaveCommitment, SetRule, UpdateFollowUp, VoteView, BallotView,
-)
 from forumlib.majority_judgment import Grade
 from shared.clock import PARIS
+from shared.contracts.common import ErrorCode
+from shared.contracts.decisions import (
+    CastBallot, CloseVote, DecisionView, FollowUpStatus, HandCount, Method, OpenVote, Outcome, RecordDecision, Rule,
+    SaveCommitment, SetRule, UpdateFollowUp,
+)
+from shared.contracts.forum import AnswerRsvp, CancelSession, CheckIn, CreateSession, SessionView
+from shared.contracts.registry import (
+    ApproveMember, College, ListMembers, MemberView, Register, RejectMember, VerifyEmail,
+)
 from shared.rpc import RpcClient, RpcError
 
 SECRETARIAT_EMAIL = "secretariat@forum-ouvert.example"
@@ -85,30 +83,28 @@ async def _fill(stack: Stack) -> str:
                                                         stack.database_urls["registry"])
     async with NatsBroker(stack.nats_url) as broker:
         rpc = RpcClient(broker, timeout=10)
-        existing = await rpc.call("registry", "list-members", ListMembers(actor_id=secretariat.member_id), MemberList)
+        existing = await rpc(ListMembers(actor_id=secretariat.member_id))
         if [m for m in existing.members if m.role != "secretariat"]:
             return "Le forum contient déjà des données : rien n'a été ajouté."
         ids: dict[str, str] = {}
         for name, org, college in PEOPLE:
-            r = await rpc.call("registry", "register", Register(full_name=name, email=_email(name), organisation=org,
-                                                                 college=college, charter_accepted=True), Registered)
+            r = await rpc(Register(full_name=name, email=_email(name), organisation=org, college=college,
+                                   charter_accepted=True))
             ids[name] = r.member_id
         pending = {"Olivier Chevalier", "Inès Morel"}
         rejected = {"Bruno Caron"}
         for name, _, _ in PEOPLE[:-1]:  # the last one has not clicked the link yet
             token = await asyncio.to_thread(_token_for, stack.mail_dir, _email(name), "/inscription/verifier")
-            await rpc.call("registry", "verify-email", VerifyEmail(token=token), MemberView)
+            await rpc(VerifyEmail(token=token))
         for name, _, _ in PEOPLE[:-1]:
             if name in pending:
                 continue
             if name in rejected:
-                await rpc.call("registry", "reject-member", RejectMember(
+                await rpc(RejectMember(
                     actor_id=secretariat.member_id, member_id=ids[name],
-                    reason="Inscription en double : vous êtes déjà inscrit au titre de votre association."),
-                    MemberView)
+                    reason="Inscription en double : vous êtes déjà inscrit au titre de votre association."))
             else:
-                await rpc.call("registry", "approve-member", ApproveMember(actor_id=secretariat.member_id,
-                                                                            member_id=ids[name]), MemberView)
+                await rpc(ApproveMember(actor_id=secretariat.member_id, member_id=ids[name]))
         sessions = await _sessions(rpc, secretariat.member_id,
                                    [ids[n] for n, _, _ in PEOPLE[:-1] if n not in pending | rejected])
     return (f"{sessions}\n"
@@ -140,8 +136,7 @@ async def _sessions(rpc: RpcClient, sec: str, approved: list[str]) -> str:
         return day.astimezone(UTC)
 
     async def create(**fields: object) -> SessionView:
-        return await _retry(lambda: rpc.call("forum", "create-session", CreateSession(actor_id=sec, **fields),
-                                             SessionView))
+        return await _retry(lambda: rpc(CreateSession(actor_id=sec, **fields)))
 
     past = await create(
         title="Plénière de lancement du forum ouvert", kind="plenary", starts_at=at(-3, 14), ends_at=at(-3, 17),
@@ -169,19 +164,15 @@ async def _sessions(rpc: RpcClient, sec: str, approved: list[str]) -> str:
     education = await create(
         title="Groupe de travail Éducation", kind="working_group", theme="education", starts_at=at(12, 10),
         ends_at=at(12, 12), place="CESE, salle 118", capacity=20, rsvp_opens_at=at(-1, 9), rsvp_closes_at=at(11, 18))
-    await rpc.call("forum", "cancel-session", CancelSession(actor_id=sec, session_id=education.session_id,
-                                                             reason="Reportée à une date ultérieure : salle indisponible."),
-                   SessionView)
+    await rpc(CancelSession(actor_id=sec, session_id=education.session_id,
+                            reason="Reportée à une date ultérieure : salle indisponible."))
     for m in approved[:8]:
-        await _retry(lambda m=m: rpc.call("forum", "rsvp", AnswerRsvp(actor_id=m, session_id=plenary.session_id,
-                                                                      answer="attend"), RsvpView))
-    await rpc.call("forum", "rsvp", AnswerRsvp(actor_id=approved[8], session_id=plenary.session_id,
-                                               answer="decline"), RsvpView)
+        await _retry(lambda m=m: rpc(AnswerRsvp(actor_id=m, session_id=plenary.session_id, answer="attend")))
+    await rpc(AnswerRsvp(actor_id=approved[8], session_id=plenary.session_id, answer="decline"))
     for m in approved[3:8]:
-        await rpc.call("forum", "rsvp", AnswerRsvp(actor_id=m, session_id=health.session_id, answer="attend"), RsvpView)
+        await rpc(AnswerRsvp(actor_id=m, session_id=health.session_id, answer="attend"))
     for m in approved[:11]:
-        await rpc.call("forum", "check-in", CheckIn(actor_id=sec, session_id=past.session_id, member_id=m),
-                       AttendanceView)
+        await rpc(CheckIn(actor_id=sec, session_id=past.session_id, member_id=m))
     decisions = await _decisions(rpc, sec, past.session_id, plenary.session_id, approved[:11])
     return ("5 séances : une plénière passée avec émargement, une plénière et un groupe de travail à venir "
             "(complet, avec liste d'attente), un groupe dont les réponses ne sont pas encore ouvertes, "
@@ -213,17 +204,13 @@ BALLOTS = [
 async def _decisions(rpc: RpcClient, sec: str, past_id: str, upcoming_id: str, attendees: list[str]) -> str:
     """The forum's rules, the plan's main commitments, decisions of the past plenary (one corrected,
     with follow-up), a closed majority-judgment vote, and a vote still open on the next plenary."""
-    await rpc.call("forum", "set-rule", SetRule(actor_id=sec, rule=Rule(
-        kind="plenary", quorum={PUBLIC: 3, CIVIL: 3}, double_majority=True)), RuleView)
-    await rpc.call("forum", "set-rule", SetRule(actor_id=sec, rule=Rule(
-        kind="working_group", quorum={PUBLIC: 1, CIVIL: 1})), RuleView)
+    await rpc(SetRule(actor_id=sec, rule=Rule(kind="plenary", quorum={PUBLIC: 3, CIVIL: 3}, double_majority=True)))
+    await rpc(SetRule(actor_id=sec, rule=Rule(kind="working_group", quorum={PUBLIC: 1, CIVIL: 1})))
     for code, title in COMMITMENTS:
-        await rpc.call("forum", "save-commitment", SaveCommitment(actor_id=sec, code=code, title=title),
-                       CommitmentView)
+        await rpc(SaveCommitment(actor_id=sec, code=code, title=title))
 
     async def record(**fields: object) -> DecisionView:
-        return await rpc.call("forum", "record-decision", RecordDecision(actor_id=sec, session_id=past_id, **fields),
-                              DecisionView)
+        return await rpc(RecordDecision(actor_id=sec, session_id=past_id, **fields))
 
     rules = await record(
         agenda_position=3, title="Adoption des règles de fonctionnement du forum ouvert", method=Method.SHOW_OF_HANDS,
@@ -251,24 +238,23 @@ async def _decisions(rpc: RpcClient, sec: str, past_id: str, upcoming_id: str, a
         text="Le calendrier sera arrêté à la prochaine plénière, après consultation des groupes de travail.")
     for status, note in ((FollowUpStatus.IN_PROGRESS, "Règlement intérieur en cours de rédaction par le secrétariat."),
                          (FollowUpStatus.DONE, "Règlement intérieur publié sur le site du forum.")):
-        await rpc.call("forum", "update-follow-up", UpdateFollowUp(actor_id=sec, decision_id=rules.decision.decision_id,
-                                                                  status=status, note=note), DecisionView)
-    await rpc.call("forum", "update-follow-up", UpdateFollowUp(
+        await rpc(UpdateFollowUp(actor_id=sec, decision_id=rules.decision.decision_id, status=status, note=note))
+    await rpc(UpdateFollowUp(
         actor_id=sec, decision_id=corrected.decision.decision_id, status=FollowUpStatus.IN_PROGRESS,
-        note="Les co-animateurs des quatre groupes sont en cours de désignation."), DecisionView)
+        note="Les co-animateurs des quatre groupes sont en cours de désignation."))
 
     now = datetime.now(UTC)
-    vote = await rpc.call("forum", "open-vote", OpenVote(
+    vote = await rpc(OpenVote(
         actor_id=sec, session_id=past_id, agenda_position=4, eligibility="attendees",
         question="Thème du prochain atelier ouvert du forum", options=VOTE_OPTIONS,
-        opens_at=now, closes_at=now + timedelta(days=7)), VoteView)
+        opens_at=now, closes_at=now + timedelta(days=7)))
     for member, grades in zip(attendees, BALLOTS):
-        await rpc.call("forum", "cast-ballot", CastBallot(actor_id=member, vote_id=vote.vote.vote_id, grades={
-            i: Grade(g) for i, g in enumerate(grades, start=1)}), BallotView)
-    closed = await rpc.call("forum", "close-vote", CloseVote(actor_id=sec, vote_id=vote.vote.vote_id), VoteView)
-    await rpc.call("forum", "open-vote", OpenVote(
+        await rpc(CastBallot(actor_id=member, vote_id=vote.vote.vote_id, grades={
+            i: Grade(g) for i, g in enumerate(grades, start=1)}))
+    closed = await rpc(CloseVote(actor_id=sec, vote_id=vote.vote.vote_id))
+    await rpc(OpenVote(
         actor_id=sec, session_id=upcoming_id, agenda_position=1, question="Priorité des engagements à suivre en 2027",
-        options=[t for _, t in COMMITMENTS[:4]], opens_at=now, closes_at=now + timedelta(days=9)), VoteView)
+        options=[t for _, t in COMMITMENTS[:4]], opens_at=now, closes_at=now + timedelta(days=9)))
     winner = next((o.label for o in (closed.result.options if closed.result else [])
                    if o.option_id == (closed.result.winner_option_id if closed.result else None)), "aucune")
     return (f"5 décisions (dont une corrigée), {len(COMMITMENTS)} engagements du plan d'action, les règles du forum ; "

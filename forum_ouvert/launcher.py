@@ -16,13 +16,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+import asyncio
+from collections.abc import AsyncIterator, Iterable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 import httpx
 
 from shared.migrations import upgrade
+from shared.rpc import RpcClient
 from shared.settings import SERVICES
 
 WEB = "web"
@@ -254,3 +256,30 @@ class Stack:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+@asynccontextmanager
+async def serve_ledger_api(rpc: RpcClient) -> AsyncIterator[str]:
+    """The web front's public ledger API (`/ledger/*`) alone, on a uvicorn server in this event loop,
+    answered through `rpc`; yields its base URL. For checking `forum-ouvert verify` against a minutes
+    service run in-process (benchmarks, tests) without the rest of the forum."""
+    import uvicorn
+    from fastapi import FastAPI
+
+    from services.web.routes import ledger
+
+    app = FastAPI(title="Registre public")
+    app.include_router(ledger.router)
+    app.state.rpc = rpc
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning",
+                                           access_log=False, lifespan="off"))
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.02)
+        yield f"http://127.0.0.1:{server.config.port}"
+    finally:
+        server.should_exit = True
+        await task

