@@ -3,13 +3,15 @@ checkpoint signer, and the periodic sweeps (vote closer, session reminders).
 
 A job is a `step` that does one batch of work and returns how many items it handled. The worker runs
 it again at once while it finds work, sleeps until `wake()` (a commit that created work) or `idle`
-seconds when it finds none, never runs two steps closer than `pace` seconds, and backs off after a
-failure (the error is logged, the step retried), so a database or broker outage neither kills the job
+seconds when it finds none, waits at least `pace` seconds after a step that did work before the next
+one (a rate limit, e.g. one signed checkpoint per interval: an idle job still answers a wake at once),
+and backs off after a failure (the error is logged, the step retried), so a database or broker outage neither kills the job
 nor spins it.
 """
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 
 from shared.logging import get_logger
@@ -45,7 +47,10 @@ class Worker:
 
     async def run(self) -> None:
         failures = 0
+        last_work = float("-inf")
         while True:
+            if (rest := last_work + self.pace() - time.monotonic()) > 0:
+                await asyncio.sleep(rest)
             self._wake.clear()  # before the step: a wake during the step means more work for the next
             try:
                 done = await self.step()
@@ -64,9 +69,8 @@ class Worker:
                 continue
             failures = 0
             self.handled += done
-            if self.pace() > 0:
-                await asyncio.sleep(self.pace())
             if done:
+                last_work = time.monotonic()
                 continue
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=self.idle())

@@ -1,6 +1,6 @@
 """The one loop behind every background job (shared.worker.Worker): it runs the step again at once
-while the step finds work, then waits for a wake-up or the idle delay, never runs two steps closer than
-`pace`, and survives a failing step by backing off and trying again."""
+while the step finds work, then waits for a wake-up or the idle delay, waits `pace` after a step that
+did work, and survives a failing step by backing off and trying again."""
 from __future__ import annotations
 
 import asyncio
@@ -107,6 +107,18 @@ async def test_pace_spaces_steps_even_when_work_remains(workers) -> None:  # noq
     assert 2 <= step.calls <= 5, step.calls  # at most one step per 0.1 s, and it keeps going
     gaps = [b - a for a, b in zip(step.times, step.times[1:])]
     assert all(g >= 0.09 for g in gaps), gaps
+
+
+async def test_pace_does_not_delay_a_wake_once_the_job_has_been_idle(workers) -> None:  # noqa: ANN001
+    step = Steps(1, 0)
+    worker = workers(step, pace=0.5)
+    await _until(lambda: step.calls == 2, timeout=2)  # the work, then (0.5 s later) an empty step
+    await asyncio.sleep(0.1)
+    step.results = [1]
+    woken = time.monotonic()
+    worker.wake()
+    await _until(lambda: step.calls == 3)
+    assert step.times[2] - woken < 0.2  # the rate limit counts from the last step that did work
 
 
 async def test_a_failing_step_backs_off_and_the_job_keeps_running(workers) -> None:  # noqa: ANN001
