@@ -63,13 +63,20 @@ class Consumer:
     event: type[EventData]
     batch: bool = False
     batch_size: int = 100
+    role: str = ""
+
+    @property
+    def durable_suffix(self) -> str:
+        return f"--{self.role}" if self.role else ""
 
 
 def consumer(handler: EventHandler, *, event: type[EventData] | None = None, batch: bool = False,
-             batch_size: int = 100) -> Consumer:
+             batch_size: int = 100, role: str = "") -> Consumer:
     """`batch=True`: the events of one fetch share one transaction and the handler gets them as a list
-    (new ones only, in stream order); for consumers whose cost is per transaction."""
-    return Consumer(handler, event or _event_of(handler), batch, batch_size)
+    (new ones only, in stream order); for consumers whose cost is per transaction. `role` names a second
+    consumer of the same event in one service (its durable is `<service>--<event>--<role>`): each keeps
+    its own position in the stream and its own inbox."""
+    return Consumer(handler, event or _event_of(handler), batch, batch_size, role)
 
 
 @dataclass(frozen=True)
@@ -238,7 +245,7 @@ class Service:
         records the event id in the inbox, and the message is acked only after that commit; failures are
         retried with backoff and parked on `deadletter.<durable>` once `consumer_max_deliver` attempts
         are spent, or at once for a malformed message."""
-        durable = f"{self.name}--{c.event.TYPE.replace('.', '-')}"
+        durable = f"{self.name}--{c.event.TYPE.replace('.', '-')}{c.durable_suffix}"
         env_model = Envelope[c.event]  # type: ignore[valid-type]
         service = self
         if c.batch:
