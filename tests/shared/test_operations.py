@@ -69,3 +69,18 @@ def test_a_service_refuses_a_handler_of_another_services_operation() -> None:
 
 def test_health_is_not_an_operation_of_any_one_service() -> None:
     assert not issubclass(common.HealthRequest, Request)
+
+
+def test_consumers_get_stable_durable_names_and_a_role_tells_two_apart() -> None:
+    from shared.contracts.envelope import Envelope
+    from shared.outbox import UnitOfWork
+    from shared.service import consumer
+
+    async def project(event: Envelope[registry.MemberApproved], uow: UnitOfWork) -> None: ...
+
+    async def record(events: list[Envelope[registry.MemberApproved]], uow: UnitOfWork) -> None: ...
+
+    svc = ServiceDef("minutes", title="t", consumers=[consumer(record, batch=True), consumer(project, role="minutes")]
+                     ).build(Settings())
+    durables = sorted(sub.config.durable_name for sub in svc.broker.subscribers if sub.config.durable_name)
+    assert durables == ["minutes--registry-member-approved", "minutes--registry-member-approved--minutes"]
