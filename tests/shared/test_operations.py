@@ -10,7 +10,9 @@ from pydantic import BaseModel
 
 from shared.contracts import common, decisions, forum, minutes, notifications, registry
 from shared.contracts.common import ActorRequest, Request
-from shared.service import HandlerContext, ServiceDef
+from shared.contracts.envelope import Envelope
+from shared.outbox import UnitOfWork
+from shared.service import HandlerContext, ServiceDef, consumer
 from shared.settings import SERVICES, Settings
 
 
@@ -72,10 +74,6 @@ def test_health_is_not_an_operation_of_any_one_service() -> None:
 
 
 def test_consumers_get_stable_durable_names_and_a_role_tells_two_apart() -> None:
-    from shared.contracts.envelope import Envelope
-    from shared.outbox import UnitOfWork
-    from shared.service import consumer
-
     async def project(event: Envelope[registry.MemberApproved], uow: UnitOfWork) -> None: ...
 
     async def record(events: list[Envelope[registry.MemberApproved]], uow: UnitOfWork) -> None: ...
