@@ -35,3 +35,22 @@ need_chromium() {
   $sudo apt-get update -q >/dev/null
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q chromium chromium-driver >/dev/null
 }
+
+# WeasyPrint (the minutes' PDF) loads Pango and HarfBuzz from the system and uses only local fonts.
+PDF_PACKAGES=(libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core)
+
+need_pdf_libraries() {
+  if ! command -v dpkg-query >/dev/null; then
+    echo "Note: the minutes' PDF needs Pango (>= 1.44), HarfBuzz and the DejaVu fonts; install them with your system's packages." >&2
+    return 0
+  fi
+  local missing=() pkg
+  for pkg in "${PDF_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg")
+  done
+  [ "${#missing[@]}" = 0 ] && return 0
+  echo "==> Installing the libraries of the minutes' PDF renderer (apt-get: ${missing[*]})"
+  local sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -q >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q "${missing[@]}" >/dev/null
+}

@@ -5,4 +5,5 @@ source "$(dirname "$0")/_env.sh"
 need_python "[test]"
 need_npm
 need_chromium
+need_pdf_libraries
 exec .venv/bin/python -m pytest "$@"

@@ -3,4 +3,5 @@
 source "$(dirname "$0")/_env.sh"
 need_python ""
 need_npm
+need_pdf_libraries
 exec .venv/bin/forum-ouvert up "$@"

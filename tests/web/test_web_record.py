@@ -19,12 +19,12 @@ from typing import Any
 import httpx
 import pytest
 
+from forumlib.markdown import render_markdown
 from forumlib.tlog import (
     Checkpoint, MemoryNodeStore, Signer, generate_key, leaf_hash, parse_signer_key, record_leaf_bytes,
     sign_checkpoint,
 )
 from services.minutes.records import make_record, public_json
-from services.web.markdown import render_markdown
 from services.web.routes.record import Proof, check_inclusion, describe, record_label
 from shared.contracts.common import ErrorBody, ErrorCode, Request
 from shared.contracts.decisions import (

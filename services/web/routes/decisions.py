@@ -19,6 +19,7 @@ from fastapi.responses import Response
 from starlette.requests import Request
 
 from forumlib.majority_judgment import GRADE_LABELS
+from forumlib.markdown import render_markdown
 from shared import clock
 from shared.contracts.common import ErrorCode
 from shared.contracts.decisions import (
@@ -26,7 +27,6 @@ from shared.contracts.decisions import (
     GetDecision, ListCommitments, ListDecisions, Outcome,
 )
 from shared.rpc import RpcClient, RpcError
-from services.web.markdown import render_markdown
 from services.web.pages import error_page, render, rpc, web
 from services.web.routes._common import csv_cell, csv_response, fetch, not_found
 from services.web.routes.record import locate, prove, record_label
