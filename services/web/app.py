@@ -29,8 +29,8 @@ from services.web.pages import (
     ERROR_TITLES, SignInRequired, Web, error_page, make_environment, rpc_error_page, static_folder,
 )
 from services.web.routes import (
-    auth, commitments_and_rules, decisions, decisions_admin, dev, ledger, member, public, record, secretariat, sessions,
-    sessions_admin, votes,
+    auth, commitments_and_rules, decisions, decisions_admin, dev, ledger, member, open_data, public, record, secretariat,
+    sessions, sessions_admin, votes,
 )
 from services.web.security import (
     COOKIE_NAME, CSRF_FIELD, SECURITY_HEADERS, CsrfError, SlidingWindowLimiter, client_address, secret_key,
@@ -116,7 +116,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     # ------------------------------------------------------------ routes and static files
     for module in (public, auth, member, secretariat, sessions, sessions_admin, decisions, decisions_admin,
-                   commitments_and_rules, votes, record, dev):
+                   commitments_and_rules, votes, record, open_data, dev):
         app.include_router(module.router)
     app.include_router(public.health_router)
     app.include_router(ledger.router)  # the public record's JSON/text API (errors stay JSON)
