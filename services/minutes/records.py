@@ -54,6 +54,14 @@ Decisions and votes (forum, `shared/contracts/decisions.py`):
 - `rule.updated`: `{"rule": <rule>, "updated_at"}` with `<rule>` = `{"kind": session kind,
   "quorum": {college: minimum present}, "double_majority": bool}`.
 
+Minutes (this service, `shared/contracts/minutes.py`): the hash of the published document, never its
+text (anyone holding the canonical JSON of a version recomputes it):
+
+- `minutes.published`: `{"minutes_id", "session_id", "version": 1, "sha256" (hex SHA-256 of the
+  version's canonical JSON document), "published_at", "adoption": {"kind": "decision" | "vote" |
+  "none", "decision_id", "decision_number", "vote_id" (each or null), "reviewed": bool}, "reason": null}`;
+- `minutes.corrected`: the same for version n > 1, with `"reason"` (why it corrects version n-1).
+
 Every value is a string, an integer, a boolean, null, a list or an object (never a float); every
 timestamp, at any depth, has the `occurred_at` form (`utc_timestamp`: UTC, six decimals, `Z`);
 enumerations are their string values.
@@ -88,6 +96,7 @@ from shared.contracts.decisions import (
 )
 from shared.contracts.envelope import Envelope, EventData
 from shared.contracts.forum import SessionCancelled, SessionInfo, SessionScheduled, SessionUpdated
+from shared.contracts.minutes import MinutesCorrected, MinutesPublished
 from shared.contracts.registry import MemberApproved
 
 RECORD_SCHEMA = 1
@@ -221,3 +230,19 @@ def vote_closed(e: VoteClosed) -> dict[str, Any]:
 @public_record(RuleUpdated, "rule.updated")
 def rule_updated(e: RuleUpdated) -> dict[str, Any]:
     return {"rule": e.rule, "updated_at": e.updated_at}
+
+
+def minutes_version_record(e: MinutesPublished | MinutesCorrected) -> dict[str, Any]:
+    # The document's hash, never its text: the text is public on the minutes' page, and the leaf proves it.
+    return {"minutes_id": e.minutes_id, "session_id": e.session_id, "version": e.version, "sha256": e.sha256,
+            "published_at": e.published_at, "adoption": e.adoption, "reason": e.reason}
+
+
+@public_record(MinutesPublished, "minutes.published")
+def minutes_published(e: MinutesPublished) -> dict[str, Any]:
+    return minutes_version_record(e)
+
+
+@public_record(MinutesCorrected, "minutes.corrected")
+def minutes_corrected(e: MinutesCorrected) -> dict[str, Any]:
+    return minutes_version_record(e)

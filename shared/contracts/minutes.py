@@ -1,6 +1,8 @@
-"""Minutes service contracts: the public record (transparency log) queries the web front sends.
+"""Minutes service contracts: the public record (transparency log) queries the web front sends, and
+the comptes rendus (minutes) of the sessions — drafted by the secretariat, reviewed by the session's
+attendees, adopted and published as immutable versions.
 
-Request/reply subjects `rpc.<op>`, each named by its request class:
+Request/reply subjects `rpc.<op>`, each named by its request class. The public record:
 
 | op                            | request               | reply              |
 | ----------------------------- | --------------------- | ------------------ |
@@ -19,14 +21,52 @@ Hashes and leaves travel as standard, padded base64.
 Typed errors: negative or non-integer numbers → `invalid` (field set); `start >= end`,
 `first > second`, `index >= size` → `invalid`; a tree size beyond the current log → `not_found`
 (the tree does not exist yet); no checkpoint signed yet → `unavailable`.
+
+The comptes rendus:
+
+| op                                | request                | reply                | who                         |
+| --------------------------------- | ---------------------- | -------------------- | --------------------------- |
+| `minutes.open-minutes-draft`      | `OpenMinutesDraft`     | `MinutesView`        | secretariat                 |
+| `minutes.save-minutes-draft`      | `SaveMinutesDraft`     | `MinutesView`        | secretariat                 |
+| `minutes.get-minutes`             | `GetMinutes`           | `MinutesView`        | anyone (drafts: see below)  |
+| `minutes.open-minutes-review`     | `OpenMinutesReview`    | `MinutesView`        | secretariat                 |
+| `minutes.comment-minutes`         | `CommentMinutes`       | `CommentView`        | the session's attendees     |
+| `minutes.answer-minutes-comment`  | `AnswerMinutesComment` | `CommentView`        | secretariat                 |
+| `minutes.list-minutes-comments`   | `ListMinutesComments`  | `CommentList`        | secretariat all, others own |
+| `minutes.publish-minutes`         | `PublishMinutes`       | `MinutesView`        | secretariat                 |
+| `minutes.correct-minutes`         | `CorrectMinutes`       | `MinutesView`        | secretariat                 |
+| `minutes.list-minutes`            | `ListMinutes`          | `MinutesList`        | anyone (published ones)     |
+| `minutes.get-minutes-version`     | `GetMinutesVersion`    | `MinutesVersionView` | anyone                      |
+| `minutes.get-minutes-pdf`         | `GetMinutesPdf`        | `MinutesPdf`         | anyone                      |
+| `minutes.diff-minutes`            | `DiffMinutes`          | `MinutesDiff`        | anyone                      |
+| `minutes.minutes-of-session`      | `MinutesOfSession`     | `SessionMinutes`     | anyone                      |
+| `minutes.minutes-of-decision`     | `MinutesOfDecision`    | `DecisionMinutes`    | anyone                      |
+
+A draft is seen by the secretariat, and, while it is in review, by the members present at the
+session; a published version by anyone. Public facts: `minutes.published` and `minutes.corrected`
+(the document's SHA-256, never its text), each a leaf of the public record.
+
+Typed errors (field set): an unknown session, minutes, version or comment → `not_found`; a session
+not yet held or cancelled, a draft saved over a newer revision (`base_revision`), a text identical to
+the published one, minutes already published → `conflict`/`invalid`; an empty text, a correction
+without a reason → `invalid`; drafting or publishing by anyone but the secretariat, commenting by
+anyone but an attendee → `forbidden`; a review past its closing date → `expired`.
+
+Long on purpose: one producer's whole public API (vocabulary, events, replies, requests) reads in one
+place, and splitting it would scatter the shapes that reference each other.
 """
 from __future__ import annotations
 
-from typing import Annotated, Any
+import re
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StringConstraints, ValidationInfo, field_validator
 
-from shared.contracts.common import Request
+from shared.contracts.common import ActorRequest, Request
+from shared.contracts.envelope import EventData
+from shared.contracts.forum import Id, SessionKind, Theme
 
 MAX_PAGE = 1000
 """Most entries one `ledger-entries` reply holds (it may hold fewer: continue from the last index + 1)."""
@@ -115,3 +155,378 @@ class LocateEntries(Request[EntryLocations], op="minutes.ledger-locate"):
     leaf). Unknown ids are left out of the reply: not yet appended, or not a public fact."""
 
     event_ids: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(min_length=1, max_length=100)
+
+
+# ================================================================ comptes rendus (minutes of the sessions)
+class MinutesState(StrEnum):
+    """Where minutes stand, as the session page and the list show it. A draft is `draft` or `review`;
+    once published, `adopted` (adopted by a decision or a vote) or `published` (without adoption), and
+    `corrected` from version 2 on."""
+
+    DRAFT = "draft"
+    REVIEW = "review"
+    ADOPTED = "adopted"
+    PUBLISHED = "published"
+    CORRECTED = "corrected"
+
+
+MINUTES_STATE_LABELS = {
+    MinutesState.DRAFT: "en préparation",
+    MinutesState.REVIEW: "en relecture",
+    MinutesState.ADOPTED: "adopté",
+    MinutesState.PUBLISHED: "publié",
+    MinutesState.CORRECTED: "corrigé",
+}
+
+
+class AdoptionKind(StrEnum):
+    DECISION = "decision"  # a decision recorded at a later session
+    VOTE = "vote"          # an online vote among the session's attendees
+    NONE = "none"          # published without adoption (the page says so)
+
+
+class CommentKind(StrEnum):
+    COMMENT = "comment"      # a remark on a paragraph
+    REWORDING = "rewording"  # a new text for the paragraph, which replaces it if accepted
+
+
+COMMENT_KIND_LABELS = {CommentKind.COMMENT: "Remarque", CommentKind.REWORDING: "Proposition de reformulation"}
+
+MAX_MINUTES_TEXT = 200_000
+
+MinutesText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_MINUTES_TEXT)]
+MinutesReason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=1000)]
+CommentText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20_000)]
+Anchor = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=80)]
+RequestId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+DecisionNumber = Annotated[str, StringConstraints(strip_whitespace=True, max_length=16)]
+DECISION_NUMBER = re.compile(r"\d{4}-\d{3,}")
+Version = Annotated[int, Field(ge=1, le=1_000_000)]
+
+
+class Adoption(BaseModel):
+    """How published minutes were adopted. `reviewed`: the attendees were given the draft to review
+    before it was published."""
+
+    model_config = {"frozen": True}
+    kind: AdoptionKind
+    decision_id: str | None = None
+    decision_number: str | None = None
+    vote_id: str | None = None
+    reviewed: bool = False
+
+
+# ---------------------------------------------------------------- events (public facts)
+class MinutesPublished(EventData):
+    """Public fact: the minutes of a session were published (version 1). Carries the SHA-256 of the
+    canonical document, never its text."""
+
+    TYPE = "minutes.published"
+    minutes_id: str
+    session_id: str
+    version: int
+    sha256: str
+    published_at: datetime
+    adoption: Adoption
+    reason: str | None = None
+
+
+class MinutesCorrected(EventData):
+    """Public fact: published minutes were corrected: version `version` (> 1), with its reason."""
+
+    TYPE = "minutes.corrected"
+    minutes_id: str
+    session_id: str
+    version: int
+    sha256: str
+    published_at: datetime
+    adoption: Adoption
+    reason: str
+
+
+MINUTES_EVENTS: list[type[EventData]] = [MinutesPublished, MinutesCorrected]
+
+
+# ---------------------------------------------------------------- replies
+class MinutesSession(BaseModel):
+    """The session the minutes are about, as the minutes service knows it (from the forum's events)."""
+
+    session_id: str
+    title: str
+    kind: SessionKind
+    theme: Theme | None
+    starts_at: datetime
+    ends_at: datetime
+    place: str | None
+    online_url: str | None
+
+
+class ParagraphView(BaseModel):
+    anchor: str = Field(description="Stable anchor: the same text keeps it from one version to the next.")
+    kind: str
+    markdown: str
+
+
+class VersionSummary(BaseModel):
+    version: int
+    published_at: datetime
+    sha256: str = Field(description="SHA-256 (hex) of the version's canonical JSON document.")
+    reason: str | None = Field(description="Why this version corrects the previous one (None for version 1).")
+    adoption: Adoption
+    event_id: str = Field(description="Of its minutes.published/corrected event: the leaf of the public record.")
+
+
+class MinutesView(BaseModel):
+    minutes_id: str
+    session: MinutesSession
+    state: MinutesState
+    state_label: str
+    revision: int = Field(description="Revision of the draft: give it back as `base_revision` when saving.")
+    markdown: str | None = Field(description="The draft, to those who may read it (else None).")
+    paragraphs: list[ParagraphView] = Field(description="The draft's paragraphs and anchors (empty when hidden).")
+    review_until: datetime | None = None
+    versions: list[VersionSummary] = Field(description="Published versions, oldest first.")
+    created_at: datetime
+    updated_at: datetime
+    may_edit: bool = False
+    may_comment: bool = False
+
+
+class MinutesSummary(BaseModel):
+    minutes_id: str
+    session: MinutesSession
+    state: MinutesState
+    state_label: str
+    latest_version: int | None = None
+    first_published_at: datetime | None = None
+    latest_published_at: datetime | None = None
+    adoption: Adoption | None = None
+
+
+class MinutesList(BaseModel):
+    minutes: list[MinutesSummary] = Field(description="Newest session first.")
+    total: int
+
+
+class MinutesVersionView(BaseModel):
+    minutes_id: str
+    session: MinutesSession
+    version: int
+    latest_version: int
+    state: MinutesState
+    state_label: str
+    published_at: datetime
+    reason: str | None
+    adoption: Adoption
+    markdown: str
+    html: str = Field(description="Sanitised HTML, one <div class=\"cr-para\" id=anchor> per paragraph.")
+    paragraphs: list[ParagraphView]
+    canonical_json: str = Field(description="The canonical document (RFC 8785) whose SHA-256 is `sha256`.")
+    sha256: str
+    event_id: str
+    versions: list[VersionSummary]
+
+
+class MinutesPdf(BaseModel):
+    minutes_id: str
+    version: int
+    sha256: str
+    filename: str
+    pdf: str = Field(description="Base64 of the PDF bytes (the same bytes every time).")
+
+
+class ParagraphChangeView(BaseModel):
+    kind: Literal["same", "added", "removed", "changed"]
+    old: ParagraphView | None = None
+    new: ParagraphView | None = None
+
+
+class MinutesDiff(BaseModel):
+    minutes_id: str
+    from_version: int
+    to_version: int
+    changes: list[ParagraphChangeView]
+
+
+class CommentView(BaseModel):
+    comment_id: str
+    minutes_id: str
+    author_id: str
+    anchor: str
+    kind: CommentKind
+    text: str
+    paragraph: str = Field(description="The paragraph as it read when it was commented.")
+    created_at: datetime
+    accepted: bool | None = None
+    reason: str | None = None
+    answered_at: datetime | None = None
+    applied_revision: int | None = Field(default=None, description="Draft revision the accepted rewording made.")
+
+
+class CommentList(BaseModel):
+    comments: list[CommentView]  # oldest first
+
+
+class SessionMinutes(BaseModel):
+    """The minutes of a session, for its page (no minutes yet: every field but `session_id` None)."""
+
+    session_id: str
+    minutes_id: str | None = None
+    state: MinutesState | None = None
+    state_label: str | None = None
+    latest_version: int | None = None
+
+
+class DecisionMinutes(BaseModel):
+    """Where a decision appears in its session's published minutes (latest version), for the decision
+    page's link (`anchor` None when no paragraph names it)."""
+
+    decision_id: str
+    minutes_id: str | None = None
+    version: int | None = None
+    anchor: str | None = None
+
+
+# ---------------------------------------------------------------- requests
+class OpenMinutesDraft(ActorRequest[MinutesView], op="minutes.open-minutes-draft"):
+    """Secretariat: open the draft of a session that has taken place, pre-filled from what the forum
+    recorded (opening it again returns the existing draft)."""
+
+    session_id: Id
+
+
+class SaveMinutesDraft(ActorRequest[MinutesView], op="minutes.save-minutes-draft"):
+    """Secretariat: save the draft. `base_revision` is the revision the text was loaded at: a save over
+    a newer revision (another tab, another clerk) is refused, never silently merged."""
+
+    minutes_id: Id
+    markdown: MinutesText
+    base_revision: int = Field(ge=0)
+
+
+class GetMinutes(Request[MinutesView], op="minutes.get-minutes"):
+    minutes_id: Id
+    actor_id: str | None = None
+
+
+class OpenMinutesReview(ActorRequest[MinutesView], op="minutes.open-minutes-review"):
+    """Secretariat: the session's attendees may comment on the draft until `until` (again: a new date)."""
+
+    minutes_id: Id
+    until: datetime
+
+    @field_validator("until")
+    @classmethod
+    def _aware(cls, v: datetime) -> datetime:
+        if v.tzinfo is None or v.utcoffset() is None:
+            raise ValueError("indiquez le fuseau horaire de cette date (UTC attendu)")
+        return v
+
+
+class CommentMinutes(ActorRequest[CommentView], op="minutes.comment-minutes"):
+    """An attendee comments on a paragraph of the draft in review, or proposes a new text for it."""
+
+    minutes_id: Id
+    anchor: Anchor
+    kind: CommentKind = CommentKind.COMMENT
+    text: CommentText
+
+
+class AnswerMinutesComment(ActorRequest[CommentView], op="minutes.answer-minutes-comment"):
+    """Secretariat accepts or declines a comment, with a reason its author reads. Accepting a
+    rewording replaces the paragraph in the draft (a new revision)."""
+
+    comment_id: Id
+    accepted: bool
+    reason: MinutesReason
+
+
+class ListMinutesComments(ActorRequest[CommentList], op="minutes.list-minutes-comments"):
+    minutes_id: Id
+
+
+class PublishMinutes(ActorRequest[MinutesView], op="minutes.publish-minutes"):
+    """Secretariat publishes the draft as version 1, adopted by a decision of a later session
+    (`decision_number`), by a closed vote among the session's attendees (`vote_id`), or without
+    adoption. `request_id` makes a repeated command (double click, redelivery) publish once and answer
+    the same; `base_revision`, if given, refuses to publish a draft that changed since it was read."""
+
+    minutes_id: Id
+    adoption: AdoptionKind
+    decision_number: DecisionNumber | None = Field(default=None, validate_default=True)
+    vote_id: Id | None = Field(default=None, validate_default=True)
+    base_revision: int | None = Field(default=None, ge=0)
+    request_id: RequestId | None = None
+
+    @field_validator("decision_number")
+    @classmethod
+    def _decision_for_decision(cls, v: str | None, info: ValidationInfo) -> str | None:
+        kind = info.data.get("adoption")
+        if kind == AdoptionKind.DECISION and not v:
+            raise ValueError("indiquez le numéro de la décision qui adopte le compte rendu")
+        if v and not DECISION_NUMBER.fullmatch(v):
+            raise ValueError("un numéro de décision s'écrit comme « 2026-007 »")
+        if kind is not None and kind != AdoptionKind.DECISION and v:
+            raise ValueError("un numéro de décision ne concerne que l'adoption par décision")
+        return v
+
+    @field_validator("vote_id")
+    @classmethod
+    def _vote_for_vote(cls, v: str | None, info: ValidationInfo) -> str | None:
+        kind = info.data.get("adoption")
+        if kind == AdoptionKind.VOTE and not v:
+            raise ValueError("indiquez le vote qui adopte le compte rendu")
+        if kind is not None and kind != AdoptionKind.VOTE and v:
+            raise ValueError("un vote ne concerne que l'adoption par vote")
+        return v
+
+
+class CorrectMinutes(ActorRequest[MinutesView], op="minutes.correct-minutes"):
+    """Secretariat publishes a corrected text as the next version, with its reason; the earlier
+    versions stay public, unchanged."""
+
+    minutes_id: Id
+    markdown: MinutesText
+    reason: MinutesReason
+    request_id: RequestId | None = None
+
+
+class ListMinutes(Request[MinutesList], op="minutes.list-minutes"):
+    """Published minutes, newest session first, by year (of the session, Paris time), session kind,
+    theme. With `include_unpublished` (secretariat's `actor_id` required), drafts too."""
+
+    year: int | None = Field(default=None, ge=2000, le=2100)
+    kind: SessionKind | None = None
+    theme: Theme | None = None
+    actor_id: str | None = None
+    include_unpublished: bool = False
+    limit: int = Field(default=50, ge=1, le=500)
+    offset: int = Field(default=0, ge=0)
+
+
+class GetMinutesVersion(Request[MinutesVersionView], op="minutes.get-minutes-version"):
+    """One published version (the latest without `version`)."""
+
+    minutes_id: Id
+    version: Version | None = None
+
+
+class GetMinutesPdf(Request[MinutesPdf], op="minutes.get-minutes-pdf"):
+    minutes_id: Id
+    version: Version | None = None
+
+
+class DiffMinutes(Request[MinutesDiff], op="minutes.diff-minutes"):
+    """The paragraph-by-paragraph difference between two published versions."""
+
+    minutes_id: Id
+    from_version: Version
+    to_version: Version
+
+
+class MinutesOfSession(Request[SessionMinutes], op="minutes.minutes-of-session"):
+    session_id: Id
+
+
+class MinutesOfDecision(Request[DecisionMinutes], op="minutes.minutes-of-decision"):
+    decision_id: Id

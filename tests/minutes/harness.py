@@ -1,9 +1,10 @@
 """The minutes service in-process for tests: a real nats-server, a real database, the real consumers,
 queries and checkpoint signer, plus the public ledger routes over HTTP, and plausible public facts
-to feed it."""
+to feed it — down to a whole session that took place (`held_session`), for the comptes rendus."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,15 +21,17 @@ from nats.js import JetStreamContext
 from forumlib.majority_judgment import GRADES, Grade, majority_grade, merit_profile, rank, winner
 from forumlib.tlog import Signer
 from services.minutes import keys, store
+from services.minutes.models import AttendanceFact, DecisionFact, MemberFact, SessionFact, VoteFact
+from shared.clock import utcnow
 from services.minutes.service import SERVICE
 from shared.contracts.decisions import (
     DecisionInfo, DecisionRecorded, Eligibility, GradeCount, HandCount, MajorityLine, Method, OptionResult,
     Outcome, QuorumLine, Rule, RuleCheck, VoteClosed, VoteInfo, VoteOption, VoteResult,
 )
 from shared.contracts.envelope import Envelope, make_event
-from shared.contracts.forum import SessionInfo, SessionKind, SessionStatus, Theme
+from shared.contracts.forum import AttendanceRecorded, SessionInfo, SessionKind, SessionScheduled, SessionStatus, Theme
 from shared.contracts.minutes import GetCheckpoint, LedgerCheckpoint
-from shared.contracts.registry import College, MemberApproved
+from shared.contracts.registry import College, MemberApproved, MemberRegistered, Role
 from shared.migrations import upgrade
 from shared.rpc import RpcClient
 from shared.service import Service
@@ -83,7 +86,8 @@ def decision_event(decision_id: str = "d-1", **kw: Any) -> Envelope[Any]:
 
 
 def vote_closed_event(vote_id: str = "v-1", ballots: list[list[Grade]] | None = None,
-                      decision_id: str = "d-2") -> Envelope[Any]:
+                      decision_id: str = "d-2", session_id: str = "s-1",
+                      eligibility: Eligibility = Eligibility.APPROVED_MEMBERS) -> Envelope[Any]:
     """A `forum.vote.closed` event whose result is tallied by majority judgment from `ballots`
     (one list of grades per ballot, one grade per option)."""
     ballots = ballots if ballots is not None else [
@@ -93,10 +97,10 @@ def vote_closed_event(vote_id: str = "v-1", ballots: list[list[Grade]] | None = 
     labels = ["Option A", "Option B", "Option C"]
     profiles = {i + 1: merit_profile(b[i] for b in ballots) for i in range(len(labels))}
     ranked = rank(profiles)
-    vote = VoteInfo(vote_id=vote_id, session_id="s-1", agenda_position=2, agenda_text="Engagement 5",
+    vote = VoteInfo(vote_id=vote_id, session_id=session_id, agenda_position=2, agenda_text="Engagement 5",
                     question="Quel calendrier pour l'engagement 5 ?",
                     options=[VoteOption(option_id=i + 1, label=lb) for i, lb in enumerate(labels)],
-                    grades=list(GRADES), eligibility=Eligibility.APPROVED_MEMBERS,
+                    grades=list(GRADES), eligibility=eligibility,
                     opens_at=T0, closes_at=T0 + timedelta(days=7))
     top = winner(profiles)
     result = VoteResult(
@@ -154,6 +158,11 @@ class MinutesHarness:
         return await self.checkpoint()
 
 
+async def until(cond: Any, timeout: float, what: str) -> None:
+    """Poll the async predicate `cond` until it holds (TimeoutError naming `what` after `timeout` s)."""
+    await _until(cond, timeout, what)
+
+
 async def _until(cond: Any, timeout: float, what: str) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
@@ -183,3 +192,82 @@ async def running_minutes(data_dir: Path, nats_url: str, database_url: str, *,
                 yield MinutesHarness(svc, nc.jetstream(timeout=30), RpcClient(broker, timeout=30), broker, s)
         finally:
             await nc.close()
+
+
+# ---------------------------------------------------------------- comptes rendus: what the forum recorded
+_numbers = itertools.count(101)
+
+
+def registered_event(member_id: str, *, role: Role = Role.MEMBER, college: College | None = College.CIVIL_SOCIETY,
+                     organisation: str = "") -> Envelope[Any]:
+    return make_event(MemberRegistered(member_id=member_id, public_id=uuid.uuid4().hex[:16], full_name="Camille Test",
+                                       email=f"{member_id}@example.org", organisation=organisation, college=college,
+                                       role=role), producer="registry")
+
+
+def attendance_event(session_id: str, member_id: str, college: College | None, present: bool = True) -> Envelope[Any]:
+    return make_event(AttendanceRecorded(session_id=session_id, member_id=member_id, public_id=None, college=college,
+                                         present=present, walk_in=False), producer="forum")
+
+
+@dataclass
+class HeldSession:
+    """A session that took place, as the forum's and the registry's events told the minutes service."""
+
+    session_id: str
+    title: str
+    secretariat: str
+    attendees: list[str]  # checked in
+    absent: str           # a member who was not there
+    decision: Envelope[Any]
+    vote: Envelope[Any]
+    session: Envelope[Any]
+
+
+ATTENDEES = [  # college, organisation
+    (College.CIVIL_SOCIETY, "Association Alpha"),
+    (College.CIVIL_SOCIETY, "Collectif Bêta"),
+    (College.PUBLIC_ACTOR, "Ville de Lyon"),
+    (College.CITIZEN, ""),
+]
+
+
+async def held_session(h: MinutesHarness, *, starts_at: datetime | None = None, hours: int = 2,
+                       title: str = "Plénière de printemps", kind: SessionKind = SessionKind.PLENARY,
+                       theme: Theme | None = Theme.OPEN_DATA, with_facts: bool = True) -> HeldSession:
+    """Publish a whole session's facts (scheduled, members, check-ins, a decision, a vote closed among the
+    attendees) and wait until the minutes service has them, with their leaves in the public record.
+    By default the session ended a day ago."""
+    sid = f"s-{uuid.uuid4().hex[:12]}"
+    start = starts_at or utcnow() - timedelta(days=1, hours=hours)
+    scheduled = make_event(SessionScheduled(session=session_info(
+        session_id=sid, title=title, kind=kind, theme=theme, starts_at=start, ends_at=start + timedelta(hours=hours),
+        rsvp_opens_at=start - timedelta(days=10), rsvp_closes_at=start - timedelta(days=1))), producer="forum")
+    secretariat, absent = f"sec-{uuid.uuid4().hex[:8]}", f"m-{uuid.uuid4().hex[:8]}"
+    attendees = [f"m-{uuid.uuid4().hex[:8]}" for _ in ATTENDEES]
+    envs = [scheduled, registered_event(secretariat, role=Role.SECRETARIAT, college=None),
+            registered_event(absent, organisation="Absents Associés")]
+    for mid, (college, org) in zip(attendees, ATTENDEES):
+        envs += [registered_event(mid, college=college, organisation=org), attendance_event(sid, mid, college)]
+    decision = decision_event(f"d-{uuid.uuid4().hex[:8]}", number=f"2026-{next(_numbers):03d}", session_id=sid,
+                              session_title=title, recorded_at=start + timedelta(hours=1))
+    vote = vote_closed_event(f"v-{uuid.uuid4().hex[:8]}", decision_id=f"d-{uuid.uuid4().hex[:8]}", session_id=sid,
+                             eligibility=Eligibility.ATTENDEES)
+    if with_facts:
+        envs += [decision, vote]
+    for env in envs:
+        await h.publish(env)
+
+    async def known() -> bool:
+        async with h.svc.db.read() as tx:
+            members = [await tx.get(MemberFact, m) for m in [secretariat, absent, *attendees]]
+            ok = (await tx.get(SessionFact, sid) is not None and all(members)
+                  and all([await tx.get(AttendanceFact, (sid, m)) for m in attendees]))
+            if with_facts:
+                ok = (ok and await tx.get(DecisionFact, decision.data.decision.decision_id) is not None
+                      and await tx.get(VoteFact, vote.data.vote.vote_id) is not None
+                      and len((await store.locate(tx, [str(decision.event_id), str(vote.event_id)]))[0]) == 2)
+            return ok
+
+    await _until(known, 30, f"the facts of session {sid}")
+    return HeldSession(sid, title, secretariat, attendees, absent, decision, vote, scheduled)

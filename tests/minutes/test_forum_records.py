@@ -94,6 +94,7 @@ def test_every_forum_public_fact_has_exactly_one_record_type() -> None:
         "forum.decision.follow_up_updated": "decision.follow_up_updated",
         "forum.vote.opened": "vote.opened", "forum.vote.closed": "vote.closed", "forum.rule.updated": "rule.updated",
         "registry.member.approved": "member.approved",
+        "minutes.published": "minutes.published", "minutes.corrected": "minutes.corrected",
     }
     assert {r.event.TYPE: r.record_type for r in RECORDERS} == expected
     assert {e.TYPE for e in DECISION_EVENTS} <= set(expected)

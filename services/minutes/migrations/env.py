@@ -1,4 +1,4 @@
 from services.minutes import models
 from shared.migrations import run_env
 
-run_env(models.LEDGER_TABLES)
+run_env(models.OWNED_TABLES)
