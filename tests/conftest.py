@@ -48,15 +48,37 @@ async def rpc(forum: Stack):
 
 
 @pytest.fixture(scope="session")
-def secretariat(forum: Stack) -> str:
-    """A secretariat account created with the real CLI command; returns its member id."""
+async def secretariat(forum: Stack, rpc) -> str:  # noqa: ANN001 - the RpcClient fixture
+    """A secretariat account created with the real CLI command; returns its member id once the services
+    that check the role themselves (forum, minutes) have learnt it from the registry's event."""
+    import asyncio
     import os
     import subprocess
     import sys
+    import time
+
+    from shared.contracts.common import ErrorCode
+    from shared.contracts.forum import ListRsvps
+    from shared.contracts.minutes import OpenMinutesDraft
+    from shared.rpc import RpcError
 
     email = "secretariat@tests.forum-ouvert.example"
     out = subprocess.run([sys.executable, "-m", "forum_ouvert.cli", "create-secretariat", email], check=True,
                          capture_output=True, text=True,
                          env={**os.environ, "FORUM_DATABASE_URL": forum.database_urls["registry"],
                               "FORUM_DATA_DIR": str(forum.data_dir)})
-    return out.stdout.split("(id ", 1)[1].split(")", 1)[0]
+    member_id = out.stdout.split("(id ", 1)[1].split(")", 1)[0]
+    unknown = "00000000-0000-0000-0000-000000000000"
+    for probe in (ListRsvps(actor_id=member_id, session_id=unknown),
+                  OpenMinutesDraft(actor_id=member_id, session_id=unknown)):
+        deadline = time.monotonic() + 30
+        while True:  # unknown session: "not found" once the role is known, "forbidden" before
+            try:
+                await rpc(probe)
+            except RpcError as exc:
+                if exc.code != ErrorCode.FORBIDDEN:
+                    break
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{type(probe).__name__}: the secretariat role never reached the service")
+            await asyncio.sleep(0.1)
+    return member_id
