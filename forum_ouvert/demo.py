@@ -24,6 +24,10 @@ from shared.contracts.decisions import (
     SaveCommitment, SetRule, UpdateFollowUp,
 )
 from shared.contracts.forum import AnswerRsvp, CancelSession, CheckIn, CreateSession, SessionView
+from shared.contracts.minutes import (
+    AdoptionKind, AnswerMinutesComment, CommentKind, CommentMinutes, CorrectMinutes, MinutesView, OpenMinutesDraft,
+    OpenMinutesReview, PublishMinutes,
+)
 from shared.contracts.registry import (
     ApproveMember, College, ListMembers, MemberView, Register, RejectMember, VerifyEmail,
 )
@@ -116,13 +120,13 @@ async def _fill(stack: Stack) -> str:
             f"  (page « Se connecter », puis ouvrir le lien reçu dans {stack.web_url}/dev/mail)")
 
 
-async def _retry(call, attempts: int = 50):  # noqa: ANN001, ANN202
-    """Forum learns members from registry events: give them a moment to arrive."""
+async def _retry(call, attempts: int = 100, waiting_for: tuple[ErrorCode, ...] = (ErrorCode.FORBIDDEN,)):  # noqa: ANN001, ANN202
+    """Services learn members, sessions and decisions from each other's events: give them a moment."""
     for i in range(attempts):
         try:
             return await call()
         except RpcError as exc:
-            if exc.code != ErrorCode.FORBIDDEN or i == attempts - 1:
+            if exc.code not in waiting_for or i == attempts - 1:
                 raise
             await asyncio.sleep(0.2)
     return None
@@ -173,10 +177,24 @@ async def _sessions(rpc: RpcClient, sec: str, approved: list[str]) -> str:
         await rpc(AnswerRsvp(actor_id=m, session_id=health.session_id, answer="attend"))
     for m in approved[:11]:
         await rpc(CheckIn(actor_id=sec, session_id=past.session_id, member_id=m))
+    groups = []  # working groups already held, each with a few members checked in
+    for days, title, theme in ((-6, "Groupe de travail Santé : réunion de lancement", "health"),
+                               (-5, "Groupe de travail Transition écologique : premiers travaux",
+                                "ecological_transition"),
+                               (-2, "Groupe de travail Éducation : la fresque de la démocratie", "education"),
+                               (-1, "Groupe de travail Santé : priorités d'ouverture des données", "health")):
+        group = await create(
+            title=title, kind="working_group", theme=theme, starts_at=at(days, 10), ends_at=at(days, 12),
+            place="CESE, salle 221", capacity=20, rsvp_opens_at=at(days - 14, 9), rsvp_closes_at=at(days - 1, 18),
+            agenda=["Tour de table", "Méthode de travail du groupe", "Prochaines étapes"])
+        for m in approved[:5]:
+            await rpc(CheckIn(actor_id=sec, session_id=group.session_id, member_id=m))
+        groups.append(group)
     decisions = await _decisions(rpc, sec, past.session_id, plenary.session_id, approved[:11])
-    return ("5 séances : une plénière passée avec émargement, une plénière et un groupe de travail à venir "
-            "(complet, avec liste d'attente), un groupe dont les réponses ne sont pas encore ouvertes, "
-            f"une séance annulée.\n{decisions}")
+    minutes = await _minutes(rpc, sec, past.session_id, [g.session_id for g in groups], approved[:5])
+    return ("9 séances : une plénière et quatre groupes de travail passés avec émargement, une plénière et un "
+            "groupe de travail à venir (complet, avec liste d'attente), un groupe dont les réponses ne sont pas "
+            f"encore ouvertes, une séance annulée.\n{decisions}\n{minutes}")
 
 
 # The seven main measures of the 2024-2026 national action plan (the plan counts 17 commitments;
@@ -260,6 +278,46 @@ async def _decisions(rpc: RpcClient, sec: str, past_id: str, upcoming_id: str, a
     return (f"5 décisions (dont une corrigée), {len(COMMITMENTS)} engagements du plan d'action, les règles du forum ; "
             f"un vote clos au jugement majoritaire ({len(BALLOTS)} bulletins, option retenue : « {winner} ») et un "
             "vote ouvert sur la prochaine plénière.")
+
+
+async def _minutes(rpc: RpcClient, sec: str, plenary_id: str, group_ids: list[str], attendees: list[str]) -> str:
+    """Comptes rendus in every state: adopted by a decision of the later plenary, published and then
+    corrected, published without review, under review with a member's rewording, and a draft."""
+    lag = (ErrorCode.FORBIDDEN, ErrorCode.NOT_FOUND)  # minutes learns sessions and decisions from events
+
+    async def draft(session_id: str) -> MinutesView:
+        return await _retry(lambda: rpc(OpenMinutesDraft(actor_id=sec, session_id=session_id)), waiting_for=lag)
+
+    async def publish(view: MinutesView, **adoption: object) -> MinutesView:
+        return await _retry(lambda: rpc(PublishMinutes(actor_id=sec, minutes_id=view.minutes_id, **adoption)),
+                            waiting_for=(*lag, ErrorCode.INVALID))
+
+    adopted, corrected, published, in_review, _ = [await draft(s) for s in (*group_ids[:1], plenary_id,
+                                                                            *group_ids[1:])]
+    # The plenary, held after the first working group, adopted its minutes by a decision.
+    decision = await rpc(RecordDecision(
+        actor_id=sec, session_id=plenary_id, agenda_position=4, method=Method.CONSENSUS, outcome=Outcome.ADOPTED,
+        title="Adoption du compte rendu de la réunion de lancement du groupe Santé",
+        text="Le forum adopte le compte rendu de la réunion de lancement du groupe de travail Santé."))
+    await publish(adopted, adoption=AdoptionKind.DECISION, decision_number=decision.decision.number)
+    first = await publish(corrected, adoption=AdoptionKind.NONE)
+    await rpc(CorrectMinutes(
+        actor_id=sec, minutes_id=first.minutes_id, reason="Ajout de l'intervention du collège des citoyens, omise.",
+        markdown=(first.markdown or "") + "\n\n## Complément\n\nLe collège des citoyens a demandé que les "
+                 "comptes rendus des groupes de travail soient publiés sous quinze jours."))
+    await publish(published, adoption=AdoptionKind.NONE)
+    review = await rpc(OpenMinutesReview(actor_id=sec, minutes_id=in_review.minutes_id,
+                                         until=datetime.now(UTC) + timedelta(days=10)))
+    paragraph = next(p for p in review.paragraphs if p.kind == "paragraph")
+    comment = await _retry(lambda: rpc(CommentMinutes(
+        actor_id=attendees[1], minutes_id=review.minutes_id, anchor=paragraph.anchor, kind=CommentKind.REWORDING,
+        text=paragraph.markdown + " Les participants ont salué la qualité des échanges.")), waiting_for=lag)
+    await rpc(CommentMinutes(actor_id=attendees[2], minutes_id=review.minutes_id, anchor=paragraph.anchor,
+                             text="Pourrait-on joindre la liste des ressources présentées ?"))
+    await rpc(AnswerMinutesComment(actor_id=sec, comment_id=comment.comment_id, accepted=True,
+                                   reason="Merci, la formulation est reprise."))
+    return ("5 comptes rendus : un adopté par décision de la plénière, un publié puis corrigé, un publié sans "
+            "relecture, un en relecture (avec une reformulation acceptée), un en préparation.")
 
 
 def fill(stack: Stack) -> str:
