@@ -25,9 +25,11 @@ from forum_ouvert.launcher import Stack
 from shared import clock
 from shared.contracts.common import Request as ServiceRequest
 from shared.contracts.decisions import CastBallot, CloseVote, GetVote, OpenVote
+from shared.contracts.common import ErrorCode
 from shared.contracts.forum import CancelSession, CheckIn, SessionView
+from shared.contracts.minutes import OpenMinutesDraft, PublishMinutes
 from shared.contracts.registry import College
-from shared.rpc import RpcClient
+from shared.rpc import RpcClient, RpcError
 from services.web.routes import open_data
 from services.web.routes.decisions import CSV_COLUMNS as DECISION_COLUMNS
 from tests.forum.harness import session_request
@@ -37,7 +39,7 @@ from tests.web.test_web_sessions import Crowd, crowd  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.integration
 H = timedelta(hours=1)
-SLUGS = ["seances", "presences", "decisions", "votes"]
+SLUGS = ["seances", "presences", "decisions", "votes", "comptes-rendus"]
 LICENCE_URL = "https://www.etalab.gouv.fr/licence-ouverte-open-licence/"
 
 
@@ -90,7 +92,17 @@ async def test_open_data_page_and_exports(web: httpx.AsyncClient, rpc: RpcClient
     closed = await rpc(CloseVote(actor_id=secretariat, vote_id=vid))
     assert closed.result is not None and closed.decision_id
 
-    # The page: every dataset, its two files, the licence and a dictionary; the minutes announced, unlinked.
+    # Minutes of the held session, published (the minutes service learns the session from the forum's events).
+    for _ in range(100):
+        try:
+            draft = await rpc(OpenMinutesDraft(actor_id=secretariat, session_id=held.session_id))
+            break
+        except RpcError as exc:
+            assert exc.code in (ErrorCode.NOT_FOUND, ErrorCode.FORBIDDEN), exc
+            await asyncio.sleep(0.1)
+    minutes = await rpc(PublishMinutes(actor_id=secretariat, minutes_id=draft.minutes_id, adoption="none"))
+
+    # The page: every dataset, its two files, the licence and a dictionary.
     r = await web.get("/donnees")
     assert r.status_code == 200 and h1(r) == "Données ouvertes"
     assert f'href="{LICENCE_URL}" rel="license' in r.text and "Licence Ouverte / Etalab 2.0" in r.text
@@ -98,8 +110,6 @@ async def test_open_data_page_and_exports(web: httpx.AsyncClient, rpc: RpcClient
         assert f'href="/donnees/{slug}.csv"' in r.text and f'href="/donnees/{slug}.json"' in r.text
         assert dictionary(r.text, slug) == open_data.DATASETS[slug].names
     assert dictionary(r.text, "decisions") == DECISION_COLUMNS  # the same columns as the register's exports
-    minutes = r.text.split('id="jeu-comptes-rendus"', 1)[1].split("</section>", 1)[0]
-    assert "Bientôt disponible" in minutes and "href=" not in minutes
     assert "Aucune donnée personnelle" in text(r)
     assert 'href="/donnees"' in (await web.get("/")).text  # linked from every page's footer
 
@@ -172,6 +182,14 @@ async def test_open_data_page_and_exports(web: httpx.AsyncClient, rpc: RpcClient
     assert result is not None and int(rows[1]["inscrits"]) == result.eligible
     item = next(x for x in jsons["votes"] if x["vote_id"] == vid and x["option_id"] == 1)
     assert item["mention_majoritaire_libelle"] == "Excellent" and item["gagnante"] is True and item["nb_bien"] == 0
+
+    # Minutes metadata: the published minutes, with the address of its canonical document.
+    row = next(x for x in csvs["comptes-rendus"] if x["identifiant"] == minutes.minutes_id)
+    assert row["seance_id"] == held.session_id and row["etat"] == "published" and row["version"] == "1"
+    assert row["adoption"] == "none" and row["relu"] == "non"
+    assert row["document_json"].endswith(f"/comptes-rendus/{minutes.minutes_id}/v1.json")
+    item = next(x for x in jsons["comptes-rendus"] if x["identifiant"] == minutes.minutes_id)
+    assert item["premiere_publication"].endswith("Z") and item["relu"] is False
 
 
 async def test_unknown_files_are_french_404_pages(web: httpx.AsyncClient) -> None:

@@ -26,6 +26,7 @@ from shared import clock
 from shared.contracts.common import Request as ServiceRequest
 from shared.contracts.decisions import ListDecisions, ListVotes, VoteStatus
 from shared.contracts.forum import KIND_LABELS, THEME_LABELS, ListSessions, SessionPeriod
+from shared.contracts.minutes import ListMinutes
 from shared.contracts.registry import COLLEGE_LABELS, College
 from shared.rpc import RpcClient
 from services.web.pages import render, rpc, web
@@ -164,6 +165,30 @@ async def vote_rows(client: RpcClient, base: str, page_size: int) -> AsyncIterat
             }
 
 
+async def minutes_rows(client: RpcClient, base: str, page_size: int) -> AsyncIterator[Row]:
+    async for m in paged(client, lambda offset: ListMinutes(limit=page_size, offset=offset),
+                         lambda reply: (reply.minutes, reply.total), page_size):
+        a = m.adoption
+        yield {
+            "identifiant": m.minutes_id,
+            "seance_id": m.session.session_id,
+            "seance_titre": m.session.title,
+            "seance_type": m.session.kind.value,
+            "seance_debut": utc_iso(m.session.starts_at),
+            "etat": m.state.value,
+            "etat_libelle": m.state_label,
+            "version": m.latest_version,
+            "premiere_publication": utc_iso(m.first_published_at),
+            "derniere_publication": utc_iso(m.latest_published_at),
+            "adoption": a.kind.value if a else None,
+            "adoption_decision": a.decision_number if a else None,
+            "adoption_vote_id": a.vote_id if a else None,
+            "relu": a.reviewed if a else None,
+            "url": f"{base}/comptes-rendus/{m.minutes_id}",
+            "document_json": f"{base}/comptes-rendus/{m.minutes_id}/v{m.latest_version}.json",
+        }
+
+
 @dataclass(frozen=True)
 class Column:
     name: str
@@ -287,6 +312,29 @@ DATASETS: dict[str, Dataset] = {d.slug: d for d in (
                 Column("decision_id", ID, "Décision issue du vote (voir le jeu « decisions »)"),
                 Column("url", TEXT, "Page du vote"),
             ), vote_rows),
+    Dataset("comptes-rendus", "Comptes rendus", "Une ligne par compte rendu publié, de la séance la plus récente à "
+            "la plus ancienne : son état, sa dernière version et comment il a été adopté. Chaque version se "
+            "télécharge en HTML, PDF et JSON depuis sa page ; l'empreinte SHA-256 du JSON figure au registre "
+            "public.", (
+                Column("identifiant", ID, "Identifiant stable du compte rendu"),
+                Column("seance_id", ID, "Séance dont il rend compte (voir le jeu « seances »)"),
+                Column("seance_titre", TEXT, "Titre de cette séance"),
+                Column("seance_type", TEXT, "« plenary » ou « working_group »"),
+                Column("seance_debut", UTC_TIME, "Début de la séance"),
+                Column("etat", TEXT, "« published » (publié), « adopted » (adopté) ou « corrected » (corrigé)"),
+                Column("etat_libelle", TEXT, "État, en toutes lettres"),
+                Column("version", INT, "Numéro de la dernière version (1 pour la première publication)"),
+                Column("premiere_publication", UTC_TIME, "Publication de la version 1"),
+                Column("derniere_publication", UTC_TIME, "Publication de la dernière version"),
+                Column("adoption", TEXT, "« decision » (adopté par une décision d'une séance ultérieure), « vote » "
+                       "(par un vote des présents) ou « none » (publié sans adoption)"),
+                Column("adoption_decision", TEXT, "Numéro de la décision d'adoption, le cas échéant"),
+                Column("adoption_vote_id", ID, "Vote d'adoption, le cas échéant (voir le jeu « votes »)"),
+                Column("relu", BOOL, "Les présents ont relu le projet avant sa publication"),
+                Column("url", TEXT, "Page du compte rendu, avec toutes ses versions"),
+                Column("document_json", TEXT, "Document canonique de la dernière version (son SHA-256 est au "
+                       "registre public)"),
+            ), minutes_rows),
 )}
 
 
