@@ -1,10 +1,13 @@
 """Open data: `/donnees` lists the forum's public datasets (sessions, attendance counts per college,
-decisions, closed votes' results) under Licence Ouverte / Etalab 2.0, each with a short data dictionary,
+decisions, closed votes' results, comptes rendus) under Licence Ouverte / Etalab 2.0, each with a short data dictionary,
 and serves every one as CSV (`/donnees/<jeu>.csv`) and JSON (`/donnees/<jeu>.json`).
 
 The exports stream: the forum is asked one page at a time and each row is written out as soon as it is
 read, so the web front holds one page (and one small output buffer) whatever the size of the export.
 They carry aggregates and public facts only — never a member's id, name or e-mail address.
+
+A little over 400 lines on purpose: each dataset's dictionary is declared beside the rows it describes,
+and the page and the files are built from that one declaration, so they cannot drift apart.
 """
 from __future__ import annotations
 
