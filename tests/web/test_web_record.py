@@ -25,7 +25,7 @@ from forumlib.tlog import (
     sign_checkpoint,
 )
 from services.minutes.records import make_record, public_json
-from services.web.routes.record import Proof, check_inclusion, describe, record_label
+from services.web.routes.record import Proof, check_inclusion, describe, record_label, subject_link
 from shared.contracts.common import ErrorBody, ErrorCode, Request
 from shared.contracts.decisions import (
     CommitmentList, CommitmentRef, CommitmentView, DecisionInfo, DecisionList, DecisionView, FollowUpEntry,
@@ -34,7 +34,8 @@ from shared.contracts.decisions import (
 )
 from shared.contracts.forum import SessionKind
 from shared.contracts.minutes import (
-    EntryLocation, EntryLocations, InclusionProof, LedgerCheckpoint, LedgerEntries, LedgerEntry, LedgerKey,
+    DecisionMinutes, EntryLocation, EntryLocations, InclusionProof, LedgerCheckpoint, LedgerEntries, LedgerEntry,
+    LedgerKey,
 )
 from shared.contracts.registry import College
 from forumlib.majority_judgment import GRADES, Grade
@@ -191,6 +192,8 @@ class FakeForum:
             raise RpcError(ErrorBody(code=ErrorCode.NOT_FOUND, message="Décision inconnue."))
         if op == "get-member":
             raise RpcError(ErrorBody(code=ErrorCode.NOT_FOUND, message="Membre inconnu."))
+        if op == "minutes-of-decision":  # no minutes published for these sessions
+            return DecisionMinutes(decision_id=request.decision_id)
         raise AssertionError(f"unexpected RPC {op}")
 
 
@@ -322,6 +325,12 @@ def test_record_labels_and_descriptions() -> None:
     assert describe({"type": "x", "data": "not an object"}) == ""
     assert describe(make_record("member.approved", "e", NOW, {"public_id": "ab", "college": None})) == \
         "Membre ab (sans collège)"
+    mid = "3f1c2b7d-0000-4000-8000-00000000000a"
+    rec = make_record("minutes.corrected", "e", NOW, {"minutes_id": mid, "version": 2, "sha256": "ab" * 32,
+                                                      "reason": "Heure corrigée"})
+    assert describe(rec) == "Compte rendu, version 2 — SHA-256 abababababab… — motif : Heure corrigée"
+    assert subject_link(rec) == f"/comptes-rendus/{mid}/v2"
+    assert subject_link(make_record("minutes.published", "e", NOW, {"minutes_id": "../x", "version": 1})) is None
 
 
 # ================================================================ the record pages

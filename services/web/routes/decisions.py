@@ -1,8 +1,9 @@
 """Decisions as the public sees them: the decision register `/decisions` (filters, pagination), its
 open data exports `/decisions.csv` and `/decisions.json` (Licence Ouverte / Etalab 2.0), and a
 decision's page `/decisions/{id}`: its text (Markdown, sanitised), outcome and the rule check beside
-it, the show of hands or the online vote's merit profiles, corrections, follow-up, and its record in
-the public log with the inclusion proof verified (by the server, and again in the reader's browser).
+it, the show of hands or the online vote's merit profiles, corrections, follow-up, the paragraph of
+the session's minutes that records it, and its record in the public log with the inclusion proof
+verified (by the server, and again in the reader's browser).
 
 The forum service decides and computes everything (outcome, rule check, majority judgment); the web
 front only shows what it answers, in French, in Europe/Paris time.
@@ -29,6 +30,7 @@ from shared.contracts.decisions import (
 from shared.rpc import RpcClient, RpcError
 from services.web.pages import error_page, render, rpc, web
 from services.web.routes._common import csv_cell, csv_response, fetch, not_found
+from services.web.routes.minutes import decision_minutes
 from services.web.routes.record import locate, prove, record_label
 
 router = APIRouter(include_in_schema=False)
@@ -209,9 +211,9 @@ async def show(request: Request, decision_id: str) -> Response:
     events += [(f.event_id, f"Suivi : {FOLLOW_UP_LABELS[f.status]}") for f in d.follow_ups]
     if d.superseded_event_id:
         events.append((d.superseded_event_id, "Correction par une nouvelle décision"))
-    where, supersedes_number, superseded_by_number = await asyncio.gather(
+    where, supersedes_number, superseded_by_number, minutes = await asyncio.gather(
         locate(client, [e for e, _ in events]), _number_of(client, info.supersedes),
-        _number_of(client, d.superseded_by))
+        _number_of(client, d.superseded_by), decision_minutes(client, info.decision_id))
     records = sorted(({"what": what, "index": where[e].index, "type": record_label(where[e].type)}
                       for e, what in events if e in where), key=lambda r: r["index"])
     own = where.get(d.event_id)
@@ -221,4 +223,4 @@ async def show(request: Request, decision_id: str) -> Response:
         winner = next((o for o in d.vote.result.options if o.option_id == d.vote.result.winner_option_id), None)
     return await render(request, "decision.html", d=d, info=info, text_html=render_markdown(info.text),
                         supersedes_number=supersedes_number, superseded_by_number=superseded_by_number,
-                        records=records, proof=proof, winner=winner, **LABELS)
+                        records=records, proof=proof, winner=winner, minutes=minutes, **LABELS)

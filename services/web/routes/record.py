@@ -105,6 +105,9 @@ def describe(record: dict[str, Any]) -> str:
                            and won is not None and o.get("option_id") == won), None)
             text += f" — {result.get('ballots', 0)} bulletin(s)" + (f", option retenue : {winner}" if winner else "")
         return text
+    if kind.startswith("minutes."):
+        text = f"Compte rendu, version {data.get('version', '?')} — SHA-256 {str(data.get('sha256', '?'))[:12]}…"
+        return text + (f" — motif : {data['reason']}" if kind == "minutes.corrected" and data.get("reason") else "")
     if kind == "rule.updated":
         rule = _obj(data.get("rule"))
         label = KIND_LABELS.get(rule.get("kind"), rule.get("kind"))  # type: ignore[call-overload]
@@ -113,7 +116,8 @@ def describe(record: dict[str, Any]) -> str:
 
 
 def subject_link(record: dict[str, Any]) -> str | None:
-    """The page of what a record is about (a decision, a session, a vote), when there is one."""
+    """The page of what a record is about (a decision, a session, a vote, a version of minutes), when there is
+    one."""
     data = _obj(record.get("data"))
     kind = str(record.get("type", ""))
     ident = None
@@ -125,6 +129,11 @@ def subject_link(record: dict[str, Any]) -> str | None:
         ident, base = _obj(data.get("session")).get("session_id"), "/seances/"
     elif kind.startswith("vote."):
         ident, base = _obj(data.get("vote")).get("vote_id"), "/votes/"
+    elif kind.startswith("minutes."):
+        ident, base = data.get("minutes_id"), "/comptes-rendus/"
+        version = data.get("version")
+        if isinstance(ident, str) and isinstance(version, int) and ident.replace("-", "").isalnum() and len(ident) <= 36:
+            return f"{base}{ident}/v{version}"
     if isinstance(ident, str) and ident.replace("-", "").isalnum() and len(ident) <= 36:
         return base + ident
     return None

@@ -1,5 +1,5 @@
 """Sessions as the public and the members see them: upcoming and past sessions, a session's page
-(agenda, place, seats left, attendance per college once it is over), its `.ics` file and the
+(agenda, place, seats left, attendance per college once it is over, its minutes' state), its `.ics` file and the
 iCalendar feed of every session; for approved members, "Je participe" / "Je ne participe pas" /
 "Retirer ma réponse" and the list of their own sessions.
 
@@ -22,6 +22,7 @@ from shared.contracts.forum import (
     KIND_LABELS, AnswerRsvp, GetSession, ListSessions, RsvpAnswer, RsvpState, SessionInfo, SessionKind,
     SessionPeriod, SessionView, Theme, WithdrawRsvp,
 )
+from shared.contracts.minutes import MinutesState
 from shared.contracts.registry import MemberStatus, MemberView
 from shared.rpc import RpcError
 from services.web.forms import read_form
@@ -30,6 +31,7 @@ from services.web.pages import (
 )
 from services.web.routes._common import SESSIONS_BACK as BACK, get_session, unknown_session, valid_id
 from services.web.routes.decisions import LABELS as DECISION_LABELS, session_decisions
+from services.web.routes.minutes import may_review, session_minutes
 from services.web.security import visitor
 
 router = APIRouter(include_in_schema=False)
@@ -73,16 +75,18 @@ async def session_page(request: Request, session_id: str, *, status_code: int = 
     """The session's page; with `rsvp_error`, the answer that was refused and why."""
     member = await current_member(request)
     actor = member.member_id if member and member.status == MemberStatus.APPROVED else None
-    try:  # the session and its decisions (None if the forum cannot list them) in one round trip's wait
-        view, decisions = await asyncio.gather(
+    try:  # the session, its decisions and its minutes (None if not answered) in one round trip's wait
+        view, decisions, minutes = await asyncio.gather(
             rpc(request)(GetSession(session_id=session_id, actor_id=actor)),
-            session_decisions(rpc(request), session_id))
+            session_decisions(rpc(request), session_id), session_minutes(rpc(request), session_id))
     except RpcError as exc:
         if exc.code == ErrorCode.NOT_FOUND:
             return await unknown_session(request)
         raise
+    reviewer = bool(actor and minutes and minutes.minutes_id and minutes.state == MinutesState.REVIEW
+                    and await may_review(rpc(request), minutes.minutes_id, actor))
     return await render(request, "session.html", status_code=status_code, s=view, now=datetime.now(UTC),
-                        decisions=decisions, **DECISION_LABELS,
+                        decisions=decisions, minutes=minutes, reviewer=reviewer, **DECISION_LABELS,
                         not_approved=not_approved_reason(member) if member else None,
                         waitlist_text=waitlist_text, errors={"__root__": rsvp_error} if rsvp_error else {})
 
