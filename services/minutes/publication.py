@@ -23,6 +23,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from forumlib.markdown import render_paragraphs
 from forumlib.minutes_doc import Paragraph, canonical_document, document_sha256, split_paragraphs
+from services.minutes import search
 from services.minutes.models import DecisionFact, MinutesRow, MinutesStatus, SessionFact, VersionRow, VoteFact
 from services.minutes.pdf import render_pdf
 from services.minutes.queries import (
@@ -174,6 +175,7 @@ async def publish_minutes(req: PublishMinutes, ctx: HandlerContext) -> MinutesVi
         if not await _replayed(tx, doc.id, req.request_id):
             _check_publishable(locked, doc.revision)  # what was frozen is still the draft
             _store(uow, locked, frozen, req.actor_id, req.request_id)
+            await search.index_minutes(tx, locked, s, frozen.markdown)
             await tx.flush()
         view = await minutes_view(tx, locked, req.actor_id, now)
     return view
@@ -213,6 +215,7 @@ async def correct_minutes(req: CorrectMinutes, ctx: HandlerContext) -> MinutesVi
                 raise Conflict(f"Une autre correction vient d'être publiée (version {locked.latest_version}) : "
                                "relisez-la ; rien n'a été publié.", field="minutes_id")
             _store(uow, locked, frozen, req.actor_id, req.request_id)
+            await search.index_minutes(tx, locked, s, frozen.markdown)
             await tx.flush()
         view = await minutes_view(tx, locked, req.actor_id, now)
     return view

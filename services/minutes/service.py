@@ -16,7 +16,7 @@ signed checkpoints of it, and the web front serves its entries and proofs at `/l
 from __future__ import annotations
 
 from services.minutes import (
-    checkpoints, drafts, public_record, publication, reading, records, review, session_facts,
+    checkpoints, drafts, public_record, publication, reading, records, review, search, session_facts,
 )
 from shared.contracts.minutes import MINUTES_EVENTS
 from shared.service import Job, ServiceDef, consumer
@@ -32,6 +32,7 @@ SERVICE = ServiceDef(
         publication.publish_minutes, publication.correct_minutes,
         reading.list_minutes, reading.get_minutes_version, reading.get_minutes_pdf, reading.diff_minutes,
         reading.minutes_of_session, reading.minutes_of_decision,
+        search.search,
     ],
     consumers=[
         # A batch of leaves per transaction: the head lock and the commit are paid once per batch.

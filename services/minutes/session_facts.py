@@ -15,6 +15,7 @@ from datetime import datetime
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from services.minutes import search
 from services.minutes.models import AttendanceFact, DecisionFact, MemberFact, SessionFact, VoteFact
 from shared.contracts.decisions import DecisionRecorded, DecisionSuperseded, VoteClosed
 from shared.contracts.envelope import Envelope
@@ -36,6 +37,7 @@ async def _keep_session(tx: AsyncSession, s: SessionInfo) -> None:
     row.starts_at, row.ends_at, row.place, row.online_url = s.starts_at, s.ends_at, s.place, s.online_url
     row.agenda = json.dumps(list(s.agenda), ensure_ascii=False)
     tx.add(row)
+    await search.index_session(tx, s)
 
 
 async def on_session_scheduled(event: Envelope[SessionScheduled], uow: UnitOfWork) -> None:
@@ -129,6 +131,7 @@ async def on_decision_recorded(event: Envelope[DecisionRecorded], uow: UnitOfWor
         commitment_code=d.commitment.code if d.commitment else None,
         commitment_title=d.commitment.title if d.commitment else None,
         recorded_at=d.recorded_at, event_id=str(event.event_id)))
+    await search.index_decision(tx, d)
 
 
 async def on_decision_superseded(event: Envelope[DecisionSuperseded], uow: UnitOfWork) -> None:

@@ -32,6 +32,8 @@ from services.web.routes import (
     auth, commitments_and_rules, decisions, decisions_admin, dev, ledger, member, open_data, public, record, secretariat,
     sessions, sessions_admin, votes,
 )
+from services.web.routes import minutes, minutes_admin
+from services.web.routes import search
 from services.web.security import (
     COOKIE_NAME, CSRF_FIELD, SECURITY_HEADERS, CsrfError, SlidingWindowLimiter, client_address, secret_key,
     valid_request_id, visitor,
@@ -41,6 +43,9 @@ log = get_logger(__name__)
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RATE_LIMITED = ("/inscription", "/connexion")  # POSTs that make the forum send an e-mail
 MAX_BODY = 64 * 1024
+# The clerk posts whole minutes (a draft, a correction): room for the longest text the service accepts.
+LONG_TEXT_FORMS = re.compile(r"/secretariat/comptes-rendus/[\w-]+/(brouillon|corriger)")
+MAX_LONG_TEXT_BODY = 1024 * 1024
 UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 HTTP_MESSAGES = {
     400: "La requête est incorrecte.",
@@ -65,7 +70,12 @@ def form_page(path: str) -> str:
         return path  # the same address shows the form
     if re.fullmatch(r"/votes/[\w-]+/bulletin", path):
         return path.removesuffix("/bulletin")
+    if re.fullmatch(r"/comptes-rendus/[\w-]+/relecture", path):
+        return path
+    if m := re.match(r"/secretariat/comptes-rendus/([\w-]+)/", path):
+        return f"/secretariat/comptes-rendus/{m.group(1)}"
     for prefix, page in (("/secretariat/seances", "/secretariat/seances"), ("/seances", "/seances"),
+                         ("/secretariat/comptes-rendus", "/secretariat/comptes-rendus"),
                          ("/secretariat/decisions", "/secretariat/decisions"),
                          ("/secretariat/votes", "/secretariat/decisions"),
                          ("/secretariat/engagements", "/secretariat/engagements"),
@@ -79,7 +89,8 @@ def form_page(path: str) -> str:
 
 def _body_too_large(request: Request) -> bool:
     raw = request.headers.get("content-length") or "0"
-    return not raw.isdigit() or int(raw) > MAX_BODY
+    limit = MAX_LONG_TEXT_BODY if LONG_TEXT_FORMS.fullmatch(request.url.path) else MAX_BODY
+    return not raw.isdigit() or int(raw) > limit
 
 
 async def csrf_guard(request: Request) -> None:
@@ -116,8 +127,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     # ------------------------------------------------------------ routes and static files
     for module in (public, auth, member, secretariat, sessions, sessions_admin, decisions, decisions_admin,
-                   commitments_and_rules, votes, record, open_data, dev):
+                   commitments_and_rules, votes, record, open_data, minutes_admin, minutes, dev):
         app.include_router(module.router)
+    app.include_router(search.router)
     app.include_router(public.health_router)
     app.include_router(ledger.router)  # the public record's JSON/text API (errors stay JSON)
 

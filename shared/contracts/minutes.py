@@ -530,3 +530,63 @@ class MinutesOfSession(Request[SessionMinutes], op="minutes.minutes-of-session")
 
 class MinutesOfDecision(Request[DecisionMinutes], op="minutes.minutes-of-decision"):
     decision_id: Id
+
+
+# ================================================================ search (published minutes, decisions, sessions)
+# | op               | request  | reply           | who    |
+# | ---------------- | -------- | --------------- | ------ |
+# | `minutes.search` | `Search` | `SearchResults` | anyone |
+class SearchKind(StrEnum):
+    MINUTES = "minutes"    # published minutes: the text of their latest version
+    DECISION = "decision"  # decisions of the register
+    SESSION = "session"    # sessions, except cancelled ones
+
+
+SEARCH_KIND_LABELS = {SearchKind.MINUTES: "Comptes rendus", SearchKind.DECISION: "Décisions",
+                      SearchKind.SESSION: "Séances"}
+
+MAX_SEARCH_INPUT = 10_000
+"""Longest query text accepted; only its first `forumlib.french_search.MAX_QUERY_CHARS` are read."""
+
+
+class ExcerptSegment(BaseModel):
+    """A piece of an excerpt as plain text (whoever shows it escapes it); `match`: a word searched for."""
+
+    text: str
+    match: bool = False
+
+
+class SearchHit(BaseModel):
+    kind: SearchKind
+    id: str = Field(description="The minutes', decision's or session's id.")
+    title: str
+    title_marked: list[ExcerptSegment] = Field(description="The title in pieces, the searched words marked.")
+    url: str = Field(description="Its public page (a path on the web front).")
+    date: datetime = Field(description="The session's start (minutes, sessions), the decision's recording.")
+    excerpt: list[ExcerptSegment] = Field(description="About 30 words where the searched words are found.")
+    score: float = Field(description="Relevance: compare scores within one reply only.")
+
+
+class SearchResults(BaseModel):
+    query: str = Field(description="The text searched (cut when it was too long).")
+    terms: list[str] = Field(description="The words and phrases searched for, as typed.")
+    total: int = Field(description="Matches among the kinds asked for.")
+    counts: dict[SearchKind, int] = Field(description="Matches of each kind, whatever kinds were asked for.")
+    page: int
+    page_size: int
+    hits: list[SearchHit] = Field(description="This page's matches, most relevant first.")
+    by_date: bool = Field(default=False, description="Too many matches to rank them: the newest first.")
+    truncated: bool = Field(default=False, description="The query was too long: only its beginning was read.")
+    message: str | None = Field(default=None, description="Why nothing was searched (empty query, only common "
+                                                          "words…), in French; then no hit.")
+
+
+class Search(Request[SearchResults], op="minutes.search"):
+    """Full-text search in French across published minutes, decisions and sessions (drafts never):
+    accents and case ignored, words matched by their stem; "phrases", OR, and -excluded words. Any
+    text is accepted: what cannot be searched is answered with `message`, never an error."""
+
+    q: str = Field(default="", max_length=MAX_SEARCH_INPUT)
+    kinds: list[SearchKind] | None = Field(default=None, description="None or empty: every kind.")
+    page: int = Field(default=1, ge=1, le=1000)
+    page_size: int = Field(default=10, ge=1, le=50)
