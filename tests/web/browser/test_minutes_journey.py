@@ -9,8 +9,9 @@ Alice, present at the session, proposes a new wording of a paragraph; the clerk 
 minutes are published, adopted by the later session's decision (the inclusion proof verified in the browser),
 then corrected with a reason. The public, on a phone-sized screen, finds them in /comptes-rendus, sees both versions
 and the difference, downloads the PDF (its text holds the title and the hash, and hashing the version's canonical
-JSON gives that hash), and follows the decision page's link to the paragraph that records it; `forum-ouvert
-verify` still accepts the public record.
+JSON gives that hash), follows the decision page's link to the paragraph that records it, and finds the minutes
+again by searching words of their body typed without accents; `forum-ouvert verify` still accepts the public
+record.
 
 axe-core checks the editor, the review page, the minutes, the difference and the lists; no Content-Security-Policy
 error in the console.
@@ -274,6 +275,18 @@ def test_minutes_journey(forum: Stack, browser: Browser, tmp_path: Path) -> None
         target = p.locator(f"[id='{anchor}']")
         expect(target).to_contain_text(f"Décision n° {n1}")
         expect(target).to_be_in_viewport()
+
+        # -- search: a word of the body typed without its accents finds the minutes
+        public.goto("/")
+        p.locator("#recherche-entete-q").fill(f"echanges marches {tag}")
+        p.locator("#recherche-entete-q").press("Enter")
+        expect(p).to_have_url(re.compile(r"/recherche\?"))
+        hit = p.locator("#resultats li").filter(has=p.locator(f"a[href='{minutes_path}']"))
+        expect(hit).to_have_count(1)
+        expect(hit.locator("mark").first).to_be_visible()  # the matched words highlighted in the excerpt
+        hit.locator(f"a[href='{minutes_path}']").click()
+        expect(p).to_have_url(re.compile(re.escape(minutes_path) + "$"))
+        public.axe("la recherche")
 
         clerk.goto("/secretariat/comptes-rendus")
         expect(s.locator(f"#compte-rendu-{minutes_path.rsplit('/', 1)[1]}")).to_contain_text("Corrigé")
