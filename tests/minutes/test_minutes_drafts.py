@@ -25,23 +25,10 @@ from shared.contracts.minutes import (
 from shared.contracts.registry import MemberErased, ProfileUpdated, Role, RoleGranted
 from shared.rpc import RpcError
 from tests.minutes.harness import (
-    MinutesHarness, held_session, registered_event, running_minutes, session_info, until,
+    MinutesHarness, held_session, registered_event, session_info, until,
 )
-from tests.support import database_urls, drop_schemas, nats_server
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-async def h(tmp_path_factory: pytest.TempPathFactory):
-    tmp = tmp_path_factory.mktemp("minutes-drafts")
-    urls = database_urls(tmp)
-    try:
-        with nats_server() as url:
-            async with running_minutes(tmp, url, urls["minutes"]) as harness:
-                yield harness
-    finally:
-        drop_schemas(urls)
 
 
 async def refused(call, code: ErrorCode, field: str) -> RpcError:  # noqa: ANN001 - an awaitable

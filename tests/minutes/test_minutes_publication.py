@@ -31,23 +31,10 @@ from shared.contracts.minutes import (
 from shared.outbox import OutboxMessage
 from shared.rpc import RpcError
 from tests.minutes.harness import (
-    HeldSession, MinutesHarness, decision_event, held_session, running_minutes, until, vote_closed_event,
+    HeldSession, MinutesHarness, decision_event, held_session, until, vote_closed_event,
 )
-from tests.support import database_urls, drop_schemas, nats_server
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-async def h(tmp_path_factory: pytest.TempPathFactory):
-    tmp = tmp_path_factory.mktemp("minutes-publication")
-    urls = database_urls(tmp)
-    try:
-        with nats_server() as url:
-            async with running_minutes(tmp, url, urls["minutes"]) as harness:
-                yield harness
-    finally:
-        drop_schemas(urls)
 
 
 async def refused(call, code: ErrorCode, field: str) -> RpcError:  # noqa: ANN001 - an awaitable

@@ -16,22 +16,9 @@ from shared.contracts.minutes import (
     OpenMinutesDraft, OpenMinutesReview, SaveMinutesDraft,
 )
 from shared.rpc import RpcError
-from tests.minutes.harness import HeldSession, MinutesHarness, held_session, running_minutes
-from tests.support import database_urls, drop_schemas, nats_server
+from tests.minutes.harness import HeldSession, MinutesHarness, held_session
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-async def h(tmp_path_factory: pytest.TempPathFactory):
-    tmp = tmp_path_factory.mktemp("minutes-review")
-    urls = database_urls(tmp)
-    try:
-        with nats_server() as url:
-            async with running_minutes(tmp, url, urls["minutes"]) as harness:
-                yield harness
-    finally:
-        drop_schemas(urls)
 
 
 async def refused(call, code: ErrorCode, field: str) -> RpcError:  # noqa: ANN001 - an awaitable

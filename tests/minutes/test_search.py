@@ -27,23 +27,11 @@ from shared.contracts.minutes import (
     SearchResults,
 )
 from tests.minutes.harness import (
-    HeldSession, MinutesHarness, decision_event, held_session, running_minutes, session_info, until,
+    HeldSession, MinutesHarness, decision_event, held_session, session_info, until,
 )
-from tests.support import database_urls, drop_schemas, nats_server, postgres_base_url
+from tests.support import database_urls, drop_schemas, postgres_base_url
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-async def h(tmp_path_factory: pytest.TempPathFactory):
-    tmp = tmp_path_factory.mktemp("minutes-search")
-    urls = database_urls(tmp)
-    try:
-        with nats_server() as url:
-            async with running_minutes(tmp, url, urls["minutes"]) as harness:
-                yield harness
-    finally:
-        drop_schemas(urls)
 
 
 def made_up() -> str:
