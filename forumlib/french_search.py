@@ -203,6 +203,8 @@ _NOT = {"NOT", "SAUF"}
 
 EMPTY = "Saisissez un ou plusieurs mots à rechercher."
 NO_WORD = "Votre recherche ne contient ni lettre ni chiffre : saisissez un ou plusieurs mots."
+ONLY_OPERATORS = ("Votre recherche ne contient que des mots de liaison (ET, OU, SAUF…) : ajoutez un mot à "
+                  "rechercher.")
 ONLY_EXCLUDED = ("Indiquez au moins un mot à rechercher : une recherche ne peut pas seulement exclure des mots "
                  "(le signe « - » devant un mot l'exclut).")
 
@@ -244,16 +246,16 @@ def read_query(typed: str) -> Query:
     shown: list[str] = []       # the words searched for, as typed
     stop_only: list[str] = []   # words typed that are all stop words
     join_or = negate_next = False
+    operators = False  # an operator was typed (the query was not just signs)
     for m in _PIECE.finditer(text):
         neg, quoted, bare = m.group(1), m.group(2), m.group(3)
         if bare is not None:
-            if bare in _OR:
-                join_or = bool(groups)
-                continue
-            if bare in _AND:
-                continue
-            if bare in _NOT:
-                negate_next = True
+            if bare in _OR | _AND | _NOT:
+                operators = operators or bare.isalpha()
+                if bare in _OR:
+                    join_or = bool(groups)
+                elif bare in _NOT:
+                    negate_next = True
                 continue
             if bare[0] in "-!" and len(bare) > 1:
                 neg, bare = bare[0], bare[1:]
@@ -275,7 +277,8 @@ def read_query(typed: str) -> Query:
             shown.append(" ".join(raw))
         join_or = False
     if not groups:
-        problem = ONLY_EXCLUDED if excluded else _only_stop_words(stop_only) if stop_only else NO_WORD
+        problem = (ONLY_EXCLUDED if excluded else _only_stop_words(stop_only) if stop_only
+                   else ONLY_OPERATORS if operators else NO_WORD)
         return Query(text, truncated=truncated, problem=problem)
     return Query(text, tuple(tuple(g) for g in groups), tuple(excluded), truncated, typed=tuple(shown))
 

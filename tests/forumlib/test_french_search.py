@@ -51,7 +51,9 @@ def test_queries() -> None:
 
 def test_what_cannot_be_searched_says_why() -> None:
     assert read_query("").problem == read_query("  \t").problem == "Saisissez un ou plusieurs mots à rechercher."
-    assert "ni lettre ni chiffre" in (read_query("* - ( ) AND OR").problem or "")
+    assert "ni lettre ni chiffre" in (read_query("* - ( ) && |").problem or "")
+    assert "que des mots de liaison" in (read_query("AND").problem or "")  # letters, but nothing to search
+    assert "que des mots de liaison" in (read_query("* - ( ) AND OR").problem or "")
     assert read_query("le").problem == ("Le mot « le » est trop courant pour être recherché seul : ajoutez un mot "
                                         "plus précis.")
     assert "« de », « la »" in (read_query("de la").problem or "")
