@@ -28,6 +28,9 @@ from shared.contracts.minutes import (
     AdoptionKind, AnswerMinutesComment, CommentKind, CommentMinutes, CorrectMinutes, MinutesView, OpenMinutesDraft,
     OpenMinutesReview, PublishMinutes,
 )
+from shared.contracts.notifications import (
+    AnnouncementAction, ConfirmSubscription, ControlAnnouncement, SaveAnnouncement, Subscribe,
+)
 from shared.contracts.registry import (
     ApproveMember, College, ListMembers, MemberView, Register, RejectMember, VerifyEmail,
 )
@@ -73,7 +76,7 @@ def _token_for(mail_dir: Path, to: str, path: str, timeout: float = 30) -> str:
         for _, msg in read_messages(mail_dir):
             if to in str(msg["To"]):
                 body = msg.get_body(preferencelist=("plain",))
-                m = re.search(re.escape(path) + r"\?token=([\w-]+)", body.get_content() if body else "")
+                m = re.search(re.escape(path) + r"\?token=([\w.-]+)", body.get_content() if body else "")
                 if m:
                     return m.group(1)
         time.sleep(0.2)
@@ -109,15 +112,50 @@ async def _fill(stack: Stack) -> str:
                     reason="Inscription en double : vous êtes déjà inscrit au titre de votre association."))
             else:
                 await rpc(ApproveMember(actor_id=secretariat.member_id, member_id=ids[name]))
+        subscribers = await _subscribers(rpc, stack.mail_dir)
         sessions = await _sessions(rpc, secretariat.member_id,
                                    [ids[n] for n, _, _ in PEOPLE[:-1] if n not in pending | rejected])
-    return (f"{sessions}\n"
+        announcement = await _announcement(rpc, secretariat.member_id)
+    return (f"{sessions}\n{subscribers}\n{announcement}\n"
             f"{len(PEOPLE)} membres de démonstration inscrits dans les trois collèges "
             f"({len(PEOPLE) - len(pending) - len(rejected) - 1} validés, {len(pending)} en attente de validation, "
             f"{len(rejected)} refusé, 1 adresse non confirmée).\n"
             f"  Se connecter comme secrétariat : {SECRETARIAT_EMAIL}\n"
             f"  Se connecter comme membre      : {_email(PEOPLE[7][0])}\n"
             f"  (page « Se connecter », puis ouvrir le lien reçu dans {stack.web_url}/dev/mail)")
+
+
+SUBSCRIBERS = [  # people who follow the forum without an account
+    ("journaliste@presse.example", ["minutes", "decisions"]),
+    ("veille@association.example", ["sessions", "announcements", "theme:health"]),
+    ("citoyen@exemple.fr", ["minutes", "announcements"]),
+]
+
+
+async def _subscribers(rpc: RpcClient, mail_dir: Path) -> str:
+    """Confirmed subscribers (from the link in their caught e-mail, as a person would), and one who has
+    not confirmed yet: they will receive the notices of what the demo does next."""
+    for email, topics in SUBSCRIBERS:
+        await rpc(Subscribe(email=email, topics=topics))
+        token = await asyncio.to_thread(_token_for, mail_dir, email, "/abonnements/confirmer")
+        await rpc(ConfirmSubscription(token=token))
+    await rpc(Subscribe(email="pas-encore-confirme@exemple.fr", topics=["sessions"]))
+    return (f"{len(SUBSCRIBERS)} abonnés confirmés aux avis par courriel (et 1 demande non confirmée) : "
+            "ils reçoivent les avis des séances, décisions, comptes rendus et annonces qui suivent.")
+
+
+async def _announcement(rpc: RpcClient, sec: str) -> str:
+    """A sent announcement, and a draft."""
+    sent = await _retry(lambda: rpc(SaveAnnouncement(
+        actor_id=sec, title="Ouverture des inscriptions au forum ouvert", topic="announcements",
+        body="Le **forum ouvert** du Partenariat pour un gouvernement ouvert est ouvert à toutes et à tous.\n\n"
+             "- Les séances plénières et les groupes de travail sont annoncés sur le site ;\n"
+             "- les comptes rendus, les décisions et leurs suites y sont publiés.\n\n"
+             "Inscrivez-vous pour participer, ou abonnez-vous pour suivre nos travaux.")))
+    await rpc(ControlAnnouncement(actor_id=sec, announcement_id=sent.announcement_id, action=AnnouncementAction.SEND))
+    await rpc(SaveAnnouncement(actor_id=sec, title="Appel à contributions : feuille de route 2027", topic="announcements",
+                               body="Brouillon : à relire avant l'envoi."))
+    return "2 annonces du secrétariat : une envoyée aux abonnés, un brouillon."
 
 
 async def _retry(call, attempts: int = 100, waiting_for: tuple[ErrorCode, ...] = (ErrorCode.FORBIDDEN,)):  # noqa: ANN001, ANN202

@@ -47,6 +47,41 @@ class Settings(BaseSettings):
     smtp_starttls: bool = False
     mail_from: str = Field("Forum ouvert <ne-pas-repondre@forum-ouvert.local>")
     reminder_interval: float = Field(30.0, description="Seconds between checks for 48-hour session reminders.")
+    mail_connections: int = Field(8, ge=1, le=200, description="SMTP connections the mail sender keeps open "
+                                  "(each sends one message at a time).")
+    mail_rate: float = Field(0.0, ge=0, description="Messages per second at most, all destinations together "
+                             "(0 = no limit).")
+    mail_domain_rate: float = Field(0.0, ge=0, description="Messages per second at most to one recipient domain "
+                                    "(0 = no limit).")
+    mail_domain_slow_rate: float = Field(1.0, gt=0, description="Messages per second to a domain that answered "
+                                         "421 (too many messages), until `mail_domain_slow_for` passes.")
+    mail_domain_slow_for: float = Field(60.0, ge=0, description="Seconds a domain stays slowed after a 421 or "
+                                        "a stalled exchange.")
+    mail_domain_connections: int = Field(4, ge=1, description="Connections busy with one recipient domain at "
+                                         "most, so a stalled domain leaves the others free.")
+    mail_send_timeout: float = Field(30.0, gt=0, description="Seconds one SMTP exchange may take before it "
+                                     "counts as a temporary failure.")
+    mail_retry_base: float = Field(5.0, gt=0, description="Seconds before the first retry after a temporary "
+                                   "failure; doubled at each attempt, with jitter.")
+    mail_retry_max: float = Field(3600.0, gt=0, description="Longest wait between two attempts.")
+    mail_max_attempts: int = Field(12, ge=1, description="Attempts before a temporarily failing message is "
+                                   "recorded as failed.")
+    mail_hard_failure_limit: int = Field(3, ge=1, description="Permanent refusals (5xx) after which an address "
+                                         "is suspended.")
+    mail_claim_lease: float = Field(300.0, gt=0, description="Seconds after which a message still marked "
+                                    "in flight by another sender is taken back and sent again (same Message-ID).")
+    fanout_batch: int = Field(1000, ge=1, description="Deliveries a notice's fan-out inserts per transaction.")
+    notice_link_key: str = Field("", description="Signs the confirm, manage and unsubscribe links of "
+                                 "subscriptions; generated into <data_dir>/notice-links.key if empty.")
+    subscription_confirm_ttl: int = Field(7 * 24 * 3600, description="Seconds a subscription confirmation "
+                                          "link is valid; unconfirmed requests are forgotten after it.")
+    subscription_manage_ttl: int = Field(60 * 24 * 3600, description="Seconds a manage link is valid.")
+    subscription_unsubscribe_ttl: int = Field(365 * 24 * 3600, description="Seconds an unsubscribe link "
+                                              "(and the List-Unsubscribe header) is valid.")
+    subscription_confirm_limit: int = Field(3, ge=1, description="Confirmation e-mails to one address per day "
+                                            "at most (further requests get the same answer, no e-mail).")
+    subscribe_rate_per_client: int = Field(5, ge=1, description="Subscription requests per client address per "
+                                           "10 minutes.")
     mail_dir: Path | None = Field(None, description="Where the local mail catcher writes caught mail "
                                   "(default <data_dir>/mail).")
 

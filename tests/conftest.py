@@ -50,7 +50,7 @@ async def rpc(forum: Stack):
 @pytest.fixture(scope="session")
 async def secretariat(forum: Stack, rpc) -> str:  # noqa: ANN001 - the RpcClient fixture
     """A secretariat account created with the real CLI command; returns its member id once the services
-    that check the role themselves (forum, minutes) have learnt it from the registry's event."""
+    that check the role themselves (forum, minutes, notifications) have learnt it from the registry's event."""
     import asyncio
     import os
     import subprocess
@@ -60,6 +60,7 @@ async def secretariat(forum: Stack, rpc) -> str:  # noqa: ANN001 - the RpcClient
     from shared.contracts.common import ErrorCode
     from shared.contracts.forum import ListRsvps
     from shared.contracts.minutes import OpenMinutesDraft
+    from shared.contracts.notifications import GetAnnouncement
     from shared.rpc import RpcError
 
     email = "secretariat@tests.forum-ouvert.example"
@@ -70,7 +71,8 @@ async def secretariat(forum: Stack, rpc) -> str:  # noqa: ANN001 - the RpcClient
     member_id = out.stdout.split("(id ", 1)[1].split(")", 1)[0]
     unknown = "00000000-0000-0000-0000-000000000000"
     for probe in (ListRsvps(actor_id=member_id, session_id=unknown),
-                  OpenMinutesDraft(actor_id=member_id, session_id=unknown)):
+                  OpenMinutesDraft(actor_id=member_id, session_id=unknown),
+                  GetAnnouncement(actor_id=member_id, announcement_id=unknown)):
         deadline = time.monotonic() + 30
         while True:  # unknown session: "not found" once the role is known, "forbidden" before
             try:

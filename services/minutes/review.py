@@ -17,8 +17,8 @@ from services.minutes.models import CommentRow, MinutesRow, MinutesStatus
 from services.minutes.queries import find_minutes, is_attendee, is_secretariat, minutes_view, require_secretariat
 from shared.clock import paris_datetime, utcnow
 from shared.contracts.minutes import (
-    AnswerMinutesComment, CommentKind, CommentList, CommentMinutes, CommentView, ListMinutesComments, MinutesView,
-    OpenMinutesReview,
+    AnswerMinutesComment, CommentKind, CommentList, CommentMinutes, CommentView, ListMinutesComments,
+    MinutesReviewOpened, MinutesView, OpenMinutesReview,
 )
 from shared.errors import Conflict, Expired, Forbidden, Invalid, NotFound
 from shared.service import HandlerContext
@@ -38,7 +38,9 @@ def replace_paragraph(paragraphs: Sequence[Paragraph], anchor: str, markdown: st
 
 
 async def open_minutes_review(req: OpenMinutesReview, ctx: HandlerContext) -> MinutesView:
-    """Secretariat opens the draft to the attendees' review until `until` (or moves that date)."""
+    """Secretariat opens the draft to the attendees' review until `until` (or moves that date). Opening
+    it, or moving the date, emits `MinutesReviewOpened` so the attendees are mailed; the same date
+    again (a double click) mails no one."""
     now = utcnow()
     if req.until <= now:
         raise Invalid("La date de fin de relecture doit être dans le futur.", field="until")
@@ -48,11 +50,16 @@ async def open_minutes_review(req: OpenMinutesReview, ctx: HandlerContext) -> Mi
         doc = await find_minutes(tx, req.minutes_id, lock=True)
         if doc.status == MinutesStatus.PUBLISHED:
             raise Conflict("Ce compte rendu est déjà publié : sa relecture est close.", field="minutes_id")
+        was_open = doc.status == MinutesStatus.REVIEW
+        changed = not was_open or doc.review_until != req.until  # a repeated request mails no one again
         doc.status, doc.review_until, doc.reviewed = MinutesStatus.REVIEW, req.until, True
         doc.updated_by, doc.updated_at = req.actor_id, now
         tx.add(doc)
         await tx.flush()
         view = await minutes_view(tx, doc, req.actor_id, now)
+        if changed:
+            uow.emit(MinutesReviewOpened(minutes_id=doc.id, session_id=doc.session_id, until=req.until,
+                                         session_title=view.session.title, moved=was_open))
     return view
 
 

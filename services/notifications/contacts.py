@@ -2,13 +2,14 @@
 when the member is erased. Also what notifications keeps about a member, for their GDPR copy."""
 from __future__ import annotations
 
-from sqlmodel import col, select, update
+from sqlmodel import col, delete, select, update
 
-from services.notifications.models import Delivery, DeliveryStatus, Recipient
+from services.notifications.models import Delivery, MemberPreference, NoticeAttendee, NoticeSeat, Recipient
+from services.notifications.outgoing import suppress_unsent
 from shared.clock import utcnow
 from shared.contracts.envelope import Envelope
-from shared.contracts.notifications import ExportNotifications, MemberNotifications
-from shared.contracts.registry import MemberErased, MemberRegistered, ProfileUpdated
+from shared.contracts.notifications import DeliveryState, ExportNotifications, MemberNotifications
+from shared.contracts.registry import MemberErased, MemberRegistered, ProfileUpdated, Role
 from shared.errors import RetryLater
 from shared.outbox import UnitOfWork
 from shared.service import HandlerContext
@@ -19,7 +20,9 @@ async def on_registered(event: Envelope[MemberRegistered], uow: UnitOfWork) -> N
     d = event.data
     existing = await uow.tx.get(Recipient, d.member_id)
     if existing is None:
-        uow.tx.add(Recipient(member_id=d.member_id, email=d.email, full_name=d.full_name))
+        # `forum-ouvert create-secretariat` registers its accounts with the role (no RoleGranted follows).
+        uow.tx.add(Recipient(member_id=d.member_id, email=d.email, full_name=d.full_name,
+                             secretariat=d.role == Role.SECRETARIAT))
 
 
 async def on_profile_updated(event: Envelope[ProfileUpdated], uow: UnitOfWork) -> None:
@@ -36,11 +39,12 @@ async def on_erased(event: Envelope[MemberErased], uow: UnitOfWork) -> None:
     r = await uow.tx.get(Recipient, event.data.member_id)
     if r is not None:
         await uow.tx.delete(r)
-    mine = col(Delivery.member_id) == event.data.member_id
-    await uow.tx.exec(update(Delivery).where(mine, col(Delivery.status) == DeliveryStatus.PENDING)  # type: ignore[call-overload]
-                      .values(status=DeliveryStatus.CANCELLED))
-    await uow.tx.exec(update(Delivery).where(mine)  # type: ignore[call-overload]
-                      .values(to_addr="", text_body="", html_body="", subject="(effacé)"))
+    member = event.data.member_id
+    await suppress_unsent(uow, member, DeliveryState.CANCELLED, "membre effacé avant l'envoi")
+    await uow.tx.exec(update(Delivery).where(col(Delivery.member_id) == member)  # type: ignore[call-overload]
+                      .values(to_addr="", domain="", text_body="", html_body="", ics=None, subject="(effacé)"))
+    for table in (MemberPreference, NoticeAttendee, NoticeSeat):
+        await uow.tx.exec(delete(table).where(col(table.member_id) == member))  # type: ignore[call-overload]
 
 
 async def export(req: ExportNotifications, ctx: HandlerContext) -> MemberNotifications:
@@ -49,8 +53,10 @@ async def export(req: ExportNotifications, ctx: HandlerContext) -> MemberNotific
         r = await tx.get(Recipient, req.actor_id)
         ds = (await tx.exec(select(Delivery).where(Delivery.member_id == req.actor_id)
                             .order_by(col(Delivery.created_at)))).all()
+        stopped = (await tx.exec(select(MemberPreference.kind).where(MemberPreference.member_id == req.actor_id))).all()
     return MemberNotifications(
         contact={"email": r.email, "full_name": r.full_name} if r else None,
         emails=[{"kind": d.kind, "subject": d.subject, "to": d.to_addr, "status": d.status,
                  "created_at": d.created_at.isoformat(), "sent_at": d.sent_at.isoformat() if d.sent_at else None}
-                for d in ds])
+                for d in ds],
+        stopped_notices=sorted(stopped))

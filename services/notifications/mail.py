@@ -1,11 +1,16 @@
-"""Rendering and sending e-mails: RFC 5322 multipart text + HTML, French, Europe/Paris times."""
+"""Rendering and composing e-mails: RFC 5322 multipart text + HTML in French, Europe/Paris times,
+headers that no title can break, and the SMTP connection they leave on."""
 from __future__ import annotations
 
+import re
+import unicodedata
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
+from email.headerregistry import Address
+from email import policy
 from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid
+from email.utils import format_datetime, parseaddr
 from pathlib import Path
 
 import aiosmtplib
@@ -19,66 +24,167 @@ SUBJECTS = {
     "sign_in": "Votre lien de connexion — Forum ouvert",
     "approved": "Votre inscription au forum ouvert est validée",
     "rejected": "Votre inscription au forum ouvert n'a pas été validée",
+    "subscription_confirm": "Confirmez votre abonnement — Forum ouvert",
+    "subscription_known": "Votre abonnement au forum ouvert",
+    "manage_link": "Gérer votre abonnement — Forum ouvert",
 }
 _env = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates" / "mail"),
                    autoescape=select_autoescape(["html"]), undefined=StrictUndefined)
 
+# Bidirectional overrides and isolates can make a subject read differently from what it says.
+_BIDI_CONTROLS = dict.fromkeys(map(ord, "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"), None)
 
-def render(template: str, subject: str | None = None, **ctx: object) -> tuple[str, str, str]:
-    """(subject, text, html) of one e-mail; `subject` defaults to the template's fixed one."""
-    subject = subject or SUBJECTS[template]
+
+def header_text(value: str, limit: int = 250) -> str:
+    """A title as one header line: every line break, tab or control character becomes a space, bidi
+    overrides are dropped, and it is cut at `limit` characters. Non-ASCII (accents, emoji,
+    right-to-left scripts) is kept: the email package encodes it (RFC 2047)."""
+    value = value.translate(_BIDI_CONTROLS)
+    value = "".join(" " if unicodedata.category(c)[0] in "CZ" and c != " " else c for c in value)
+    value = re.sub(r" {2,}", " ", value).strip()
+    return value if len(value) <= limit else value[: limit - 1].rstrip() + "…"
+
+
+def render(template: str, subject: str | None = None, *, footer: list[tuple[str, str]] | None = None,
+           **ctx: object) -> tuple[str, str, str]:
+    """(subject, text, html) of one e-mail; `subject` defaults to the template's fixed one. `footer`:
+    (label, url) links shown under every message (preferences, unsubscribe)."""
+    subject = header_text(subject or SUBJECTS[template])
     text = _env.get_template(f"{template}.txt").render(subject=subject, **ctx)
-    html = _env.get_template(f"{template}.html").render(subject=subject, **ctx)
+    html = _env.get_template(f"{template}.html").render(subject=subject, footer=footer or [], **ctx)
+    if footer:
+        text = text.rstrip("\n") + "\n\n-- \n" + "\n".join(f"{label} : {url}" for label, url in footer) + "\n"
     return subject, text, html
 
 
-def compose(*, settings: Settings, to: str, subject: str, text: str, html: str, message_key: str,
-            headers: dict[str, str] | None = None, ics: str | None = None) -> EmailMessage:
-    msg = EmailMessage()
+def sender_domain(settings: Settings) -> str:
+    """The domain of the From address: the right-hand side of every Message-ID we make."""
+    return parseaddr(settings.mail_from)[1].rpartition("@")[2] or "forum-ouvert.local"
+
+
+def message_id(delivery_id: str, settings: Settings) -> str:
+    """Stable: derived from the delivery, so a message sent again after a crash has the same one and
+    the receiving system can recognise it."""
+    return f"<{delivery_id}@{sender_domain(settings)}>"
+
+
+# policy.SMTP (CRLF), with headers folded at 998 rather than 78 characters: Python 3.11's folder drops
+# the space before a non-ASCII word when it splits a long encoded subject (CPython gh-144156).
+SMTP_POLICY = policy.SMTP.clone(max_line_length=998)
+MANAGE_MARK = "%%LIEN-GERER%%"        # in a notice's rendered text and HTML: the subscriber's own links
+UNSUBSCRIBE_MARK = "%%LIEN-DESABONNER%%"
+
+
+def short_lines(text: str, limit: int = 900) -> str:
+    """Lines of at most `limit` characters, broken at a space (in HTML too, where a line break is a
+    space), so the body can travel as 8bit without quoted-printable: SMTP allows 998 octets a line."""
+    out = []
+    for line in text.split("\n"):
+        while len(line.encode()) > limit and (cut := line.rfind(" ", 1, 200)) > 0:  # 200 chars < 900 octets
+            out.append(line[:cut])
+            line = line[cut + 1:]
+        out.append(line)
+    return "\n".join(out)
+
+
+def _message(settings: Settings, subject: str, text: str, html: str, list_id: str | None) -> EmailMessage:
+    msg = EmailMessage(policy=SMTP_POLICY)
     msg["From"] = settings.mail_from
-    msg["To"] = to
-    msg["Subject"] = subject
-    msg["Date"] = format_datetime(datetime.now(PARIS))
-    # Derived from the delivery id, so a receiving system can dedupe too.
-    msg["Message-ID"] = make_msgid(idstring=message_key, domain="forum-ouvert.local")
+    msg["Subject"] = header_text(subject)
     msg["Auto-Submitted"] = "auto-generated"
-    for k, v in (headers or {}).items():
-        msg[k] = v
-    msg.set_content(text)
-    msg.add_alternative(html, subtype="html")
+    if list_id:
+        msg["List-Id"] = list_id
+        # RFC 8058: a POST with « List-Unsubscribe=One-Click » to the List-Unsubscribe URL unsubscribes.
+        msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        msg["Precedence"] = "bulk"
+    msg.set_content(short_lines(text), cte="8bit")
+    msg.add_alternative(short_lines(html), subtype="html", cte="8bit")
+    return msg
+
+
+def _envelope(to: str, message_id: str, unsubscribe_url: str | None) -> bytes:
+    """The headers that differ for each recipient, first in the message."""
+    head = f"To: {to}\r\nDate: {format_datetime(datetime.now(PARIS))}\r\nMessage-ID: {message_id}\r\n"
+    if unsubscribe_url:
+        head += f"List-Unsubscribe: <{unsubscribe_url}>\r\n"
+    return head.encode()
+
+
+def compose(*, settings: Settings, to: str, subject: str, text: str, html: str, message_id: str,
+            ics: str | None = None) -> bytes:
+    """A personal message (its bodies rendered for this recipient), ready for SMTP."""
+    msg = _message(settings, subject, text, html, None)
     if ics:
         # multipart/mixed: the alternative text/HTML body, then the calendar file.
         msg.add_attachment(ics.encode(), maintype="text", subtype="calendar", filename="invitation.ics",
                            params={"method": "PUBLISH"})
-    return msg
+    return _envelope(to, message_id, None) + bytes(msg)
+
+
+def notice_template(*, settings: Settings, subject: str, text: str, html: str, list_id: str) -> bytes:
+    """A notice's message written once for all its recipients: `personalise` adds each one's headers
+    and links. (Composing with the email package costs milliseconds a message; this costs microseconds.)"""
+    return bytes(_message(settings, subject, text, html, list_id))
+
+
+def personalise(template: bytes, *, to: str, message_id: str, manage_url: str, unsubscribe_url: str) -> bytes:
+    return _envelope(to, message_id, unsubscribe_url) + template.replace(
+        MANAGE_MARK.encode(), manage_url.encode()).replace(UNSUBSCRIBE_MARK.encode(), unsubscribe_url.encode())
 
 
 class PermanentFailure(Exception):
     """The SMTP server refused the message for good (5xx): retrying would not help."""
 
 
+class TemporaryFailure(Exception):
+    """4xx, a dropped connection or a timeout: the message did not leave; try again later.
+    `code` is the SMTP reply code when there was one (421: the destination asks us to slow down)."""
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def smtp_client(settings: Settings) -> aiosmtplib.SMTP:
+    return aiosmtplib.SMTP(hostname=settings.smtp_host, port=settings.smtp_port, timeout=settings.mail_send_timeout,
+                           start_tls=settings.smtp_starttls, local_hostname=sender_domain(settings),
+                           username=settings.smtp_username or None, password=settings.smtp_password or None)
+
+
 @asynccontextmanager
 async def connection(settings: Settings) -> AsyncIterator[aiosmtplib.SMTP]:
-    """One SMTP session for a batch of e-mails (connect, EHLO, STARTTLS and AUTH once)."""
-    smtp = aiosmtplib.SMTP(hostname=settings.smtp_host, port=settings.smtp_port, timeout=30,
-                           start_tls=settings.smtp_starttls, local_hostname="forum-ouvert.local",
-                           username=settings.smtp_username or None, password=settings.smtp_password or None)
+    """One SMTP session (connect, EHLO, STARTTLS and AUTH once) for several messages."""
+    smtp = smtp_client(settings)
     await smtp.connect()
     try:
         yield smtp
     finally:
         try:
             await smtp.quit()
-        except aiosmtplib.SMTPException:
+        except (aiosmtplib.SMTPException, OSError):
             smtp.close()
 
 
-async def send_on(smtp: aiosmtplib.SMTP, msg: EmailMessage) -> None:
+def envelope_sender(settings: Settings) -> str:
+    return parseaddr(settings.mail_from)[1]
+
+
+async def send_on(smtp: aiosmtplib.SMTP, sender: str, to: str, data: bytes) -> str:
+    """Send one message on an open connection; returns the server's reply (e.g. « 250 OK queued as … »)."""
+    options = [] if to.isascii() else ["SMTPUTF8"]
+    if smtp.supports_extension("8bitmime"):
+        options.append("BODY=8BITMIME")
     try:
-        await smtp.send_message(msg)
+        errors, reply = await smtp.sendmail(sender, [to], data, mail_options=options)
+    except aiosmtplib.SMTPRecipientsRefused as exc:
+        refusal = exc.recipients[0] if exc.recipients else None
+        if refusal is not None and not 500 <= refusal.code < 600:
+            raise TemporaryFailure(f"{refusal.code} {refusal.message}", refusal.code) from exc
+        raise PermanentFailure(f"{refusal.code} {refusal.message}" if refusal else str(exc)) from exc
     except aiosmtplib.SMTPResponseException as exc:
         if 500 <= exc.code < 600:
             raise PermanentFailure(f"{exc.code} {exc.message}") from exc
-        raise
-    except aiosmtplib.SMTPRecipientsRefused as exc:
-        raise PermanentFailure(str(exc)) from exc
+        raise TemporaryFailure(f"{exc.code} {exc.message}", exc.code) from exc
+    except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+        raise TemporaryFailure(f"{type(exc).__name__}: {exc}") from exc
+    return reply if reply[:3].isdigit() else f"250 {reply}".strip()

@@ -1,20 +1,20 @@
-"""Outgoing e-mail, at most once. A consumer queues an e-mail in its own transaction (so an event
-yields its e-mail exactly when it is handled); the mail sender then claims the due ones, marks them
-SENDING *before* talking to SMTP, sends them over one connection and records each outcome. A process
-that dies mid-send leaves its claims in SENDING: at the next start they become UNCERTAIN and are never
-sent again, because a duplicate e-mail is worse than a missing one that the member can ask for again."""
+"""Queueing e-mails, and what the delivery log counts. A consumer queues a member's e-mail in its own
+transaction, so an event yields its e-mail exactly when it is handled; the mail sender
+(`services.notifications.sender`) delivers it. A kind of notice the member turned off is still
+logged, as suppressed, so the log accounts for every message the forum meant to send."""
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import func
 from sqlmodel import col, select, update
 
 from services.notifications import mail
-from services.notifications.models import Delivery, DeliveryStatus, Recipient
+from services.notifications.models import Delivery, MemberPreference, Recipient
 from shared.clock import utcnow
-from shared.contracts.notifications import DeliveryCounts, GetDeliveryCounts
+from shared.contracts.notifications import (
+    DeliveryCounts, DeliveryState, DeliveryTally, GetDeliveryCounts, MemberNoticeKind,
+)
 from shared.errors import RetryLater
 from shared.logging import get_logger
 from shared.outbox import UnitOfWork
@@ -22,15 +22,36 @@ from shared.service import HandlerContext, Service
 
 log = get_logger(__name__)
 MAIL_SENDER = "mail-sender"
-BATCH = 50  # e-mails claimed and sent over one SMTP connection
-RETRY_DELAYS = [5, 30, 120, 600, 1800]  # seconds between SMTP attempts after a temporary failure
+
+# The member notices a member may turn off (the others answer their own request: always sent).
+PREFERENCE_OF = {
+    "rsvp_confirmed": MemberNoticeKind.RSVP, "rsvp_waitlisted": MemberNoticeKind.RSVP,
+    "rsvp_promoted": MemberNoticeKind.RSVP,
+    "session_changed": MemberNoticeKind.SESSION_CHANGES, "session_cancelled": MemberNoticeKind.SESSION_CHANGES,
+    "session_reminder": MemberNoticeKind.REMINDERS,
+    "vote_opened": MemberNoticeKind.VOTES,
+    "minutes_review": MemberNoticeKind.MINUTES_REVIEW,
+}
+UNSENT_STATES = (DeliveryState.QUEUED, DeliveryState.DEFERRED, DeliveryState.HELD)
+
+
+def domain_of(address: str) -> str:
+    return address.rpartition("@")[2].lower()
+
+
+def new_delivery(uow: UnitOfWork, **fields: Any) -> Delivery:
+    """A delivery row with its stable Message-ID and destination domain filled in."""
+    d = Delivery(**fields)
+    d.message_id = mail.message_id(d.id, uow.settings)
+    d.domain = domain_of(d.to_addr)
+    return d
 
 
 async def queue_mail(uow: UnitOfWork, event_id: str, member_id: str, kind: str, *, template: str | None = None,
                      subject: str | None = None, ics: str | None = None, contact: tuple[str, str] | None = None,
                      **ctx: Any) -> None:
-    """Render and store one e-mail in the consumer's transaction; the mail sender sends it once that
-    transaction commits. `contact` (address, name) when the event carries it. The same event never
+    """Render and store one member e-mail in the consumer's transaction; the mail sender sends it once
+    that transaction commits. `contact` (address, name) when the event carries it. The same event never
     queues two e-mails for one member (unique key), so a redelivered event mails nobody twice."""
     if contact is None:
         r = await uow.tx.get(Recipient, member_id)
@@ -39,91 +60,38 @@ async def queue_mail(uow: UnitOfWork, event_id: str, member_id: str, kind: str, 
             raise RetryLater(f"no recipient yet for member {member_id}")
         contact = (r.email, r.full_name)
     to, name = contact
-    subject, text, html = mail.render(template or kind, subject, name=name, **ctx)
-    uow.tx.add(Delivery(event_id=event_id, member_id=member_id, kind=kind, to_addr=to,
-                        subject=subject, text_body=text, html_body=html, ics=ics))
+    preference = PREFERENCE_OF.get(kind)
+    if preference is not None and await uow.tx.get(MemberPreference, (member_id, preference.value)) is not None:
+        uow.tx.add(new_delivery(uow, event_id=event_id, member_id=member_id, kind=kind, to_addr=to,
+                                subject=mail.header_text(subject or kind), status=DeliveryState.SUPPRESSED,
+                                last_error="arrêté par le membre dans ses préférences"))
+        return
+    footer = [("Choisir les courriels que je reçois", uow.settings.public_url.rstrip("/") + "/espace#courriels")]
+    subject, text, html = mail.render(template or kind, subject, footer=footer, name=name, **ctx)
+    uow.tx.add(new_delivery(uow, event_id=event_id, member_id=member_id, kind=kind, to_addr=to,
+                            subject=subject, text_body=text, html_body=html, ics=ics))
     uow.wake_after_commit(MAIL_SENDER)
 
 
-# ---------------------------------------------------------------- the mail sender
-async def mark_interrupted_uncertain(service: Service) -> None:
-    """At start, before the mail sender runs: what was being handed to SMTP when the last process
-    died might have left, so it is marked UNCERTAIN and never sent again."""
-    async with service.db.transaction() as tx:
-        n = (await tx.exec(update(Delivery).where(col(Delivery.status) == DeliveryStatus.SENDING)  # type: ignore[call-overload]
-                           .values(status=DeliveryStatus.UNCERTAIN))).rowcount
-    if n:
-        log.warning("e-mails interrupted mid-send marked uncertain (not re-sent)", count=n)
+async def suppress_unsent(uow: UnitOfWork, recipient_id: str, state: DeliveryState, reason: str) -> None:
+    """The recipient left (erased, unsubscribed): what has not left yet never will."""
+    await uow.tx.exec(update(Delivery)  # type: ignore[call-overload]
+                      .where(col(Delivery.member_id) == recipient_id, col(Delivery.status).in_(UNSENT_STATES))
+                      .values(status=state, last_error=reason, text_body="", html_body="", ics=None))
 
 
-async def send_due(service: Service) -> int:
-    """One step of the mail sender: send the e-mails that are due over one SMTP connection; returns
-    how many were attempted."""
-    now = utcnow()
-    async with service.db.transaction() as tx:
-        stmt = (select(Delivery).where(Delivery.status == DeliveryStatus.PENDING, Delivery.next_attempt_at <= now)
-                .order_by(col(Delivery.created_at)).limit(BATCH))
-        if not service.db.sqlite:
-            stmt = stmt.with_for_update(skip_locked=True)  # replicas claim different e-mails
-        due = (await tx.exec(stmt)).all()
-        for d in due:  # claim: from now on a crash leaves them UNCERTAIN, never re-sent
-            d.status, d.attempts = DeliveryStatus.SENDING, d.attempts + 1
-            tx.add(d)
-    if not due:
-        return 0
-    outcomes: list[tuple[Delivery, str, str | None]] = []
-    try:
-        async with mail.connection(service.settings) as smtp:
-            for d in due:
-                outcomes.append(await _send_one(service, smtp, d))
-    except Exception as exc:  # noqa: BLE001 - could not connect: nothing left for the rest of the batch
-        sent = {d.id for d, _, _ in outcomes}
-        outcomes += [(d, *_temporary(d, exc)) for d in due if d.id not in sent]
-    await _record(service, outcomes)
-    return len(due)
-
-
-def _temporary(d: Delivery, exc: Exception) -> tuple[str, str]:
-    """A temporary failure: retry later, or give up after the last delay."""
-    error = f"{type(exc).__name__}: {exc}"
-    return (DeliveryStatus.FAILED if d.attempts > len(RETRY_DELAYS) else DeliveryStatus.PENDING), error
-
-
-async def _send_one(service: Service, smtp: Any, d: Delivery) -> tuple[Delivery, str, str | None]:
-    msg = mail.compose(settings=service.settings, to=d.to_addr, subject=d.subject, text=d.text_body,
-                       html=d.html_body, message_key=d.id, ics=d.ics)
-    try:
-        await mail.send_on(smtp, msg)
-    except mail.PermanentFailure as exc:
-        return d, DeliveryStatus.FAILED, str(exc)
-    except Exception as exc:  # noqa: BLE001 - 4xx or dropped connection: the message did not leave
-        return (d, *_temporary(d, exc))
-    return d, DeliveryStatus.SENT, None
-
-
-async def _record(service: Service, outcomes: list[tuple[Delivery, str, str | None]]) -> None:
-    async with service.db.transaction() as tx:
-        for d, status, error in outcomes:
-            row = await tx.get(Delivery, d.id)
-            assert row is not None
-            row.status, row.last_error = status, (error or "")[:1000] or None
-            if status == DeliveryStatus.SENT:  # the bodies may hold single-use links: not kept
-                row.sent_at, row.text_body, row.html_body, row.ics = utcnow(), "", "", None
-            elif status == DeliveryStatus.PENDING:
-                row.next_attempt_at = utcnow() + timedelta(seconds=RETRY_DELAYS[d.attempts - 1])
-            tx.add(row)
-    for d, status, error in outcomes:
-        if error:
-            log.warning("e-mail not sent", delivery=d.id, kind=d.kind, status=status, error=error)
-        else:
-            log.debug("e-mail sent", delivery=d.id, kind=d.kind)
-
-
-# ---------------------------------------------------------------- monitoring
-async def count_by_status(service: Service) -> dict[str, int]:
+# ---------------------------------------------------------------- counts
+async def count_by_status(service: Service, notice_id: str | None = None) -> dict[str, int]:
+    stmt = select(Delivery.status, func.count()).group_by(Delivery.status)  # type: ignore[call-overload]
+    if notice_id is not None:
+        stmt = stmt.where(Delivery.notice_id == notice_id)
     async with service.db.read() as tx:
-        rows = (await tx.exec(select(Delivery.status, func.count()).group_by(Delivery.status))).all()  # type: ignore[call-overload]
+        rows = (await tx.exec(stmt)).all()
     return {status: n for status, n in rows}
+
+
+def tally(by_status: dict[str, int]) -> DeliveryTally:
+    return DeliveryTally(total=sum(by_status.values()), **{s: by_status.get(s, 0) for s in DeliveryState})
 
 
 async def delivery_counts(req: GetDeliveryCounts, ctx: HandlerContext) -> DeliveryCounts:
@@ -133,4 +101,4 @@ async def delivery_counts(req: GetDeliveryCounts, ctx: HandlerContext) -> Delive
 
 async def health(service: Service) -> dict[str, Any]:
     """E-mails by delivery state, in the health reply."""
-    return {"deliveries": await count_by_status(service)}
+    return {"deliveries": await count_by_status(service), "checked_at": utcnow().isoformat()}

@@ -1,29 +1,44 @@
-"""Notifications: every e-mail the forum sends. It keeps who can be mailed (from registry events),
-turns registry and forum events into e-mails queued in the same transaction, and its mail sender
-delivers them at most once over SMTP. It also mails the 48-hour session reminders, and answers a
-member's GDPR request for what it keeps about them."""
+"""Notifications: every e-mail the forum sends, and the log of each one. It keeps who can be mailed
+(members, from registry events; subscribers, who asked on /abonnements), turns events into member
+e-mails and into notices to a topic's subscribers, sends the secretariat's announcements, and its
+mail sender delivers every message once over pooled SMTP connections, recording each outcome."""
 from __future__ import annotations
 
-from services.notifications import contacts, member_notices, outgoing, session_notices
-from shared.service import Job, ServiceDef
+from services.notifications import (
+    announcements, contacts, member_notices, notices, outgoing, participation, preferences, sender,
+    session_notices, subscriptions,
+)
+from shared.service import Job, ServiceDef, consumer
 
 SERVICE = ServiceDef(
     "notifications", title="Notifications",
-    operations=[outgoing.delivery_counts, contacts.export],
+    operations=[
+        outgoing.delivery_counts, contacts.export,
+        subscriptions.subscribe, subscriptions.confirm, subscriptions.get, subscriptions.update,
+        subscriptions.unsubscribe, subscriptions.request_manage_link,
+        preferences.get, preferences.set_preferences,
+        announcements.save, announcements.get, announcements.get_public, announcements.send_test, announcements.control,
+        announcements.list_announcements, announcements.search_deliveries,
+    ],
     consumers=[
         contacts.on_registered, contacts.on_profile_updated, contacts.on_erased,
         member_notices.on_verification_requested, member_notices.on_sign_in_requested,
         member_notices.on_approved, member_notices.on_rejected,
+        consumer(participation.on_member_approved_flag, role="flag"), participation.on_role_granted,
         session_notices.on_session_scheduled, session_notices.on_session_updated,
         session_notices.on_session_cancelled, session_notices.on_rsvp_confirmed,
         session_notices.on_rsvp_waitlisted, session_notices.on_rsvp_promoted,
         session_notices.on_rsvp_withdrawn, session_notices.on_rsvp_declined,
+        participation.on_attendance_recorded, participation.on_vote_opened, participation.on_minutes_review_opened,
+        notices.on_decision_recorded, notices.on_minutes_published, notices.on_minutes_corrected,
     ],
     jobs=[
-        # Woken by each commit that queues an e-mail; the idle sweep (every second) picks up retries.
-        Job(outgoing.MAIL_SENDER, outgoing.send_due, idle=lambda s: 1.0),
+        # Woken by each commit that queues a message; the idle sweep (every second) picks up retries.
+        Job(outgoing.MAIL_SENDER, sender.send_due, idle=lambda s: 1.0),
+        Job(notices.FANOUT, notices.fan_out, idle=lambda s: 1.0),
         Job("session-reminders", session_notices.send_reminders, idle=lambda s: s.reminder_interval),
+        Job("subscription-expiry", subscriptions.forget_unconfirmed, idle=lambda s: 3600.0),
     ],
     health=outgoing.health,
-    on_start=[outgoing.mark_interrupted_uncertain],
+    on_start=[sender.requeue_interrupted],
 )

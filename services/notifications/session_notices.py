@@ -11,6 +11,7 @@ from sqlmodel import col, delete, select
 
 from forumlib.ical import session_ics
 from services.notifications.models import NoticeSeat, NoticeSession
+from services.notifications.notices import session_notice
 from services.notifications.outgoing import queue_mail
 from shared.clock import paris_span, utcnow
 from shared.contracts.envelope import Envelope
@@ -27,7 +28,7 @@ log = get_logger(__name__)
 
 REMINDER_BEFORE = timedelta(hours=48)
 FIELD_LABELS = {"starts_at": "l'heure de début", "ends_at": "l'heure de fin", "place": "le lieu",
-                "online_url": "le lien de participation en ligne"}
+                "online_url": "le lien de participation en ligne", "title": "le titre"}
 
 
 def _details(s: SessionInfo) -> dict[str, object]:
@@ -65,17 +66,22 @@ async def _notice(uow: UnitOfWork, event_id: str, member_id: str, kind: str, sub
 
 
 async def on_session_scheduled(event: Envelope[SessionScheduled], uow: UnitOfWork) -> None:
-    """Remember the session for calendar attachments and reminders."""
-    await _remember(uow, event.data.session)
+    """Remember the session for calendar attachments and reminders; tell the subscribers of sessions."""
+    s = event.data.session
+    await _remember(uow, s)
+    await session_notice(uow, str(event.event_id), s, "Nouvelle séance", [])
 
 
 async def on_session_updated(event: Envelope[SessionUpdated], uow: UnitOfWork) -> None:
     """Tell every member who answered when the time or the place changes."""
     s = event.data.session
     await _remember(uow, s)
+    if not event.data.time_or_place_changed and "title" not in event.data.changes:
+        return  # a reworded description is not worth an e-mail to every subscriber
+    what = ", ".join(FIELD_LABELS.get(c, c) for c in event.data.changes if c in FIELD_LABELS) or "l'horaire ou le lieu"
+    await session_notice(uow, str(event.event_id), s, "Séance modifiée", [f"Ce qui a changé : {what}."])
     if not event.data.time_or_place_changed:
         return
-    what = ", ".join(FIELD_LABELS.get(c, c) for c in event.data.changes if c in FIELD_LABELS) or "l'horaire ou le lieu"
     for member_id in event.data.notify_member_ids:
         await _notice(uow, str(event.event_id), member_id, "session_changed",
                       f"Changement : {s.title} — Forum ouvert", s,
@@ -87,6 +93,7 @@ async def on_session_cancelled(event: Envelope[SessionCancelled], uow: UnitOfWor
     """Tell every member who answered that the session is cancelled, and why."""
     s = event.data.session
     await _remember(uow, s)
+    await session_notice(uow, str(event.event_id), s, "Séance annulée", [f"Motif : {event.data.reason}"])
     for member_id in event.data.notify_member_ids:
         await _notice(uow, str(event.event_id), member_id, "session_cancelled", f"Séance annulée : {s.title}", s,
                       ["La séance suivante est annulée.", f"Motif : {event.data.reason}"])

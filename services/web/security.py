@@ -18,6 +18,7 @@ from typing import Any
 
 from starlette.requests import Request
 
+from shared.secret_files import generated_secret
 from shared.settings import Settings
 
 COOKIE_NAME = "forum_session"
@@ -43,16 +44,7 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
 
 def secret_key(settings: Settings) -> str:
     """settings.secret_key, or a key generated once into <data_dir>/secret.key (mode 0600)."""
-    if settings.secret_key:
-        return settings.secret_key
-    path = Path(settings.data_dir) / "secret.key"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(secrets.token_urlsafe(48))
-        tmp.chmod(0o600)
-        tmp.replace(path)
-    return path.read_text().strip()
+    return settings.secret_key or generated_secret(Path(settings.data_dir) / "secret.key")
 
 
 def valid_request_id(value: str | None) -> bool:

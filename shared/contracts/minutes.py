@@ -44,7 +44,9 @@ The comptes rendus:
 
 A draft is seen by the secretariat, and, while it is in review, by the members present at the
 session; a published version by anyone. Public facts: `minutes.published` and `minutes.corrected`
-(the document's SHA-256, never its text), each a leaf of the public record.
+(the document's SHA-256, never its text), each a leaf of the public record. Opening a review, or
+moving its closing date, emits `minutes.review_opened` (not a public fact: it tells notifications to
+mail the attendees).
 
 Typed errors (field set): an unknown session, minutes, version or comment → `not_found`; a session
 not yet held or cancelled, a draft saved over a newer revision (`base_revision`), a text identical to
@@ -244,7 +246,20 @@ class MinutesCorrected(EventData):
     reason: str
 
 
-MINUTES_EVENTS: list[type[EventData]] = [MinutesPublished, MinutesCorrected]
+class MinutesReviewOpened(EventData):
+    """The secretariat gave a draft to the session's attendees to review until `until` (`moved`: the
+    review was already open and only its closing date changed). Not a public fact: notifications mails
+    the attendees."""
+
+    TYPE = "minutes.review_opened"
+    minutes_id: str
+    session_id: str
+    until: datetime
+    session_title: str
+    moved: bool = False
+
+
+MINUTES_EVENTS: list[type[EventData]] = [MinutesPublished, MinutesCorrected, MinutesReviewOpened]
 
 
 # ---------------------------------------------------------------- replies

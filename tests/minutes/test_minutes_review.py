@@ -5,18 +5,22 @@ rewording replaces its paragraph in the draft."""
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import datetime, timedelta
 
 import pytest
+from nats.js.api import ConsumerConfig, DeliverPolicy
+from sqlmodel import select
 
 from shared.clock import utcnow
 from shared.contracts.common import ErrorCode
 from shared.contracts.minutes import (
     AnswerMinutesComment, CommentKind, CommentMinutes, GetMinutes, ListMinutesComments, MinutesState, MinutesView,
-    OpenMinutesDraft, OpenMinutesReview, SaveMinutesDraft,
+    MinutesReviewOpened, OpenMinutesDraft, OpenMinutesReview, SaveMinutesDraft,
 )
+from shared.outbox import OutboxMessage
 from shared.rpc import RpcError
-from tests.minutes.harness import HeldSession, MinutesHarness, held_session
+from tests.minutes.harness import HeldSession, MinutesHarness, held_session, until
 
 pytestmark = pytest.mark.integration
 
@@ -149,3 +153,48 @@ async def test_comments_close_with_the_review(h: MinutesHarness) -> None:
     # The secretariat may give more time.
     await h.rpc(OpenMinutesReview(actor_id=sec, minutes_id=draft.minutes_id, until=utcnow() + timedelta(days=2)))
     await h.rpc(CommentMinutes(actor_id=alice, minutes_id=draft.minutes_id, anchor=anchor, text="Encore un mot"))
+
+
+async def review_events(h: MinutesHarness, minutes_id: str) -> list[dict]:
+    """The `minutes.review_opened` events of these minutes on the MINUTES stream, oldest first (read by
+    an ephemeral consumer: what the notifications service would receive)."""
+    sub = await h.js.pull_subscribe(MinutesReviewOpened.TYPE, stream="MINUTES",
+                                    config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL))
+    found: list[dict] = []
+    try:
+        while True:
+            try:
+                msgs = await sub.fetch(100, timeout=0.5)
+            except TimeoutError:
+                break
+            found += [env for m in msgs if (env := json.loads(m.data))["data"]["minutes_id"] == minutes_id]
+    finally:
+        await sub.unsubscribe()
+    return found
+
+
+async def test_opening_or_moving_a_review_tells_the_attendees_once(h: MinutesHarness) -> None:
+    held = await held_session(h, title="Atelier mobilités")
+    sec = held.secretariat
+    draft = await h.rpc(OpenMinutesDraft(actor_id=sec, session_id=held.session_id))
+    first_until = utcnow() + timedelta(days=7)
+    opened = OpenMinutesReview(actor_id=sec, minutes_id=draft.minutes_id, until=first_until)
+    await h.rpc(opened)
+    await h.rpc(opened)  # a double click: same date, no second notice
+    moved_until = first_until + timedelta(days=3)
+    await h.rpc(OpenMinutesReview(actor_id=sec, minutes_id=draft.minutes_id, until=moved_until))
+
+    async def relayed() -> bool:
+        async with h.svc.db.read() as tx:
+            rows = (await tx.exec(select(OutboxMessage).where(OutboxMessage.subject == MinutesReviewOpened.TYPE))).all()
+        mine = [r for r in rows if json.loads(r.payload)["data"]["minutes_id"] == draft.minutes_id]
+        return len(mine) == 2 and all(r.published_at is not None for r in mine)
+
+    await until(relayed, 30, "the review events relayed")
+    events = await review_events(h, draft.minutes_id)
+    assert len(events) == 2, events
+    first, second = (MinutesReviewOpened.model_validate(e["data"]) for e in events)
+    assert {e["type"] for e in events} == {"minutes.review_opened"}
+    assert (first.session_id, first.session_title, first.until, first.moved) == (
+        held.session_id, "Atelier mobilités", first_until, False)
+    assert (second.until, second.moved) == (moved_until, True)

@@ -50,7 +50,7 @@ async def drained(rpc: RpcClient, timeout: float = 180) -> None:
     deadline = loop.time() + timeout
     while True:
         counts = (await rpc(GetDeliveryCounts())).by_status
-        if not counts.get("pending") and not counts.get("sending"):
+        if not counts.get("queued") and not counts.get("deferred") and not counts.get("sending"):
             return
         assert loop.time() < deadline, f"e-mails still queued: {counts}"
         await asyncio.sleep(0.5)

@@ -1,5 +1,6 @@
 from services.notifications import models
 from shared.migrations import run_env
 
-run_env([models.Recipient.__tablename__, models.Delivery.__tablename__, models.NoticeSession.__tablename__,
-         models.NoticeSeat.__tablename__])
+run_env([m.__tablename__ for m in (  # type: ignore[attr-defined]
+    models.Recipient, models.MemberPreference, models.Subscriber, models.SubscriberTopic, models.Notice,
+    models.Delivery, models.NoticeSession, models.NoticeSeat, models.NoticeAttendee)])

@@ -1,0 +1,379 @@
+"""The mail sender: every queued message leaves once, and the delivery log says what happened to it.
+
+A drain opens `mail_connections` SMTP connections. Each sends one message at a time: it hands the
+outcome of the last one to the bookkeeper and gets the next one back. The bookkeeper writes the
+outcomes of every connection and claims their next messages in one transaction (a group commit), so
+a message is marked `sent` as soon as the server answered, and a kill can leave at most one message
+per connection `sending`. At the next start those are queued again and re-sent with the **same**
+Message-ID (the log says so): the receiving system recognises a repeat, the subscriber gets the
+notice once.
+
+Temporary failures (4xx, dropped connections, timeouts) are retried with exponential backoff and
+jitter; a 421 or a stalled exchange slows that destination domain only (its waiting messages are
+deferred, the others keep going); at most `mail_domain_connections` connections serve one domain at
+a time, so a domain that stalls cannot take them all. A 5xx is recorded and never retried; after
+`mail_hard_failure_limit` of them a subscriber's address is suspended.
+"""
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import aiosmtplib
+from sqlalchemy import bindparam, case, update as sql_update
+from sqlmodel import col, select, update
+
+from services.notifications import links, mail
+from services.notifications.models import Delivery, Notice, Subscriber
+from services.notifications.outgoing import suppress_unsent
+from shared.clock import utcnow
+from shared.contracts.notifications import DeliveryState, SubscriptionStatus, topic_label
+from shared.logging import get_logger
+from shared.service import Service
+from shared.settings import Settings
+
+log = get_logger(__name__)
+
+WAITING = (DeliveryState.QUEUED, DeliveryState.DEFERRED)
+
+
+# ---------------------------------------------------------------- after a crash
+async def requeue_interrupted(service: Service) -> None:
+    """At start, before the sender runs: what was in flight when the last process died may or may not
+    have left. It is queued again, to be re-sent with the same Message-ID, and the log says so."""
+    async with service.db.transaction() as tx:
+        n = await _requeue(tx, col(Delivery.status) == DeliveryState.SENDING)
+    if n:
+        log.warning("messages interrupted mid-send queued again (same Message-ID)", count=n)
+
+
+async def _requeue(tx: Any, where: Any) -> int:
+    return (await tx.exec(update(Delivery).where(where).values(  # type: ignore[call-overload]
+        status=DeliveryState.QUEUED, resent=True, next_attempt_at=utcnow(),
+        last_error="interrompu pendant l'envoi : renvoyé avec le même Message-ID"))).rowcount
+
+
+# ---------------------------------------------------------------- outcomes
+@dataclass
+class Outcome:
+    delivery: Delivery
+    state: DeliveryState
+    reply: str
+    slow_domain: bool = False  # a 421 or a stalled exchange: the destination wants fewer messages
+
+
+def backoff(settings: Settings, attempts: int) -> float:
+    """Seconds before the next try: doubled at each attempt, capped, with ±25 % jitter so retries of
+    many messages do not arrive together."""
+    base = min(settings.mail_retry_base * 2 ** max(attempts - 1, 0), settings.mail_retry_max)
+    return base * random.uniform(0.75, 1.25)
+
+
+# ---------------------------------------------------------------- pacing
+class Pace:
+    """A minimum interval between sends (overall, or per domain); 0 = no limit."""
+
+    def __init__(self, per_second: float) -> None:
+        self.interval = 1.0 / per_second if per_second > 0 else 0.0
+        self.next = 0.0
+
+    def take(self) -> float:
+        """Reserve the next slot; returns how long to wait for it."""
+        if not self.interval:
+            return 0.0
+        now = time.monotonic()
+        slot = max(now, self.next)
+        self.next = slot + self.interval
+        return slot - now
+
+    def ready(self) -> bool:
+        return not self.interval or self.next <= time.monotonic()
+
+
+@dataclass
+class Domains:
+    """What the sender knows about destination domains during a drain."""
+
+    settings: Settings
+    busy: Counter[str] = field(default_factory=Counter)
+    slowed_until: dict[str, datetime] = field(default_factory=dict)
+    paces: dict[str, Pace] = field(default_factory=dict)
+
+    def pace(self, domain: str) -> Pace:
+        if domain not in self.paces:
+            self.paces[domain] = Pace(self.settings.mail_domain_rate)
+        return self.paces[domain]
+
+    def closed(self, now: datetime) -> list[str]:
+        """Domains not to claim for now: slowed, at their connection limit, or ahead of their rate."""
+        limit = self.settings.mail_domain_connections
+        out = {d for d, n in self.busy.items() if n >= limit}
+        out |= {d for d, until in self.slowed_until.items() if until > now}
+        out |= {d for d, p in self.paces.items() if not p.ready()}
+        return sorted(out)
+
+    def can_take(self, domain: str, now: datetime) -> bool:
+        return (self.busy[domain] < self.settings.mail_domain_connections
+                and self.slowed_until.get(domain, now) <= now and self.pace(domain).ready())
+
+
+# ---------------------------------------------------------------- the bookkeeper (group commit)
+@dataclass
+class _Turn:
+    outcome: Outcome | None
+    wants_next: bool
+    answer: asyncio.Future[tuple[Delivery, Notice | None] | None]
+
+
+class Bookkeeper:
+    """Writes the outcomes of every connection and claims their next messages, one transaction for
+    all the connections waiting at that moment."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+        self.settings = service.settings
+        self.domains = Domains(service.settings)
+        self.notices: dict[str, Notice] = {}
+        self.queue: asyncio.Queue[_Turn] = asyncio.Queue()
+        self.sent = 0
+
+    async def turn(self, outcome: Outcome | None, wants_next: bool = True) -> tuple[Delivery, Notice | None] | None:
+        future: asyncio.Future[tuple[Delivery, Notice | None] | None] = asyncio.get_running_loop().create_future()
+        await self.queue.put(_Turn(outcome, wants_next, future))
+        return await future
+
+    async def run(self) -> None:
+        while True:
+            turns = [await self.queue.get()]
+            while not self.queue.empty():
+                turns.append(self.queue.get_nowait())
+            try:
+                claims = await self._commit([t.outcome for t in turns if t.outcome],
+                                            sum(t.wants_next for t in turns))
+            except Exception as exc:  # noqa: BLE001 - every waiting connection learns it and stops
+                for t in turns:
+                    if not t.answer.done():
+                        t.answer.set_exception(exc)
+                continue
+            for t in turns:
+                if not t.answer.done():
+                    t.answer.set_result(claims.pop(0) if t.wants_next and claims else None)
+
+    async def _commit(self, outcomes: list[Outcome], wanted: int) -> list[tuple[Delivery, Notice | None]]:
+        now = utcnow()
+        async with self.service.unit_of_work() as uow:
+            tx = uow.tx
+            if outcomes:
+                await self._record(uow, outcomes, now)
+            claims = await self._claim(tx, wanted, now) if wanted else []
+            for d, _ in claims:
+                if d.notice_id and d.notice_id not in self.notices:
+                    notice = await tx.get(Notice, d.notice_id)
+                    if notice is not None:
+                        self.notices[d.notice_id] = notice
+        return [(d, self.notices.get(d.notice_id or "")) for d, _ in claims]
+
+    async def _record(self, uow: Any, outcomes: list[Outcome], now: datetime) -> None:
+        tx = uow.tx
+        rows: list[dict[str, Any]] = []
+        for o in outcomes:
+            d = o.delivery
+            self.domains.busy[d.domain] -= 1
+            state, next_at, reply = o.state, None, o.reply[:1000]
+            if state == DeliveryState.DEFERRED:
+                if d.attempts >= self.settings.mail_max_attempts:
+                    state, reply = DeliveryState.FAILED, f"abandonné après {d.attempts} essais : {reply}"[:1000]
+                else:
+                    next_at = now + timedelta(seconds=backoff(self.settings, d.attempts))
+            rows.append({"b_id": d.id, "b_status": state, "b_error": reply, "b_next": next_at or d.next_attempt_at,
+                         "b_sent": now if state == DeliveryState.SENT else None,
+                         "b_keep": state not in (DeliveryState.SENT, DeliveryState.FAILED)})
+            if state == DeliveryState.SENT:
+                self.sent += 1
+            elif state == DeliveryState.FAILED and o.reply[:1] == "5" and d.notice_id is not None:
+                await self._hard_failure(uow, d.member_id)
+            if o.slow_domain:
+                await self._slow(tx, d.domain, now, o.reply)
+        # The bodies may hold single-use links: not kept once the message left (or never will).
+        table = Delivery.__table__  # type: ignore[attr-defined]
+        conn = await tx.connection()
+        await conn.execute(sql_update(table).where(table.c.id == bindparam("b_id")).values(
+            status=bindparam("b_status"), last_error=bindparam("b_error"), next_attempt_at=bindparam("b_next"),
+            sent_at=bindparam("b_sent"), claimed_at=None,
+            text_body=case((bindparam("b_keep"), table.c.text_body), else_=""),
+            html_body=case((bindparam("b_keep"), table.c.html_body), else_=""),
+            ics=case((bindparam("b_keep"), table.c.ics), else_=None)), rows)
+
+    async def _hard_failure(self, uow: Any, subscriber_id: str) -> None:
+        s = await uow.tx.get(Subscriber, subscriber_id)
+        if s is None:
+            return
+        s.hard_failures += 1
+        if s.hard_failures >= self.settings.mail_hard_failure_limit and s.status == SubscriptionStatus.CONFIRMED:
+            s.status = SubscriptionStatus.SUSPENDED
+            await suppress_unsent(uow, s.id, DeliveryState.SUPPRESSED,
+                                  f"adresse suspendue après {s.hard_failures} refus définitifs")
+            log.warning("subscriber address suspended after permanent refusals", subscriber=s.id)
+        uow.tx.add(s)
+
+    async def _slow(self, tx: Any, domain: str, now: datetime, reply: str) -> None:
+        """The domain asked us to slow down (421) or stalled: its waiting messages wait, the others go."""
+        previous = self.domains.slowed_until.get(domain)
+        pause = self.settings.mail_domain_slow_for
+        if previous is not None and previous > now - timedelta(seconds=2 * pause):
+            pause = min(2 * (previous - now).total_seconds() + pause, self.settings.mail_retry_max)
+        until = now + timedelta(seconds=pause)
+        self.domains.slowed_until[domain] = until
+        await tx.exec(update(Delivery).where(  # type: ignore[call-overload]
+            col(Delivery.domain) == domain, col(Delivery.status).in_(WAITING), col(Delivery.next_attempt_at) < until,
+        ).values(status=DeliveryState.DEFERRED, next_attempt_at=until,
+                 last_error=f"domaine {domain} ralenti ({reply[:200]})"))
+        log.info("destination domain slowed", domain=domain, until=until.isoformat(), reply=reply[:200])
+
+    async def _claim(self, tx: Any, wanted: int, now: datetime) -> list[tuple[Delivery, None]]:
+        stmt = (select(Delivery).where(col(Delivery.status).in_(WAITING), col(Delivery.next_attempt_at) <= now)
+                .order_by(col(Delivery.priority), col(Delivery.next_attempt_at)).limit(wanted * 4))
+        if closed := self.domains.closed(now):
+            stmt = stmt.where(col(Delivery.domain).not_in(closed))
+        if not self.service.db.sqlite:
+            stmt = stmt.with_for_update(skip_locked=True)  # replicas claim different messages
+        picked: list[Delivery] = []
+        for d in (await tx.exec(stmt)).all():
+            if len(picked) == wanted:
+                break
+            if self.domains.can_take(d.domain, now):
+                self.domains.busy[d.domain] += 1
+                self.domains.pace(d.domain).take()
+                picked.append(d)
+        if picked:
+            await tx.exec(update(Delivery).where(col(Delivery.id).in_([d.id for d in picked]))  # type: ignore[call-overload]
+                          .values(status=DeliveryState.SENDING, attempts=Delivery.attempts + 1, claimed_at=now))
+            # (the ORM update also refreshes `picked`: their attempts and status are current)
+        return [(d, None) for d in picked]
+
+
+# ---------------------------------------------------------------- one message
+class Messages:
+    """Writes the bytes of each message: a personal one from its stored bodies, a notice's from the
+    notice's template (written once per notice and topic) with the subscriber's own links."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.templates: dict[tuple[str, str], bytes] = {}
+
+    def build(self, d: Delivery, notice: Notice | None) -> bytes:
+        settings = self.settings
+        if d.notice_id is None:
+            return mail.compose(settings=settings, to=d.to_addr, subject=d.subject, text=d.text_body,
+                                html=d.html_body, message_id=d.message_id, ics=d.ics)
+        if notice is None:
+            raise LookupError(f"notice {d.notice_id} not found")
+        topic = d.topic or notice.topics.split()[0]
+        key = (notice.id, topic)
+        if key not in self.templates:
+            list_id = (f"{mail.header_text('Forum ouvert — ' + topic_label(topic), 120)} "
+                       f"<{topic.replace(':', '-').replace('_', '-')}.{mail.sender_domain(settings)}>")
+            self.templates[key] = mail.notice_template(settings=settings, subject=notice.subject, text=notice.text,
+                                                       html=notice.html, list_id=list_id)
+        return mail.personalise(self.templates[key], to=d.to_addr, message_id=d.message_id,
+                                manage_url=links.url(settings, links.Purpose.MANAGE, d.member_id),
+                                unsubscribe_url=links.url(settings, links.Purpose.UNSUBSCRIBE, d.member_id))
+
+
+class Connection:
+    """One SMTP connection of the pool: opened when first needed, closed after an error that may
+    leave it in an unknown state."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.sender = mail.envelope_sender(settings)
+        self.smtp: aiosmtplib.SMTP | None = None
+
+    async def send(self, to: str, data: bytes) -> str:
+        if self.smtp is None or not self.smtp.is_connected:
+            self.smtp = mail.smtp_client(self.settings)
+            try:
+                await asyncio.wait_for(self.smtp.connect(), self.settings.mail_send_timeout)
+            except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+                self.drop()
+                raise mail.TemporaryFailure(f"connexion impossible au serveur SMTP : {exc}") from exc
+        try:
+            return await asyncio.wait_for(mail.send_on(self.smtp, self.sender, to, data),
+                                          self.settings.mail_send_timeout)
+        except TimeoutError as exc:
+            self.drop()
+            raise mail.TemporaryFailure(f"pas de réponse du serveur en {self.settings.mail_send_timeout:g} s",
+                                        code=0) from exc
+        except mail.TemporaryFailure:
+            self.drop()
+            raise
+
+    def drop(self) -> None:
+        if self.smtp is not None:
+            self.smtp.close()
+            self.smtp = None
+
+    async def close(self) -> None:
+        if self.smtp is not None and self.smtp.is_connected:
+            try:
+                await asyncio.wait_for(self.smtp.quit(), 5)
+            except (aiosmtplib.SMTPException, OSError, TimeoutError):
+                pass
+        self.drop()
+
+
+async def deliver(messages: Messages, conn: Connection, d: Delivery, notice: Notice | None) -> Outcome:
+    """Send one message and say what happened; never raises (one bad message does not stop the others)."""
+    try:
+        data = messages.build(d, notice)
+    except Exception as exc:  # noqa: BLE001 - a message that cannot be written is refused, the batch goes on
+        log.error("message could not be composed", delivery=d.id, error=f"{type(exc).__name__}: {exc}")
+        return Outcome(d, DeliveryState.FAILED, f"message impossible à composer : {type(exc).__name__}: {exc}")
+    try:
+        reply = await conn.send(d.to_addr, data)
+    except mail.PermanentFailure as exc:
+        return Outcome(d, DeliveryState.FAILED, str(exc))
+    except mail.TemporaryFailure as exc:
+        return Outcome(d, DeliveryState.DEFERRED, str(exc), slow_domain=exc.code in (421, 0))
+    return Outcome(d, DeliveryState.SENT, reply)
+
+
+# ---------------------------------------------------------------- the job
+async def send_due(service: Service) -> int:
+    """One step of the mail sender: drain what is due over the connection pool; returns how many
+    messages were sent."""
+    settings = service.settings
+    async with service.db.transaction() as tx:  # another sender's claims past their lease
+        lease = utcnow() - timedelta(seconds=settings.mail_claim_lease)
+        await _requeue(tx, (col(Delivery.status) == DeliveryState.SENDING) & (col(Delivery.claimed_at) < lease))
+    book = Bookkeeper(service)
+    keeper = asyncio.create_task(book.run(), name="mail-bookkeeper")
+    overall = Pace(settings.mail_rate)
+    messages = Messages(settings)
+
+    async def connection_loop() -> None:
+        conn = Connection(settings)
+        outcome: Outcome | None = None
+        try:
+            while (claim := await book.turn(outcome)) is not None:
+                outcome = None
+                if wait := overall.take():
+                    await asyncio.sleep(wait)
+                outcome = await deliver(messages, conn, *claim)
+            outcome = None
+        finally:
+            if outcome is not None:  # cancelled after the server answered: record it before leaving
+                await asyncio.shield(book.turn(outcome, wants_next=False))
+            await conn.close()
+
+    try:
+        await asyncio.gather(*(connection_loop() for _ in range(settings.mail_connections)))
+    finally:
+        keeper.cancel()
+        await asyncio.gather(keeper, return_exceptions=True)
+    return book.sent
