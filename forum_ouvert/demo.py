@@ -23,16 +23,19 @@ from shared.contracts.decisions import (
     CastBallot, CloseVote, DecisionView, FollowUpStatus, HandCount, Method, OpenVote, Outcome, RecordDecision, Rule,
     SaveCommitment, SetRule, UpdateFollowUp,
 )
-from shared.contracts.forum import AnswerRsvp, CancelSession, CheckIn, CreateSession, SessionView
+from shared.contracts.forum import (
+    AnswerRsvp, CancelSession, CheckIn, CreateSession, SessionView, UpdateSession, WithdrawRsvp,
+)
 from shared.contracts.minutes import (
     AdoptionKind, AnswerMinutesComment, CommentKind, CommentMinutes, CorrectMinutes, MinutesView, OpenMinutesDraft,
     OpenMinutesReview, PublishMinutes,
 )
 from shared.contracts.notifications import (
-    AnnouncementAction, ConfirmSubscription, ControlAnnouncement, SaveAnnouncement, Subscribe,
+    AnnouncementAction, ConfirmSubscription, ControlAnnouncement, RequestManageLink, SaveAnnouncement,
+    SendAnnouncementTest, Subscribe,
 )
 from shared.contracts.registry import (
-    ApproveMember, College, ListMembers, MemberView, Register, RejectMember, VerifyEmail,
+    ApproveMember, College, ListMembers, MemberView, Register, RejectMember, RequestSignIn, VerifyEmail,
 )
 from shared.rpc import RpcClient, RpcError
 
@@ -116,6 +119,7 @@ async def _fill(stack: Stack) -> str:
         sessions = await _sessions(rpc, secretariat.member_id,
                                    [ids[n] for n, _, _ in PEOPLE[:-1] if n not in pending | rejected])
         announcement = await _announcement(rpc, secretariat.member_id)
+        await rpc(RequestSignIn(email=_email(PEOPLE[7][0])))  # a sign-in link waits in the caught e-mails
     return (f"{sessions}\n{subscribers}\n{announcement}\n"
             f"{len(PEOPLE)} membres de démonstration inscrits dans les trois collèges "
             f"({len(PEOPLE) - len(pending) - len(rejected) - 1} validés, {len(pending)} en attente de validation, "
@@ -140,6 +144,9 @@ async def _subscribers(rpc: RpcClient, mail_dir: Path) -> str:
         token = await asyncio.to_thread(_token_for, mail_dir, email, "/abonnements/confirmer")
         await rpc(ConfirmSubscription(token=token))
     await rpc(Subscribe(email="pas-encore-confirme@exemple.fr", topics=["sessions"]))
+    # The journalist asks again (already subscribed: told, nothing changes) and asks for a manage link.
+    await rpc(Subscribe(email=SUBSCRIBERS[0][0], topics=["sessions"]))
+    await rpc(RequestManageLink(email=SUBSCRIBERS[0][0]))
     return (f"{len(SUBSCRIBERS)} abonnés confirmés aux avis par courriel (et 1 demande non confirmée) : "
             "ils reçoivent les avis des séances, décisions, comptes rendus et annonces qui suivent.")
 
@@ -152,6 +159,7 @@ async def _announcement(rpc: RpcClient, sec: str) -> str:
              "- Les séances plénières et les groupes de travail sont annoncés sur le site ;\n"
              "- les comptes rendus, les décisions et leurs suites y sont publiés.\n\n"
              "Inscrivez-vous pour participer, ou abonnez-vous pour suivre nos travaux.")))
+    await rpc(SendAnnouncementTest(actor_id=sec, announcement_id=sent.announcement_id))
     await rpc(ControlAnnouncement(actor_id=sec, announcement_id=sent.announcement_id, action=AnnouncementAction.SEND))
     await rpc(SaveAnnouncement(actor_id=sec, title="Appel à contributions : feuille de route 2027", topic="announcements",
                                body="Brouillon : à relire avant l'envoi."))
@@ -213,6 +221,18 @@ async def _sessions(rpc: RpcClient, sec: str, approved: list[str]) -> str:
     await rpc(AnswerRsvp(actor_id=approved[8], session_id=plenary.session_id, answer="decline"))
     for m in approved[3:8]:
         await rpc(AnswerRsvp(actor_id=m, session_id=health.session_id, answer="attend"))
+    # A member gives back a seat at the full health group: the first on the waitlist is promoted.
+    await rpc(WithdrawRsvp(actor_id=approved[3], session_id=health.session_id))
+    # Tomorrow's session (its 48-hour reminder goes out), whose room then changes (its members are told).
+    justice = dict(title="Groupe de travail Justice : accès au droit en ligne", kind="working_group",
+                   theme="justice", starts_at=at(1, 15), ends_at=at(1, 17), place="CESE, salle 118", capacity=30,
+                   rsvp_opens_at=at(-2, 9), rsvp_closes_at=at(1, 9),
+                   agenda=["Les démarches en ligne des justiciables", "Propositions du groupe"])
+    tomorrow = await create(**justice)
+    for m in approved[:4]:
+        await _retry(lambda m=m: rpc(AnswerRsvp(actor_id=m, session_id=tomorrow.session_id, answer="attend")))
+    await rpc(UpdateSession(actor_id=sec, session_id=tomorrow.session_id, expected_revision=tomorrow.revision,
+                            **{**justice, "place": "CESE, salle 221 (changement de salle)"}))
     for m in approved[:11]:
         await rpc(CheckIn(actor_id=sec, session_id=past.session_id, member_id=m))
     groups = []  # working groups already held, each with a few members checked in
@@ -230,9 +250,9 @@ async def _sessions(rpc: RpcClient, sec: str, approved: list[str]) -> str:
         groups.append(group)
     decisions = await _decisions(rpc, sec, past.session_id, plenary.session_id, approved[:11])
     minutes = await _minutes(rpc, sec, past.session_id, [g.session_id for g in groups], approved[:5])
-    return ("9 séances : une plénière et quatre groupes de travail passés avec émargement, une plénière et un "
-            "groupe de travail à venir (complet, avec liste d'attente), un groupe dont les réponses ne sont pas "
-            f"encore ouvertes, une séance annulée.\n{decisions}\n{minutes}")
+    return ("10 séances : une plénière et quatre groupes de travail passés avec émargement, une plénière et un "
+            "groupe de travail à venir (complet, avec liste d'attente et une promotion), un groupe demain (rappel "
+            "envoyé, salle changée), un groupe dont les réponses ne sont pas encore ouvertes, une séance annulée.\n{decisions}\n{minutes}")
 
 
 # The seven main measures of the 2024-2026 national action plan (the plan counts 17 commitments;
