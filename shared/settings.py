@@ -53,10 +53,9 @@ class Settings(BaseSettings):
                              "(0 = no limit).")
     mail_domain_rate: float = Field(0.0, ge=0, description="Messages per second at most to one recipient domain "
                                     "(0 = no limit).")
-    mail_domain_slow_rate: float = Field(1.0, gt=0, description="Messages per second to a domain that answered "
-                                         "421 (too many messages), until `mail_domain_slow_for` passes.")
-    mail_domain_slow_for: float = Field(60.0, ge=0, description="Seconds a domain stays slowed after a 421 or "
-                                        "a stalled exchange.")
+    mail_domain_slow_for: float = Field(60.0, ge=0, description="Seconds a domain's messages wait after it "
+                                        "answered 421 or stalled (doubled if it happens again soon, up to "
+                                        "`mail_retry_max`); the other domains keep going.")
     mail_domain_connections: int = Field(4, ge=1, description="Connections busy with one recipient domain at "
                                          "most, so a stalled domain leaves the others free.")
     mail_send_timeout: float = Field(30.0, gt=0, description="Seconds one SMTP exchange may take before it "
@@ -80,8 +79,6 @@ class Settings(BaseSettings):
                                               "(and the List-Unsubscribe header) is valid.")
     subscription_confirm_limit: int = Field(3, ge=1, description="Confirmation e-mails to one address per day "
                                             "at most (further requests get the same answer, no e-mail).")
-    subscribe_rate_per_client: int = Field(5, ge=1, description="Subscription requests per client address per "
-                                           "10 minutes.")
     mail_dir: Path | None = Field(None, description="Where the local mail catcher writes caught mail "
                                   "(default <data_dir>/mail).")
 

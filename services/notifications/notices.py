@@ -169,8 +169,10 @@ async def fan_out(service: Service) -> int:
                              "message_id": mail.message_id(delivery_id, settings), "status": DeliveryState.QUEUED,
                              "priority": 1, "attempts": 0, "next_attempt_at": utcnow(), "created_at": utcnow(),
                              "resent": False, "text_body": "", "html_body": ""})
-            await uow.tx.exec(dialect_insert(uow.tx, Delivery.__table__).values(rows)  # type: ignore[attr-defined]
-                              .on_conflict_do_nothing())
+            # executemany, not one multi-row VALUES: compiling that (~0.4 s for 1,000 rows) would block
+            # the event loop, and every SMTP connection with it, at each batch.
+            table = Delivery.__table__  # type: ignore[attr-defined]
+            await (await uow.tx.connection()).execute(dialect_insert(uow.tx, table).on_conflict_do_nothing(), rows)
             notice.fanout_cursor = batch[-1][0]
             uow.wake_after_commit(MAIL_SENDER)
         if len(batch) < settings.fanout_batch:
