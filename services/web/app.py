@@ -34,6 +34,8 @@ from services.web.routes import (
 )
 from services.web.routes import minutes, minutes_admin
 from services.web.routes import search
+from services.web.routes import announcements, feeds
+from services.web.routes import announcements_admin, subscriptions
 from services.web.security import (
     COOKIE_NAME, CSRF_FIELD, SECURITY_HEADERS, CsrfError, SlidingWindowLimiter, client_address, secret_key,
     valid_request_id, visitor,
@@ -41,7 +43,8 @@ from services.web.security import (
 
 log = get_logger(__name__)
 REPO_ROOT = Path(__file__).resolve().parents[2]
-RATE_LIMITED = ("/inscription", "/connexion")  # POSTs that make the forum send an e-mail
+# POSTs that make the forum send an e-mail
+RATE_LIMITED = ("/inscription", "/connexion", "/abonnements", "/abonnements/lien")
 MAX_BODY = 64 * 1024
 # The clerk posts whole minutes (a draft, a correction): room for the longest text the service accepts.
 LONG_TEXT_FORMS = re.compile(r"/secretariat/comptes-rendus/[\w-]+/(brouillon|corriger)")
@@ -80,6 +83,8 @@ def form_page(path: str) -> str:
                          ("/secretariat/votes", "/secretariat/decisions"),
                          ("/secretariat/engagements", "/secretariat/engagements"),
                          ("/secretariat/regles", "/secretariat/regles"),
+                         ("/secretariat/annonces", "/secretariat/annonces"), ("/secretariat/envois", "/secretariat/envois"),
+                         ("/abonnements/lien", "/abonnements/lien"), ("/abonnements", "/abonnements"),
                          ("/secretariat/", "/secretariat/membres"), ("/espace/suppression", "/espace/suppression"),
                          ("/espace", "/espace"), ("/connexion", "/connexion"), ("/inscription", "/inscription")):
         if path.startswith(prefix):
@@ -95,7 +100,8 @@ def _body_too_large(request: Request) -> bool:
 
 async def csrf_guard(request: Request) -> None:
     """Every form POST carries the visitor's CSRF token."""
-    if request.method in UNSAFE_METHODS:
+    if request.method in UNSAFE_METHODS and request.url.path != subscriptions.UNSUBSCRIBE_PATH:
+        # (the one exception: mail providers post the RFC 8058 one-click unsubscribe, no cookie, no token)
         form = await request.form()
         if not visitor(request).check_csrf(form.get(CSRF_FIELD)):
             raise CsrfError()
@@ -130,6 +136,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                    commitments_and_rules, votes, record, open_data, minutes_admin, minutes, dev):
         app.include_router(module.router)
     app.include_router(search.router)
+    app.include_router(feeds.router)  # Atom/RSS feeds, and the public pages of announcements
+    app.include_router(announcements.router)
+    app.include_router(subscriptions.router)
+    app.include_router(announcements_admin.router)
     app.include_router(public.health_router)
     app.include_router(ledger.router)  # the public record's JSON/text API (errors stay JSON)
 
@@ -190,7 +200,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     log.warning("rate limited", path=path)
                     response = await error_page(
                         request, 429, "Vous avez fait trop de demandes en peu de temps. Patientez une minute, "
-                        "puis réessayez.", headers={"Retry-After": str(retry)})
+                        f"puis réessayez (ce sera possible dans {retry} secondes au plus).",
+                        headers={"Retry-After": str(retry)},
+                        actions=[(back, "Revenir au formulaire"), ("/", "Retour à l'accueil")]
+                        if (back := form_page(path)) != "/" else None)
                 else:
                     response = await call_next(request)
             except Exception:  # noqa: BLE001 - a French page, never a stack trace; the trace goes to the log

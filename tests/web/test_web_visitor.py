@@ -18,6 +18,7 @@ from itsdangerous import TimestampSigner
 
 from services.web.security import COOKIE_NAME, Visitor
 from shared.contracts.common import ErrorBody, ErrorCode, Request
+from shared.contracts.notifications import GetMemberPreferences, MemberNoticeKind, MemberPreferences
 from shared.contracts.registry import (
     Accepted, College, GetMember, MemberStatus, MemberView, RedeemSignIn, RequestSignIn, Role,
 )
@@ -58,6 +59,8 @@ class FakeRegistry:
             raise RpcError(ErrorBody(code=ErrorCode.NOT_FOUND, message="Membre inconnu."))
         if isinstance(request, RequestSignIn):
             return Accepted()
+        if isinstance(request, GetMemberPreferences):  # « Mon espace » shows the member's e-mail choices
+            return MemberPreferences(enabled={k: True for k in MemberNoticeKind})
         raise AssertionError(f"unexpected RPC {request.OP}")
 
 

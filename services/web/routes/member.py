@@ -10,11 +10,14 @@ from fastapi.responses import RedirectResponse, Response
 from starlette.requests import Request
 
 from shared.contracts.common import ErrorCode
-from shared.contracts.notifications import ExportNotifications
+from shared.contracts.notifications import (
+    MEMBER_NOTICE_LABELS, ExportNotifications, GetMemberPreferences, MemberNoticeKind, SetMemberPreferences,
+)
 from shared.contracts.registry import EraseMember, ExportData, MemberView, UpdateProfile
 from shared.rpc import RpcError
 from services.web.forms import ROOT, read_form, validate
 from services.web.pages import render, require_member, rpc
+from services.web.routes._common import sentence
 from services.web.security import visitor
 
 router = APIRouter(include_in_schema=False)
@@ -25,10 +28,46 @@ def _profile_values(member: MemberView) -> dict[str, str]:
     return {"full_name": member.full_name, "organisation": member.organisation}
 
 
+async def _notice_choices(request: Request, member: MemberView) -> dict[str, bool] | None:
+    """Which e-mails the member receives, by kind; None when the notifications service does not answer
+    (the rest of the page is still shown)."""
+    try:
+        prefs = await rpc(request)(GetMemberPreferences(actor_id=member.member_id))
+    except RpcError:
+        return None
+    return {k.value: prefs.enabled.get(k, True) for k in MemberNoticeKind}
+
+
+async def space_page(request: Request, member: MemberView, *, status_code: int = 200, **ctx: object) -> Response:
+    ctx.setdefault("values", _profile_values(member))
+    return await render(request, "member_space.html", status_code=status_code,
+                        notices=await _notice_choices(request, member), notice_labels=MEMBER_NOTICE_LABELS, **ctx)
+
+
 @router.get("/espace")
 async def member_space(request: Request) -> Response:
     member = await require_member(request)
-    return await render(request, "member_space.html", values=_profile_values(member))
+    return await space_page(request, member)
+
+
+@router.post("/espace/courriels")
+async def notice_preferences(request: Request) -> Response:
+    """« Courriels que je reçois »: one checkbox per kind of notice a member may stop."""
+    member = await require_member(request)
+    form = await request.form()
+    checked = {v for v in form.getlist("notices") if isinstance(v, str)}
+    if not checked <= {k.value for k in MemberNoticeKind}:
+        return await space_page(request, member, status_code=400,
+                                notice_error="Ce type de courriel n'existe pas : cochez parmi ceux proposés.")
+    try:
+        await rpc(request)(SetMemberPreferences(actor_id=member.member_id,
+                                                enabled={k: k.value in checked for k in MemberNoticeKind}))
+    except RpcError as exc:
+        if exc.code != ErrorCode.INVALID:
+            raise
+        return await space_page(request, member, status_code=422, notice_error=sentence(exc.error.message))
+    visitor(request).set_flash("success", "Vos choix de courriels sont enregistrés.")
+    return RedirectResponse("/espace#courriels", status_code=303)
 
 
 @router.post("/espace/profil")
@@ -49,7 +88,7 @@ async def update_profile(request: Request) -> Response:
             request.state.member = updated
             visitor(request).set_flash("success", "Votre profil a été mis à jour.")
             return RedirectResponse("/espace", status_code=303)
-    return await render(request, "member_space.html", status_code=422, errors=errors, values=values)
+    return await space_page(request, member, status_code=422, errors=errors, values=values)
 
 
 @router.get("/espace/donnees")
