@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import aiosmtplib
-from sqlalchemy import bindparam, case, update as sql_update
+from sqlalchemy import bindparam, case, text, update as sql_update
 from sqlmodel import col, select, update
 
 from services.notifications import links, mail
@@ -236,7 +236,10 @@ class Bookkeeper:
         log.info("destination domain slowed", domain=domain, until=until.isoformat(), reply=reply[:200])
 
     async def _claim(self, tx: Any, wanted: int, now: datetime) -> list[tuple[Delivery, None]]:
-        stmt = (select(Delivery).where(col(Delivery.status).in_(WAITING), col(Delivery.next_attempt_at) <= now)
+        # The states as literals, as in the partial index ix_delivery_due: with bound parameters SQLite
+        # cannot tell the index applies and scans (and sorts) the whole delivery log at every claim.
+        stmt = (select(Delivery).where(text("delivery.status IN ('queued', 'deferred')"),
+                                       col(Delivery.next_attempt_at) <= now)
                 .order_by(col(Delivery.priority), col(Delivery.next_attempt_at)).limit(wanted * 4))
         if closed := self.domains.closed(now):
             stmt = stmt.where(col(Delivery.domain).not_in(closed))
