@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 
@@ -93,6 +93,13 @@ class Database:
             async with tx.begin():
                 yield tx
 
+    @asynccontextmanager
+    async def held_connection(self) -> AsyncIterator[HeldConnection]:
+        """One connection kept for a stream of short Core transactions (a job's bookkeeping): no pool
+        checkout, session and liveness ping per transaction."""
+        async with self.engine.connect() as conn:
+            yield HeldConnection(conn, self._write_lock)
+
     async def ping(self) -> bool:
         from sqlalchemy import text
 
@@ -102,3 +109,20 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+class HeldConnection:
+    """See `Database.held_connection`: `async with held.transaction() as conn:` commits or rolls back."""
+
+    def __init__(self, conn: AsyncConnection, write_lock: Any) -> None:
+        self.conn = conn
+        self._write_lock = write_lock
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        if self._write_lock is not None:  # SQLite: one writer at a time in this process
+            async with self._write_lock, self.conn.begin():
+                yield self.conn
+        else:
+            async with self.conn.begin():
+                yield self.conn

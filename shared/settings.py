@@ -47,7 +47,7 @@ class Settings(BaseSettings):
     smtp_starttls: bool = False
     mail_from: str = Field("Forum ouvert <ne-pas-repondre@forum-ouvert.local>")
     reminder_interval: float = Field(30.0, description="Seconds between checks for 48-hour session reminders.")
-    mail_connections: int = Field(8, ge=1, le=200, description="SMTP connections the mail sender keeps open "
+    mail_connections: int = Field(16, ge=1, le=200, description="SMTP connections the mail sender keeps open "
                                   "(each sends one message at a time).")
     mail_rate: float = Field(0.0, ge=0, description="Messages per second at most, all destinations together "
                              "(0 = no limit).")

@@ -4,6 +4,7 @@ works, and not after an unsubscription."""
 from __future__ import annotations
 
 from enum import StrEnum
+from functools import lru_cache
 from pathlib import Path
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
@@ -24,8 +25,13 @@ PATHS = {Purpose.CONFIRM: "/abonnements/confirmer", Purpose.MANAGE: "/abonnement
 
 
 def _serializer(settings: Settings) -> URLSafeTimedSerializer:
-    key = settings.notice_link_key or generated_secret(Path(settings.data_dir) / "notice-links.key")
-    return URLSafeTimedSerializer(key, salt="forum-ouvert/abonnements")
+    return _serializer_for(settings.notice_link_key, str(Path(settings.data_dir) / "notice-links.key"))
+
+
+@lru_cache(maxsize=8)
+def _serializer_for(key: str, key_file: str) -> URLSafeTimedSerializer:
+    """Made once per key: the mail sender signs two links per message."""
+    return URLSafeTimedSerializer(key or generated_secret(Path(key_file)), salt="forum-ouvert/abonnements")
 
 
 def _ttl(settings: Settings, purpose: Purpose) -> int:

@@ -7,10 +7,10 @@ import unicodedata
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
-from email.headerregistry import Address
 from email import policy
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
+from functools import lru_cache
 from pathlib import Path
 
 import aiosmtplib
@@ -59,7 +59,12 @@ def render(template: str, subject: str | None = None, *, footer: list[tuple[str,
 
 def sender_domain(settings: Settings) -> str:
     """The domain of the From address: the right-hand side of every Message-ID we make."""
-    return parseaddr(settings.mail_from)[1].rpartition("@")[2] or "forum-ouvert.local"
+    return _domain_of_from(settings.mail_from)
+
+
+@lru_cache(maxsize=8)
+def _domain_of_from(mail_from: str) -> str:
+    return parseaddr(mail_from)[1].rpartition("@")[2] or "forum-ouvert.local"
 
 
 def message_id(delivery_id: str, settings: Settings) -> str:

@@ -17,6 +17,7 @@ a time, so a domain that stalls cannot take them all. A 5xx is recorded and neve
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections import Counter
@@ -25,12 +26,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import aiosmtplib
-from sqlalchemy import bindparam, case, text, update as sql_update
-from sqlmodel import col, select, update
+from sqlalchemy import bindparam, case, select, text, update as sql_update
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlmodel import col, update
 
 from services.notifications import links, mail
 from services.notifications.models import Delivery, Notice, Subscriber
-from services.notifications.outgoing import suppress_unsent
+from services.notifications.outgoing import UNSENT_STATES
 from shared.clock import utcnow
 from shared.contracts.notifications import DeliveryState, SubscriptionStatus, topic_label
 from shared.logging import get_logger
@@ -40,6 +42,7 @@ from shared.settings import Settings
 log = get_logger(__name__)
 
 WAITING = (DeliveryState.QUEUED, DeliveryState.DEFERRED)
+GATHER_WAIT = 0.002  # seconds the bookkeeper waits for more connections to share a transaction
 
 
 # ---------------------------------------------------------------- after a crash
@@ -58,10 +61,34 @@ async def _requeue(tx: Any, where: Any) -> int:
         last_error="interrompu pendant l'envoi : renvoyé avec le même Message-ID"))).rowcount
 
 
-# ---------------------------------------------------------------- outcomes
+# ---------------------------------------------------------------- claims and outcomes
+@dataclass(slots=True)
+class Claim:
+    """What the sender needs of a delivery it claimed (read with Core: no ORM objects on the hot path)."""
+
+    id: str
+    member_id: str
+    kind: str
+    notice_id: str | None
+    topic: str | None
+    to_addr: str
+    domain: str
+    subject: str
+    message_id: str
+    text_body: str
+    html_body: str
+    ics: str | None
+    attempts: int
+    next_attempt_at: datetime
+
+
+_TABLE = Delivery.__table__  # type: ignore[attr-defined]
+_CLAIM_COLUMNS = [_TABLE.c[name] for name in Claim.__slots__]  # type: ignore[attr-defined]
+
+
 @dataclass
 class Outcome:
-    delivery: Delivery
+    delivery: Claim
     state: DeliveryState
     reply: str
     slow_domain: bool = False  # a 421 or a stalled exchange: the destination wants fewer messages
@@ -127,59 +154,85 @@ class Domains:
 class _Turn:
     outcome: Outcome | None
     wants_next: bool
-    answer: asyncio.Future[tuple[Delivery, Notice | None] | None]
+    answer: asyncio.Future[tuple[Claim, Any] | None]
 
 
 class Bookkeeper:
     """Writes the outcomes of every connection and claims their next messages, one transaction for
-    all the connections waiting at that moment."""
+    all the connections waiting at that moment, on one database connection held for the drain (Core
+    statements only: this is the sender's hot path)."""
 
     def __init__(self, service: Service) -> None:
         self.service = service
         self.settings = service.settings
         self.domains = Domains(service.settings)
-        self.notices: dict[str, Notice] = {}
+        self.notices: dict[str, Any] = {}
         self.queue: asyncio.Queue[_Turn] = asyncio.Queue()
         self.sent = 0
+        self.failed: BaseException | None = None  # the database error that stopped the bookkeeper
 
-    async def turn(self, outcome: Outcome | None, wants_next: bool = True) -> tuple[Delivery, Notice | None] | None:
-        future: asyncio.Future[tuple[Delivery, Notice | None] | None] = asyncio.get_running_loop().create_future()
+    async def turn(self, outcome: Outcome | None, wants_next: bool = True) -> tuple[Claim, Any] | None:
+        if self.failed is not None:
+            raise self.failed
+        future: asyncio.Future[tuple[Claim, Any] | None] = asyncio.get_running_loop().create_future()
         await self.queue.put(_Turn(outcome, wants_next, future))
         return await future
 
     async def run(self) -> None:
-        while True:
-            turns = [await self.queue.get()]
-            while not self.queue.empty():
-                turns.append(self.queue.get_nowait())
-            try:
-                claims = await self._commit([t.outcome for t in turns if t.outcome],
-                                            sum(t.wants_next for t in turns))
-            except Exception as exc:  # noqa: BLE001 - every waiting connection learns it and stops
+        async with self.service.db.held_connection() as held:
+            while True:
+                turns = await self._gather()
+                try:
+                    async with held.transaction() as conn:
+                        claims = await self._commit(conn, [t.outcome for t in turns if t.outcome],
+                                                    sum(t.wants_next for t in turns))
+                except Exception as exc:  # noqa: BLE001 - every waiting connection learns it and stops
+                    self.failed = exc
+                    while not self.queue.empty():
+                        turns.append(self.queue.get_nowait())
+                    for t in turns:
+                        if not t.answer.done():
+                            t.answer.set_exception(exc)
+                    raise
                 for t in turns:
                     if not t.answer.done():
-                        t.answer.set_exception(exc)
-                continue
-            for t in turns:
-                if not t.answer.done():
-                    t.answer.set_result(claims.pop(0) if t.wants_next and claims else None)
+                        t.answer.set_result(claims.pop(0) if t.wants_next and claims else None)
 
-    async def _commit(self, outcomes: list[Outcome], wanted: int) -> list[tuple[Delivery, Notice | None]]:
+    async def _gather(self) -> list[_Turn]:
+        """The turns for the next transaction: the first, then whoever arrives within a millisecond or
+        two, up to half the connections. A transaction costs about as much for one message as for
+        ten, and a connection waits for its transaction anyway."""
+        loop = asyncio.get_running_loop()
+        turns = [await self.queue.get()]
+        target, deadline = max(1, self.settings.mail_connections // 2), loop.time() + GATHER_WAIT
+        while len(turns) < target:
+            if self.queue.empty():
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                try:
+                    turns.append(await asyncio.wait_for(self.queue.get(), remaining))
+                except TimeoutError:
+                    break
+            else:
+                turns.append(self.queue.get_nowait())
+        while not self.queue.empty():
+            turns.append(self.queue.get_nowait())
+        return turns
+
+    async def _commit(self, conn: AsyncConnection, outcomes: list[Outcome], wanted: int) -> list[tuple[Claim, Any]]:
         now = utcnow()
-        async with self.service.unit_of_work() as uow:
-            tx = uow.tx
-            if outcomes:
-                await self._record(uow, outcomes, now)
-            claims = await self._claim(tx, wanted, now) if wanted else []
-            for d, _ in claims:
-                if d.notice_id and d.notice_id not in self.notices:
-                    notice = await tx.get(Notice, d.notice_id)
-                    if notice is not None:
-                        self.notices[d.notice_id] = notice
-        return [(d, self.notices.get(d.notice_id or "")) for d, _ in claims]
+        if outcomes:
+            await self._record(conn, outcomes, now)
+        claims = await self._claim(conn, wanted, now) if wanted else []
+        missing = {c.notice_id for c in claims if c.notice_id and c.notice_id not in self.notices}
+        if missing:
+            notices = Notice.__table__  # type: ignore[attr-defined]
+            for row in (await conn.execute(select(notices).where(notices.c.id.in_(missing)))).all():
+                self.notices[row.id] = row
+        return [(c, self.notices.get(c.notice_id or "")) for c in claims]
 
-    async def _record(self, uow: Any, outcomes: list[Outcome], now: datetime) -> None:
-        tx = uow.tx
+    async def _record(self, conn: AsyncConnection, outcomes: list[Outcome], now: datetime) -> None:
         rows: list[dict[str, Any]] = []
         for o in outcomes:
             d = o.delivery
@@ -196,32 +249,34 @@ class Bookkeeper:
             if state == DeliveryState.SENT:
                 self.sent += 1
             elif state == DeliveryState.FAILED and o.reply[:1] == "5" and d.notice_id is not None:
-                await self._hard_failure(uow, d.member_id)
+                await self._hard_failure(conn, d.member_id)
             if o.slow_domain:
-                await self._slow(tx, d.domain, now, o.reply)
+                await self._slow(conn, d.domain, now, o.reply)
         # The bodies may hold single-use links: not kept once the message left (or never will).
-        table = Delivery.__table__  # type: ignore[attr-defined]
-        conn = await tx.connection()
-        await conn.execute(sql_update(table).where(table.c.id == bindparam("b_id")).values(
+        await conn.execute(sql_update(_TABLE).where(_TABLE.c.id == bindparam("b_id")).values(
             status=bindparam("b_status"), last_error=bindparam("b_error"), next_attempt_at=bindparam("b_next"),
             sent_at=bindparam("b_sent"), claimed_at=None,
-            text_body=case((bindparam("b_keep"), table.c.text_body), else_=""),
-            html_body=case((bindparam("b_keep"), table.c.html_body), else_=""),
-            ics=case((bindparam("b_keep"), table.c.ics), else_=None)), rows)
+            text_body=case((bindparam("b_keep"), _TABLE.c.text_body), else_=""),
+            html_body=case((bindparam("b_keep"), _TABLE.c.html_body), else_=""),
+            ics=case((bindparam("b_keep"), _TABLE.c.ics), else_=None)), rows)
 
-    async def _hard_failure(self, uow: Any, subscriber_id: str) -> None:
-        s = await uow.tx.get(Subscriber, subscriber_id)
-        if s is None:
+    async def _hard_failure(self, conn: AsyncConnection, subscriber_id: str) -> None:
+        subscribers = Subscriber.__table__  # type: ignore[attr-defined]
+        row = (await conn.execute(sql_update(subscribers).where(subscribers.c.id == subscriber_id)
+                                  .values(hard_failures=subscribers.c.hard_failures + 1)
+                                  .returning(subscribers.c.hard_failures, subscribers.c.status))).first()
+        if row is None or row.hard_failures < self.settings.mail_hard_failure_limit \
+                or row.status != SubscriptionStatus.CONFIRMED:
             return
-        s.hard_failures += 1
-        if s.hard_failures >= self.settings.mail_hard_failure_limit and s.status == SubscriptionStatus.CONFIRMED:
-            s.status = SubscriptionStatus.SUSPENDED
-            await suppress_unsent(uow, s.id, DeliveryState.SUPPRESSED,
-                                  f"adresse suspendue après {s.hard_failures} refus définitifs")
-            log.warning("subscriber address suspended after permanent refusals", subscriber=s.id)
-        uow.tx.add(s)
+        await conn.execute(sql_update(subscribers).where(subscribers.c.id == subscriber_id)
+                           .values(status=SubscriptionStatus.SUSPENDED))
+        await conn.execute(sql_update(_TABLE).where(_TABLE.c.member_id == subscriber_id,
+                                                    _TABLE.c.status.in_(UNSENT_STATES)).values(
+            status=DeliveryState.SUPPRESSED, text_body="", html_body="", ics=None,
+            last_error=f"adresse suspendue après {row.hard_failures} refus définitifs"))
+        log.warning("subscriber address suspended after permanent refusals", subscriber=subscriber_id)
 
-    async def _slow(self, tx: Any, domain: str, now: datetime, reply: str) -> None:
+    async def _slow(self, conn: AsyncConnection, domain: str, now: datetime, reply: str) -> None:
         """The domain asked us to slow down (421) or stalled: its waiting messages wait, the others go."""
         previous = self.domains.slowed_until.get(domain)
         pause = self.settings.mail_domain_slow_for
@@ -229,35 +284,36 @@ class Bookkeeper:
             pause = min(2 * (previous - now).total_seconds() + pause, self.settings.mail_retry_max)
         until = now + timedelta(seconds=pause)
         self.domains.slowed_until[domain] = until
-        await tx.exec(update(Delivery).where(  # type: ignore[call-overload]
-            col(Delivery.domain) == domain, col(Delivery.status).in_(WAITING), col(Delivery.next_attempt_at) < until,
+        await conn.execute(sql_update(_TABLE).where(
+            _TABLE.c.domain == domain, _TABLE.c.status.in_(WAITING), _TABLE.c.next_attempt_at < until,
         ).values(status=DeliveryState.DEFERRED, next_attempt_at=until,
                  last_error=f"domaine {domain} ralenti ({reply[:200]})"))
         log.info("destination domain slowed", domain=domain, until=until.isoformat(), reply=reply[:200])
 
-    async def _claim(self, tx: Any, wanted: int, now: datetime) -> list[tuple[Delivery, None]]:
+    async def _claim(self, conn: AsyncConnection, wanted: int, now: datetime) -> list[Claim]:
         # The states as literals, as in the partial index ix_delivery_due: with bound parameters SQLite
         # cannot tell the index applies and scans (and sorts) the whole delivery log at every claim.
-        stmt = (select(Delivery).where(text("delivery.status IN ('queued', 'deferred')"),
-                                       col(Delivery.next_attempt_at) <= now)
-                .order_by(col(Delivery.priority), col(Delivery.next_attempt_at)).limit(wanted * 4))
+        stmt = (select(*_CLAIM_COLUMNS).where(text("delivery.status IN ('queued', 'deferred')"),
+                                               _TABLE.c.next_attempt_at <= now)
+                .order_by(_TABLE.c.priority, _TABLE.c.next_attempt_at).limit(wanted * 2))
         if closed := self.domains.closed(now):
-            stmt = stmt.where(col(Delivery.domain).not_in(closed))
+            stmt = stmt.where(_TABLE.c.domain.not_in(closed))
         if not self.service.db.sqlite:
             stmt = stmt.with_for_update(skip_locked=True)  # replicas claim different messages
-        picked: list[Delivery] = []
-        for d in (await tx.exec(stmt)).all():
+        picked: list[Claim] = []
+        for row in (await conn.execute(stmt)).all():
             if len(picked) == wanted:
                 break
-            if self.domains.can_take(d.domain, now):
-                self.domains.busy[d.domain] += 1
-                self.domains.pace(d.domain).take()
-                picked.append(d)
+            if self.domains.can_take(row.domain, now):
+                self.domains.busy[row.domain] += 1
+                self.domains.pace(row.domain).take()
+                picked.append(Claim(*row))
         if picked:
-            await tx.exec(update(Delivery).where(col(Delivery.id).in_([d.id for d in picked]))  # type: ignore[call-overload]
-                          .values(status=DeliveryState.SENDING, attempts=Delivery.attempts + 1, claimed_at=now))
-            # (the ORM update also refreshes `picked`: their attempts and status are current)
-        return [(d, None) for d in picked]
+            await conn.execute(sql_update(_TABLE).where(_TABLE.c.id.in_([c.id for c in picked])).values(
+                status=DeliveryState.SENDING, attempts=_TABLE.c.attempts + 1, claimed_at=now))
+            for c in picked:
+                c.attempts += 1
+        return picked
 
 
 # ---------------------------------------------------------------- one message
@@ -269,7 +325,7 @@ class Messages:
         self.settings = settings
         self.templates: dict[tuple[str, str], bytes] = {}
 
-    def build(self, d: Delivery, notice: Notice | None) -> bytes:
+    def build(self, d: Claim, notice: Any) -> bytes:
         settings = self.settings
         if d.notice_id is None:
             return mail.compose(settings=settings, to=d.to_addr, subject=d.subject, text=d.text_body,
@@ -330,7 +386,7 @@ class Connection:
         self.drop()
 
 
-async def deliver(messages: Messages, conn: Connection, d: Delivery, notice: Notice | None) -> Outcome:
+async def deliver(messages: Messages, conn: Connection, d: Claim, notice: Any) -> Outcome:
     """Send one message and say what happened; never raises (one bad message does not stop the others)."""
     try:
         data = messages.build(d, notice)
@@ -355,28 +411,34 @@ async def send_due(service: Service) -> int:
         lease = utcnow() - timedelta(seconds=settings.mail_claim_lease)
         await _requeue(tx, (col(Delivery.status) == DeliveryState.SENDING) & (col(Delivery.claimed_at) < lease))
     book = Bookkeeper(service)
-    keeper = asyncio.create_task(book.run(), name="mail-bookkeeper")
     overall = Pace(settings.mail_rate)
     messages = Messages(settings)
 
     async def connection_loop() -> None:
         conn = Connection(settings)
-        outcome: Outcome | None = None
+        unrecorded: Outcome | None = None
         try:
-            while (claim := await book.turn(outcome)) is not None:
-                outcome = None
+            while (claim := await book.turn(unrecorded)) is not None:
+                unrecorded = None  # handed over: the bookkeeper's transaction records it
                 if wait := overall.take():
                     await asyncio.sleep(wait)
-                outcome = await deliver(messages, conn, *claim)
-            outcome = None
+                unrecorded = await deliver(messages, conn, *claim)
+            unrecorded = None
         finally:
-            if outcome is not None:  # cancelled after the server answered: record it before leaving
-                await asyncio.shield(book.turn(outcome, wants_next=False))
+            if unrecorded is not None and book.failed is None:
+                # Stopped after the server answered: record it, or the next start sends it again.
+                with contextlib.suppress(Exception, asyncio.CancelledError):
+                    await asyncio.wait_for(asyncio.shield(book.turn(unrecorded, wants_next=False)), 5)
             await conn.close()
 
+    keeper = asyncio.create_task(book.run(), name="mail-bookkeeper")
+    loops = [asyncio.create_task(connection_loop()) for _ in range(settings.mail_connections)]
     try:
-        await asyncio.gather(*(connection_loop() for _ in range(settings.mail_connections)))
+        await asyncio.gather(*loops)
     finally:
+        for task in loops:
+            task.cancel()
+        await asyncio.gather(*loops, return_exceptions=True)
         keeper.cancel()
         await asyncio.gather(keeper, return_exceptions=True)
     return book.sent
