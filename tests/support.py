@@ -87,14 +87,27 @@ def drop_schemas(urls: dict[str, str]) -> None:
 
 
 # ---------------------------------------------------------------- caught e-mail
+_PARSED: dict[Path, EmailMessage] = {}  # a session's mail folder holds thousands: each is parsed once
+
+
+def caught(mail_dir: Path) -> list[EmailMessage]:
+    """Every message caught in `mail_dir`, newest first (files are written once, atomically)."""
+    from email import message_from_bytes, policy
+
+    out = []
+    for path in sorted(mail_dir.glob("*.eml"), reverse=True):
+        if (m := _PARSED.get(path)) is None:
+            m = _PARSED[path] = message_from_bytes(path.read_bytes(), policy=policy.default)  # type: ignore[assignment]
+        out.append(m)
+    return out
+
+
 def caught_mail(mail_dir: Path, to: str, subject_contains: str = "", timeout: float = 20,
                 count: int = 1) -> list[EmailMessage]:
     """Wait until `count` messages to `to` (whose subject contains the text) were caught."""
-    from forum_ouvert.mailcatcher import read_messages
-
     deadline = time.monotonic() + timeout
     while True:
-        found = [m for _, m in read_messages(mail_dir)
+        found = [m for m in caught(mail_dir)
                  if to.lower() in str(m["To"]).lower() and subject_contains in str(m["Subject"])]
         if len(found) >= count or time.monotonic() > deadline:
             return found

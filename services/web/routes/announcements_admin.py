@@ -9,6 +9,7 @@ draft can be edited or sent).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
@@ -187,17 +188,10 @@ async def _refused_action(request: Request, view: AnnouncementView, exc: RpcErro
 
 @router.post("/annonces/{announcement_id}/essai")
 async def send_test(request: Request, announcement_id: str) -> Response:
-    actor = await require_secretariat(request)
-    view = await get_announcement(request, actor, announcement_id)
-    if isinstance(view, Response):
-        return view
-    try:
-        await rpc(request)(SendAnnouncementTest(actor_id=actor.member_id, announcement_id=announcement_id))
-    except RpcError as exc:
-        return await _refused_action(request, view, exc)
-    visitor(request).set_flash("success", f"Un essai de l'annonce est envoyé à votre adresse, {actor.email}, tel que "
-                                          "les abonnés le recevront.")
-    return RedirectResponse(f"/secretariat/annonces/{announcement_id}", status_code=303)
+    return await _act(request, announcement_id,
+                      lambda actor: SendAnnouncementTest(actor_id=actor, announcement_id=announcement_id),
+                      lambda updated, email: f"Un essai de l'annonce est envoyé à votre adresse, {email}, tel que "
+                                             "les abonnés le recevront.")
 
 
 # ---------------------------------------------------------------- send, pause, resume, progress
@@ -213,18 +207,25 @@ async def send_confirm(request: Request, announcement_id: str) -> Response:
     return await render(request, "admin_announcement_send.html", a=view)
 
 
-async def _control(request: Request, announcement_id: str, action: AnnouncementAction, done: str) -> Response:
+async def _act(request: Request, announcement_id: str, command: Callable[[str], Any],
+               done: Callable[[AnnouncementView, str], str], anchor: str = "") -> Response:
+    """A secretariat's command on one announcement, then back to its page with what happened."""
     actor = await require_secretariat(request)
     view = await get_announcement(request, actor, announcement_id)
     if isinstance(view, Response):
         return view
     try:
-        updated = await rpc(request)(ControlAnnouncement(actor_id=actor.member_id, announcement_id=announcement_id,
-                                                         action=action))
+        updated = await rpc(request)(command(actor.member_id))
     except RpcError as exc:
         return await _refused_action(request, view, exc)
-    visitor(request).set_flash("success", done.format(topic=updated.topic_label.lower()))
-    return RedirectResponse(f"/secretariat/annonces/{announcement_id}#progression", status_code=303)
+    visitor(request).set_flash("success", done(updated, actor.email))
+    return RedirectResponse(f"/secretariat/annonces/{announcement_id}{anchor}", status_code=303)
+
+
+async def _control(request: Request, announcement_id: str, action: AnnouncementAction, done: str) -> Response:
+    return await _act(request, announcement_id,
+                      lambda actor: ControlAnnouncement(actor_id=actor, announcement_id=announcement_id, action=action),
+                      lambda updated, _: done.format(topic=updated.topic_label.lower()), anchor="#progression")
 
 
 @router.post("/annonces/{announcement_id}/envoyer")

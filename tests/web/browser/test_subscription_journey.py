@@ -23,12 +23,12 @@ import pytest
 from playwright.sync_api import Browser, expect
 
 from forum_ouvert.launcher import Stack
-from forum_ouvert.mailcatcher import read_messages
 from tests.web.browser.test_minutes_journey import path_of, schedule
 from tests.web.browser.test_registration_journey import SCREENSHOTS, Visitor, create_secretariat
 from tests.web.browser.test_waitlist_journey import sign_in
 from tests.web.test_web_bad_input import csrf_in
 from tests.web.test_web_minutes import MinutesDb
+from tests.web.test_web_subscriptions import mails_to
 
 pytestmark = pytest.mark.browser
 CONFIRM = "/abonnements/confirmer?token="
@@ -43,17 +43,14 @@ def plain(msg: EmailMessage) -> str:
 def wait_mail(forum: Stack, to: str, containing: str, timeout: float = 60) -> EmailMessage:
     """The newest caught e-mail to `to` whose text holds `containing`."""
     deadline = time.monotonic() + timeout
-    while True:
-        for _, msg in read_messages(forum.mail_dir):
-            if to.lower() in str(msg["To"]).lower() and containing in plain(msg):
-                return msg
+    while not (found := mails_to(forum.mail_dir, to, containing)):
         assert time.monotonic() < deadline, f"no e-mail to {to} holding {containing!r}"
         time.sleep(0.3)
+    return found[0]
 
 
 def mails(forum: Stack, to: str, containing: str) -> list[EmailMessage]:
-    return [m for _, m in read_messages(forum.mail_dir) if to.lower() in str(m["To"]).lower()
-            and containing in plain(m)]
+    return mails_to(forum.mail_dir, to, containing)
 
 
 def link(msg: EmailMessage, fragment: str) -> str:
