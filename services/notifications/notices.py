@@ -144,7 +144,8 @@ async def count_recipients(tx: Any, topics: list[str]) -> int:
 
 async def fan_out(service: Service) -> int:
     """One step of the fan-out job: one batch of deliveries for the oldest notice being sent; marks
-    notices whose every message has an outcome as sent. Returns how many deliveries were queued."""
+    notices whose every message has an outcome as sent. Returns how many deliveries were queued (at least
+    1 when it handled a notice, so the worker does not idle between notices)."""
     settings = service.settings
     async with service.unit_of_work() as uow:
         stmt = (select(Notice).where(Notice.state == NoticeState.SENDING, Notice.fanout_done == False)  # noqa: E712
@@ -183,7 +184,7 @@ async def fan_out(service: Service) -> int:
             # queue (tens of ms a claim) instead of walking ix_delivery_due (a tenth of a ms).
             await uow.tx.exec(text("ANALYZE delivery"))  # type: ignore[call-overload]
         uow.tx.add(notice)
-    return len(batch)
+    return max(len(batch), 1)  # a notice was handled, even one nobody follows: look for the next at once
 
 
 async def _finish(uow: UnitOfWork) -> None:

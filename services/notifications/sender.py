@@ -206,16 +206,15 @@ class Bookkeeper:
         turns = [await self.queue.get()]
         target, deadline = max(1, self.settings.mail_connections // 2), loop.time() + GATHER_WAIT
         while len(turns) < target:
-            if self.queue.empty():
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    break
-                try:
-                    turns.append(await asyncio.wait_for(self.queue.get(), remaining))
-                except TimeoutError:
-                    break
-            else:
+            if not self.queue.empty():
                 turns.append(self.queue.get_nowait())
+                continue
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            # Polled, not `wait_for(queue.get())`: on Python 3.11 that can drop the item it times out on
+            # (gh-86296), and a connection whose turn is lost would wait for ever.
+            await asyncio.sleep(min(remaining, 0.0005))
         while not self.queue.empty():
             turns.append(self.queue.get_nowait())
         return turns
