@@ -13,7 +13,7 @@ from alembic.config import Config
 from sqlalchemy import create_engine, pool
 from sqlmodel import SQLModel
 
-from shared import outbox  # noqa: F401 - registers the outbox and inbox tables
+from shared import idempotency, outbox  # noqa: F401 - registers the shared tables
 from shared.db import sync_url
 
 SERVICES_DIR = Path(__file__).resolve().parent.parent / "services"
@@ -32,7 +32,7 @@ def upgrade(service: str, url: str, revision: str = "head") -> None:
 
 def run_env(tables: Iterable[str]) -> None:
     """Body of every service's env.py: migrate only the tables this service owns."""
-    owned = set(tables) | {"outbox", "inbox"}
+    owned = set(tables) | {"outbox", "inbox", "command_reply"}
     url = context.config.get_main_option("sqlalchemy.url")
     assert url
 

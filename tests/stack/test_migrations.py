@@ -19,7 +19,7 @@ def test_migrations_match_the_models(service: str, tmp_path: Path) -> None:
     models = importlib.import_module(f"services.{service}.models")
     upgrade(service, f"sqlite+aiosqlite:///{tmp_path / f'{service}.db'}")
     engine = create_engine(f"sqlite:///{tmp_path / f'{service}.db'}")
-    owned = set(models.OWNED_TABLES) | {"outbox", "inbox"}
+    owned = set(models.OWNED_TABLES) | {"outbox", "inbox", "command_reply"}
     with engine.connect() as conn:
         assert owned <= set(inspect(conn).get_table_names())
         ctx = MigrationContext.configure(conn, opts={
