@@ -54,8 +54,6 @@ RUN groupadd --system --gid 10001 forum \
 COPY --from=build /opt/forum-ouvert /opt/forum-ouvert
 # The web front looks for node_modules/@gouvfr/dsfr/dist in its working directory (services/web/app.py).
 COPY --from=assets /build/node_modules/@gouvfr/dsfr/dist /app/node_modules/@gouvfr/dsfr/dist
-# Container health check of each process (docker-compose.yml: `python /app/healthcheck.py SERVICE`).
-COPY deploy/healthcheck.py /app/healthcheck.py
 
 ENV PATH=/opt/forum-ouvert/bin:$PATH \
     PYTHONUNBUFFERED=1 \

@@ -4,12 +4,12 @@ from __future__ import annotations
 import asyncio
 import importlib
 import signal
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from forum_ouvert.backup import backup_command, restore_command
 from forum_ouvert.verify import verify_command
 from shared.settings import SERVICES, get_settings
 
@@ -22,6 +22,8 @@ SERVABLE = (*SERVICES, "web", "mailcatcher")
 ROOT = Path(__file__).resolve().parent.parent
 DOCS_DIR = ROOT / "docs" / "asyncapi"
 cli.command("verify")(verify_command)
+cli.command("backup")(backup_command)
+cli.command("restore")(restore_command)
 
 
 def service_definition(name: str) -> ServiceDef:
@@ -34,13 +36,19 @@ def up(demo: Annotated[bool, typer.Option(help="Fill an empty forum with demo co
        port: Annotated[int, typer.Option(help="Web port (another free one is used if taken).")] = 8000,
        data_dir: Annotated[Path, typer.Option(help="Where the local forum keeps its data.")] = Path(".forum-data"),
        ) -> None:
-    """Start the whole forum locally: nats-server, every service on SQLite, a mail catcher, the web front."""
-    from forum_ouvert.launcher import Stack
+    """Start the whole forum locally: nats-server, every service on SQLite, a mail catcher, the web front.
+    A process that dies is restarted (after 0.5 s, then up to 30 s); one that keeps dying as soon as it
+    starts stops the forum."""
+    from forum_ouvert.launcher import GaveUp, Stack
 
+    private_files()
     stack = Stack(data_dir, web_port=port, log_dir=data_dir / "logs")
+    supervisor = stack.supervise(say=typer.echo)
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     typer.echo("Démarrage du forum ouvert… (journaux dans " + str(data_dir / "logs") + ")")
+    gave_up = False
     try:
-        stack.start()
+        stack.start(timeout=300)  # a loaded machine starts slowly; one that keeps dying is given up sooner
         if demo:
             from forum_ouvert.demo import fill
 
@@ -54,20 +62,47 @@ Premier compte du secrétariat :
   .venv/bin/forum-ouvert create-secretariat secretariat@example.org --data-dir {data_dir}
   puis « Se connecter » avec cette adresse ; le lien arrive dans {stack.web_url}/dev/mail
 Ctrl-C pour arrêter.""")
-        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
-        while True:
-            time.sleep(1)
-            stack._check_alive()
+        supervisor.watch()
     except KeyboardInterrupt:
         typer.echo("\nArrêt…")
+    except GaveUp as exc:
+        typer.echo(str(exc), err=True)
+        gave_up = True
     finally:
         stack.stop()
+    if gave_up:
+        raise typer.Exit(1)
+
+
+def private_files() -> None:
+    """Files this process (and the processes it starts) creates are readable by their owner only: the
+    data folder holds databases, keys and e-mail."""
+    import os
+
+    from forum_ouvert.launcher import PRIVATE_UMASK
+
+    os.umask(PRIVATE_UMASK)
+
+
+@cli.command()
+def health(process: Annotated[str, typer.Argument(help="registry, forum, minutes, notifications or web.")],
+           timeout: Annotated[float, typer.Option(help="Seconds to wait for the answer.")] = 4.0) -> None:
+    """Is this process healthy? Exit 0 if so, 1 if not, with one line saying why (container health checks)."""
+    from forum_ouvert.health import BACK_END, check
+
+    if process not in (*BACK_END, "web"):
+        raise typer.BadParameter(f"unknown process {process!r}; one of {', '.join((*BACK_END, 'web'))}")
+    settings = get_settings()
+    ok, why = check(process, settings.nats_url, settings.web_port, timeout)
+    typer.echo(why)
+    raise typer.Exit(0 if ok else 1)
 
 
 @cli.command()
 def serve(service: Annotated[str, typer.Argument(help=f"One of: {', '.join(SERVABLE)}")],
           migrate_first: Annotated[bool, typer.Option("--migrate", help="Apply migrations first.")] = False) -> None:
     """Run one service in the foreground (what each container runs)."""
+    private_files()
     settings = get_settings()
     if service not in SERVABLE:
         raise typer.BadParameter(f"unknown service {service!r}; one of {', '.join(SERVABLE)}")
@@ -84,8 +119,10 @@ def serve(service: Annotated[str, typer.Argument(help=f"One of: {', '.join(SERVA
     if service == "web":
         import uvicorn
 
+        # X-Forwarded-For is read by the web front itself, and only from `trusted_proxies`
+        # (uvicorn's own reading would believe any local peer, whatever the settings say).
         uvicorn.run("services.web.app:create_app", factory=True, host=settings.web_host, port=settings.web_port,
-                    log_level="warning", proxy_headers=True, access_log=False)
+                    log_level="warning", proxy_headers=False, access_log=False)
         return
     try:
         asyncio.run(service_definition(service).build(settings).app.run())
@@ -98,6 +135,7 @@ def migrate(service: Annotated[str | None, typer.Argument(help="One service, or 
     """Apply database migrations (each service has its own database and history)."""
     from shared.migrations import upgrade
 
+    private_files()
     settings = get_settings()
     for s in [service] if service else SERVICES:
         upgrade(s, settings.service_database_url(s))
@@ -129,6 +167,7 @@ def create_secretariat(email: str,
     """Create (or promote) a secretariat account. It then signs in by e-mailed link like everyone."""
     import os
 
+    private_files()
     from pydantic import TypeAdapter, ValidationError
     from pydantic import EmailStr
 

@@ -2,13 +2,16 @@
 wheel, every service, the web front and a local mail catcher.
 
 Used by `forum-ouvert up`, by the integration and browser tests, and by the benchmarks, so all three
-exercise exactly the same processes.
+exercise exactly the same processes. `forum-ouvert up` also turns on a `Supervisor`, which restarts a
+process that dies; tests that kill processes on purpose leave it off, or turn it on to test it.
+
+Every process is started with umask 077 and the launcher writes its own files 0600: the data folder
+holds the databases, the keys and the caught e-mail.
 """
 from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
 import signal
 import socket
@@ -17,8 +20,10 @@ import sys
 import tempfile
 import time
 import asyncio
-from collections.abc import AsyncIterator, Iterable, Iterator
+import threading
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -29,6 +34,8 @@ from shared.settings import SERVICES
 
 WEB = "web"
 MAILCATCHER = "mailcatcher"
+NATS = "nats"
+PRIVATE_UMASK = 0o077  # files of the forum's processes: owner only
 
 
 def free_port() -> int:
@@ -73,6 +80,18 @@ def throwaway_nats(prefix: str = "forum-nats-") -> Iterator[str]:
             proc.wait(timeout=10)
 
 
+def _private_sqlite_file(url: str) -> None:
+    """Create a SQLite database file 0600 before anything opens it: SQLite gives its journal files the
+    database file's mode, whatever the umask of the process that migrates (a test, say)."""
+    if not url.startswith("sqlite"):
+        return
+    from sqlalchemy.engine import make_url
+
+    path = make_url(url).database
+    if path and path != ":memory:" and not os.path.exists(path):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+
+
 def sqlite_urls(data_dir: Path) -> dict[str, str]:
     return {s: f"sqlite+aiosqlite:///{(data_dir / f'{s}.db').resolve()}" for s in SERVICES}
 
@@ -82,12 +101,16 @@ class Stack:
 
     def __init__(self, data_dir: Path, *, web_port: int | None = None, nats_url: str | None = None,
                  database_urls: dict[str, str] | None = None, env: dict[str, str] | None = None,
-                 log_dir: Path | None = None, services: Iterable[str] = SERVICES, web: bool = True) -> None:
+                 log_dir: Path | None = None, services: Iterable[str] = SERVICES, web: bool = True,
+                 nats_urls: dict[str, str] | None = None) -> None:
+        """`nats_urls` gives some processes a NATS URL of their own (e.g. with their own user); the others,
+        and the launcher's health checks, use `nats_url`."""
         self.data_dir = data_dir.resolve()
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.external_nats = nats_url
         self.nats_port = free_port()
         self.nats_url = nats_url or f"nats://127.0.0.1:{self.nats_port}"
+        self.nats_urls = nats_urls or {}
         self.web_port = web_port if web_port and not port_open(web_port) else free_port()
         self.smtp_port = free_port()
         self.database_urls = database_urls or sqlite_urls(self.data_dir)
@@ -96,6 +119,8 @@ class Stack:
         self.extra_env = env or {}
         self.log_dir = log_dir
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._commands: dict[str, tuple[list[str], dict[str, str]]] = {}  # what `respawn` runs again
+        self.supervisor: Supervisor | None = None
 
     # ------------------------------------------------------------------ addresses
     @property
@@ -107,16 +132,14 @@ class Stack:
         return self.data_dir / "mail"
 
     def secret_key(self) -> str:
-        path = self.data_dir / "secret.key"
-        if not path.exists():
-            path.write_text(secrets.token_urlsafe(48))
-            path.chmod(0o600)
-        return path.read_text().strip()
+        from shared.secret_files import generated_secret
+
+        return generated_secret(self.data_dir / "secret.key")
 
     def env_for(self, name: str) -> dict[str, str]:
         env = dict(os.environ)
         env.update({
-            "FORUM_NATS_URL": self.nats_url, "FORUM_DATA_DIR": str(self.data_dir),
+            "FORUM_NATS_URL": self.nats_urls.get(name, self.nats_url), "FORUM_DATA_DIR": str(self.data_dir),
             "FORUM_SMTP_HOST": "127.0.0.1", "FORUM_SMTP_PORT": str(self.smtp_port),
             "FORUM_MAIL_DIR": str(self.mail_dir), "FORUM_PUBLIC_URL": self.web_url,
             "FORUM_WEB_HOST": "127.0.0.1", "FORUM_WEB_PORT": str(self.web_port),
@@ -130,25 +153,38 @@ class Stack:
 
     # ------------------------------------------------------------------ processes
     def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-        out: int | object = None
+        out: int | None = None
         if self.log_dir:
-            self.log_dir.mkdir(parents=True, exist_ok=True)
-            out = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - lives as long as the process
-        proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT if out else None,  # type: ignore[arg-type]
-                                start_new_session=True)
+            self.log_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            # the process gets its own descriptor; the launcher's copy is closed once it started
+            out = os.open(self.log_dir / f"{name}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            proc = subprocess.Popen(argv, env=env, stdout=out, start_new_session=True, umask=PRIVATE_UMASK,
+                                    stderr=subprocess.STDOUT if out is not None else None)
+        finally:
+            if out is not None:
+                os.close(out)
         self.procs[name] = proc
+        self._commands[name] = (argv, env)
         return proc
+
+    def respawn(self, name: str) -> subprocess.Popen[bytes]:
+        """Start `name` again exactly as it was last started (same command, same environment), without
+        waiting for it to be ready."""
+        argv, env = self._commands[name]
+        return self._spawn(name, argv, env)
 
     def start_nats(self) -> None:
         if self.external_nats:
             return
-        store = self.data_dir / "nats"
-        self._spawn("nats", [nats_server_binary(), "-a", "127.0.0.1", "-p", str(self.nats_port), "-js",
-                             "-sd", str(store), "--server_name", "forum-local"], dict(os.environ))
+        store = self.data_dir / "nats"  # the same store and port after a restart: JetStream keeps its streams
+        self._spawn(NATS, [nats_server_binary(), "-a", "127.0.0.1", "-p", str(self.nats_port), "-js",
+                           "-sd", str(store), "--server_name", "forum-local"], dict(os.environ))
         self._wait(lambda: port_open(self.nats_port), "nats-server", 15)
 
     def migrate(self) -> None:
         for s in self.services:
+            _private_sqlite_file(self.database_urls[s])
             upgrade(s, self.database_urls[s])
 
     def start_service(self, name: str, extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
@@ -156,7 +192,8 @@ class Stack:
         env.update(extra_env or {})
         return self._spawn(name, [sys.executable, "-m", "forum_ouvert.cli", "serve", name], env)
 
-    def start(self) -> None:
+    def start(self, timeout: float = 60) -> None:
+        """Start every process and wait (up to `timeout` seconds) until each one answers."""
         self.start_nats()
         self.migrate()
         self.start_service(MAILCATCHER)
@@ -164,7 +201,7 @@ class Stack:
             self.start_service(s)
         if self.with_web:
             self.start_service(WEB)
-        self.wait_ready()
+        self.wait_ready(timeout)
 
     def wait_ready(self, timeout: float = 60, services: Iterable[str] | None = None) -> None:
         self._wait(lambda: port_open(self.smtp_port), "mail catcher", timeout)
@@ -194,7 +231,8 @@ class Stack:
 
         async def ask() -> str | None:
             try:
-                nc = await nats.connect(self.nats_url, connect_timeout=1, max_reconnect_attempts=0)
+                nc = await nats.connect(self.nats_url, connect_timeout=1, allow_reconnect=False,
+                                        max_reconnect_attempts=0)
             except Exception:  # noqa: BLE001 - not up yet
                 return None
             try:
@@ -205,9 +243,39 @@ class Stack:
             finally:
                 await nc.close()
 
-        return asyncio.run(ask())
+        async def bounded() -> str | None:  # a server dying mid-handshake must not hold the caller
+            try:
+                return await asyncio.wait_for(ask(), timeout=5)
+            except TimeoutError:
+                return None
+
+        return asyncio.run(bounded())
+
+    def answers(self, name: str) -> bool:
+        """Whether process `name` has started: it answers on its port, or over NATS (a service whose
+        database is down answers too: it started)."""
+        if name == NATS:
+            return port_open(self.nats_port)
+        if name == MAILCATCHER:
+            return port_open(self.smtp_port)
+        if name == WEB:
+            try:
+                return httpx.get(f"{self.web_url}/sante", timeout=2).status_code in (200, 503)
+            except httpx.HTTPError:
+                return False
+        return self.service_health(name) is not None
+
+    def supervise(self, policy: RestartPolicy | None = None, say: Callable[[str], object] = print,
+                  answers: Callable[[str], bool] | None = None) -> Supervisor:
+        """Restart processes that die from now on (what `forum-ouvert up` does), instead of failing.
+        `answers(name)` tells whether a process has started (default `Stack.answers`)."""
+        self.supervisor = Supervisor(self, policy or RestartPolicy(), say, answers or self.answers)
+        return self.supervisor
 
     def _check_alive(self) -> None:
+        if self.supervisor is not None:
+            self.supervisor.check()
+            return
         for name, p in self.procs.items():
             if p.poll() is not None:
                 raise RuntimeError(f"{name} exited with code {p.returncode}"
@@ -230,7 +298,9 @@ class Stack:
         p.wait(timeout=30)
 
     def stop(self) -> None:
-        order = [WEB, *reversed(self.services), MAILCATCHER, "nats"]
+        if self.supervisor is not None:
+            self.supervisor.halt()
+        order = [WEB, *reversed(self.services), MAILCATCHER, NATS]
         for name in [n for n in order if n in self.procs]:
             p = self.procs[name]
             if p.poll() is None:
@@ -256,6 +326,126 @@ class Stack:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+# ---------------------------------------------------------------------- supervision
+@dataclass(frozen=True)
+class RestartPolicy:
+    first_delay: float = 0.5     # seconds before the first restart; doubled at each death...
+    max_delay: float = 30.0      # ...up to this
+    stable_after: float = 30.0   # ...and back to first_delay once a process answered this long
+    give_up_after: int = 5       # deaths in a row before answering at all: the forum stops
+    probe_every: float = 0.5     # seconds between two checks that a started process answers
+
+
+class GaveUp(RuntimeError):
+    """A process keeps dying as soon as it starts: restarting it again would not help."""
+
+
+def _label(name: str) -> str:
+    return "nats-server" if name == NATS else name
+
+
+def _exit_text(code: int) -> str:
+    if code < 0:
+        try:
+            return f"signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"signal {-code}"
+    return f"code {code}"
+
+
+def _seconds(delay: float) -> str:
+    return f"{delay:g}".replace(".", ",") + " s"
+
+
+class Supervisor:
+    """Restarts the stack's processes that die, with exponential backoff, and gives up (`GaveUp`) on one
+    that keeps dying right at start, before it ever answered (a broken setting, a port taken...), which
+    no restart would cure. "At start" is judged by the process answering, not by a duration, so a slow
+    machine is not mistaken for a broken process.
+
+    `check()` looks once; `watch()` checks until told to stop. Processes the caller stops on purpose
+    (`Stack.kill`, `Stack.stop`) are not restarted."""
+
+    def __init__(self, stack: Stack, policy: RestartPolicy, say: Callable[[str], object],
+                 answers: Callable[[str], bool]) -> None:
+        self.stack = stack
+        self.policy = policy
+        self.say = say
+        self.answers = answers
+        self.stopping = False
+        self.restarts: dict[str, int] = {}            # restarts so far, per process
+        self._due: dict[str, float] = {}              # process -> monotonic time of its restart
+        self._delay: dict[str, float] = {}            # the wait before its next restart
+        self._early_deaths: dict[str, int] = {}       # deaths before answering, in a row
+        self._answered: dict[str, float] = {}         # process -> when it was first seen answering
+        self._probed: dict[str, float] = {}           # process -> when it was last asked
+        self._lock = threading.Lock()
+
+    def check(self) -> None:
+        with self._lock:
+            if self.stopping:
+                return
+            now = time.monotonic()
+            for name, proc in list(self.stack.procs.items()):
+                if name in self._due:
+                    if now >= self._due[name]:
+                        del self._due[name]
+                        self._answered.pop(name, None)
+                        self.stack.respawn(name)
+                        self.restarts[name] = self.restarts.get(name, 0) + 1
+                    continue
+                code = proc.poll()
+                if code is None:
+                    self._probe(name, proc, now)
+                    continue
+                self._died(name, code, now)
+
+    def _probe(self, name: str, proc: subprocess.Popen[bytes], now: float) -> None:
+        if name in self._answered or now - self._probed.get(name, 0.0) < self.policy.probe_every:
+            return
+        self._probed[name] = now
+        try:
+            answered = self.answers(name)
+        except Exception:  # noqa: BLE001 - a failed probe is "not yet"
+            answered = False
+        if answered and proc.poll() is None:
+            self._answered[name] = time.monotonic()
+
+    def _died(self, name: str, code: int, now: float) -> None:
+        p = self.policy
+        answered = self._answered.pop(name, None)
+        if answered is None:
+            self._early_deaths[name] = self._early_deaths.get(name, 0) + 1
+        else:
+            self._early_deaths[name] = 0
+            if now - answered >= p.stable_after:  # it had been running well: a fresh start
+                self._delay[name] = p.first_delay
+        early = self._early_deaths[name]
+        if early >= p.give_up_after:
+            log = self.stack.log_dir / f"{name}.log" if self.stack.log_dir else None
+            raise GaveUp(f"Le service {_label(name)} s'arrête dès son démarrage ({early} fois de suite sans "
+                         f"avoir répondu, dernière fois : {_exit_text(code)}) ; abandon, arrêt du forum."
+                         + (f" Voir son journal : {log}" if log else ""))
+        delay = self._delay.get(name, p.first_delay)
+        self._delay[name] = min(delay * 2, p.max_delay)
+        self._due[name] = now + delay
+        self.say(f"Le service {_label(name)} s'est arrêté ({_exit_text(code)}) ; "
+                 f"redémarrage dans {_seconds(delay)}…")
+
+    def halt(self) -> None:
+        """Restart nothing any more (the stack is being stopped); waits (a little) for a check under way."""
+        self.stopping = True
+        if self._lock.acquire(timeout=15):
+            self._lock.release()
+
+    def watch(self, stop: threading.Event | None = None, interval: float = 0.1) -> None:
+        """Check every `interval` seconds until `stop` is set (or forever); raises `GaveUp`."""
+        stop = stop or threading.Event()
+        while not stop.is_set():
+            self.check()
+            stop.wait(interval)
 
 
 @asynccontextmanager

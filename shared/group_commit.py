@@ -25,7 +25,10 @@ class GroupCommit:
 
     If a group's transaction fails, each of its events is retried in a transaction of its own, so one bad
     event never holds back the others. A batch handler must not emit events (a group has no single
-    causation id)."""
+    causation id).
+
+    A submitter's message keeps signalling progress to JetStream while it waits (the consumer middleware
+    does it), so a long group is not redelivered meanwhile."""
 
     def __init__(self, service: Service, durable: str, fn: Callable[..., Awaitable[None]], max_size: int) -> None:
         self.service, self.durable, self.fn, self.max_size = service, durable, fn, max_size
@@ -68,7 +71,7 @@ class GroupCommit:
                             events=len(group), error=f"{type(exc).__name__}: {exc}")
             else:
                 for _, future in group:
-                    future.set_result(None)
+                    _settle(future)
                 return
         for env, future in group:
             try:
@@ -77,6 +80,17 @@ class GroupCommit:
                     if not await already_processed(uow.tx, self.durable, str(env.event_id)):
                         await self.fn([env], uow)
             except Exception as exc:  # noqa: BLE001 - the submitter's message is retried or parked
-                future.set_exception(exc)
+                _settle(future, exc)
             else:
-                future.set_result(None)
+                _settle(future)
+
+
+def _settle(future: asyncio.Future[None], exc: Exception | None = None) -> None:
+    """Tell a submitter its event's fate, unless it stopped waiting (its handler was cancelled at
+    shutdown: its message is redelivered and the inbox recognises the event)."""
+    if future.done():
+        return
+    if exc is None:
+        future.set_result(None)
+    else:
+        future.set_exception(exc)

@@ -3,7 +3,8 @@
     view = await rpc(AnswerRsvp(session_id=..., actor_id=...))   # an RsvpView
 
 The request class names the operation (`shared.contracts.common.Request`), so the caller writes one
-name and gets the reply type checked."""
+name and gets the reply type checked. A command sent with `idempotency_key=` (a form's one-time token)
+is done once: repeating it with the same key answers the first reply (see `shared.idempotency`)."""
 from __future__ import annotations
 
 import uuid
@@ -16,6 +17,7 @@ from nats.errors import TimeoutError as NatsTimeout
 from pydantic import BaseModel
 
 from shared.contracts.common import RPC_PREFIX, ErrorBody, ErrorCode, Health, Reply, Request
+from shared.idempotency import IDEMPOTENCY_HEADER
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -41,19 +43,23 @@ class RpcClient:
         self.broker = broker
         self.timeout = timeout
 
-    async def __call__(self, request: Request[T], *, timeout: float | None = None) -> T:
-        data = await self._request(request.subject(), request.service(), request.model_dump(mode="json"), timeout)
+    async def __call__(self, request: Request[T], *, timeout: float | None = None,
+                       idempotency_key: str | None = None) -> T:
+        headers = {IDEMPOTENCY_HEADER: idempotency_key} if idempotency_key else None
+        data = await self._request(request.subject(), request.service(), request.model_dump(mode="json"), timeout,
+                                   headers)
         return type(request).REPLY.model_validate(data)  # type: ignore[return-value]
 
     async def health(self, service: str, *, timeout: float | None = None) -> Health:
         """The service's own answer to `rpc.<service>.health`."""
         return Health.model_validate(await self._request(f"{RPC_PREFIX}.{service}.health", service, {}, timeout))
 
-    async def _request(self, subject: str, service: str, body: dict[str, Any], timeout: float | None) -> Any:
+    async def _request(self, subject: str, service: str, body: dict[str, Any], timeout: float | None,
+                       headers: dict[str, str] | None = None) -> Any:
         correlation_id = structlog.contextvars.get_contextvars().get("correlation_id") or str(uuid.uuid4())
         try:
             msg = await self.broker.request(body, subject, timeout=timeout or self.timeout,
-                                            correlation_id=correlation_id)
+                                            correlation_id=correlation_id, headers=headers)
         except (NatsTimeout, TimeoutError, NoRespondersError):
             raise RpcError(ErrorBody(code=ErrorCode.UNAVAILABLE,
                                      message=f"Le service « {service} » ne répond pas. Réessayez dans un instant.")

@@ -19,7 +19,9 @@ consumer's event type is read from its first parameter (`Envelope[MemberApproved
 """
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 import typing
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -31,13 +33,15 @@ import structlog
 from faststream import AckPolicy, AsyncAPI, BaseMiddleware, FastStream
 from faststream.nats import ConsumerConfig, JStream, NatsBroker, NatsMessage, NatsRouter, PullSub
 from nats.js.api import DeliverPolicy
+from nats.js.errors import NotFoundError
 from pydantic import BaseModel, ValidationError
 
 from shared.contracts.common import ErrorBody, ErrorCode, Health, HealthRequest, Reply, Request, RPC_PREFIX
 from shared.contracts.envelope import SYSTEM, Envelope, EventData
 from shared.db import Database
 from shared.errors import DomainError
-from shared.logging import configure_logging, get_logger
+from shared.idempotency import IDEMPOTENCY_HEADER, Once, run_once
+from shared.logging import configure_logging, get_logger, library_logger
 from shared.outbox import OutboxRelay, UnitOfWork, already_processed
 from shared.settings import Settings, get_settings
 from shared.streams import DEAD_LETTER_PREFIX, ensure_streams, stream_name
@@ -68,6 +72,10 @@ class Consumer:
     @property
     def durable_suffix(self) -> str:
         return f"--{self.role}" if self.role else ""
+
+    def durable(self, service: str) -> str:
+        """Its durable name in `service`: the JetStream consumer's, and the `consumer` of its inbox rows."""
+        return f"{service}--{self.event.TYPE.replace('.', '-')}{self.durable_suffix}"
 
 
 def consumer(handler: EventHandler, *, event: type[EventData] | None = None, batch: bool = False,
@@ -110,11 +118,15 @@ class ServiceDef:
 class HandlerContext:
     """What an operation runs with besides its request: the service's settings and database, the
     caller's correlation id, units of work (a transaction plus the events it emits), and a way to wake
-    one of the service's jobs once new work is committed."""
+    one of the service's jobs once new work is committed.
 
-    def __init__(self, service: Service, correlation_id: str) -> None:
+    When the request carries an idempotency key (`once`), the first unit of work also records the key,
+    so the command and its key commit together (see `shared.idempotency`)."""
+
+    def __init__(self, service: Service, correlation_id: str, once: Once | None = None) -> None:
         self.service = service
         self.correlation_id = correlation_id
+        self.once = once
 
     @property
     def settings(self) -> Settings:
@@ -124,8 +136,13 @@ class HandlerContext:
     def db(self) -> Database:
         return self.service.db
 
-    def unit_of_work(self, actor: str = SYSTEM) -> Any:
-        return self.service.unit_of_work(correlation_id=self.correlation_id, actor=actor)
+    @asynccontextmanager
+    async def unit_of_work(self, actor: str = SYSTEM) -> AsyncIterator[UnitOfWork]:
+        async with self.service.unit_of_work(correlation_id=self.correlation_id, actor=actor) as uow:
+            if self.once is not None and not self.once.recorded:
+                await self.once.record(uow.tx)
+                uow.on_commit(self.once.committed)
+            yield uow
 
     def wake(self, job: str) -> None:
         self.service.wake(job)
@@ -139,16 +156,20 @@ class Service:
         self.settings = settings
         self.broker = NatsBroker(
             settings.nats_url.split(","), name=f"forum-{self.name}", graceful_timeout=15.0,
+            inbox_prefix=f"_INBOX.{self.name}",  # its replies only: deploy/nats/auth.conf
             middlewares=[_log_context_middleware()], specification_url=SPEC_NATS_URL,
             log_level=10,  # FastStream's per-message "Received/Processed" lines only at DEBUG
+            logger=library_logger("faststream"),
         )
         # Routers carry their own ack policy: a broker-level one is not inherited by their subscribers.
         self._events = NatsRouter(ack_policy=AckPolicy.MANUAL, middlewares=[self._consumer_middleware()])
-        self._rpcs = NatsRouter(middlewares=[_rpc_error_middleware()])
+        self._handler_names: dict[str, str] = {}  # durable or RPC subject -> handler, for the log
+        self._rpcs = NatsRouter(middlewares=[_rpc_error_middleware(self._handler_names)])
         self._db: Database | None = None
         self.relay: OutboxRelay | None = None
         self.workers: dict[str, Worker] = {}
         self._groups: list[GroupCommit] = []
+        self._durables: list[tuple[str, str, ConsumerConfig]] = []  # (stream, durable, config)
         self._register_health()
         for op in definition.operations:
             self._register_operation(op)
@@ -191,7 +212,7 @@ class Service:
 
     @property
     def app(self) -> FastStream:
-        return FastStream(self.broker, lifespan=self._lifespan,
+        return FastStream(self.broker, lifespan=self._lifespan, logger=library_logger("faststream"),
                           specification=AsyncAPI(title=f"Forum ouvert — {self.definition.title}", version="0.1.0",
                                                  description=f"Events and request/reply subjects of the "
                                                              f"{self.name} service."))
@@ -208,8 +229,13 @@ class Service:
         service = self
 
         async def handler(body: req_model, msg: NatsMessage) -> dict[str, Any]:  # type: ignore[valid-type]
-            result = await fn(body, HandlerContext(service, msg.correlation_id))
-            return Reply(ok=True, data=result.model_dump(mode="json")).model_dump(mode="json")
+            key = (msg.headers or {}).get(IDEMPOTENCY_HEADER)
+            if key:  # done once: a repeat with the same key gets the first reply
+                ctx = HandlerContext(service, msg.correlation_id, Once.of(body, key))
+                data = await run_once(service.db, ctx.once, lambda: fn(body, ctx))  # type: ignore[arg-type]
+            else:
+                data = (await fn(body, HandlerContext(service, msg.correlation_id))).model_dump(mode="json")
+            return Reply(ok=True, data=data).model_dump(mode="json")
 
         handler.__annotations__["body"] = req_model  # a local: the string annotation would not resolve
         self._subscribe_rpc(req_model.subject(), fn, handler)
@@ -235,6 +261,7 @@ class Service:
 
     def _subscribe_rpc(self, subject: str, fn: Callable[..., Any], handler: Callable[..., Any]) -> None:
         handler.__name__ = fn.__name__
+        self._handler_names[subject] = fn.__name__
         self._rpcs.subscriber(subject, queue=f"{self.name}-rpc", max_workers=self.settings.rpc_workers,
                               title=f"{subject}:{fn.__name__}",
                               description=(fn.__doc__ or "").strip() or None)(handler)
@@ -245,7 +272,7 @@ class Service:
         records the event id in the inbox, and the message is acked only after that commit; failures are
         retried with backoff and parked on `deadletter.<durable>` once `consumer_max_deliver` attempts
         are spent, or at once for a malformed message."""
-        durable = f"{self.name}--{c.event.TYPE.replace('.', '-')}{c.durable_suffix}"
+        durable = c.durable(self.name)
         env_model = Envelope[c.event]  # type: ignore[valid-type]
         service = self
         if c.batch:
@@ -260,18 +287,27 @@ class Service:
                         await c.handler(env, uow)
 
         async def on_message(body: env_model, msg: NatsMessage) -> None:  # type: ignore[valid-type]
+            # The envelope's id is the one the whole user action logs under, whoever published it.
+            structlog.contextvars.bind_contextvars(correlation_id=body.correlation_id)
             await handle(body)
             await msg.ack()
 
         on_message.__name__ = c.handler.__name__
         on_message.__annotations__["body"] = env_model  # a local: the string annotation would not resolve
+        # A short ack wait: the messages of a killed process go to another consumer within seconds, while
+        # a handler still at work keeps its message by signalling progress (see _consumer_middleware).
+        config = ConsumerConfig(max_deliver=self.settings.consumer_max_deliver,
+                                ack_wait=self.settings.consumer_ack_wait,
+                                deliver_policy=DeliverPolicy.ALL, max_ack_pending=1000)
+        self._durables.append((stream_name(c.event.TYPE), durable, config))
+        self._handler_names[durable] = c.handler.__name__
         self._events.subscriber(
             c.event.TYPE, stream=JStream(stream_name(c.event.TYPE), declare=False), durable=durable,
             # FastStream starts the messages of one fetch together; a batch consumer's group commit
             # gathers those that arrive while the previous group is being written.
             pull_sub=PullSub(batch_size=c.batch_size if c.batch else 50, timeout=1.0),
-            config=ConsumerConfig(max_deliver=self.settings.consumer_max_deliver, ack_wait=60,
-                                  deliver_policy=DeliverPolicy.ALL, max_ack_pending=1000),
+            inbox_prefix=f"_INBOX.{self.name}.".encode(),  # as the broker's: deploy/nats/auth.conf
+            config=config,
             title=f"{c.event.TYPE}:{c.handler.__name__}",
             description=(c.handler.__doc__ or "").strip() or None)(on_message)
 
@@ -280,15 +316,22 @@ class Service:
 
         class RetryOrDeadLetter(BaseMiddleware):
             async def consume_scope(self, call_next: Any, msg: Any) -> Any:
-                try:
-                    return await call_next(msg)
-                except Exception as exc:  # noqa: BLE001 - every failure is retried or parked, never lost
-                    await service._on_failure(msg.raw_message, exc)
-                    return None
+                raw, started = msg.raw_message, time.perf_counter()
+                handler = service._handler_names.get(raw.metadata.consumer if raw.metadata else "", "?")
+                async with _progress_signals(raw, service.settings.consumer_ack_wait / 3):
+                    try:
+                        result = await call_next(msg)
+                    except Exception as exc:  # noqa: BLE001 - every failure is retried or parked, never lost
+                        await service._on_failure(raw, exc, handler=handler, ms=_ms_since(started))
+                        return None
+                delivered = raw.metadata.num_delivered if raw.metadata else 1
+                log.info("event handled", handler=handler, outcome="ok", ms=_ms_since(started),
+                         **({"deliveries": delivered} if delivered > 1 else {}))
+                return result
 
         return RetryOrDeadLetter
 
-    async def _on_failure(self, raw: Any, exc: Exception) -> None:
+    async def _on_failure(self, raw: Any, exc: Exception, **fields: Any) -> None:
         delivered = raw.metadata.num_delivered if raw.metadata else 1
         poison = isinstance(exc, ValidationError)
         s = self.settings
@@ -301,15 +344,38 @@ class Service:
                                       stream=DEAD_LETTER_PREFIX.upper(), timeout=10,
                                       headers={"Nats-Msg-Id": f"dl-{consumer_name}-{raw.metadata.sequence.stream}"})
             log.error("event parked on dead-letter subject", consumer=consumer_name, subject=raw.subject,
-                      deliveries=delivered, error=record["error"])
+                      deliveries=delivered, error=record["error"], outcome="parked", **fields)
             await raw.term()
         else:
             delay = s.consumer_backoff[min(delivered - 1, len(s.consumer_backoff) - 1)]
             log.warning("event handler failed, will retry", subject=raw.subject, deliveries=delivered,
-                        retry_in=delay, error=f"{type(exc).__name__}: {exc}")
+                        retry_in=delay, error=f"{type(exc).__name__}: {exc}", outcome="retry", **fields)
             await raw.nak(delay=delay)
 
     # ------------------------------------------------------------------ lifecycle
+    async def _update_consumers(self) -> None:
+        """A durable consumer keeps the settings it was created with, whatever its subscriber says later:
+        bring existing ones in line (e.g. a shorter ack wait) before the subscribers bind to them. New ones
+        are created as declared when their subscriber starts."""
+        js = self.broker.connection.jetstream()
+        for stream, durable, wanted in self._durables:
+            try:
+                current = (await js.consumer_info(stream, durable)).config
+            except NotFoundError:
+                continue
+            changes = {name: getattr(wanted, name) for name in ("ack_wait", "max_deliver", "max_ack_pending")
+                       if getattr(current, name) is None
+                       or abs(float(getattr(current, name)) - float(getattr(wanted, name))) > 1e-3}
+            if not changes:
+                continue
+            try:
+                await js.add_consumer(stream, current.evolve(**changes))
+            except Exception as exc:  # noqa: BLE001 - it still works with the old settings; say so
+                log.warning("consumer settings could not be updated", consumer=durable, wanted=changes,
+                            error=f"{type(exc).__name__}: {exc}")
+            else:
+                log.info("consumer settings updated", consumer=durable, **changes)
+
     def _start_jobs(self) -> None:
         s = self.settings
         jobs = list(self.definition.jobs)
@@ -335,6 +401,7 @@ class Service:
         # Streams must exist before durable consumers bind to them: connect, declare, then start.
         await self.broker.connect()
         await ensure_streams(self.broker.connection.jetstream(), self.settings.stream_replicas)
+        await self._update_consumers()
         self._start_jobs()
         log.info("service started", nats=self.settings.nats_url, database=_safe_url(self._db.url))
         try:
@@ -348,6 +415,29 @@ class Service:
 
 
 # ====================================================================== helpers
+@asynccontextmanager
+async def _progress_signals(raw: Any, every: float) -> AsyncIterator[None]:
+    """While a message is handled, tell JetStream every `every` seconds that it still is: only a message
+    whose handler is gone (process killed, connection lost) waits out the ack wait and moves on."""
+    async def signal() -> None:
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await raw.in_progress()
+            except Exception:  # noqa: BLE001, S112 - no connection: redelivery is then the right outcome
+                continue
+
+    task = asyncio.create_task(signal())
+    try:
+        yield
+    finally:
+        task.cancel()
+
+
+def _ms_since(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 1)
+
+
 def _first_param_type(fn: Callable[..., Any]) -> Any:
     hints = typing.get_type_hints(fn)
     first = next(iter(p for p in fn.__code__.co_varnames[:fn.__code__.co_argcount]))
@@ -377,19 +467,28 @@ def _safe_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-def _rpc_error_middleware() -> type[BaseMiddleware]:
+def _rpc_error_middleware(handler_names: dict[str, str]) -> type[BaseMiddleware]:
     class TypedErrors(BaseMiddleware):
         async def consume_scope(self, call_next: Any, msg: Any) -> Any:
+            subject, started = getattr(msg.raw_message, "subject", "?"), time.perf_counter()
+            handler = handler_names.get(subject, "?")
             try:
-                return await call_next(msg)
+                reply = await call_next(msg)
             except ValidationError as exc:
-                return validation_reply(exc).model_dump(mode="json")
+                reply = validation_reply(exc).model_dump(mode="json")
             except DomainError as exc:
-                return Reply(ok=False, error=exc.body()).model_dump(mode="json")
+                reply = Reply(ok=False, error=exc.body()).model_dump(mode="json")
             except Exception:  # noqa: BLE001 - answer, never hang; the trace goes to the log only
-                log.exception("request handler failed", subject=getattr(msg.raw_message, "subject", "?"))
+                log.exception("request handler failed", handler=handler, outcome=ErrorCode.INTERNAL.value,
+                              ms=_ms_since(started))
                 return Reply(ok=False, error=ErrorBody(code=ErrorCode.INTERNAL,
                                                        message="Erreur interne du service.")).model_dump(mode="json")
+            outcome = (reply.get("error") or {}).get("code", "error") if isinstance(reply, dict) and not reply.get(
+                "ok", True) else "ok"
+            # Health probes come every few seconds from orchestrators: not worth a line each.
+            (log.debug if subject.endswith(".health") else log.info)(
+                "request handled", handler=handler, outcome=outcome, ms=_ms_since(started))
+            return reply
 
     return TypedErrors
 

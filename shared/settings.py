@@ -6,10 +6,11 @@ fields it needs.
 """
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SERVICES = ("registry", "forum", "minutes", "notifications")
@@ -29,6 +30,9 @@ class Settings(BaseSettings):
     stream_replicas: int = Field(1, description="Replicas of every stream (3 in the cluster).")
     consumer_max_deliver: int = Field(6, description="Attempts before an event is parked on the dead-letter subject.")
     consumer_backoff: list[float] = Field([0.5, 2, 10, 30, 60], description="Delay (s) before each retry.")
+    consumer_ack_wait: float = Field(5.0, gt=0, description="Seconds without an ack or a progress signal "
+                                     "before JetStream hands a message to another consumer: how soon a killed "
+                                     "process's messages come back (running handlers signal progress meanwhile).")
     rpc_timeout: float = Field(10.0, description="Seconds the web front waits for a service's reply.")
     rpc_workers: int = Field(16, description="Concurrent request handlers per RPC subject.")
     db_pool_size: int = Field(10, description="Database connections per service process (+2 overflow).")
@@ -42,9 +46,14 @@ class Settings(BaseSettings):
     # -- e-mail
     smtp_host: str = Field("127.0.0.1")
     smtp_port: int = Field(1025)
-    smtp_username: str = ""
-    smtp_password: str = ""
-    smtp_starttls: bool = False
+    smtp_username: str = Field("", description="SMTP AUTH user name; empty = no authentication.")
+    smtp_password: SecretStr = Field(SecretStr(""), description="SMTP AUTH password (never logged).")
+    smtp_starttls: bool = Field(False, description="Require STARTTLS before AUTH and sending (port 587); "
+                                "true in deployment.")
+    smtp_tls: bool = Field(False, description="Implicit TLS from the first byte (port 465); takes precedence "
+                           "over smtp_starttls.")
+    smtp_ca_file: Path | None = Field(None, description="CA certificates (PEM) the SMTP server's certificate is "
+                                      "checked against; default: the system's.")
     mail_from: str = Field("Forum ouvert <ne-pas-repondre@forum-ouvert.local>")
     reminder_interval: float = Field(30.0, description="Seconds between checks for 48-hour session reminders.")
     mail_connections: int = Field(16, ge=1, le=200, description="SMTP connections the mail sender keeps open "
@@ -86,9 +95,14 @@ class Settings(BaseSettings):
     web_host: str = "127.0.0.1"
     web_port: int = 8000
     secret_key: str = Field("", description="Signs session cookies; generated into <data_dir>/secret.key if empty.")
-    cookie_secure: bool = Field(False, description="Secure flag on cookies (true behind HTTPS).")
+    cookie_secure: bool | None = Field(None, description="Secure flag on cookies; default: true when public_url "
+                                       "is https (which also sends Strict-Transport-Security).")
     session_max_age: int = Field(14 * 24 * 3600, description="Seconds a sign-in lasts.")
     rate_limit_per_minute: int = Field(10, description="Register / sign-in POSTs per client address per minute.")
+    trusted_proxies: list[str] = Field([], description="Addresses or networks (CIDR) of the reverse proxies in "
+                                       "front of the web front, as a JSON list, e.g. [\"10.0.0.0/8\"]: only from "
+                                       "them is X-Forwarded-For believed (the client is its rightmost address not "
+                                       "in this list). Empty: the client is the connection's peer.")
     local_mode: bool = Field(False, description="Enables /dev/mail (the local mail catcher viewer).")
     theme_dir: Path | None = Field(None, description="Folder with templates/ and static/ of the site theme.")
 
@@ -113,6 +127,28 @@ class Settings(BaseSettings):
     # -- registry
     verify_token_ttl: int = Field(48 * 3600, description="Seconds an e-mail verification link is valid.")
     sign_in_token_ttl: int = Field(15 * 60, description="Seconds a sign-in link is valid.")
+    link_mail_limit: int = Field(5, ge=1, description="Sign-in links, and verification links, mailed to one "
+                                 "address per hour at most. Further requests get the same answer and no e-mail, "
+                                 "so the last link sent stays valid: flooding someone's address cannot stop "
+                                 "them from signing in.")
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for v in value:
+            ipaddress.ip_network(v.strip(), strict=False)  # ValueError: the setting is refused at start
+        return [v.strip() for v in value]
+
+    @model_validator(mode="after")
+    def _secure_cookies_behind_https(self) -> Settings:
+        if self.cookie_secure is None:
+            self.cookie_secure = self.public_url.lower().startswith("https://")
+        return self
+
+    @property
+    def https(self) -> bool:
+        """The forum is served over HTTPS (its public address says so)."""
+        return self.public_url.lower().startswith("https://")
 
     def service_database_url(self, service: str) -> str:
         if self.database_url:

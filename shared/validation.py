@@ -5,6 +5,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+WHOLE_NUMBER = "Saisissez un nombre entier (chiffres 0 à 9)."
 _MESSAGES = {
     "missing": "Ce champ est obligatoire.",
     "string_too_short": "Ce champ doit contenir au moins {min_length} caractères.",
@@ -15,10 +16,23 @@ _MESSAGES = {
     "bool_parsing": "Valeur invalide.",
     "bool_type": "Valeur invalide.",
     "string_type": "Ce champ doit être un texte.",
-    "int_parsing": "Ce champ doit être un nombre entier.",
+    "string_pattern_mismatch": "Ce champ n'a pas la forme attendue.",
+    "string_unicode": "Ce champ contient des caractères non autorisés.",
+    "int_parsing": WHOLE_NUMBER,
+    "int_type": WHOLE_NUMBER,
+    "int_from_float": WHOLE_NUMBER,
+    "int_parsing_size": "Ce nombre est trop grand.",
+    "greater_than_equal": "Ce nombre doit être supérieur ou égal à {ge}.",
+    "greater_than": "Ce nombre doit être supérieur à {gt}.",
+    "less_than_equal": "Ce nombre doit être inférieur ou égal à {le}.",
+    "less_than": "Ce nombre doit être inférieur à {lt}.",
+    "too_short": "Indiquez au moins {min_length} éléments.",
+    "too_long": "Indiquez au plus {max_length} éléments.",
     "extra_forbidden": "Ce champ n'est pas attendu.",
     "datetime_parsing": "Date et heure invalides.",
     "datetime_from_date_parsing": "Date et heure invalides.",
+    "datetime_type": "Date et heure invalides.",
+    "timezone_aware": "Date et heure invalides.",
 }
 
 

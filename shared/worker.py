@@ -14,6 +14,8 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
+import structlog
+
 from shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -46,6 +48,8 @@ class Worker:
             self._task = None
 
     async def run(self) -> None:
+        # The task's own context: every line the job writes, libraries' included, names it.
+        structlog.contextvars.bind_contextvars(job=self.name)
         failures = 0
         last_work = float("-inf")
         while True:
@@ -63,7 +67,7 @@ class Worker:
                     raise asyncio.CancelledError from exc
                 failures += 1
                 delay = min(0.5 * 2 ** (failures - 1), MAX_BACKOFF_S)
-                log.warning("job step failed, will retry", job=self.name, retry_in=delay,
+                log.warning("job step failed, will retry", retry_in=delay,
                             error=f"{type(exc).__name__}: {exc}")
                 await asyncio.sleep(delay)
                 continue

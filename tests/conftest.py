@@ -25,7 +25,9 @@ def forum(tmp_path_factory: pytest.TempPathFactory, nats_url: str) -> Iterator[S
     urls = database_urls(data, f"main_{uuid.uuid4().hex[:6]}")  # unique: parallel runs share the server
     stack = Stack(data, nats_url=nats_url, database_urls=urls, log_dir=data / "logs",
                   env={"FORUM_RATE_LIMIT_PER_MINUTE": "100000", "FORUM_OUTBOX_POLL_INTERVAL": "0.5",
-                       "FORUM_REMINDER_INTERVAL": "1"})
+                       "FORUM_REMINDER_INTERVAL": "1",
+                       # the secretariat account signs in once per test module: no hourly cap on its links
+                       "FORUM_LINK_MAIL_LIMIT": "100000"})
     with stack:
         yield stack
     drop_schemas(urls)

@@ -7,7 +7,7 @@ the action plan's commitments and follows them up, and runs majority-judgment vo
 only from the registry's events."""
 from __future__ import annotations
 
-from services.forum import attendance, commitments, decisions, members, rsvps, sessions, votes
+from services.forum import attendance, commitments, decisions, members, personal_data, rsvps, sessions, votes
 from shared.contracts.decisions import DECISION_EVENTS
 from shared.contracts.forum import FORUM_EVENTS
 from shared.service import Job, ServiceDef
@@ -22,6 +22,7 @@ SERVICE = ServiceDef(
         commitments.list_commitments, commitments.save_commitment, commitments.get_rules, commitments.set_rule,
         decisions.record_decision, decisions.get_decision, decisions.list_decisions, decisions.update_follow_up,
         votes.open_vote, votes.get_vote, votes.list_votes, votes.cast_ballot, votes.close_vote,
+        personal_data.export_member_data,
     ],
     consumers=[
         members.on_member_registered, members.on_member_approved, members.on_profile_updated,

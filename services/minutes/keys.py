@@ -59,7 +59,7 @@ def load_or_create_signer(path: Path, origin: str) -> Signer:
 
 def _create(path: Path, origin: str) -> None:
     skey, vkey = generate_key(origin)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # a new folder: owner only
     fd, tmp = tempfile.mkstemp(prefix=".ledger-key-", dir=path.parent)  # mkstemp: mode 0600
     try:
         with os.fdopen(fd, "w", encoding="ascii") as f:

@@ -16,7 +16,7 @@ signed checkpoints of it, and the web front serves its entries and proofs at `/l
 from __future__ import annotations
 
 from services.minutes import (
-    checkpoints, drafts, public_record, publication, reading, records, review, search, session_facts,
+    checkpoints, drafts, personal_data, public_record, publication, reading, records, review, search, session_facts,
 )
 from shared.contracts.minutes import MINUTES_EVENTS
 from shared.service import Job, ServiceDef, consumer
@@ -33,6 +33,7 @@ SERVICE = ServiceDef(
         reading.list_minutes, reading.get_minutes_version, reading.get_minutes_pdf, reading.diff_minutes,
         reading.minutes_of_session, reading.minutes_of_decision,
         search.search,
+        personal_data.export_member_data,
     ],
     consumers=[
         # A batch of leaves per transaction: the head lock and the commit are paid once per batch.

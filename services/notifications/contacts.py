@@ -1,18 +1,17 @@
 """Who can be mailed: the address and name of each member, learnt from registry events and forgotten
-when the member is erased. Also what notifications keeps about a member, for their GDPR copy."""
+when the member is erased."""
 from __future__ import annotations
 
-from sqlmodel import col, delete, select, update
+from sqlmodel import col, delete, update
 
 from services.notifications.models import Delivery, MemberPreference, NoticeAttendee, NoticeSeat, Recipient
 from services.notifications.outgoing import suppress_unsent
 from shared.clock import utcnow
 from shared.contracts.envelope import Envelope
-from shared.contracts.notifications import DeliveryState, ExportNotifications, MemberNotifications
+from shared.contracts.notifications import DeliveryState
 from shared.contracts.registry import MemberErased, MemberRegistered, ProfileUpdated, Role
 from shared.errors import RetryLater
 from shared.outbox import UnitOfWork
-from shared.service import HandlerContext
 
 
 async def on_registered(event: Envelope[MemberRegistered], uow: UnitOfWork) -> None:
@@ -45,18 +44,3 @@ async def on_erased(event: Envelope[MemberErased], uow: UnitOfWork) -> None:
                       .values(to_addr="", domain="", text_body="", html_body="", ics=None, subject="(effacé)"))
     for table in (MemberPreference, NoticeAttendee, NoticeSeat):
         await uow.tx.exec(delete(table).where(col(table.member_id) == member))  # type: ignore[call-overload]
-
-
-async def export(req: ExportNotifications, ctx: HandlerContext) -> MemberNotifications:
-    """GDPR access: the contact details and the e-mails sent to the member."""
-    async with ctx.db.read() as tx:
-        r = await tx.get(Recipient, req.actor_id)
-        ds = (await tx.exec(select(Delivery).where(Delivery.member_id == req.actor_id)
-                            .order_by(col(Delivery.created_at)))).all()
-        stopped = (await tx.exec(select(MemberPreference.kind).where(MemberPreference.member_id == req.actor_id))).all()
-    return MemberNotifications(
-        contact={"email": r.email, "full_name": r.full_name} if r else None,
-        emails=[{"kind": d.kind, "subject": d.subject, "to": d.to_addr, "status": d.status,
-                 "created_at": d.created_at.isoformat(), "sent_at": d.sent_at.isoformat() if d.sent_at else None}
-                for d in ds],
-        stopped_notices=sorted(stopped))

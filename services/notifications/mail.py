@@ -22,6 +22,7 @@ from shared.settings import Settings
 SUBJECTS = {
     "verify_email": "Confirmez votre adresse électronique — Forum ouvert",
     "sign_in": "Votre lien de connexion — Forum ouvert",
+    "already_registered": "Vous avez déjà un compte au forum ouvert",
     "approved": "Votre inscription au forum ouvert est validée",
     "rejected": "Votre inscription au forum ouvert n'a pas été validée",
     "subscription_confirm": "Confirmez votre abonnement — Forum ouvert",
@@ -151,9 +152,16 @@ class TemporaryFailure(Exception):
 
 
 def smtp_client(settings: Settings) -> aiosmtplib.SMTP:
+    """Implicit TLS (`smtp_tls`) or a required STARTTLS (`smtp_starttls`), never an opportunistic one: a
+    relay that stops offering STARTTLS must fail, not receive credentials in clear. AUTH when a user name
+    is set; certificates are always checked (against `smtp_ca_file` when given)."""
+    password = settings.smtp_password.get_secret_value()
     return aiosmtplib.SMTP(hostname=settings.smtp_host, port=settings.smtp_port, timeout=settings.mail_send_timeout,
-                           start_tls=settings.smtp_starttls, local_hostname=sender_domain(settings),
-                           username=settings.smtp_username or None, password=settings.smtp_password or None)
+                           use_tls=settings.smtp_tls, start_tls=settings.smtp_starttls and not settings.smtp_tls,
+                           cert_bundle=str(settings.smtp_ca_file) if settings.smtp_ca_file else None,
+                           local_hostname=sender_domain(settings),
+                           username=settings.smtp_username or None,
+                           password=password if settings.smtp_username else None)
 
 
 @asynccontextmanager

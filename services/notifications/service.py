@@ -5,7 +5,7 @@ mail sender delivers every message once over pooled SMTP connections, recording 
 from __future__ import annotations
 
 from services.notifications import (
-    announcements, contacts, member_notices, notices, outgoing, participation, preferences, sender,
+    announcements, contacts, member_notices, notices, outgoing, participation, personal_data, preferences, sender,
     session_notices, subscriptions,
 )
 from shared.service import Job, ServiceDef, consumer
@@ -13,7 +13,7 @@ from shared.service import Job, ServiceDef, consumer
 SERVICE = ServiceDef(
     "notifications", title="Notifications",
     operations=[
-        outgoing.delivery_counts, contacts.export,
+        outgoing.delivery_counts, personal_data.export_member_data,
         subscriptions.subscribe, subscriptions.confirm, subscriptions.get, subscriptions.update,
         subscriptions.unsubscribe, subscriptions.request_manage_link,
         preferences.get, preferences.set_preferences,
@@ -23,6 +23,7 @@ SERVICE = ServiceDef(
     consumers=[
         contacts.on_registered, contacts.on_profile_updated, contacts.on_erased,
         member_notices.on_verification_requested, member_notices.on_sign_in_requested,
+        member_notices.on_registration_repeated,
         member_notices.on_approved, member_notices.on_rejected,
         consumer(participation.on_member_approved_flag, role="flag"), participation.on_role_granted,
         session_notices.on_session_scheduled, session_notices.on_session_updated,

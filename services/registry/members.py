@@ -7,15 +7,15 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.registry import rules
-from services.registry.links import issue_link, use_link
+from services.registry.links import mail_link, use_link
 from services.registry.models import Member
 from shared.clock import utcnow
 from shared.contracts.registry import (
     ApproveMember, EmailVerified, GetMember, ListMembers, MemberApproved, MemberList, MemberRegistered,
-    MemberRejected, MemberStatus, MemberView, ProfileUpdated, Register, Registered, RejectMember, Role,
-    RoleGranted, UpdateProfile, VerifyEmail,
+    MemberRejected, MemberStatus, MemberView, ProfileUpdated, Register, Registered, RegistrationRepeated,
+    RejectMember, Role, RoleGranted, UpdateProfile, VerifyEmail,
 )
-from shared.errors import Conflict, NotFound
+from shared.errors import NotFound
 from shared.outbox import UnitOfWork
 from shared.service import HandlerContext
 
@@ -38,8 +38,11 @@ async def find_member(tx: AsyncSession, member_id: str, *, lock: bool = False) -
     return m
 
 
-async def member_by_email(tx: AsyncSession, email: str) -> Member | None:
-    return (await tx.exec(select(Member).where(Member.email == rules.normalise_email(email)))).first()
+async def member_by_email(tx: AsyncSession, email: str, *, lock: bool = False) -> Member | None:
+    stmt = select(Member).where(Member.email == rules.normalise_email(email))
+    if lock:
+        stmt = stmt.with_for_update()
+    return (await tx.exec(stmt)).first()
 
 
 def _registered(m: Member) -> MemberRegistered:
@@ -56,24 +59,43 @@ async def _secretariat(tx: AsyncSession, actor_id: str) -> Member:
 
 # ---------------------------------------------------------------- joining
 async def register(req: Register, ctx: HandlerContext) -> Registered:
-    """Register a member; a single-use verification link is mailed to them."""
+    """Register a member; a single-use verification link is mailed to them.
+
+    An address already on the register is not an error: the web front shows the same page as for a new
+    registration, so the form tells nobody who is a member. The owner of the address is mailed instead
+    (see `_registered_again`), and the reply names the existing account."""
     try:
         async with ctx.unit_of_work() as uow:
-            if await member_by_email(uow.tx, req.email) is not None:
-                raise Conflict("Un compte existe déjà avec cette adresse électronique. "
-                               "Utilisez « Se connecter » pour recevoir un lien.", field="email")
+            if (known := await member_by_email(uow.tx, req.email, lock=True)) is not None:
+                await _registered_again(uow, known, ctx)
+                return Registered(member_id=known.id, status=known.status)
             m = Member(full_name=req.full_name, email=rules.normalise_email(req.email),
                        organisation=req.organisation, college=req.college, charter_accepted_at=utcnow())
             uow.tx.add(m)
             await uow.tx.flush()  # the token row references the member
             uow.actor = m.id
             uow.emit(_registered(m))
-            issue_link(uow, m, rules.VERIFY_EMAIL, ctx.settings.verify_token_ttl)
+            await mail_link(uow, m, rules.VERIFY_EMAIL, ctx.settings)
     except IntegrityError as exc:  # a concurrent registration with the same address won the race
         if "email" not in str(exc.orig).lower() and "member" not in str(exc.orig).lower():
             raise
-        raise Conflict("Un compte existe déjà avec cette adresse électronique.", field="email") from None
+        async with ctx.unit_of_work() as uow:
+            known = await member_by_email(uow.tx, req.email, lock=True)
+            if known is None:  # the winner was rolled back meanwhile: nothing to say to anyone
+                raise
+            await _registered_again(uow, known, ctx)
+            return Registered(member_id=known.id, status=known.status)
     return Registered(member_id=m.id, status=m.status)
+
+
+async def _registered_again(uow: UnitOfWork, m: Member, ctx: HandlerContext) -> None:
+    """A registration with the address of an existing account: its owner gets what they can use — a new
+    verification link while the address is unconfirmed, else a sign-in link saying they already have an
+    account (within the address's hourly share of links, like any link)."""
+    if m.status == MemberStatus.PENDING_VERIFICATION:
+        await mail_link(uow, m, rules.VERIFY_EMAIL, ctx.settings)
+    elif rules.can_sign_in(m.status):
+        await mail_link(uow, m, rules.SIGN_IN, ctx.settings, event=RegistrationRepeated)
 
 
 async def verify_email(req: VerifyEmail, ctx: HandlerContext) -> MemberView:

@@ -1,4 +1,4 @@
-"""Registry tables: members and their single-use e-mail tokens."""
+"""Registry tables: members, their single-use e-mail tokens and their signed-in browsers."""
 from __future__ import annotations
 
 import uuid
@@ -44,3 +44,17 @@ class EmailToken(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     expires_at: datetime
     used_at: datetime | None = None
+    # Set when a newer link for the same purpose was mailed: only the latest e-mail's link works.
+    superseded_at: datetime | None = None
+
+
+class WebSession(SQLModel, table=True):
+    """A browser signed in as a member. The session id lives only in that browser's signed cookie; the
+    registry keeps its SHA-256, so ending the session here signs out every copy of the cookie."""
+
+    __tablename__ = "web_session"
+
+    id_hash: str = Field(primary_key=True, max_length=64)
+    member_id: str = Field(foreign_key="member.id", index=True, max_length=36)
+    created_at: datetime = Field(default_factory=utcnow)
+    ended_at: datetime | None = None

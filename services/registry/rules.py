@@ -29,11 +29,14 @@ def token_expiry(now: datetime, ttl_seconds: int) -> datetime:
 
 
 def check_token_usable(*, purpose: str, expected: str, expires_at: datetime, used_at: datetime | None,
-                       now: datetime) -> None:
+                       now: datetime, superseded_at: datetime | None = None) -> None:
     if purpose != expected:
         raise Invalid("Ce lien n'est pas valable pour cette action.", field="token")
     if used_at is not None:
         raise Expired("Ce lien a déjà été utilisé. Demandez-en un nouveau.", field="token")
+    if superseded_at is not None:
+        raise Expired("Un lien plus récent vous a été envoyé depuis : utilisez celui du dernier courriel reçu.",
+                      field="token")
     if expires_at <= now:
         raise Expired("Ce lien a expiré. Demandez-en un nouveau.", field="token")
 
@@ -52,4 +55,15 @@ def check_decidable(status: MemberStatus) -> None:
 
 
 def can_sign_in(status: MemberStatus) -> bool:
+    """Who may hold a session (checked at sign-in and on every page, so an account that leaves these
+    states is signed out everywhere at once)."""
     return status in (MemberStatus.PENDING_APPROVAL, MemberStatus.APPROVED, MemberStatus.REJECTED)
+
+
+def new_session_id() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def session_live(*, created_at: datetime, ended_at: datetime | None, max_age: int, now: datetime) -> bool:
+    """A session lasts until it is ended, and never longer than `max_age` seconds after sign-in."""
+    return ended_at is None and created_at + timedelta(seconds=max_age) > now

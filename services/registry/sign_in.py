@@ -1,29 +1,101 @@
-"""Signing in without a password: a member asks for a link by e-mail and redeems it once."""
+"""Signing in without a password: a member asks for a link by e-mail and redeems it once, which opens a
+session for that browser. The session's id is kept in the browser's signed cookie and its SHA-256 here;
+every signed-in page checks it, so ending it (« Se déconnecter », « Se déconnecter partout », erasure)
+signs out every copy of the cookie at once."""
 from __future__ import annotations
 
+from datetime import timedelta
+
+from sqlmodel import col, delete, update
+from sqlmodel.ext.asyncio.session import AsyncSession
+
 from services.registry import rules
-from services.registry.links import issue_link, use_link
+from services.registry.links import mail_link, use_link
 from services.registry.members import find_member, member_by_email, view
-from shared.contracts.registry import Accepted, MemberStatus, MemberView, RedeemSignIn, RequestSignIn
+from services.registry.models import WebSession
+from shared.clock import utcnow
+from shared.contracts.registry import (
+    Accepted, CheckSession, EndAllSessions, EndSession, MemberStatus, MemberView, RedeemSignIn, RequestSignIn,
+    SignedIn,
+)
+from shared.errors import Forbidden, NotFound
 from shared.service import HandlerContext
+
+SESSION_ENDED = "Cette session a pris fin : connectez-vous à nouveau."
 
 
 async def request_sign_in(req: RequestSignIn, ctx: HandlerContext) -> Accepted:
     """Mail a one-time sign-in link (or a new verification link). The reply never tells whether the
-    address is known."""
+    address is known, nor whether the address's hourly share of links was already used."""
     async with ctx.unit_of_work() as uow:
-        m = await member_by_email(uow.tx, req.email)
+        m = await member_by_email(uow.tx, req.email, lock=True)
         if m is None:
             return Accepted()
         if m.status == MemberStatus.PENDING_VERIFICATION:
-            issue_link(uow, m, rules.VERIFY_EMAIL, ctx.settings.verify_token_ttl)
+            await mail_link(uow, m, rules.VERIFY_EMAIL, ctx.settings)
         elif rules.can_sign_in(m.status):
-            issue_link(uow, m, rules.SIGN_IN, ctx.settings.sign_in_token_ttl)
+            await mail_link(uow, m, rules.SIGN_IN, ctx.settings)
     return Accepted()
 
 
-async def redeem_sign_in(req: RedeemSignIn, ctx: HandlerContext) -> MemberView:
-    """Redeem a one-time sign-in link; the web front then signs the member in."""
+async def redeem_sign_in(req: RedeemSignIn, ctx: HandlerContext) -> SignedIn:
+    """Redeem a one-time sign-in link: the link is spent and a session opened for the browser, together."""
+    session = rules.new_session_id()
     async with ctx.unit_of_work() as uow:
         m = await find_member(uow.tx, await use_link(uow.tx, req.token, rules.SIGN_IN))
+        if not rules.can_sign_in(m.status):
+            raise Forbidden("Ce compte ne peut pas se connecter.")
+        now = utcnow()
+        # The member's ended and expired sessions are of no use to anyone: forget them.
+        await uow.tx.exec(delete(WebSession).where(  # type: ignore[call-overload]
+            col(WebSession.member_id) == m.id,
+            col(WebSession.ended_at).is_not(None)
+            | (col(WebSession.created_at) <= now - timedelta(seconds=ctx.settings.session_max_age))))
+        uow.tx.add(WebSession(id_hash=rules.hash_token(session), member_id=m.id, created_at=now))
+    return SignedIn(member=view(m), session=session)
+
+
+async def check_session(req: CheckSession, ctx: HandlerContext) -> MemberView:
+    """The member behind a signed-in browser, fresh (status and role may have changed), while its session
+    is live; NotFound once it ended, expired, or the account can no longer sign in. The web front calls
+    it on every page of a signed-in visitor, instead of reading the member alone."""
+    async with ctx.db.read() as tx:
+        s = await tx.get(WebSession, rules.hash_token(req.session))
+        if (s is None or s.member_id != req.member_id
+                or not rules.session_live(created_at=s.created_at, ended_at=s.ended_at,
+                                          max_age=ctx.settings.session_max_age, now=utcnow())):
+            raise NotFound(SESSION_ENDED, field="session")
+        m = await find_member(tx, s.member_id)
+    if not rules.can_sign_in(m.status):
+        raise NotFound(SESSION_ENDED, field="session")
     return view(m)
+
+
+async def end_session(req: EndSession, ctx: HandlerContext) -> Accepted:
+    """« Se déconnecter »: this browser's session ends. Ending an ended or unknown session is no error."""
+    async with ctx.unit_of_work(actor=req.member_id) as uow:
+        await uow.tx.exec(update(WebSession).where(  # type: ignore[call-overload]
+            col(WebSession.id_hash) == rules.hash_token(req.session), col(WebSession.member_id) == req.member_id,
+            col(WebSession.ended_at).is_(None)).values(ended_at=utcnow()))
+    return Accepted()
+
+
+async def end_all_sessions(req: EndAllSessions, ctx: HandlerContext) -> Accepted:
+    """« Se déconnecter partout »: every session of the member ends, on every browser."""
+    async with ctx.unit_of_work(actor=req.actor_id) as uow:
+        m = await find_member(uow.tx, req.actor_id, lock=True)
+        await end_sessions(uow.tx, m.id)
+    return Accepted()
+
+
+async def end_sessions(tx: AsyncSession, member_id: str) -> None:
+    """End every live session of the member, in the caller's transaction (sign-out everywhere, erasure,
+    any change that takes away the right to sign in)."""
+    await tx.exec(update(WebSession).where(  # type: ignore[call-overload]
+        col(WebSession.member_id) == member_id, col(WebSession.ended_at).is_(None)).values(ended_at=utcnow()))
+
+
+async def forget_sessions(tx: AsyncSession, member_id: str) -> None:
+    """Delete the member's sessions, ended or not (erasure: even the times of sign-in go)."""
+    await tx.exec(delete(WebSession).where(col(WebSession.member_id) == member_id))  # type: ignore[call-overload]
+

@@ -17,14 +17,17 @@ from fastapi import Depends, FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse, Response
 from faststream.nats import NatsBroker
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
 from starlette.staticfiles import StaticFiles
 
+from shared.contracts.common import Request as ServiceRequest
 from shared.logging import configure_logging, get_logger
 from shared.rpc import RpcClient, RpcError
 from shared.settings import Settings, get_settings
+from shared.validation import field_errors
 from services.web.pages import (
     ERROR_TITLES, SignInRequired, Web, error_page, make_environment, rpc_error_page, static_folder,
 )
@@ -37,8 +40,8 @@ from services.web.routes import search
 from services.web.routes import announcements, feeds
 from services.web.routes import announcements_admin, subscriptions
 from services.web.security import (
-    COOKIE_NAME, CSRF_FIELD, SECURITY_HEADERS, CsrfError, SlidingWindowLimiter, client_address, secret_key,
-    valid_request_id, visitor,
+    COOKIE_NAME, CSRF_FIELD, SECURITY_HEADERS, BodyLimit, CsrfError, SlidingWindowLimiter, client_address,
+    secret_key, valid_request_id, visitor,
 )
 
 log = get_logger(__name__)
@@ -55,7 +58,10 @@ HTTP_MESSAGES = {
     404: "La page que vous cherchez n'existe pas ou n'est plus disponible. Vérifiez l'adresse.",
     405: "Cette action n'est pas possible à cette adresse.",
     413: "Les données envoyées sont trop volumineuses.",
+    415: "Ce formulaire doit être envoyé depuis sa page sur le site (en données de formulaire, pas dans un autre "
+         "format). Rechargez la page, puis envoyez-le à nouveau.",
 }
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
 def dsfr_folder() -> Path | None:
@@ -92,19 +98,37 @@ def form_page(path: str) -> str:
     return "/"
 
 
+def body_limit(path: str) -> int:
+    return MAX_LONG_TEXT_BODY if LONG_TEXT_FORMS.fullmatch(path) else MAX_BODY
+
+
 def _body_too_large(request: Request) -> bool:
+    """What Content-Length announces is too much: answered before reading anything. A body sent without
+    it (chunked) or longer than it said is counted as it arrives (`BodyLimit`)."""
     raw = request.headers.get("content-length") or "0"
-    limit = MAX_LONG_TEXT_BODY if LONG_TEXT_FORMS.fullmatch(request.url.path) else MAX_BODY
-    return not raw.isdigit() or int(raw) > limit
+    return not (raw.isascii() and raw.isdigit()) or len(raw) > 12 or int(raw) > body_limit(request.url.path)
 
 
 async def csrf_guard(request: Request) -> None:
     """Every form POST carries the visitor's CSRF token."""
     if request.method in UNSAFE_METHODS and request.url.path != subscriptions.UNSUBSCRIBE_PATH:
         # (the one exception: mail providers post the RFC 8058 one-click unsubscribe, no cookie, no token)
+        kind = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+        if kind and kind not in FORM_TYPES:  # JSON, text…: not a form of ours (and no token could be read)
+            raise StarletteHTTPException(415)
         form = await request.form()
         if not visitor(request).check_csrf(form.get(CSRF_FIELD)):
             raise CsrfError()
+
+
+def service_requests() -> set[str]:
+    """The names of every request a service answers."""
+    found, todo = set(), list(ServiceRequest.__subclasses__())
+    while todo:
+        cls = todo.pop()
+        found.add(cls.__name__)
+        todo.extend(cls.__subclasses__())
+    return found
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -116,7 +140,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Publish/request only: the web front subscribes to nothing.
-        broker = NatsBroker(settings.nats_url.split(","), name="forum-web")
+        broker = NatsBroker(settings.nats_url.split(","), name="forum-web",
+                            inbox_prefix="_INBOX.web")  # its replies only: deploy/nats/auth.conf
         await broker.connect()
         state.rpc = RpcClient(broker, settings.rpc_timeout)
         log.info("web front started", nats=settings.nats_url, url=settings.public_url)
@@ -181,7 +206,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def on_bad_request(request: Request, exc: RequestValidationError) -> Response:
         return await error_page(request, 400, HTTP_MESSAGES[400])
 
+    @app.exception_handler(ValidationError)
+    async def on_unbuildable_request(request: Request, exc: ValidationError) -> Response:
+        """A service request that what was sent could not even make is bad input (a route that let it
+        through unchecked gets a warning); any other model that does not validate is our bug: a 500."""
+        if exc.title not in service_requests():
+            raise exc
+        name, message = next(iter(field_errors(exc).items()))
+        log.warning("service request refused before sending", request=exc.title, field=name)
+        message = message[:1].lower() + message[1:].rstrip(".")
+        return await error_page(request, 400, f"La requête est incorrecte : {message} (champ « {name} »).")
+
     # ------------------------------------------------------------ every request
+    # Counts the body bytes received, wherever a handler reads them; its 413 goes through the handlers above.
+    # Inside the front door (added first = innermost): raised there, the error would come out of that
+    # middleware's task group wrapped in an ExceptionGroup instead of reaching the handlers.
+    app.add_middleware(BodyLimit, limit_for=body_limit)
+
     @app.middleware("http")
     async def front_door(request: Request, call_next) -> Response:  # noqa: ANN001 - Starlette's callable
         header = request.headers.get("x-request-id")
@@ -216,7 +257,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                         media_type="text/plain; charset=utf-8")
             for name, value in SECURITY_HEADERS.items():
                 response.headers.setdefault(name, value)
-            if settings.cookie_secure:
+            if settings.https:  # browsers ignore it over plain HTTP, and it must not pin a test host to HTTPS
                 response.headers.setdefault("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
             response.headers["X-Request-ID"] = correlation_id
             if not path.startswith("/static/"):
@@ -227,5 +268,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     # Outside the front door, so that its error pages can read and write the visitor's cookie too.
     app.add_middleware(SessionMiddleware, secret_key=secret_key(settings), session_cookie=COOKIE_NAME,
-                       max_age=settings.session_max_age, same_site="lax", https_only=settings.cookie_secure)
+                       max_age=settings.session_max_age, same_site="lax", https_only=bool(settings.cookie_secure))
     return app

@@ -1,5 +1,6 @@
 """Form handling at the edge: read the posted fields, check them, validate with the request models;
-date-times typed in Europe/Paris wall-clock time, and shown back in the same form.
+date-times typed in Europe/Paris wall-clock time, and shown back in the same form; whole numbers typed
+in ASCII digits (`whole_number`), the one check every numeric field and address part goes through.
 
 Errors come back as {field: French message}, shown next to the field; what the person typed is
 kept and shown again.
@@ -7,6 +8,7 @@ kept and shown again.
 from __future__ import annotations
 
 import re
+import uuid
 from datetime import UTC, datetime
 from typing import TypeVar
 
@@ -14,21 +16,40 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 
 from shared.clock import PARIS, as_paris
-from shared.validation import field_errors
+from shared.validation import WHOLE_NUMBER, field_errors
 
 M = TypeVar("M", bound=BaseModel)
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# ASCII only: str.isdigit() also takes « ² » (which int() refuses) and « ٣ » (which int() reads as 3).
+_DIGITS = re.compile(r"[0-9]+")
 ROOT = "__root__"
 DATE_FORMATS = ("%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%d/%m/%Y %H:%M", "%d/%m/%Y à %H:%M",
                 "%d/%m/%Y %Hh%M", "%d/%m/%Y %H h %M")
 BAD_DATE = "Date et heure invalides : utilisez le format JJ/MM/AAAA HH:MM (heure de Paris)."
 NO_SUCH_HOUR = "Cette heure n'existe pas à Paris (passage à l'heure d'été) : choisissez une autre heure."
+ONCE_FIELD = "request_id"
+_TOKEN = re.compile(r"^[A-Za-z0-9-]{8,64}$")
 
 
 async def read_form(request: Request) -> dict[str, str]:
     """The posted text fields (files are ignored: no form of ours uploads any)."""
     form = await request.form()
     return {k: v for k, v in form.items() if isinstance(v, str)}
+
+
+# ---------------------------------------------------------------- one-time tokens
+def form_token() -> str:
+    """A fresh one-time token for a form that creates or changes something (its hidden `request_id`, the
+    `once` macro of the theme). Sent as the command's idempotency key, it makes a double click, a reload or
+    a re-sent form do the thing once, and answer the second time with what the first did."""
+    return str(uuid.uuid4())
+
+
+def idempotency_key(form: dict[str, str]) -> str | None:
+    """The posted form's one-time token; None when it carries none (a page rendered before tokens, a
+    script): that request is done as it comes, as before."""
+    token = form.get(ONCE_FIELD, "").strip()
+    return token if _TOKEN.match(token) else None
 
 
 def edge_checks(values: dict[str, str], limits: dict[str, int]) -> dict[str, str]:
@@ -56,12 +77,37 @@ def validate(model: type[M], data: dict[str, object], *, limits: dict[str, int] 
     for name in list(errors):
         if messages and name in messages:
             errors[name] = messages[name]
-        elif errors[name] and errors[name][0].islower():
-            errors[name] = errors[name][0].upper() + errors[name][1:]
+        elif errors[name]:  # the services' phrases, as sentences
+            message = errors[name][0].upper() + errors[name][1:]
+            errors[name] = message if message.endswith((".", "!", "?", "»", "…")) else message + "."
     errors.update(edge)
     if errors:
         return None, errors
     return parsed, {}
+
+
+# ---------------------------------------------------------------- whole numbers
+def whole_number(raw: str, *, minimum: int = 0, maximum: int) -> int:
+    """A number typed in a form or an address: ASCII digits only, within [minimum, maximum]
+    (ValueError with a French message otherwise)."""
+    text = raw.strip()
+    if not _DIGITS.fullmatch(text):
+        raise ValueError(WHOLE_NUMBER)
+    significant = text.lstrip("0") or "0"  # int() refuses more than 4300 digits: compare lengths first
+    if len(significant) > len(str(maximum)) or not minimum <= int(significant) <= maximum:
+        raise ValueError(f"Saisissez un nombre entre {_thousands(minimum)} et {_thousands(maximum)}.")
+    return int(significant)
+
+
+def whole_number_or_none(raw: str, *, minimum: int = 0, maximum: int) -> int | None:
+    try:
+        return whole_number(raw, minimum=minimum, maximum=maximum)
+    except ValueError:
+        return None
+
+
+def _thousands(n: int) -> str:
+    return f"{n:,}".replace(",", " ")
 
 
 # ---------------------------------------------------------------- date-times

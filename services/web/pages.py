@@ -12,15 +12,19 @@ from typing import Any
 
 from fastapi.responses import HTMLResponse
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, select_autoescape
+from pydantic import ValidationError
 from starlette.requests import Request
 
 from shared.contracts.common import ErrorBody, ErrorCode
 from shared.contracts.forum import KIND_LABELS, RSVP_STATE_LABELS, THEME_LABELS
-from shared.contracts.registry import COLLEGE_LABELS, STATUS_LABELS, GetMember, MemberStatus, MemberView, Role
+from shared.contracts.registry import (
+    COLLEGE_LABELS, STATUS_LABELS, CheckSession, MemberStatus, MemberView, Role,
+)
 from shared import clock
 from shared.logging import get_logger
 from shared.rpc import RpcClient, RpcError
 from shared.settings import Settings
+from services.web.forms import form_token
 from services.web.security import SlidingWindowLimiter, visitor
 
 log = get_logger(__name__)
@@ -51,6 +55,7 @@ ERROR_TITLES = {
     409: "Action impossible",
     410: "Lien expiré",
     413: "Envoi trop volumineux",
+    415: "Format d'envoi non pris en charge",
     422: "Données invalides",
     429: "Trop de tentatives",
     500: "Erreur inattendue",
@@ -108,6 +113,7 @@ def make_environment(settings: Settings) -> Environment:
     env.filters["paris_day"] = clock.paris_day
     env.filters["paris_hour"] = clock.paris_hour
     env.globals["paris_span"] = clock.paris_span
+    env.globals["form_token"] = form_token  # a fresh one per rendered form (see the theme's `once` macro)
     env.globals.update(kind_labels=KIND_LABELS, theme_labels=THEME_LABELS, rsvp_state_labels=RSVP_STATE_LABELS)
     env.globals.update(status_labels=STATUS_LABELS, status_kinds=STATUS_KINDS, college_labels=COLLEGE_LABELS,
                        local_mode=settings.local_mode, MemberStatus=MemberStatus)
@@ -122,10 +128,12 @@ def static_folder(settings: Settings) -> Path:
 
 # ---------------------------------------------------------------- the signed-in member
 async def current_member(request: Request, *, strict: bool = False) -> MemberView | None:
-    """The signed-in member, fresh from the registry (status and role may have changed).
+    """The signed-in member, fresh from the registry (status and role may have changed), while the session
+    opened at sign-in is live: one request to the registry per page, none for a visitor.
 
-    A member the registry no longer knows (erased) is signed out. When the registry does not answer,
-    public pages (strict=False) render as for a visitor, member pages (strict=True) fail with 503."""
+    A session the registry ended (signed out here or everywhere, account erased, too old) signs the
+    browser out. When the registry does not answer, public pages (strict=False) render as for a visitor,
+    member pages (strict=True) fail with 503."""
     cached = getattr(request.state, "member", _NOT_LOADED)
     if cached is not _NOT_LOADED:
         if cached is None and strict and getattr(request.state, "member_error", None):
@@ -135,12 +143,16 @@ async def current_member(request: Request, *, strict: bool = False) -> MemberVie
     member: MemberView | None = None
     if who.member_id:
         try:
-            member = await rpc(request)(GetMember(member_id=who.member_id))
+            try:
+                check = CheckSession(member_id=who.member_id, session=who.session_id or "")
+            except ValidationError:  # e.g. a cookie from before the registry kept sessions
+                raise rpc_failure(ErrorCode.NOT_FOUND, "Session inconnue.") from None
+            member = await rpc(request)(check)
             if member.status == MemberStatus.ERASED:
                 raise rpc_failure(ErrorCode.NOT_FOUND, "Membre inconnu.")
         except RpcError as exc:
-            if exc.code == ErrorCode.NOT_FOUND:
-                log.info("sign-in of an unknown member closed")
+            if exc.code in (ErrorCode.NOT_FOUND, ErrorCode.INVALID):
+                log.info("ended session: signed out")
                 who.sign_out()
             else:
                 request.state.member = None

@@ -38,7 +38,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field, StringConstraints, ValidationInfo, field_validator
 
-from shared.contracts.common import ActorRequest, Request
+from shared.contracts.common import SQL_INT_MAX, ActorRequest, MultiLine, Request, SingleLine
 from shared.contracts.forum import Id, SessionKind
 from shared.contracts.registry import College
 from shared.contracts.envelope import EventData
@@ -108,12 +108,12 @@ class VoteStatus(StrEnum):
 MIN_OPTIONS, MAX_OPTIONS = 2, 10
 MAX_TEXT = 20_000
 
-DecisionTitle = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=200)]
-DecisionText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TEXT)]
-OptionLabel = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Note = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)]
+DecisionTitle = Annotated[str, SingleLine(min_length=3, max_length=200)]
+DecisionText = Annotated[str, MultiLine(min_length=1, max_length=MAX_TEXT)]
+OptionLabel = Annotated[str, SingleLine(min_length=1, max_length=200)]
+Note = Annotated[str, MultiLine(max_length=2000)]
 CommitmentCode = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[0-9A-Za-z.-]{1,12}$")]
-CommitmentTitle = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=300)]
+CommitmentTitle = Annotated[str, SingleLine(min_length=3, max_length=300)]
 Count = Annotated[int, Field(ge=0, le=100_000)]
 
 
@@ -388,7 +388,7 @@ class SaveCommitment(ActorRequest[CommitmentView], op="forum.save-commitment"):
 
     code: CommitmentCode
     title: CommitmentTitle
-    plan: Annotated[str, StringConstraints(strip_whitespace=True, min_length=4, max_length=20)] = "2024-2026"
+    plan: Annotated[str, SingleLine(min_length=4, max_length=20)] = "2024-2026"
 
 
 class GetRules(Request[RuleList], op="forum.get-rules"):
@@ -407,7 +407,7 @@ class RecordDecision(ActorRequest[DecisionView], op="forum.record-decision"):
     of hands met it) is refused with the rule's summary."""
 
     session_id: Id
-    agenda_position: int = Field(ge=1)
+    agenda_position: int = Field(ge=1, le=SQL_INT_MAX)
     title: DecisionTitle
     text: DecisionText
     outcome: Outcome
@@ -448,7 +448,7 @@ class ListDecisions(Request[DecisionList], op="forum.list-decisions"):
     follow_up: FollowUpStatus | None = None
     include_superseded: bool = True
     limit: int = Field(default=50, ge=1, le=500)
-    offset: int = Field(default=0, ge=0)
+    offset: int = Field(default=0, ge=0, le=SQL_INT_MAX)
 
 
 class UpdateFollowUp(ActorRequest[DecisionView], op="forum.update-follow-up"):
@@ -462,7 +462,7 @@ class OpenVote(ActorRequest[VoteView], op="forum.open-vote"):
     10, distinct. `closes_at` after `opens_at` and in the future; `opens_at` may be now or later."""
 
     session_id: Id
-    agenda_position: int = Field(ge=1)
+    agenda_position: int = Field(ge=1, le=SQL_INT_MAX)
     question: DecisionTitle
     options: list[OptionLabel] = Field(min_length=MIN_OPTIONS, max_length=MAX_OPTIONS)
     eligibility: Eligibility = Eligibility.APPROVED_MEMBERS
@@ -503,7 +503,7 @@ class ListVotes(Request[VoteList], op="forum.list-votes"):
     session_id: Id | None = None
     actor_id: str | None = None
     limit: int = Field(default=50, ge=1, le=500)
-    offset: int = Field(default=0, ge=0)
+    offset: int = Field(default=0, ge=0, le=SQL_INT_MAX)
 
 
 class CastBallot(ActorRequest[BallotView], op="forum.cast-ballot"):

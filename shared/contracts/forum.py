@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, StringConstraints, ValidationInfo, field_validator
 
-from shared.contracts.common import ActorRequest, Request
+from shared.contracts.common import SQL_INT_MAX, ActorRequest, Identifier, MultiLine, Request, SingleLine
 from shared.contracts.registry import College
 from shared.contracts.envelope import EventData
 
@@ -105,13 +105,13 @@ class SessionPeriod(StrEnum):
 MAX_CAPACITY = 10_000
 MAX_AGENDA_ITEMS = 30
 
-Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=200)]
-Description = Annotated[str, StringConstraints(strip_whitespace=True, max_length=5000)]
-Place = Annotated[str, StringConstraints(strip_whitespace=True, max_length=300)]
-AgendaText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
-CancelReason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=1000)]
-OnlineUrl = Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)]
-Id = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=36)]
+Title = Annotated[str, SingleLine(min_length=3, max_length=200)]
+Description = Annotated[str, MultiLine(max_length=5000)]
+Place = Annotated[str, SingleLine(max_length=300)]
+AgendaText = Annotated[str, SingleLine(min_length=1, max_length=300)]
+CancelReason = Annotated[str, MultiLine(min_length=3, max_length=1000)]
+OnlineUrl = Annotated[str, SingleLine(max_length=500)]
+Id = Identifier
 
 
 def _utc(value: datetime) -> datetime:
@@ -431,7 +431,7 @@ class UpdateSession(SessionFields, ActorRequest[SessionView], op="forum.update-s
     edit made over somebody else's."""
 
     session_id: Id
-    expected_revision: int | None = Field(default=None, ge=0)
+    expected_revision: int | None = Field(default=None, ge=0, le=SQL_INT_MAX)
 
 
 class CancelSession(ActorRequest[SessionView], op="forum.cancel-session"):
@@ -448,7 +448,7 @@ class ListSessions(Request[SessionList], op="forum.list-sessions"):
     include_cancelled: bool = True
     actor_id: str | None = None
     limit: int = Field(default=100, ge=1, le=500)
-    offset: int = Field(default=0, ge=0)
+    offset: int = Field(default=0, ge=0, le=SQL_INT_MAX)
 
 
 class GetSession(Request[SessionView], op="forum.get-session"):
@@ -490,3 +490,17 @@ class GetAttendance(Request[AttendanceCounts], op="forum.attendance"):
     """Public: attendance counts per college (`final` once the session has ended)."""
 
     session_id: Id
+
+
+# ---------------------------------------------------------------- right of access
+class ForumMemberData(BaseModel):
+    """What the forum holds about a member, for their copy of their data: `member` (what registry events
+    told the forum), `rsvps` (with waitlist places), `attendance`, `votes` (that they voted and when:
+    never their grades), and what they did as secretariat (`sessions_created`, `check_ins_recorded`,
+    `decisions_recorded`, `follow_ups_written`, `votes_opened`, `rules_set`), `commands`."""
+
+    data: dict[str, Any]
+
+
+class ExportForumData(ActorRequest[ForumMemberData], op="forum.export-member-data"):
+    """The actor's part of their data export (a member the forum does not know gets empty lists)."""

@@ -66,7 +66,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, StringConstraints, ValidationInfo, field_validator
 
-from shared.contracts.common import ActorRequest, Request
+from shared.contracts.common import SQL_INT_MAX, ActorRequest, MultiLine, Request, SingleLine
 from shared.contracts.envelope import EventData
 from shared.contracts.forum import Id, SessionKind, Theme
 
@@ -196,13 +196,13 @@ COMMENT_KIND_LABELS = {CommentKind.COMMENT: "Remarque", CommentKind.REWORDING: "
 
 MAX_MINUTES_TEXT = 200_000
 
-MinutesText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_MINUTES_TEXT)]
-MinutesReason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=1000)]
-CommentText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20_000)]
+MinutesText = Annotated[str, MultiLine(min_length=1, max_length=MAX_MINUTES_TEXT)]
+MinutesReason = Annotated[str, MultiLine(min_length=3, max_length=1000)]
+CommentText = Annotated[str, MultiLine(min_length=1, max_length=20_000)]
 Anchor = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=80)]
 RequestId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
-DecisionNumber = Annotated[str, StringConstraints(strip_whitespace=True, max_length=16)]
-DECISION_NUMBER = re.compile(r"\d{4}-\d{3,}")
+DecisionNumber = Annotated[str, SingleLine(max_length=16)]
+DECISION_NUMBER = re.compile(r"[0-9]{4}-[0-9]{3,}")
 Version = Annotated[int, Field(ge=1, le=1_000_000)]
 
 
@@ -416,7 +416,7 @@ class SaveMinutesDraft(ActorRequest[MinutesView], op="minutes.save-minutes-draft
 
     minutes_id: Id
     markdown: MinutesText
-    base_revision: int = Field(ge=0)
+    base_revision: int = Field(ge=0, le=SQL_INT_MAX)
 
 
 class GetMinutes(Request[MinutesView], op="minutes.get-minutes"):
@@ -470,7 +470,7 @@ class PublishMinutes(ActorRequest[MinutesView], op="minutes.publish-minutes"):
     adoption: AdoptionKind
     decision_number: DecisionNumber | None = Field(default=None, validate_default=True)
     vote_id: Id | None = Field(default=None, validate_default=True)
-    base_revision: int | None = Field(default=None, ge=0)
+    base_revision: int | None = Field(default=None, ge=0, le=SQL_INT_MAX)
     request_id: RequestId | None = None
 
     @field_validator("decision_number")
@@ -516,7 +516,7 @@ class ListMinutes(Request[MinutesList], op="minutes.list-minutes"):
     actor_id: str | None = None
     include_unpublished: bool = False
     limit: int = Field(default=50, ge=1, le=500)
-    offset: int = Field(default=0, ge=0)
+    offset: int = Field(default=0, ge=0, le=SQL_INT_MAX)
 
 
 class GetMinutesVersion(Request[MinutesVersionView], op="minutes.get-minutes-version"):
@@ -605,3 +605,17 @@ class Search(Request[SearchResults], op="minutes.search"):
     kinds: list[SearchKind] | None = Field(default=None, description="None or empty: every kind.")
     page: int = Field(default=1, ge=1, le=1000)
     page_size: int = Field(default=10, ge=1, le=50)
+
+
+# ---------------------------------------------------------------- right of access
+class MinutesMemberData(BaseModel):
+    """What the minutes service holds about a member, for their copy of their data: `member` (college,
+    role, organisation, from registry events), `attendance` (check-ins, from forum events),
+    `comments` (their review remarks and the answers they got), and what they did as secretariat
+    (`minutes_drafted`, `versions_published`, `comments_answered`), `commands`."""
+
+    data: dict[str, Any]
+
+
+class ExportMinutesData(ActorRequest[MinutesMemberData], op="minutes.export-member-data"):
+    """The actor's part of their data export (a member the service does not know gets empty lists)."""

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, Field, StringConstraints
 
-from shared.contracts.common import ActorRequest, Request
+from shared.contracts.common import ActorRequest, Identifier, MultiLine, Request, SingleLine
 from shared.contracts.forum import THEME_LABELS, Theme
 
 
@@ -159,8 +159,8 @@ class NoticeState(StrEnum):
 NOTICE_STATE_LABELS = {NoticeState.DRAFT: "brouillon", NoticeState.SENDING: "envoi en cours",
                        NoticeState.PAUSED: "en pause", NoticeState.SENT: "envoyée"}
 
-AnnouncementTitle = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=200)]
-AnnouncementBody = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50_000)]
+AnnouncementTitle = Annotated[str, SingleLine(min_length=3, max_length=200)]
+AnnouncementBody = Annotated[str, MultiLine(min_length=1, max_length=50_000)]
 
 
 class DeliveryTally(BaseModel):
@@ -201,26 +201,26 @@ class AnnouncementList(BaseModel):
 class SaveAnnouncement(ActorRequest[AnnouncementView], op="notifications.save-announcement"):
     """Create (no id) or edit a draft announcement."""
 
-    announcement_id: str | None = Field(None, max_length=36)
+    announcement_id: Identifier | None = None
     title: AnnouncementTitle  # not `subject`: Request.subject() is the NATS subject
     body: AnnouncementBody
     topic: Topic = TopicKind.ANNOUNCEMENTS.value
 
 
 class GetAnnouncement(ActorRequest[AnnouncementView], op="notifications.get-announcement"):
-    announcement_id: str = Field(max_length=36)
+    announcement_id: Identifier
 
 
 class GetPublicAnnouncement(Request[AnnouncementView], op="notifications.get-public-announcement"):
     """A sent announcement, as the public reads it (not found while it is a draft)."""
 
-    announcement_id: str = Field(max_length=36)
+    announcement_id: Identifier
 
 
 class SendAnnouncementTest(ActorRequest[AnnouncementView], op="notifications.send-announcement-test"):
     """Mail the draft, as subscribers will get it, to the secretariat member asking."""
 
-    announcement_id: str = Field(max_length=36)
+    announcement_id: Identifier
 
 
 class AnnouncementAction(StrEnum):
@@ -232,7 +232,7 @@ class AnnouncementAction(StrEnum):
 class ControlAnnouncement(ActorRequest[AnnouncementView], op="notifications.control-announcement"):
     """Send a draft to its topic's confirmed subscribers, pause a send, or resume it."""
 
-    announcement_id: str = Field(max_length=36)
+    announcement_id: Identifier
     action: AnnouncementAction
 
 
@@ -291,9 +291,9 @@ class DeliveryLog(BaseModel):
 class SearchDeliveries(ActorRequest[DeliveryLog], op="notifications.search-deliveries"):
     """The secretariat's view of the delivery log, newest first."""
 
-    address: str | None = Field(None, max_length=254)   # part of an address
+    address: Annotated[str, SingleLine(max_length=254)] | None = None   # part of an address
     topic: Topic | None = None
-    notice_id: str | None = Field(None, max_length=36)
+    notice_id: Identifier | None = None
     state: DeliveryState | None = None
     offset: int = Field(0, ge=0, le=10_000_000)
     limit: int = Field(50, ge=1, le=500)
@@ -304,15 +304,19 @@ class DeliveryCounts(BaseModel):
     by_status: dict[str, int]
 
 
-class MemberNotifications(BaseModel):
-    contact: dict[str, str] | None
-    emails: list[dict[str, Any]]
-    stopped_notices: list[str] = []  # the kinds of notices the member turned off
+class NotificationsMemberData(BaseModel):
+    """What notifications holds about a member, for their copy of their data: `contact` (address and
+    name, from registry events), `stopped_notices` (the kinds of e-mails they turned off), `seats` and
+    `attendance` (the sessions they are reminded of, or review the minutes of), `subscriptions` of
+    their address (with its topics), `emails` (every message to them or their address: the delivery
+    log, bodies left out), `announcements_written` (as secretariat), `commands`."""
+
+    data: dict[str, Any]
 
 
 class GetDeliveryCounts(Request[DeliveryCounts], op="notifications.delivery-counts"):
     """How many e-mails are in each delivery state (queued, sent, failed...)."""
 
 
-class ExportNotifications(ActorRequest[MemberNotifications], op="notifications.export"):
-    """What notifications keeps about the actor (their address and the e-mails sent to them)."""
+class ExportNotificationsData(ActorRequest[NotificationsMemberData], op="notifications.export-member-data"):
+    """The actor's part of their data export (a member the service does not know gets empty lists)."""

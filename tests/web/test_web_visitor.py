@@ -1,6 +1,7 @@
 """The visitor's signed cookie (Starlette's SessionMiddleware) and what the pages build on it: the
-cookie's flags, CSRF tokens, sign-in by link, sign-out, a tampered or foreign cookie, and a sign-in
-that outlived `session_max_age`. No NATS: the web front's RPC client is replaced by `FakeRegistry`.
+cookie's flags (Secure and HSTS exactly behind an https public address), CSRF tokens, sign-in by link,
+sign-out (which ends the registry's session), a tampered or foreign cookie, and a sign-in that outlived
+`session_max_age`. No NATS: the web front's RPC client is replaced by `FakeRegistry`.
 """
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ from services.web.security import COOKIE_NAME, Visitor
 from shared.contracts.common import ErrorBody, ErrorCode, Request
 from shared.contracts.notifications import GetMemberPreferences, MemberNoticeKind, MemberPreferences
 from shared.contracts.registry import (
-    Accepted, College, GetMember, MemberStatus, MemberView, RedeemSignIn, RequestSignIn, Role,
+    Accepted, CheckSession, College, EndAllSessions, EndSession, MemberStatus, MemberView, RedeemSignIn,
+    RequestSignIn, Role, SignedIn,
 )
 from shared.rpc import RpcError
 
@@ -29,6 +31,7 @@ MEMBER = MemberView(member_id="m-1", public_id="0123456789abcdef", full_name="Ca
                     organisation="", college=College.CITIZEN, role=Role.MEMBER, status=MemberStatus.APPROVED,
                     registered_at=datetime(2030, 7, 1, 8, 0, tzinfo=UTC))
 TOKEN = "t" * 43
+SESSION = "s" * 43
 
 
 def make_cookie(data: dict[str, Any], key: str = KEY) -> str:
@@ -47,16 +50,32 @@ def csrf_in(response: httpx.Response) -> str:
 
 
 class FakeRegistry:
+    """The registry as the web front sees it: each redeemed link opens a session, which pages check and
+    sign-out ends."""
+
     def __init__(self) -> None:
         self.known = {MEMBER.member_id}
+        self.live: set[str] = set()
+        self.opened = 0
+        self.calls: list[str] = []
 
     async def __call__(self, request: Request[Any], *, timeout: float | None = None) -> Any:
+        self.calls.append(request.OP)
         if isinstance(request, RedeemSignIn):
-            return MEMBER
-        if isinstance(request, GetMember):
-            if request.member_id in self.known:
+            self.opened += 1
+            session = SESSION if self.opened == 1 else f"{SESSION[:-3]}{self.opened:03d}"
+            self.live.add(session)
+            return SignedIn(member=MEMBER, session=session)
+        if isinstance(request, CheckSession):
+            if request.member_id in self.known and request.session in self.live:
                 return MEMBER
-            raise RpcError(ErrorBody(code=ErrorCode.NOT_FOUND, message="Membre inconnu."))
+            raise RpcError(ErrorBody(code=ErrorCode.NOT_FOUND, message="Session terminée."))
+        if isinstance(request, EndSession):
+            self.live.discard(request.session)
+            return Accepted()
+        if isinstance(request, EndAllSessions):
+            self.live.clear()
+            return Accepted()
         if isinstance(request, RequestSignIn):
             return Accepted()
         if isinstance(request, GetMemberPreferences):  # « Mon espace » shows the member's e-mail choices
@@ -94,6 +113,43 @@ async def test_cookie_flags(registry: FakeRegistry, tmp_path: Path) -> None:
         assert "; secure" in (await c.get("/connexion")).headers["set-cookie"].lower()
 
 
+@pytest.mark.parametrize("public_url, secure", [("https://forum-ouvert.example.fr", True),
+                                                 ("http://127.0.0.1:8000", False)])
+async def test_secure_cookie_and_hsts_exactly_behind_https(registry: FakeRegistry, tmp_path: Path,
+                                                           public_url: str, secure: bool) -> None:
+    async with site(registry, tmp_path, public_url=public_url) as c:
+        r = await c.get("/connexion")
+        assert ("; secure" in r.headers["set-cookie"].lower()) is secure
+        assert ("strict-transport-security" in r.headers) is secure
+    # Said explicitly, the setting wins (e.g. trying an https address's configuration over plain HTTP).
+    async with site(registry, tmp_path, public_url=public_url, cookie_secure=False) as c:
+        assert "; secure" not in (await c.get("/connexion")).headers["set-cookie"].lower()
+
+
+async def test_a_cookie_without_a_registry_session_is_a_visitor(registry: FakeRegistry, tmp_path: Path) -> None:
+    """A cookie written before the registry kept sessions (member id only) signs nobody in."""
+    async with site(registry, tmp_path) as c:
+        c.cookies.set(COOKIE_NAME, make_cookie({"member_id": MEMBER.member_id, "csrf": "x" * 43,
+                                                "since": time.time()}))
+        r = await c.get("/espace")
+        assert r.status_code == 303 and r.headers["location"] == "/connexion"
+        assert "member_id" not in read_cookie(r.cookies[COOKIE_NAME])
+        assert "registry.check-session" not in registry.calls
+
+
+async def test_a_visitor_costs_the_registry_nothing(registry: FakeRegistry, tmp_path: Path) -> None:
+    """Pages for everyone keep no state for a visitor who is not signed in, and ask the registry nothing;
+    a signed-in page asks it once."""
+    async with site(registry, tmp_path) as c:
+        await c.get("/connexion")
+        await c.post("/connexion", data={"csrf_token": csrf_in(await c.get("/connexion")), "email": "c@example.fr"})
+        assert registry.calls == ["registry.request-sign-in"]
+        await sign_in(c)
+        registry.calls.clear()
+        assert (await c.get("/espace")).status_code == 200
+        assert registry.calls.count("registry.check-session") == 1
+
+
 async def test_csrf_sign_in_and_sign_out(registry: FakeRegistry, tmp_path: Path) -> None:
     async with site(registry, tmp_path) as c:
         visitor_token = csrf_in(await c.get("/connexion"))
@@ -106,6 +162,7 @@ async def test_csrf_sign_in_and_sign_out(registry: FakeRegistry, tmp_path: Path)
         assert r.status_code == 303 and r.headers["location"] == "/espace"
         data = read_cookie(c.cookies[COOKIE_NAME])
         assert data["member_id"] == MEMBER.member_id and data["csrf"] != visitor_token  # no token fixation
+        assert data["session"] == SESSION and registry.live == {SESSION}
         page = await c.get("/espace")
         assert page.status_code == 200 and "Bonjour Camille Dupont, vous êtes connecté·e." in page.text
         assert "flash" not in read_cookie(c.cookies[COOKIE_NAME])  # shown once
@@ -115,7 +172,8 @@ async def test_csrf_sign_in_and_sign_out(registry: FakeRegistry, tmp_path: Path)
         r = await c.post("/deconnexion", data={"csrf_token": member_token})
         assert r.status_code == 303 and r.headers["location"] == "/"
         data = read_cookie(c.cookies[COOKIE_NAME])
-        assert "member_id" not in data and data["csrf"] != member_token
+        assert "member_id" not in data and "session" not in data and data["csrf"] != member_token
+        assert registry.live == set()  # ended in the registry, not only forgotten by this browser
         assert "Vous êtes déconnecté·e." in (await c.get("/")).text
         r = await c.get("/espace")
         assert r.status_code == 303 and r.headers["location"] == "/connexion"
@@ -137,7 +195,8 @@ async def test_untrusted_cookie_is_a_visitor(registry: FakeRegistry, tmp_path: P
 
 async def test_sign_in_does_not_outlive_max_age(registry: FakeRegistry, tmp_path: Path) -> None:
     """Every new flash message rewrites the cookie (and its signature's time): the sign-in's own time counts."""
-    fresh = {"member_id": MEMBER.member_id, "csrf": "x" * 43, "since": time.time()}
+    registry.live.add(SESSION)
+    fresh = {"member_id": MEMBER.member_id, "session": SESSION, "csrf": "x" * 43, "since": time.time()}
     stale = {**fresh, "since": time.time() - 3601}
     async with site(registry, tmp_path, session_max_age=3600) as c:
         c.cookies.set(COOKIE_NAME, make_cookie(fresh))
@@ -163,8 +222,8 @@ def test_visitor_over_the_cookie_dict() -> None:
     assert who.member_id is None and who.pop_flash() is None and not who.check_csrf(None)
     token = who.csrf_token()
     assert who.csrf_token() == token and who.check_csrf(token) and not who.check_csrf(token + "x")
-    who.sign_in("m-1")
-    assert who.member_id == "m-1" and not who.check_csrf(token)
+    who.sign_in("m-1", SESSION)
+    assert who.member_id == "m-1" and who.session_id == SESSION and not who.check_csrf(token)
     who.set_flash("info", "Bonjour")
     assert who.pop_flash() == ["info", "Bonjour"] and who.pop_flash() is None
     who.forget_if_older_than(60, now=data["since"] + 30)

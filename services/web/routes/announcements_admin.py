@@ -17,7 +17,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.requests import Request
 
-from shared.contracts.common import ErrorCode
+from shared.contracts.common import ErrorCode, text_problem
 from shared.contracts.notifications import (
     DELIVERY_STATE_LABELS, NOTICE_STATE_LABELS, TOPICS, AnnouncementAction, AnnouncementView, ControlAnnouncement,
     DeliveryState, GetAnnouncement, ListAnnouncements, NoticeState, SaveAnnouncement, SearchDeliveries,
@@ -25,11 +25,11 @@ from shared.contracts.notifications import (
 )
 from shared.contracts.registry import MemberView
 from shared.rpc import RpcError
-from services.web.forms import ROOT, read_form, validate
+from services.web.forms import ONCE_FIELD, ROOT, idempotency_key, read_form, validate
 from services.web.pages import (
     HTTP_STATUS, current_member, error_page, is_secretariat, render, require_secretariat, rpc, rpc_error_page,
 )
-from services.web.routes._common import fetch, field_of, not_found, service_errors, valid_id
+from services.web.routes._common import fetch, field_of, not_found, sentence, service_errors, valid_id
 from services.web.security import visitor
 
 router = APIRouter(prefix="/secretariat", include_in_schema=False)
@@ -115,6 +115,8 @@ async def _save(request: Request, actor: MemberView, view: AnnouncementView | No
     form = await read_form(request)
     values = {k: form.get(k, "").strip() for k in LABELS}
     data: dict[str, Any] = {"actor_id": actor.member_id, **{k: v for k, v in values.items() if v}}
+    key = idempotency_key(form)
+    values[ONCE_FIELD] = key or ""
     if view is not None:
         data["announcement_id"] = view.announcement_id
     req, errors = validate(SaveAnnouncement, data, limits=LIMITS, messages=MESSAGES)
@@ -128,7 +130,7 @@ async def _save(request: Request, actor: MemberView, view: AnnouncementView | No
         errors = mapped
         return await announcement_page(request, view=view, values=values, errors=errors, status_code=422)
     try:
-        saved = await rpc(request)(req)
+        saved = await rpc(request)(req, idempotency_key=key)
     except RpcError as exc:
         if (refused := service_errors(exc, LABELS)) is None:
             return await rpc_error_page(request, exc, actions=LIST_BACK)
@@ -214,8 +216,9 @@ async def _act(request: Request, announcement_id: str, command: Callable[[str], 
     view = await get_announcement(request, actor, announcement_id)
     if isinstance(view, Response):
         return view
+    key = idempotency_key(await read_form(request))
     try:
-        updated = await rpc(request)(command(actor.member_id))
+        updated = await rpc(request)(command(actor.member_id), idempotency_key=key)
     except RpcError as exc:
         return await _refused_action(request, view, exc)
     visitor(request).set_flash("success", done(updated, actor.email))
@@ -269,6 +272,8 @@ def _log_filters(adresse: str, sujet: str, annonce: str, etat: str) -> tuple[dic
     if adresse:
         if len(adresse) > 254:
             errors["adresse"] = "Ce champ ne doit pas dépasser 254 caractères."
+        elif problem := text_problem(adresse, multiline=False):
+            errors["adresse"] = sentence(problem)
         else:
             query["address"] = adresse
     if sujet:

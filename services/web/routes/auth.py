@@ -1,7 +1,8 @@
 """Signing in by e-mailed one-time link, and signing out.
 
 The link's page only shows a "Me connecter" button: the token is redeemed by a POST, so mail
-scanners that open links in advance do not use it up.
+scanners that open links in advance do not use it up. Redeeming it opens a session in the registry;
+« Se déconnecter » ends it there, so a copy of the cookie taken before no longer signs anyone in.
 """
 from __future__ import annotations
 
@@ -11,12 +12,14 @@ from pydantic import ValidationError
 from starlette.requests import Request
 
 from shared.contracts.common import ErrorCode
-from shared.contracts.registry import RedeemSignIn, RequestSignIn
+from shared.contracts.registry import EndSession, RedeemSignIn, RequestSignIn
+from shared.logging import get_logger
 from shared.rpc import RpcError
 from services.web.forms import read_form, validate
 from services.web.pages import error_page, render, rpc, rpc_error_page
 from services.web.security import visitor
 
+log = get_logger(__name__)
 router = APIRouter(include_in_schema=False)
 NEW_LINK_ACTIONS = [("/connexion", "Recevoir un nouveau lien"), ("/", "Retour à l'accueil")]
 BAD_LINK = ("Ce lien de connexion n'est pas valable. Vérifiez qu'il a été copié en entier depuis le courriel "
@@ -59,7 +62,7 @@ async def sign_in_redeem(request: Request) -> Response:
         return await error_page(request, 404, BAD_LINK, title="Lien de connexion non valable",
                                 actions=NEW_LINK_ACTIONS)
     try:
-        member = await rpc(request)(req)
+        signed_in = await rpc(request)(req)
     except RpcError as exc:
         titles = {ErrorCode.NOT_FOUND: "Lien de connexion non valable",
                   ErrorCode.EXPIRED: "Lien de connexion expiré ou déjà utilisé",
@@ -69,14 +72,27 @@ async def sign_in_redeem(request: Request) -> Response:
         return await rpc_error_page(request, exc, title=titles[exc.code], actions=NEW_LINK_ACTIONS,
                                     status_code=400 if exc.code == ErrorCode.INVALID else None)
     who = visitor(request)
-    who.sign_in(member.member_id)
-    who.set_flash("success", f"Bonjour {member.full_name}, vous êtes connecté·e.")
+    who.sign_in(signed_in.member.member_id, signed_in.session)
+    who.set_flash("success", f"Bonjour {signed_in.member.full_name}, vous êtes connecté·e.")
     return RedirectResponse("/espace", status_code=303)
 
 
 @router.post("/deconnexion")
 async def sign_out(request: Request) -> Response:
+    """End this browser's session in the registry, then forget it in the cookie."""
     who = visitor(request)
+    ended = True
+    if who.member_id and who.session_id:
+        try:
+            await rpc(request)(EndSession(member_id=who.member_id, session=who.session_id))
+        except (RpcError, ValidationError) as exc:
+            log.warning("session not ended in the registry", error=str(exc))
+            ended = False
     who.sign_out()
-    who.set_flash("info", "Vous êtes déconnecté·e.")
+    if ended:
+        who.set_flash("info", "Vous êtes déconnecté·e.")
+    else:  # this browser is signed out all the same; say what was not done, and how to finish it
+        who.set_flash("warning", "Vous êtes déconnecté·e de ce navigateur, mais le forum n'a pas pu fermer "
+                      "votre session. À votre prochaine connexion, utilisez « Se déconnecter partout » "
+                      "dans « Mon espace ».")
     return RedirectResponse("/", status_code=303)

@@ -18,7 +18,7 @@ from shared.contracts.decisions import (
 from shared.contracts.forum import KIND_LABELS, SessionKind
 from shared.contracts.registry import COLLEGE_LABELS, College
 from shared.rpc import RpcError
-from services.web.forms import read_form, validate
+from services.web.forms import ONCE_FIELD, idempotency_key, read_form, validate, whole_number_or_none
 from services.web.pages import HTTP_STATUS, error_page, render, require_secretariat, rpc, rpc_error_page
 from services.web.routes._common import field_of, sentence, service_errors
 from services.web.security import visitor
@@ -126,26 +126,28 @@ async def set_rule(request: Request) -> Response:
         return await error_page(request, 400, "Ce type de séance n'existe pas.",
                                 actions=[("/secretariat/regles", "Retour aux règles")])
     kind = SessionKind(kind_raw)
+    key = idempotency_key(form)
     values = {**{f"quorum_{c.value}": form.get(f"quorum_{c.value}", "").strip() for c in College},
-              "double_majority": "1" if form.get("double_majority") else ""}
+              "double_majority": "1" if form.get("double_majority") else "", ONCE_FIELD: key or ""}
     errors: dict[str, str] = {}
     quorum: dict[str, int] = {}
     for c in College:
         name, raw = f"quorum_{c.value}", values[f"quorum_{c.value}"]
         if not raw:
             quorum[c.value] = 0
-        elif not raw.isdigit() or len(raw) > 6:
-            errors[name] = "Indiquez un nombre entier de membres présents, 0 si aucun n'est requis."
-        elif int(raw) > MAX_QUORUM:
-            errors[name] = "Ce nombre est trop grand."
+        elif (n := whole_number_or_none(raw, maximum=10**9)) is None:
+            errors[name] = ("Indiquez un nombre entier de membres présents (chiffres 0 à 9), 0 si aucun n'est "
+                            "requis.")
+        elif n > MAX_QUORUM:
+            errors[name] = f"Ce nombre ne peut pas dépasser {MAX_QUORUM:,}".replace(",", " ") + " membres."
         else:
-            quorum[c.value] = int(raw)
+            quorum[c.value] = n
     if errors:
         return await rules_page(request, posted=kind, values=values, errors=errors, status_code=422)
     req = SetRule(actor_id=actor.member_id, rule=Rule(kind=kind, quorum={College(k): v for k, v in quorum.items() if v},
                                                       double_majority=bool(values["double_majority"])))
     try:
-        await rpc(request)(req)
+        await rpc(request)(req, idempotency_key=key)
     except RpcError as exc:
         if (found := service_errors(exc, RULE_LABELS)) is None:
             return await rpc_error_page(request, exc, actions=[("/secretariat/regles", "Retour aux règles")])

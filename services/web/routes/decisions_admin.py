@@ -20,7 +20,9 @@ from shared.contracts.decisions import (
 from shared.contracts.forum import SessionView
 from shared.contracts.registry import COLLEGE_LABELS, College, MemberView
 from shared.rpc import RpcError
-from services.web.forms import ROOT, edge_checks, read_form, validate
+from services.web.forms import (
+    ONCE_FIELD, ROOT, edge_checks, idempotency_key, read_form, validate, whole_number_or_none,
+)
 from services.web.pages import HTTP_STATUS, error_page, render, require_secretariat, rpc, rpc_error_page
 from services.web.routes._common import (
     fetch, field_of, get_session, not_found, sentence, service_errors, unknown_session, valid_id,
@@ -107,8 +109,8 @@ def decision_request(values: dict[str, str], actor_id: str, session_id: str) -> 
     errors: dict[str, str] = {}
     data: dict[str, Any] = {"actor_id": actor_id, "session_id": session_id, "title": values["title"],
                             "text": values["text"]}
-    if values["agenda_position"].isdigit():
-        data["agenda_position"] = int(values["agenda_position"])
+    if (position := whole_number_or_none(values["agenda_position"], minimum=1, maximum=9999)) is not None:
+        data["agenda_position"] = position
     else:
         errors["agenda_position"] = MESSAGES["agenda_position"]
     if values["method"] in {m.value for m in FORM_METHODS}:
@@ -131,12 +133,12 @@ def decision_request(values: dict[str, str], actor_id: str, session_id: str) -> 
                 name, raw = hand_field(college, key), values[hand_field(college, key)]
                 if not raw:
                     counts[key] = 0
-                elif not raw.isdigit():
+                elif (n := whole_number_or_none(raw, maximum=10**9)) is None:
                     errors[name] = "Indiquez un nombre entier de voix, 0 ou plus."
-                elif int(raw) > MAX_COUNT:
+                elif n > MAX_COUNT:
                     errors[name] = f"Ce nombre ne peut pas dépasser {MAX_COUNT:,}".replace(",", " ") + " voix."
                 else:
-                    counts[key] = int(raw)
+                    counts[key] = n
             if len(counts) == len(HAND_KEYS):
                 hands[college.value] = HandCount(**counts)
         if not any(h.in_favour or h.against or h.abstain for h in hands.values()) and not any(
@@ -169,13 +171,17 @@ async def decision_form(request: Request, s: SessionView, *, values: dict[str, s
                         hand_keys=HAND_KEYS, hand_labels=HAND_LABELS, hand_field=hand_field, side_labels=SIDE_LABELS)
 
 
-async def _record(request: Request, actor: MemberView, s: SessionView, values: dict[str, str],
+async def _record(request: Request, actor: MemberView, s: SessionView, form: dict[str, str],
                   corrected: DecisionView | None) -> Response:
+    values, key = form_values(form), idempotency_key(form)
+    # A correction goes through its own page, which says which decision it corrects.
+    values["supersedes"] = corrected.decision.decision_id if corrected else ""
     req, errors = decision_request(values, actor.member_id, s.session_id)
+    values[ONCE_FIELD] = key or ""
     if req is None:
         return await decision_form(request, s, values=values, errors=errors, status_code=422, corrected=corrected)
     try:
-        view = await rpc(request)(req)
+        view = await rpc(request)(req, idempotency_key=key)
     except RpcError as exc:
         if (errors := service_errors(exc, LABELS)) is None:
             return await rpc_error_page(request, exc, actions=LIST_BACK)
@@ -210,16 +216,17 @@ async def record_decision(request: Request, seance: str = Query("", max_length=4
     s = await get_session(request, seance)
     if isinstance(s, Response):
         return s
-    values = form_values(await read_form(request))
-    values["supersedes"] = ""  # a correction goes through its own page
-    return await _record(request, actor, s, values, None)
+    return await _record(request, actor, s, await read_form(request), None)
 
 
-async def _correction(request: Request, decision_id: str) -> tuple[DecisionView, SessionView] | Response:
+async def _correction(request: Request, decision_id: str, *, resent: bool = False
+                      ) -> tuple[DecisionView, SessionView] | Response:
+    """The decision to correct and its session; the « already corrected » page if it was, unless the form
+    is `resent` (it carries a token: the correction it made, if it was this one, answers again)."""
     view = await get_decision(request, decision_id)
     if isinstance(view, Response):
         return view
-    if view.superseded_by:
+    if view.superseded_by and not resent:
         return await error_page(request, 409, "Cette décision a déjà été corrigée : corrigez plutôt la décision qui "
                                 "la remplace.", title="Action impossible",
                                 actions=[(f"/secretariat/decisions/{view.superseded_by}/corriger",
@@ -243,13 +250,12 @@ async def correct_form(request: Request, decision_id: str) -> Response:
 @router.post("/secretariat/decisions/{decision_id}/corriger")
 async def correct(request: Request, decision_id: str) -> Response:
     actor = await require_secretariat(request)
-    found = await _correction(request, decision_id)
+    form = await read_form(request)
+    found = await _correction(request, decision_id, resent=idempotency_key(form) is not None)
     if isinstance(found, Response):
         return found
     view, s = found
-    values = form_values(await read_form(request))
-    values["supersedes"] = view.decision.decision_id  # the page says which decision is corrected
-    return await _record(request, actor, s, values, view)
+    return await _record(request, actor, s, form, view)
 
 
 # ---------------------------------------------------------------- follow-up
@@ -280,11 +286,13 @@ async def follow_up(request: Request, decision_id: str) -> Response:
     req, errors = validate(UpdateFollowUp, {"actor_id": actor.member_id, "decision_id": decision_id, **values},
                            limits={"status": 20, "note": 2000},
                            messages={"status": "Choisissez le statut du suivi."})
+    key = idempotency_key(form)
+    values[ONCE_FIELD] = key or ""
     if req is None:
         return await follow_up_page(request, view, values=values, status_code=422,
                                     errors={field_of(k, FOLLOW_UP_FIELDS): sentence(v) for k, v in errors.items()})
     try:
-        updated = await rpc(request)(req)
+        updated = await rpc(request)(req, idempotency_key=key)
     except RpcError as exc:
         if (errors := service_errors(exc, FOLLOW_UP_FIELDS)) is None:
             return await rpc_error_page(request, exc, actions=LIST_BACK)

@@ -29,6 +29,7 @@ from services.web.feeds import (
     FORMATS, Entry, FeedSpec, Kind, announcement_entry, decision_entries, feed_spec, minutes_entry, paginate,
     render_feed, session_entry,
 )
+from services.web.forms import whole_number_or_none
 from services.web.pages import error_page, rpc, web
 
 log = get_logger(__name__)
@@ -157,7 +158,7 @@ async def unknown_feed(request: Request) -> Response:
 
 
 def page_number(raw: str) -> int | None:
-    return int(raw) if raw.isdigit() and len(raw) <= 6 and int(raw) >= 1 else None
+    return whole_number_or_none(raw, minimum=1, maximum=999_999)
 
 
 async def serve(request: Request, topic: str, fmt: str, theme: str | None = None, page: str | None = None

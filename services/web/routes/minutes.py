@@ -34,6 +34,7 @@ from shared.contracts.minutes import (
 )
 from shared.logging import get_logger
 from shared.rpc import RpcClient, RpcError
+from services.web.forms import whole_number_or_none
 from services.web.pages import current_member, error_page, render, rpc
 from services.web.routes._common import not_found, valid_id
 from services.web.routes.record import locate, prove, record_label
@@ -102,10 +103,10 @@ async def minutes_list(request: Request, annee: str = Query("", max_length=4), k
     kinds, themes = {k.value: k for k in SessionKind}, {t.value: t for t in Theme}
     this_year = clock.as_paris(clock.utcnow()).year
     years = list(range(this_year + 1, FIRST_YEAR - 1, -1))
-    if (annee and (not annee.isdigit() or int(annee) not in years)) or (kind and kind not in kinds) \
-            or (theme and theme not in themes):
+    year = whole_number_or_none(annee, maximum=9999) if annee else None
+    if (annee and year not in years) or (kind and kind not in kinds) or (theme and theme not in themes):
         return await error_page(request, 400, "Ce filtre n'existe pas.", actions=BACK)
-    listed = await rpc(request)(ListMinutes(year=int(annee) if annee else None, kind=kinds.get(kind),
+    listed = await rpc(request)(ListMinutes(year=year, kind=kinds.get(kind),
                                             theme=themes.get(theme), limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE))
     pages = max(1, -(-listed.total // PAGE_SIZE))
     query = {"annee": annee, "type": kind, "theme": theme}
@@ -191,9 +192,10 @@ async def difference(request: Request, minutes_id: str, de: str = Query("", max_
     if isinstance(latest, Response):
         return latest
     n = latest.latest_version
-    if (de and not de.isdigit()) or (a and not a.isdigit()):
-        return await error_page(request, 400, "Indiquez deux numéros de version.", actions=BACK)
-    old, new = (int(de) if de else max(1, n - 1)), (int(a) if a else n)
+    old = whole_number_or_none(de, maximum=MAX_VERSION) if de else max(1, n - 1)
+    new = whole_number_or_none(a, maximum=MAX_VERSION) if a else n
+    if old is None or new is None:
+        return await error_page(request, 400, "Indiquez deux numéros de version (chiffres 0 à 9).", actions=BACK)
     if not (1 <= old <= n and 1 <= new <= n):
         return await unknown_version(request)
     values = {"de": str(old), "a": str(new)}

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -37,7 +36,9 @@ from shared.contracts.minutes import (
 )
 from shared.contracts.registry import GetMember, MemberView
 from shared.rpc import RpcClient, RpcError
-from services.web.forms import ROOT, local_input, parse_paris, read_form, validate
+from services.web.forms import (
+    ONCE_FIELD, ROOT, form_token, idempotency_key, local_input, parse_paris, read_form, validate,
+)
 from services.web.pages import (
     HTTP_STATUS, current_member, is_secretariat, render, require_member, require_secretariat, rpc, rpc_error_page,
 )
@@ -151,7 +152,7 @@ async def admin_page(request: Request, actor: MemberView, minutes_id: str, *, er
     names = await member_names(client, {c.author_id for c in comments.comments})
     until = view.review_until or clock.utcnow() + timedelta(days=REVIEW_DAYS)
     shown = {"markdown": view.markdown or "", "base_revision": str(view.revision), "until": local_input(until),
-             "adoption": "", "decision_number": "", "vote_id": "", "reason": "", "request_id": str(uuid.uuid4())}
+             "adoption": "", "decision_number": "", "vote_id": "", "reason": "", ONCE_FIELD: form_token()}
     shown.update(values or {})
     errors = errors or {}
     labels = {**LABELS, **{f"reason-{c.comment_id}": "Réponse au commentaire" for c in comments.comments}}
@@ -238,6 +239,8 @@ async def save(request: Request, minutes_id: str) -> Response:
 @router.post("/secretariat/comptes-rendus/{minutes_id}/relecture")
 async def open_review(request: Request, minutes_id: str) -> Response:
     actor = await require_secretariat(request)
+    if not valid_id(minutes_id):
+        return await unknown_minutes(request)
     values = {"until": (await read_form(request)).get("until", "").strip()[:40]}
     try:
         until = parse_paris(values["until"])
@@ -259,7 +262,8 @@ async def answer(request: Request, minutes_id: str, comment_id: str) -> Response
         return await unknown_minutes(request)
     form = await read_form(request)
     accepted, reason = form.get(f"accepted-{comment_id}", ""), form.get("reason", "").strip()
-    values = {f"accepted-{comment_id}": accepted, f"reason-{comment_id}": reason}
+    key = idempotency_key(form)
+    values = {f"accepted-{comment_id}": accepted, f"reason-{comment_id}": reason, f"once-{comment_id}": key or ""}
     errors: dict[str, str] = {}
     if accepted not in ("1", "0"):
         errors[f"accepted-{comment_id}"] = "Choisissez : accepter ou refuser ce commentaire."
@@ -271,7 +275,7 @@ async def answer(request: Request, minutes_id: str, comment_id: str) -> Response
     if errors or req is None:
         return await admin_page(request, actor, minutes_id, errors=errors, values=values, status_code=422)
     try:
-        done = await rpc(request)(req)
+        done = await rpc(request)(req, idempotency_key=key)
     except RpcError as exc:
         return await _refused(request, actor, minutes_id, exc, values,
                               {"comment_id": f"reason-{comment_id}", "reason": f"reason-{comment_id}"})
@@ -307,8 +311,8 @@ async def publish(request: Request, minutes_id: str) -> Response:
     if req is None:
         return await admin_page(request, actor, minutes_id, values=values, status_code=422,
                                 errors={_field(k): v for k, v in errors.items()})
-    try:
-        view = await rpc(request)(req, timeout=60)  # the PDF is rendered before the reply
+    try:  # the PDF is rendered before the reply
+        view = await rpc(request)(req, timeout=60, idempotency_key=idempotency_key(form))
     except RpcError as exc:
         # The draft shown again is the one stored now: publishing it is a new, informed click.
         values.pop("base_revision")
@@ -334,7 +338,7 @@ async def correct(request: Request, minutes_id: str) -> Response:
         return await admin_page(request, actor, minutes_id, values=values, status_code=422,
                                 errors={_field(k): v for k, v in errors.items()})
     try:
-        view = await rpc(request)(req, timeout=60)
+        view = await rpc(request)(req, timeout=60, idempotency_key=idempotency_key(form))
     except RpcError as exc:
         return await _refused(request, actor, minutes_id, exc, values)
     visitor(request).set_flash("success", f"La correction est publiée : version {view.versions[-1].version}, avec sa "
@@ -382,7 +386,8 @@ async def comment(request: Request, minutes_id: str) -> Response:
         return await review_page(request, member, minutes_id, status_code=422,
                                  errors={ROOT: "Choisissez le paragraphe à commenter, puis écrivez votre remarque."})
     key = f"{kind}-{anchor}"
-    values = {key: text}
+    token = idempotency_key(form)
+    values = {key: text, f"once-{key}": token or ""}
     req, errors = validate(CommentMinutes, {"actor_id": member.member_id, "minutes_id": minutes_id, "anchor": anchor,
                                             "kind": kind, "text": text},
                            limits={"text": 20_000}, messages={"text": COMMENT_MESSAGES[kind]})
@@ -390,7 +395,7 @@ async def comment(request: Request, minutes_id: str) -> Response:
         return await review_page(request, member, minutes_id, values=values, status_code=422,
                                  errors={key if k == "text" else ROOT: v for k, v in errors.items()})
     try:
-        await rpc(request)(req)
+        await rpc(request)(req, idempotency_key=token)
     except RpcError as exc:
         if exc.code == ErrorCode.NOT_FOUND and exc.field in (None, "minutes_id"):
             return await unknown_minutes(request)

@@ -32,6 +32,7 @@ from shared.contracts.minutes import (
 )
 from shared.logging import get_logger
 from shared.rpc import RpcClient, RpcError
+from services.web.forms import whole_number_or_none
 from services.web.pages import error_page, render, rpc, web
 
 log = get_logger(__name__)
@@ -323,10 +324,11 @@ async def how_to_verify(request: Request) -> Response:
 
 @router.get("/registre/{index}")
 async def one_record(request: Request, index: str) -> Response:
-    if not index.isascii() or not index.isdigit() or len(index) > 19 or int(index) > MAX_INDEX:
+    # The last index a log of MAX_INDEX leaves can hold is MAX_INDEX - 1 (its entries end at MAX_INDEX).
+    i = whole_number_or_none(index, maximum=MAX_INDEX - 1)
+    if i is None:
         return await error_page(request, 404, "Cet enregistrement n'existe pas dans le registre public.",
                                 title="Enregistrement introuvable", actions=BACK)
-    i = int(index)
     client = rpc(request)
     page = await client(ListEntries(start=i, end=i + 1))
     if not page.entries or page.entries[0].index != i:

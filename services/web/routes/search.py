@@ -17,6 +17,7 @@ from starlette.requests import Request
 
 from forumlib.french_search import MAX_QUERY_CHARS
 from shared.contracts.minutes import MAX_SEARCH_INPUT, SEARCH_KIND_LABELS, Search, SearchKind
+from services.web.forms import whole_number_or_none
 from services.web.pages import render, rpc
 
 router = APIRouter(include_in_schema=False)
@@ -31,7 +32,7 @@ DATE_LABELS = {SearchKind.MINUTES: "Séance du", SearchKind.DECISION: "Décision
 
 def page_number(raw: str) -> int:
     """The `page` of the address; anything but a page number reads as the first page."""
-    return min(int(raw), MAX_PAGE) if raw.isdigit() and 0 < len(raw) < 6 and int(raw) > 0 else 1
+    return min(whole_number_or_none(raw, minimum=1, maximum=99_999) or 1, MAX_PAGE)
 
 
 def address(q: str, kind: str = "", page: int | None = None) -> str:

@@ -11,8 +11,9 @@ from starlette.requests import Request
 from shared.contracts.common import ErrorCode
 from shared.contracts.registry import ApproveMember, ListMembers, MemberStatus, MemberView, RejectMember
 from shared.rpc import RpcError
-from services.web.forms import read_form, validate
+from services.web.forms import idempotency_key, read_form, validate
 from services.web.pages import error_page, render, require_secretariat, rpc, rpc_error_page
+from services.web.routes._common import valid_id
 from services.web.security import visitor
 
 router = APIRouter(prefix="/secretariat", include_in_schema=False)
@@ -28,13 +29,13 @@ MAX_ID = 64
 
 
 async def _members_page(request: Request, actor: MemberView, statut: str, *, status_code: int = 200,
-                        reject_errors: dict[str, str] | None = None, reject_values: dict[str, str] | None = None
-                        ) -> Response:
+                        reject_errors: dict[str, str] | None = None, reject_values: dict[str, str] | None = None,
+                        reject_tokens: dict[str, str] | None = None) -> Response:
     status = None if statut == "all" else MemberStatus(statut)
     members = await rpc(request)(ListMembers(actor_id=actor.member_id, status=status))
     return await render(request, "secretariat_members.html", status_code=status_code, members=members.members,
                         filters=FILTERS, statut=statut, reject_errors=reject_errors or {},
-                        reject_values=reject_values or {})
+                        reject_values=reject_values or {}, reject_tokens=reject_tokens or {})
 
 
 @router.get("")
@@ -51,7 +52,7 @@ async def members(request: Request, statut: str = "pending_approval") -> Respons
 
 
 def _check_id(member_id: str) -> bool:
-    return 0 < len(member_id) <= MAX_ID
+    return len(member_id) <= MAX_ID and valid_id(member_id)
 
 
 @router.post("/membres/{member_id}/approuver")
@@ -59,8 +60,9 @@ async def approve(request: Request, member_id: str) -> Response:
     actor = await require_secretariat(request)
     if not _check_id(member_id):
         return await error_page(request, 404, "Membre inconnu.", actions=BACK)
+    key = idempotency_key(await read_form(request))
     try:
-        member = await rpc(request)(ApproveMember(actor_id=actor.member_id, member_id=member_id))
+        member = await rpc(request)(ApproveMember(actor_id=actor.member_id, member_id=member_id), idempotency_key=key)
     except RpcError as exc:
         return await rpc_error_page(request, exc, actions=BACK)
     visitor(request).set_flash("success", f"L'inscription de {member.full_name} est validée.")
@@ -74,6 +76,8 @@ async def reject(request: Request, member_id: str) -> Response:
         return await error_page(request, 404, "Membre inconnu.", actions=BACK)
     form = await read_form(request)
     reason = form.get("reason", "").strip()
+    key = idempotency_key(form)
+    kept = {"reject_values": {member_id: reason}, "reject_tokens": {member_id: key or ""}}
     data = {"actor_id": actor.member_id, "member_id": member_id, **({"reason": reason} if reason else {})}
     req, errors = validate(RejectMember, data, limits={"reason": 1000},
                            messages={"reason": "Indiquez le motif du refus (au moins 3 caractères) : "
@@ -81,14 +85,13 @@ async def reject(request: Request, member_id: str) -> Response:
     if req is None:
         return await _members_page(request, actor, "pending_approval", status_code=422,
                                    reject_errors={member_id: errors.get("reason") or next(iter(errors.values()))},
-                                   reject_values={member_id: reason})
+                                   **kept)
     try:
-        member = await rpc(request)(req)
+        member = await rpc(request)(req, idempotency_key=key)
     except RpcError as exc:
         if exc.code == ErrorCode.INVALID:
             return await _members_page(request, actor, "pending_approval", status_code=422,
-                                       reject_errors={member_id: exc.error.message},
-                                       reject_values={member_id: reason})
+                                       reject_errors={member_id: exc.error.message}, **kept)
         return await rpc_error_page(request, exc, actions=BACK)
     visitor(request).set_flash("success", f"L'inscription de {member.full_name} est refusée ; "
                                           "la personne en est informée par courriel.")

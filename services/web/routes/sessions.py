@@ -25,7 +25,7 @@ from shared.contracts.forum import (
 from shared.contracts.minutes import MinutesState
 from shared.contracts.registry import MemberStatus, MemberView
 from shared.rpc import RpcError
-from services.web.forms import read_form
+from services.web.forms import idempotency_key, read_form
 from services.web.pages import (
     HTTP_STATUS, current_member, error_page, render, require_member, rpc, rpc_error_page, web,
 )
@@ -179,7 +179,8 @@ async def answer(request: Request, session_id: str) -> Response:
         return await session_page(request, session_id, status_code=403, rsvp_error=reason)
     try:
         reply = await rpc(request)(AnswerRsvp(actor_id=member.member_id, session_id=session_id,
-                                              answer=RsvpAnswer(value)), timeout=RSVP_TIMEOUT)
+                                              answer=RsvpAnswer(value)), timeout=RSVP_TIMEOUT,
+                                   idempotency_key=idempotency_key(form))
     except RpcError as exc:
         return await _refused(request, session_id, exc)
     if reply.state == RsvpState.CONFIRMED:
@@ -202,8 +203,10 @@ async def withdraw(request: Request, session_id: str) -> Response:
         return await unknown_session(request)
     if reason := not_approved_reason(member):
         return await session_page(request, session_id, status_code=403, rsvp_error=reason)
+    key = idempotency_key(await read_form(request))
     try:
-        await rpc(request)(WithdrawRsvp(actor_id=member.member_id, session_id=session_id), timeout=RSVP_TIMEOUT)
+        await rpc(request)(WithdrawRsvp(actor_id=member.member_id, session_id=session_id), timeout=RSVP_TIMEOUT,
+                           idempotency_key=key)
     except RpcError as exc:
         return await _refused(request, session_id, exc)
     visitor(request).set_flash("success", "Votre réponse est retirée : vous ne participez plus à cette séance.")

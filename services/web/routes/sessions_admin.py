@@ -21,7 +21,10 @@ from shared.contracts.forum import (
 )
 from shared.contracts.registry import COLLEGE_LABELS, ListMembers, MemberStatus, MemberView
 from shared.rpc import RpcError
-from services.web.forms import ROOT, edge_checks, local_input, parse_paris, read_form, validate
+from services.web.forms import (
+    ONCE_FIELD, ROOT, edge_checks, idempotency_key, local_input, parse_paris, read_form, validate, whole_number,
+    whole_number_or_none,
+)
 from services.web.pages import HTTP_STATUS, error_page, render, require_secretariat, rpc, rpc_error_page
 from services.web.routes._common import (
     csv_cell, csv_response, fetch, get_session, sentence, unknown_session, valid_id,
@@ -69,9 +72,15 @@ def session_request(model: type[CreateSession] | type[UpdateSession], values: di
     """(request, {}) or (None, {field: French message}) for the posted session form."""
     edge = edge_checks(values, LIMITS)
     data: dict[str, Any] = {"actor_id": actor_id, **(extra or {})}
-    for k in ("title", "kind", "place", "online_url", "capacity"):
+    for k in ("title", "kind", "place", "online_url"):
         if values[k]:
             data[k] = values[k]
+    number_errors: dict[str, str] = {}
+    if values["capacity"]:
+        try:  # the service says which capacities it accepts
+            data["capacity"] = whole_number(values["capacity"], maximum=10**9)
+        except ValueError as exc:
+            number_errors["capacity"] = str(exc)
     data["theme"] = values["theme"] or None
     data["description"] = values["description"]
     data["agenda"] = [line.strip() for line in values["agenda"].splitlines() if line.strip()]
@@ -93,6 +102,7 @@ def session_request(model: type[CreateSession] | type[UpdateSession], values: di
         else:
             out.setdefault(ROOT, sentence(message))
     out.update(date_errors)
+    out.update(number_errors)
     out.update(edge)
     if out:
         return None, {k: out[k] for k in sorted(out, key=lambda n: FIELDS.index(n) if n in FIELDS else -1)}
@@ -138,12 +148,14 @@ async def new_form(request: Request) -> Response:
 @router.post("/nouvelle")
 async def create(request: Request) -> Response:
     actor = await require_secretariat(request)
-    values = form_values(await read_form(request))
+    form = await read_form(request)
+    values, key = form_values(form), idempotency_key(form)
+    values[ONCE_FIELD] = key or ""
     req, errors = session_request(CreateSession, values, actor.member_id)
     if req is None:
         return await form_page(request, mode="create", values=values, errors=errors, status_code=422)
     try:
-        view = await rpc(request)(req)
+        view = await rpc(request)(req, idempotency_key=key)
     except RpcError as exc:
         if (errors := service_field_error(exc)) is None:
             return await rpc_error_page(request, exc, actions=LIST_BACK)
@@ -178,17 +190,18 @@ async def edit(request: Request, session_id: str) -> Response:
     if isinstance(view, Response):
         return view
     form = await read_form(request)
-    values = form_values(form)
+    values, key = form_values(form), idempotency_key(form)
+    values[ONCE_FIELD] = key or ""
     revision = form.get("revision", "").strip()
     extra: dict[str, Any] = {"session_id": session_id}
-    if revision.isdigit() and len(revision) < 10:
-        extra["expected_revision"] = int(revision)
+    if (expected := whole_number_or_none(revision, maximum=10**9)) is not None:
+        extra["expected_revision"] = expected
     req, errors = session_request(UpdateSession, values, actor.member_id, extra)
     if req is None:
         return await form_page(request, mode="edit", values=values, errors=errors, status_code=422, session=view,
                                revision=revision)
     try:
-        updated = await rpc(request)(req)
+        updated = await rpc(request)(req, idempotency_key=key)
     except RpcError as exc:
         if exc.code == ErrorCode.NOT_FOUND:
             return await unknown_session(request)
@@ -198,7 +211,8 @@ async def edit(request: Request, session_id: str) -> Response:
             return await rpc_error_page(request, exc, actions=LIST_BACK)
         return await form_page(request, mode="edit", values=values, errors=errors, session=view, revision=revision,
                                status_code=HTTP_STATUS.get(exc.code, 422))
-    if updated.revision == view.revision:
+    # Against the revision the form was filled from: a re-sent form answers as the first one did.
+    if updated.revision == (req.expected_revision if req.expected_revision is not None else view.revision):
         message = "Aucune modification : la séance est inchangée."
     else:
         message = (f"La séance « {updated.title} » est modifiée. Si l'horaire ou le lieu a changé, les membres "
@@ -223,20 +237,22 @@ async def cancel(request: Request, session_id: str) -> Response:
     view = await get_session(request, session_id)
     if isinstance(view, Response):
         return view
-    reason = (await read_form(request)).get("reason", "").strip()
+    form = await read_form(request)
+    reason, key = form.get("reason", "").strip(), idempotency_key(form)
+    values = {"reason": reason, ONCE_FIELD: key or ""}
     req, errors = validate(CancelSession, {"actor_id": actor.member_id, "session_id": session_id, "reason": reason},
                            limits={"reason": 1000},
                            messages={"reason": "Indiquez le motif de l'annulation (au moins 3 caractères) : les "
                                                "membres inscrits le recevront."} if len(reason) < 3 else None)
     if req is None:
         return await render(request, "admin_session_cancel.html", status_code=422, s=view,
-                            values={"reason": reason}, errors={"reason": sentence(next(iter(errors.values())))})
+                            values=values, errors={"reason": sentence(next(iter(errors.values())))})
     try:
-        cancelled = await rpc(request)(req)
+        cancelled = await rpc(request)(req, idempotency_key=key)
     except RpcError as exc:
         if exc.code == ErrorCode.INVALID:
             return await render(request, "admin_session_cancel.html", status_code=422, s=view,
-                                values={"reason": reason}, errors={"reason": sentence(exc.error.message)})
+                                values=values, errors={"reason": sentence(exc.error.message)})
         return await rpc_error_page(request, exc, actions=[(f"/seances/{session_id}", "Voir la séance"), *LIST_BACK])
     told = cancelled.confirmed_count + cancelled.waitlist_count
     visitor(request).set_flash("success", f"La séance « {cancelled.title} » est annulée."
@@ -297,7 +313,7 @@ async def check_in(request: Request, session_id: str) -> Response:
     member_id = form.get("member_id", "").strip()
     present = form.get("present", "1") != "0"
     walk_in = form.get("walk_in") == "1"
-    if not member_id or len(member_id) > 36:
+    if not valid_id(member_id):
         return await participants_page(request, actor, session_id, status_code=422,
                                        walk_in_error="Choisissez le membre à enregistrer comme présent·e.")
     try:

@@ -26,7 +26,10 @@ from shared.contracts.decisions import (
 )
 from shared.contracts.registry import COLLEGE_LABELS, MemberStatus
 from shared.rpc import RpcError
-from services.web.forms import ROOT, edge_checks, local_input, parse_paris, read_form, validate
+from services.web.forms import (
+    ONCE_FIELD, ROOT, edge_checks, idempotency_key, local_input, parse_paris, read_form, validate,
+    whole_number_or_none,
+)
 from services.web.pages import (
     HTTP_STATUS, current_member, error_page, render, require_member, require_secretariat, rpc, rpc_error_page,
 )
@@ -46,7 +49,7 @@ STATUS_KINDS = {VoteStatus.UPCOMING: "info", VoteStatus.OPEN: "success", VoteSta
 VOTES_BACK = [("/votes", "Voir les votes"), ("/", "Retour à l'accueil")]
 # Bars of the merit profiles: one class per grade (the colours live in forum.css, no inline style).
 GRADE_CLASSES = {g: f"forum-grade--{g.value.replace('_', '-')}" for g in GRADES}
-_GRADE_FIELD = re.compile(r"^grade-(\d{1,2})$")
+_GRADE_FIELD = re.compile(r"^grade-([0-9]{1,2})$")  # not \d: it takes « ٣ », which int() reads as 3
 
 
 def vote_context() -> dict[str, Any]:
@@ -78,8 +81,8 @@ def default_open_values(agenda_size: int) -> dict[str, str]:
 def open_request(values: dict[str, str], actor_id: str, session_id: str) -> tuple[OpenVote | None, dict[str, str]]:
     errors: dict[str, str] = {}
     data: dict[str, Any] = {"actor_id": actor_id, "session_id": session_id, "question": values["question"]}
-    if values["agenda_position"].isdigit():
-        data["agenda_position"] = int(values["agenda_position"])
+    if (position := whole_number_or_none(values["agenda_position"], minimum=1, maximum=9999)) is not None:
+        data["agenda_position"] = position
     else:
         errors["agenda_position"] = "Choisissez le point de l'ordre du jour sur lequel porte le vote."
     options = [line.strip() for line in values["options"].splitlines() if line.strip()]
@@ -144,12 +147,14 @@ async def open_vote(request: Request, seance: str = Query("", max_length=40)) ->
     s = await get_session(request, seance)
     if isinstance(s, Response):
         return s
-    values = open_values(await read_form(request))
+    form = await read_form(request)
+    values, key = open_values(form), idempotency_key(form)
     req, errors = open_request(values, actor.member_id, s.session_id)
+    values[ONCE_FIELD] = key or ""
     if req is None:
         return await open_form(request, s, values=values, errors=errors, status_code=422)
     try:
-        view = await rpc(request)(req)
+        view = await rpc(request)(req, idempotency_key=key)
     except RpcError as exc:
         if exc.code in (ErrorCode.UNAVAILABLE, ErrorCode.INTERNAL):
             return await rpc_error_page(request, exc, actions=[(f"/seances/{s.session_id}", "Voir la séance")])
@@ -177,11 +182,13 @@ async def close_vote(request: Request, vote_id: str) -> Response:
     view = await get_vote(request, vote_id)
     if isinstance(view, Response):
         return view
-    if view.status == VoteStatus.CLOSED:
+    key = idempotency_key(await read_form(request))
+    if view.status == VoteStatus.CLOSED and key is None:  # with a token, a re-sent form answers as it did
         visitor(request).set_flash("info", "Ce vote est déjà clos : son résultat est publié.")
         return RedirectResponse(f"/votes/{vote_id}", status_code=303)
     try:
-        closed = await rpc(request)(CloseVote(actor_id=actor.member_id, vote_id=vote_id), timeout=30)
+        closed = await rpc(request)(CloseVote(actor_id=actor.member_id, vote_id=vote_id), timeout=30,
+                                    idempotency_key=key)
     except RpcError as exc:
         if exc.code == ErrorCode.NOT_FOUND:
             return await unknown_vote(request)
@@ -208,7 +215,8 @@ async def votes_list(request: Request) -> Response:
 
 
 async def vote_page(request: Request, vote_id: str, *, status_code: int = 200, errors: dict[str, str] | None = None,
-                    chosen: dict[int, str] | None = None) -> Response:
+                    chosen: dict[int, str] | None = None, token: str | None = None) -> Response:
+    """The vote's page; after a refused ballot, the grades chosen and the ballot form's token kept."""
     member = await current_member(request)
     view = await get_vote(request, vote_id, member.member_id if member else None)
     if isinstance(view, Response):
@@ -222,7 +230,8 @@ async def vote_page(request: Request, vote_id: str, *, status_code: int = 200, e
     if member and member.status != MemberStatus.APPROVED:
         not_approved = "Seuls les membres validés du forum peuvent voter."
     return await render(request, "vote.html", status_code=status_code, v=view, errors=errors or {}, chosen=chosen,
-                        winner=winner, not_approved=not_approved, now=datetime.now(UTC), **vote_context())
+                        winner=winner, not_approved=not_approved, now=datetime.now(UTC), ballot_token=token,
+                        **vote_context())
 
 
 @router.get("/votes/{vote_id}")
@@ -237,6 +246,7 @@ async def cast(request: Request, vote_id: str) -> Response:
     if isinstance(view, Response):
         return view
     form = await read_form(request)
+    key = idempotency_key(form)
     labels = {o.option_id: o.label for o in view.vote.options}
     chosen: dict[int, str] = {}
     errors: dict[str, str] = {}
@@ -262,9 +272,10 @@ async def cast(request: Request, vote_id: str) -> Response:
         if ROOT not in errors:
             errors = {ROOT: "Votre vote n'a pas été enregistré : évaluez chaque option avec une mention de l'échelle.",
                       **errors}
-        return await vote_page(request, vote_id, status_code=422, errors=errors, chosen=chosen)
+        return await vote_page(request, vote_id, status_code=422, errors=errors, chosen=chosen, token=key)
     try:
-        ballot = await rpc(request)(CastBallot(actor_id=member.member_id, vote_id=vote_id, grades=grades), timeout=30)
+        ballot = await rpc(request)(CastBallot(actor_id=member.member_id, vote_id=vote_id, grades=grades), timeout=30,
+                                    idempotency_key=key)
     except RpcError as exc:
         if exc.code in (ErrorCode.UNAVAILABLE, ErrorCode.INTERNAL):
             raise
@@ -272,7 +283,7 @@ async def cast(request: Request, vote_id: str) -> Response:
         if exc.field and (m := re.match(r"^grades\.(\d+)$", exc.field)):
             errors[f"option-{m.group(1)}"] = sentence(exc.error.message)
         return await vote_page(request, vote_id, status_code=HTTP_STATUS.get(exc.code, 409), errors=errors,
-                               chosen=chosen)
+                               chosen=chosen, token=key)
     visitor(request).set_flash(
         "success", ("Votre vote est modifié" if ballot.replaced else "Votre vote est enregistré")
         + f" le {paris_long(ballot.cast_at)}. Vous pouvez le changer jusqu'à la clôture du vote.")

@@ -82,7 +82,7 @@ class Visitor:
         expect(self.page).to_have_url(re.compile(r"/espace$"))
 
     def sign_out(self) -> None:
-        self.page.get_by_role("button", name="Se déconnecter").click()
+        self.page.get_by_role("button", name="Se déconnecter", exact=True).click()
         expect(self.page.get_by_text("Vous êtes déconnecté·e.")).to_be_visible()
         expect(self.page.get_by_role("link", name="Se connecter").first).to_be_visible()
 

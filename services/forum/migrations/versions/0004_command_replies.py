@@ -20,11 +20,12 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     op.create_table('command_reply',
     sa.Column('op', sqlmodel.sql.sqltypes.AutoString(length=120), nullable=False),
+    sa.Column('actor', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
     sa.Column('key', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
-    sa.Column('actor', sqlmodel.sql.sqltypes.AutoString(length=36), nullable=True),
+    sa.Column('digest', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
     sa.Column('reply', sa.Text(), nullable=True),
     sa.Column('created_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
-    sa.PrimaryKeyConstraint('op', 'key')
+    sa.PrimaryKeyConstraint('op', 'actor', 'key')
     )
     with op.batch_alter_table('command_reply', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_command_reply_created_at'), ['created_at'], unique=False)
