@@ -15,6 +15,7 @@ sed -e "s|^POSTGRES_PASSWORD=\$|POSTGRES_PASSWORD=$(secret)|" \
     -e "s|^PG_PASSWORD_MINUTES=\$|PG_PASSWORD_MINUTES=$(secret)|" \
     -e "s|^PG_PASSWORD_NOTIFICATIONS=\$|PG_PASSWORD_NOTIFICATIONS=$(secret)|" \
     -e "s|^FORUM_SECRET_KEY=\$|FORUM_SECRET_KEY=$(secret)$(secret)|" \
+    -e "s|^FORUM_NOTICE_LINK_KEY=\$|FORUM_NOTICE_LINK_KEY=$(secret)$(secret)|" \
     -e "s|^NATS_PASSWORD_REGISTRY=\$|NATS_PASSWORD_REGISTRY=$(secret)|" \
     -e "s|^NATS_PASSWORD_FORUM=\$|NATS_PASSWORD_FORUM=$(secret)|" \
     -e "s|^NATS_PASSWORD_MINUTES=\$|NATS_PASSWORD_MINUTES=$(secret)|" \
