@@ -121,3 +121,50 @@ def link_in(msg: EmailMessage, path_fragment: str) -> str:
     m = re.search(r"(https?://\S*" + re.escape(path_fragment) + r"\S*)", text)
     assert m, f"no link containing {path_fragment!r} in:\n{text}"
     return m.group(1)
+
+
+def database_value(url: str, sql: str, **params: object) -> object:
+    """One value read straight from a service's own database (what a test checks behind the service)."""
+    from sqlalchemy import create_engine, text
+
+    from shared.db import sync_url
+
+    engine = create_engine(sync_url(url))
+    try:
+        with engine.connect() as c:
+            return c.execute(text(sql), params).scalar_one()
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def supervised_stack(data: Path, env: dict[str, str]) -> Iterator[tuple[object, list[str]]]:
+    """The whole forum with its own nats-server (so that it can be killed), supervised as `up` does;
+    yields (stack, the supervisor's lines). A supervisor that gives up fails the test."""
+    import threading
+
+    from forum_ouvert.launcher import Stack
+
+    urls = database_urls(data)
+    stack = Stack(data, database_urls=urls, log_dir=data / "logs", env=env)
+    lines: list[str] = []
+    supervisor = stack.supervise(say=lines.append)
+    stop = threading.Event()
+    failures: list[BaseException] = []
+
+    def watch() -> None:
+        try:
+            supervisor.watch(stop)
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            failures.append(exc)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    try:
+        stack.start()
+        watcher.start()
+        yield stack, lines
+        assert not failures, failures
+    finally:
+        stop.set()
+        stack.stop()
+        drop_schemas(urls)

@@ -28,7 +28,6 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -51,7 +50,7 @@ from shared.db import sync_url
 from shared.rpc import RpcClient, RpcError
 from shared.settings import SERVICES
 from tests.forum.harness import session_request
-from tests.support import caught, caught_mail, database_urls, drop_schemas
+from tests.support import caught, caught_mail, supervised_stack
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -109,31 +108,10 @@ def query(url: str, sql: str, **params: Any) -> list[Any]:
 # ============================================================================ the forum, supervised
 @pytest.fixture
 def supervised(tmp_path: Path):  # noqa: ANN201 - yields (stack, lines)
-    urls = database_urls(tmp_path)
-    stack = Stack(tmp_path / "data", database_urls=urls, log_dir=tmp_path / "logs",
-                  env={"FORUM_RATE_LIMIT_PER_MINUTE": "100000", "FORUM_OUTBOX_POLL_INTERVAL": "0.5",
-                       "FORUM_MAIL_RETRY_BASE": "1", "FORUM_MAIL_RETRY_MAX": "4", "FORUM_RPC_TIMEOUT": "4"})
-    lines: list[str] = []
-    supervisor = stack.supervise(say=lines.append)
-    stop = threading.Event()
-    failures: list[BaseException] = []
-
-    def watch() -> None:
-        try:
-            supervisor.watch(stop)
-        except BaseException as exc:  # noqa: BLE001 - reported by the test
-            failures.append(exc)
-
-    watcher = threading.Thread(target=watch, daemon=True)
-    try:
-        stack.start()
-        watcher.start()
-        yield stack, lines
-        assert not failures, failures
-    finally:
-        stop.set()
-        stack.stop()
-        drop_schemas(urls)
+    with supervised_stack(tmp_path, {"FORUM_RATE_LIMIT_PER_MINUTE": "100000", "FORUM_OUTBOX_POLL_INTERVAL": "0.5",
+                                     "FORUM_MAIL_RETRY_BASE": "1", "FORUM_MAIL_RETRY_MAX": "4",
+                                     "FORUM_RPC_TIMEOUT": "4"}) as running:
+        yield running
 
 
 # ============================================================================ before the chaos

@@ -21,7 +21,6 @@ import signal
 import stat
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -35,7 +34,7 @@ from forum_ouvert.launcher import MAILCATCHER, NATS, WEB, GaveUp, RestartPolicy,
 from shared.contracts.registry import Register
 from shared.rpc import RpcClient, RpcError
 from shared.settings import SERVICES
-from tests.support import caught_mail, database_urls, drop_schemas
+from tests.support import caught_mail, supervised_stack
 
 ROOT = Path(__file__).resolve().parents[2]
 KINDS = (NATS, MAILCATCHER, WEB, *SERVICES)
@@ -179,31 +178,9 @@ async def until(check, what: str, timeout: float = 60) -> None:  # noqa: ANN001
 @pytest.fixture(scope="module")
 def supervised(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, list[str]]]:
     """The whole forum with its own nats-server (so that it can be killed), supervised as `up` does."""
-    data = tmp_path_factory.mktemp("supervised")
-    urls = database_urls(data)
-    stack = Stack(data, database_urls=urls, log_dir=data / "logs",
-                  env={"FORUM_RATE_LIMIT_PER_MINUTE": "100000", "FORUM_OUTBOX_POLL_INTERVAL": "0.5"})
-    lines: list[str] = []
-    supervisor = stack.supervise(say=lines.append)
-    stop = threading.Event()
-    failures: list[BaseException] = []
-
-    def watch() -> None:
-        try:
-            supervisor.watch(stop)
-        except BaseException as exc:  # noqa: BLE001 - reported by the test
-            failures.append(exc)
-
-    watcher = threading.Thread(target=watch, daemon=True)
-    try:
-        stack.start()
-        watcher.start()
-        yield stack, lines
-        assert not failures, failures
-    finally:
-        stop.set()
-        stack.stop()
-        drop_schemas(urls)
+    with supervised_stack(tmp_path_factory.mktemp("supervised"),
+                          {"FORUM_RATE_LIMIT_PER_MINUTE": "100000", "FORUM_OUTBOX_POLL_INTERVAL": "0.5"}) as running:
+        yield running  # type: ignore[misc]
 
 
 @pytest.mark.integration

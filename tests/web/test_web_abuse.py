@@ -27,14 +27,12 @@ from typing import Any
 import httpx
 import pytest
 from faststream.nats import NatsBroker
-from sqlalchemy import create_engine, text
 
 from forum_ouvert.launcher import WEB, Stack, port_open
 from services.web.security import forwarded_client
 from shared.contracts.registry import Accepted, Register, RequestSignIn, VerifyEmail
-from shared.db import sync_url
 from shared.rpc import RpcClient
-from tests.support import caught_mail, database_urls, drop_schemas, link_in
+from tests.support import caught_mail, database_urls, database_value, drop_schemas, link_in
 from tests.web.test_web_visitor import KEY, FakeRegistry
 
 LINK_LIMIT = 3
@@ -130,12 +128,7 @@ async def small_rpc(small_forum: Stack) -> AsyncIterator[RpcClient]:
 
 
 def registry_value(forum: Stack, sql: str, **params: str) -> Any:
-    engine = create_engine(sync_url(forum.database_urls["registry"]))
-    try:
-        with engine.connect() as c:
-            return c.execute(text(sql), params).scalar_one()
-    finally:
-        engine.dispose()
+    return database_value(forum.database_urls["registry"], sql, **params)
 
 
 async def verified_member(rpc: RpcClient, forum: Stack) -> tuple[str, str]:

@@ -15,12 +15,10 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, text
 
 from forum_ouvert.launcher import Stack
 from services.web.security import COOKIE_NAME
-from shared.db import sync_url
-from tests.support import caught_mail, link_in
+from tests.support import caught_mail, database_value, link_in
 
 pytestmark = pytest.mark.integration
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -108,13 +106,7 @@ def copy_of(b: httpx.Client, forum: Stack) -> httpx.Client:
 
 
 def registry_value(forum: Stack, sql: str, **params: str) -> Any:
-    """One value read from the registry's own database."""
-    engine = create_engine(sync_url(forum.database_urls["registry"]))
-    try:
-        with engine.connect() as c:
-            return c.execute(text(sql), params).scalar_one()
-    finally:
-        engine.dispose()
+    return database_value(forum.database_urls["registry"], sql, **params)
 
 
 def member_id(forum: Stack, email: str) -> str:

@@ -86,7 +86,8 @@ async def test_rsvp_rush_through_the_web_front(forum: Stack, rpc: RpcClient, sec
 
         # Everybody has the session's page open (with its form), then presses « Je participe » at once.
         opened = await asyncio.gather(*[m.get(f"/seances/{sid}") for m in people])
-        assert all(p.status_code == 200 and "Je participe" in p.text for p in opened)
+        assert all(p.status_code == 200 and "Je participe" in p.text for p in opened), \
+            sorted({(p.status_code, "Je participe" in p.text) for p in opened})
         t1 = time.perf_counter()
         replies = await asyncio.gather(*[m.answer(sid, "attend") for m in people], return_exceptions=True)
         rush_s = time.perf_counter() - t1
