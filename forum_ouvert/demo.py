@@ -252,7 +252,8 @@ async def _sessions(rpc: RpcClient, sec: str, approved: list[str]) -> str:
     minutes = await _minutes(rpc, sec, past.session_id, [g.session_id for g in groups], approved[:5])
     return ("10 séances : une plénière et quatre groupes de travail passés avec émargement, une plénière et un "
             "groupe de travail à venir (complet, avec liste d'attente et une promotion), un groupe demain (rappel "
-            "envoyé, salle changée), un groupe dont les réponses ne sont pas encore ouvertes, une séance annulée.\n{decisions}\n{minutes}")
+            "envoyé, salle changée), un groupe dont les réponses ne sont pas encore ouvertes, une séance annulée.\n"
+            f"{decisions}\n{minutes}")
 
 
 # The seven main measures of the 2024-2026 national action plan (the plan counts 17 commitments;
