@@ -64,10 +64,10 @@ async def register_submit(request: Request) -> Response:
         try:
             await rpc(request)(req)
         except RpcError as exc:
-            if exc.code not in (ErrorCode.INVALID, ErrorCode.CONFLICT):
+            if exc.code != ErrorCode.INVALID:  # a known address answers like a new one: no conflict to show
                 raise
             errors = {exc.field or ROOT: exc.error.message}
-            status = 409 if exc.code == ErrorCode.CONFLICT else 422
+            status = 422
         else:
             return await render(request, "register_done.html", email=req.email)
     else:
