@@ -800,10 +800,13 @@ def seed(c: httpx.Client, forum: Stack) -> dict[str, str]:
     def local(delta: timedelta) -> str:
         return (now + delta).astimezone(paris).strftime("%Y-%m-%dT%H:%M")
 
-    def post(path: str, data: dict[str, str]) -> httpx.Response:
+    def post(path: str, data: dict[str, str], *, until_known: bool = False) -> httpx.Response:
+        # 403 until each service has learnt the secretariat's role; with until_known, 404 until the service
+        # has learnt of the session (it arrives by event, not by the request that created it)
+        waiting = {403, 404} if until_known else {403}
         deadline = time.monotonic() + 60
-        while (r := c.post(path, data={"csrf_token": csrf_in(c.get("/espace")), **data})).status_code == 403:
-            assert time.monotonic() < deadline, text(r)  # until each service has learnt the role
+        while (r := c.post(path, data={"csrf_token": csrf_in(c.get("/espace")), **data})).status_code in waiting:
+            assert time.monotonic() < deadline, text(r)
             time.sleep(0.2)
         return r
 
@@ -826,7 +829,7 @@ def seed(c: httpx.Client, forum: Stack) -> dict[str, str]:
              {"agenda_position": "2", "question": "Question du fuzz", "options": "Oui\nNon",
               "eligibility": "approved_members", "opens_at": local(timedelta(0)), "closes_at": local(timedelta(days=7))})
     assert r.status_code == 303, text(r)
-    r = post("/secretariat/comptes-rendus/rediger", {"seance": past})
+    r = post("/secretariat/comptes-rendus/rediger", {"seance": past}, until_known=True)
     assert r.status_code == 303, text(r)
     r = post("/secretariat/annonces/nouvelle", {"title": "Annonce du fuzz", "body": "Texte.", "topic": "announcements"})
     assert r.status_code == 303, text(r)
