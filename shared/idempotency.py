@@ -31,7 +31,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import Column, Text, delete, insert, update
+from sqlalchemy import Column, Text, bindparam, delete, insert, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, SQLModel, col
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -52,6 +52,10 @@ FIELD = "idempotency_key"
 _KEY = re.compile(r"^[A-Za-z0-9._:-]{8,64}$")
 _ATTEMPTS = 3
 _purged_at: dict[str, float] = {}
+
+
+class KeyTaken(Exception):
+    """A grouped command found its key already recorded (see `take_keys`): answered as the repeat it is."""
 
 
 class CommandReply(SQLModel, table=True):
@@ -78,6 +82,7 @@ class Once:
     key: str
     digest: str
     recorded: bool = False  # the key's row is committed with the handler's first unit of work
+    replied: bool = False  # the reply was stored in that same transaction (`store_replies`)
 
     @classmethod
     def of(cls, request: BaseModel, key: str) -> Once:
@@ -103,11 +108,20 @@ class Once:
         self.recorded = True
 
 
-async def run_once(db: Database, once: Once, handler: Callable[[], Awaitable[BaseModel]]) -> Any:
+def records_key_first(operation: Callable[..., Any]) -> Callable[..., Any]:
+    """Marks an operation whose every path records the key before anything can refuse the request (its
+    first statement opens the unit of work): a repeat then fails on the key at once, so `run_once` need
+    not read the stored replies beforehand — one transaction less on the hot path (an RSVP rush)."""
+    operation.records_key_first = True  # type: ignore[attr-defined]
+    return operation
+
+
+async def run_once(db: Database, once: Once, handler: Callable[[], Awaitable[BaseModel]], *,
+                   look_first: bool = True) -> Any:
     """The reply data of a request that carries an idempotency key: the stored reply when the key was
     already used for this operation by this actor, else the handler's, stored for the repeats."""
     for attempt in range(_ATTEMPTS):
-        if (done := await _stored(db, once)) is not None:
+        if (look_first or attempt > 0) and (done := await _stored(db, once)) is not None:
             return done
         once.recorded = False
         try:
@@ -115,13 +129,51 @@ async def run_once(db: Database, once: Once, handler: Callable[[], Awaitable[Bas
         except Exception as exc:
             if once.recorded:  # a later step failed after the key was committed: the command did not finish
                 await _forget(db, once)
-            elif isinstance(exc, IntegrityError) and attempt < _ATTEMPTS - 1:
+            elif isinstance(exc, (IntegrityError, KeyTaken)) and attempt < _ATTEMPTS - 1:
                 continue  # the key was taken while this one ran: answer as the repeat it is
             raise
         data = result.model_dump(mode="json")
-        await _remember(db, once, json.dumps(data, ensure_ascii=False))
+        if not once.replied:
+            await _remember(db, once, json.dumps(data, ensure_ascii=False))
         return data
     raise AssertionError("unreachable")  # pragma: no cover - the last attempt returns or raises
+
+
+async def take_keys(tx: AsyncSession, onces: list[Once]) -> set[int]:
+    """`Once.record` for the requests of a grouped command (one statement): the indexes of those whose key
+    was free and is now taken in `tx`; the others are repeats (`KeyTaken`)."""
+    first: dict[tuple[str, str, str], int] = {}
+    for i, o in enumerate(onces):
+        first.setdefault((o.op, o.actor, o.key), i)
+    first = dict(sorted(first.items()))  # one order everywhere: two groups taking the same keys cannot deadlock
+    if not first:
+        return set()
+    now = utcnow()
+    stmt = dialect_insert(tx, CommandReply).values([
+        {"op": onces[i].op, "actor": onces[i].actor, "key": onces[i].key, "digest": onces[i].digest,
+         "created_at": now} for i in first.values()
+    ]).on_conflict_do_nothing().returning(CommandReply.op, CommandReply.actor, CommandReply.key)
+    taken = {tuple(row) for row in (await tx.exec(stmt)).all()}  # type: ignore[call-overload]
+    return {i for k, i in first.items() if k in taken}
+
+
+async def store_replies(tx: AsyncSession, replies: list[tuple[Once, BaseModel]], failed: list[Once]) -> None:
+    """In the grouped command's transaction: the replies of the keys it took (so no second transaction
+    stores them) and the keys of the requests it refused given back."""
+    if replies:  # a Core UPDATE run as executemany (the ORM's bulk update wants primary keys only)
+        t = CommandReply.__table__.c  # type: ignore[attr-defined]
+        stmt = update(CommandReply.__table__).where(  # type: ignore[arg-type]
+            t.op == bindparam("o"), t.actor == bindparam("a"), t.key == bindparam("k")).values(reply=bindparam("r"))
+        await (await tx.connection()).execute(stmt, [{"o": o.op, "a": o.actor, "k": o.key, "r": reply.model_dump_json()}
+                                for o, reply in replies])
+    for o in failed:
+        await tx.exec(delete(CommandReply).where(*o.where))  # type: ignore[call-overload]
+
+
+def replied_with(replies: list[tuple[Once, BaseModel]]) -> None:
+    """After the grouped command committed: its keys and replies are stored."""
+    for o, _ in replies:
+        o.recorded = o.replied = True
 
 
 async def _stored(db: Database, once: Once) -> Any | None:

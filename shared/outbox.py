@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from nats.js import JetStreamContext
-from sqlalchemy import Column, Index, Text
+from sqlalchemy import Column, Index, Text, update
 from sqlmodel import col, select
 from sqlmodel import Field, SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -82,8 +82,10 @@ class UnitOfWork:
             wake = self._wake
             self.on_commit(lambda: wake(job))
 
-    def emit(self, data: EventData, actor: str | None = None) -> Envelope[Any]:
-        env = make_event(data, producer=self.producer, correlation_id=self.correlation_id,
+    def emit(self, data: EventData, actor: str | None = None, correlation_id: str | None = None) -> Envelope[Any]:
+        """`actor` and `correlation_id` default to the unit of work's; a grouped command gives each
+        request's own."""
+        env = make_event(data, producer=self.producer, correlation_id=correlation_id or self.correlation_id,
                          causation_id=self.causation_id, actor=actor or self.actor)
         self.tx.add(OutboxMessage(event_id=str(env.event_id), subject=env.type,
                                   correlation_id=env.correlation_id, payload=env.model_dump_json()))
@@ -135,13 +137,10 @@ class OutboxRelay:
                             headers={"Nats-Msg-Id": r.event_id, "correlation_id": r.correlation_id,
                                      "content-type": "application/json"})
             for r in rows])
-        now = utcnow()
-        async with self.db.transaction() as tx:
-            for r in rows:
-                row = await tx.get(OutboxMessage, r.id)
-                if row is not None and row.published_at is None:
-                    row.published_at = now
-                    tx.add(row)
+        async with self.db.transaction() as tx:  # one statement: re-marking a row marked meanwhile is harmless
+            await tx.exec(update(OutboxMessage).where(  # type: ignore[call-overload]
+                col(OutboxMessage.id).in_([r.id for r in rows]), col(OutboxMessage.published_at).is_(None)
+            ).values(published_at=utcnow()))
         dupes = sum(1 for a in acks if a.duplicate)
         self.published += len(rows) - dupes
         if dupes:

@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlmodel import col, select
 
-from services.forum import rules, seats
+from services.forum import rsvp_desk, rules, seats
 from services.forum.models import ForumAttendance, ForumMember, ForumRsvp
 from services.forum.queries import find_session, lock_member, require_secretariat
 from services.forum.sessions import full_view
@@ -18,12 +18,17 @@ from shared.contracts.forum import (
     RsvpDeclined, RsvpEntry, RsvpList, RsvpState, RsvpView, RsvpWaitlisted, WithdrawRsvp,
 )
 from shared.errors import Forbidden
+from shared.idempotency import records_key_first
 from shared.service import HandlerContext
 
 
+@records_key_first
 async def answer_rsvp(req: AnswerRsvp, ctx: HandlerContext) -> RsvpView:
     """An approved member answers "I attend" (a seat if one is left, else the waitlist, in arrival
-    order) or "I decline" (which gives a confirmed seat back to the waitlist's head)."""
+    order) or "I decline" (which gives a confirmed seat back to the waitlist's head). "I attend" answers
+    to one session are decided in groups (see `rsvp_desk`)."""
+    if req.answer == RsvpAnswer.ATTEND:
+        return await rsvp_desk.desk(ctx.service).attend(req, ctx)
     async with ctx.unit_of_work(actor=req.actor_id) as uow:
         tx = uow.tx
         member = await lock_member(tx, req.actor_id)
@@ -34,32 +39,16 @@ async def answer_rsvp(req: AnswerRsvp, ctx: HandlerContext) -> RsvpView:
         rsvp = await tx.get(ForumRsvp, (fs.id, req.actor_id))
         previous = rsvp.state if rsvp is not None else None
         rules.check_answer(previous, req.answer)
-        tally = await seats.tally(tx, fs.id)
         if rsvp is None:
             rsvp = ForumRsvp(session_id=fs.id, member_id=req.actor_id, state=RsvpState.DECLINED)
         rsvp.responded_at = rsvp.updated_at = now
-        position = None
-        if req.answer == RsvpAnswer.ATTEND:
-            rsvp.state = rules.allocate(fs.capacity, tally[RsvpState.CONFIRMED], tally[RsvpState.WAITLISTED])
-            if rsvp.state == RsvpState.CONFIRMED:
-                rsvp.waitlist_seq, rsvp.confirmed_at = None, now
-                tally[RsvpState.CONFIRMED] += 1
-                uow.emit(RsvpConfirmed(session_id=fs.id, member_id=req.actor_id,
-                                       seats_left=rules.seats_left(fs.capacity, tally[RsvpState.CONFIRMED])))
-            else:
-                fs.waitlist_seq = rsvp.waitlist_seq = rules.next_ticket(fs.waitlist_seq)
-                tx.add(fs)
-                position = tally[RsvpState.WAITLISTED] + 1  # every other ticket is older
-                uow.emit(RsvpWaitlisted(session_id=fs.id, member_id=req.actor_id, position=position))
-            tx.add(rsvp)
-        else:
-            rsvp.state, rsvp.waitlist_seq = RsvpState.DECLINED, None
-            tx.add(rsvp)
-            uow.emit(RsvpDeclined(session_id=fs.id, member_id=req.actor_id, previous_state=previous))
-            if previous == RsvpState.CONFIRMED:
-                await seats.promote(uow, fs, PromotionCause.SEAT_FREED, now)
-            tally = await seats.tally(tx, fs.id)
-    return RsvpView(session_id=fs.id, member_id=req.actor_id, state=rsvp.state, waitlist_position=position,
+        rsvp.state, rsvp.waitlist_seq = RsvpState.DECLINED, None
+        tx.add(rsvp)
+        uow.emit(RsvpDeclined(session_id=fs.id, member_id=req.actor_id, previous_state=previous))
+        if previous == RsvpState.CONFIRMED:
+            await seats.promote(uow, fs, PromotionCause.SEAT_FREED, now)
+        tally = await seats.tally(tx, fs.id)
+    return RsvpView(session_id=fs.id, member_id=req.actor_id, state=rsvp.state, waitlist_position=None,
                     seats_left=rules.seats_left(fs.capacity, tally[RsvpState.CONFIRMED]), responded_at=now)
 
 

@@ -19,6 +19,9 @@ import pytest
 from sqlmodel import select
 
 from services.forum.models import ForumRsvp, ForumSession
+from shared.contracts.common import ErrorCode
+from shared.idempotency import CommandReply
+from shared.rpc import RpcError
 from shared.contracts.forum import (
     AnswerRsvp, GetSession, ListRsvps, RsvpConfirmed, RsvpPromoted, RsvpView, RsvpWaitlisted, RsvpWithdrawn,
     WithdrawRsvp,
@@ -133,3 +136,37 @@ async def test_the_same_member_answering_at_once_gets_one_place(h: ForumHarness)
     assert len(ok) == 1 and ok[0].state == "confirmed"
     assert len(refused) == 9 and all(getattr(r, "code", None) == "conflict" for r in refused), refused
     assert len(await rows(h, sid)) == 1 and len(await h.emitted(RsvpConfirmed, sid)) == 1
+
+
+async def test_answers_decided_together_keep_each_request_apart(h: ForumHarness) -> None:
+    """« Je participe » answers to one session are decided in groups (`rsvp_desk`): within one burst, a repeat
+    of a form gets the first reply, a member the rules refuse gets their own error and leaves no trace, and
+    the others are seated or queued as if each had come alone."""
+    members = await approved_members(h, 6)
+    outsider = await h.register()  # registered, not approved
+    sid = (await h.create_session(capacity=3)).session_id
+
+    async def attend(member_id: str, key: str) -> RsvpView:
+        return await h.rpc(AnswerRsvp(actor_id=member_id, session_id=sid, answer="attend"), timeout=60,
+                           idempotency_key=key)
+
+    burst = [(m, f"form-{i:04d}") for i, m in enumerate(members)]
+    burst += [(members[0], "form-0000")] * 3 + [(outsider, "form-outsider")]
+    random.Random(5).shuffle(burst)
+    replies = await rsvp_rush(lambda pair: attend(*pair), burst)  # type: ignore[arg-type]
+    by_request = dict(zip([f"{m}/{k}" for m, k in burst], replies, strict=False))
+    refused = by_request.pop(f"{outsider}/form-outsider")
+    assert isinstance(refused, RpcError) and refused.code == ErrorCode.FORBIDDEN, refused
+    first = [r for (m, k), r in zip(burst, replies, strict=True) if m == members[0]]
+    assert all(isinstance(r, RsvpView) for r in first), first
+    assert len({r.model_dump_json() for r in first}) == 1, "a repeat of the form got another reply"
+    assert not [r for r in replies if isinstance(r, BaseException) and r is not refused]
+
+    stored = await rows(h, sid)
+    assert sorted(r.member_id for r in stored) == sorted(members)  # one RSVP each, none for the outsider
+    check_allocation(stored, 3, 3)
+    async with h.service.db.read() as tx:
+        keys = (await tx.exec(select(CommandReply).where(CommandReply.op == AnswerRsvp.OP))).all()
+    mine = {k.key: k for k in keys if k.key.startswith("form-")}
+    assert "form-outsider" not in mine  # a refused request gives its key back
+    assert all(mine[f"form-{i:04d}"].reply for i in range(6)), "a reply was not stored with its command"
