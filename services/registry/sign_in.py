@@ -6,13 +6,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlmodel import col, delete, update
+from sqlmodel import col, delete, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.registry import rules
 from services.registry.links import mail_link, use_link
 from services.registry.members import find_member, member_by_email, view
-from services.registry.models import WebSession
+from services.registry.models import Member, WebSession
 from shared.clock import utcnow
 from shared.contracts.registry import (
     Accepted, CheckSession, EndAllSessions, EndSession, MemberStatus, MemberView, RedeemSignIn, RequestSignIn,
@@ -59,14 +59,15 @@ async def check_session(req: CheckSession, ctx: HandlerContext) -> MemberView:
     """The member behind a signed-in browser, fresh (status and role may have changed), while its session
     is live; NotFound once it ended, expired, or the account can no longer sign in. The web front calls
     it on every page of a signed-in visitor, instead of reading the member alone."""
-    async with ctx.db.read() as tx:
-        s = await tx.get(WebSession, rules.hash_token(req.session))
-        if (s is None or s.member_id != req.member_id
-                or not rules.session_live(created_at=s.created_at, ended_at=s.ended_at,
-                                          max_age=ctx.settings.session_max_age, now=utcnow())):
-            raise NotFound(SESSION_ENDED, field="session")
-        m = await find_member(tx, s.member_id)
-    if not rules.can_sign_in(m.status):
+    async with ctx.db.read() as tx:  # one query: every signed-in page asks it
+        found = (await tx.exec(select(WebSession, Member).join(Member, col(Member.id) == WebSession.member_id)
+                               .where(WebSession.id_hash == rules.hash_token(req.session),
+                                      WebSession.member_id == req.member_id))).first()
+    if found is None:
+        raise NotFound(SESSION_ENDED, field="session")
+    s, m = found
+    if not (rules.session_live(created_at=s.created_at, ended_at=s.ended_at, max_age=ctx.settings.session_max_age,
+                               now=utcnow()) and rules.can_sign_in(m.status)):
         raise NotFound(SESSION_ENDED, field="session")
     return view(m)
 
