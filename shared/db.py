@@ -64,6 +64,12 @@ class Database:
         self.engine = make_engine(url, pool_size)
         self.sqlite = is_sqlite(url)
         self._sessions = async_sessionmaker(self.engine, class_=AsyncSession, expire_on_commit=False)
+        # Reads on PostgreSQL run in autocommit: at READ COMMITTED each statement sees its own snapshot
+        # anyway, so a BEGIN … ROLLBACK around them only costs two round trips, and each ROLLBACK makes
+        # psycopg forget the statements it had prepared.
+        self._reads = self._sessions if is_sqlite(url) else async_sessionmaker(
+            self.engine.execution_options(isolation_level="AUTOCOMMIT"), class_=AsyncSession,
+            expire_on_commit=False)
         import asyncio
 
         # SQLite allows one writer at a time; a process-wide lock avoids "database is locked" storms
@@ -72,8 +78,8 @@ class Database:
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
-        """A read-only transaction scope (never committed)."""
-        async with self._sessions() as tx:
+        """A read-only scope: never write in it (on PostgreSQL each statement commits on its own)."""
+        async with self._reads() as tx:
             yield tx
 
     @asynccontextmanager
