@@ -18,7 +18,7 @@ from sqlmodel import select
 from services.notifications import member_notices, notices, participation, session_notices
 from services.notifications.models import Delivery, Subscriber, SubscriberTopic
 from shared.contracts.common import ErrorCode
-from shared.contracts.forum import RsvpConfirmed, SessionScheduled
+from shared.contracts.forum import RsvpConfirmed, SessionScheduled, Theme
 from shared.contracts.minutes import Adoption, AdoptionKind, MinutesPublished
 from shared.contracts.notifications import (
     AnnouncementAction, ConfirmSubscription, ControlAnnouncement, DeliveryState, GetAnnouncement, GetMemberPreferences,
@@ -123,7 +123,8 @@ async def test_flooding_one_address_mails_it_three_times_a_day_at_most(start, sm
 
 
 async def _publish_minutes(service, title: str = "Plénière de rentrée", theme: str | None = None) -> str:  # noqa: ANN001
-    s = session(datetime.now(UTC) - timedelta(days=3)).model_copy(update={"title": title, "theme": theme})
+    s = session(datetime.now(UTC) - timedelta(days=3)).model_copy(  # model_copy does not validate: the enum itself
+        update={"title": title, "theme": Theme(theme) if theme else None})
     await handle(service, session_notices.on_session_scheduled, SessionScheduled(session=s))
     minutes_id = str(uuid.uuid4())
     await handle(service, notices.on_minutes_published, MinutesPublished(
