@@ -4,6 +4,7 @@ mails the members holding a seat 48 hours before. Notifications keeps its own co
 latest state and of who holds a seat, so it needs no call to the forum service."""
 from __future__ import annotations
 
+import functools
 import uuid
 from datetime import timedelta
 
@@ -56,10 +57,21 @@ async def _session(uow: UnitOfWork, session_id: str) -> SessionInfo:
     return SessionInfo.model_validate_json(row.info)
 
 
+@functools.lru_cache(maxsize=64)
+def _ics_of(info: str, public_url: str) -> str:
+    return session_ics(SessionInfo.model_validate_json(info), public_url, KIND_LABELS).decode()
+
+
+def _ics(s: SessionInfo, public_url: str) -> str:
+    """The session's .ics: the same file for everyone who answered, so made once per version of the session
+    (an RSVP rush would otherwise render it for every seat: the bulk of the notice's CPU)."""
+    return _ics_of(s.model_dump_json(), public_url)
+
+
 async def _notice(uow: UnitOfWork, event_id: str, member_id: str, kind: str, subject: str, s: SessionInfo,
                   intro: list[str], with_ics: bool = True) -> None:
     public_url = uow.settings.public_url
-    ics = session_ics(s, public_url, KIND_LABELS).decode() if with_ics else None
+    ics = _ics(s, public_url) if with_ics else None
     await queue_mail(uow, event_id, member_id, kind, template="session", subject=subject, ics=ics,
                      intro=intro, s=_details(s), link=f"{public_url.rstrip('/')}/seances/{s.session_id}",
                      has_ics=with_ics)
