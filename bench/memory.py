@@ -230,6 +230,23 @@ class ResourceSampler:
         idle = t.idle + getattr(t, "iowait", 0.0)
         return total - idle, total
 
+    def track(self, name: str, pid: int) -> None:
+        """Sample one more process from now on (e.g. a second instance started mid-run)."""
+        with self._lock:
+            self._tracked[name] = _Tracked(pid)
+        self._children_checked = 0.0
+
+    def current_mib(self) -> dict[str, float]:
+        """RSS (children included) of every tracked process right now."""
+        with self._lock:
+            names = list(self._tracked)
+        out = {}
+        for name in names:
+            rss = self._rss(name)
+            if rss is not None:
+                out[name] = round(rss / MiB, 1)
+        return out
+
     def names(self) -> list[str]:
         return list(self._tracked) + ([POSTGRES] if self.postgres_port else [])
 

@@ -73,7 +73,8 @@ def summarise(path: Path, top: int = 25) -> str:
     out.append("self time by package of the innermost frame:")
     out += [f"  {n * 100 / busy:5.1f}%  {pkg}" for pkg, n in by_package.most_common(top)]
     out.append("inclusive time under the project's functions:")
-    skip = ("<module>", "main (forum_ouvert/cli.py", "serve (forum_ouvert/cli.py")
+    skip = ("<module>", "main (forum_ouvert/cli.py", "serve (forum_ouvert/cli.py", "main (bench/floor_services.py",
+            "serve_web (bench/floor_services.py")
     out += [f"  {n * 100 / busy:5.1f}%  {k}" for k, n in inclusive.most_common(top + len(skip))
             if not k.startswith(skip)][:top]
     return "\n".join(out)

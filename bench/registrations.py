@@ -43,76 +43,23 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:  # tests.support lives in the checkout, not in the installed package
+if str(REPO) not in sys.path:  # bench/ lives in the checkout, not in the installed package
     sys.path.insert(0, str(REPO))
 
 import nats  # noqa: E402
 
 from bench import raw  # noqa: E402
+from bench.databases import DatabaseChoice, choose_database  # noqa: E402
+from bench.floor import registration_floor  # noqa: E402
+from bench.load import LoadProcess, form_post  # noqa: E402
 from bench.memory import ResourceSampler  # noqa: E402
+from bench.profiling import Profilers, find_py_spy  # noqa: E402
 from bench.stats import fmt, latency_summary, rate, table  # noqa: E402
 
 RESULTS_DIR = REPO / "bench" / "results"
 COLLEGES = ("public_actor", "civil_society", "citizen")
 CSRF_INPUT = re.compile(r"<input\b[^>]*\bname=[\"']csrf_token[\"'][^>]*>", re.I)
 VALUE_ATTR = re.compile(r"\bvalue=[\"']([^\"']*)[\"']", re.I)
-
-
-# ---------------------------------------------------------------- database choice
-@dataclass
-class DatabaseChoice:
-    kind: str  # "postgresql" | "sqlite"
-    urls: dict[str, str] | None  # None: the Stack's own SQLite files
-    base_url: str | None = None
-    description: str = ""
-
-    @property
-    def port(self) -> int | None:
-        """The PostgreSQL server's port, if it is on this machine (its backends' CPU is then counted)."""
-        if self.kind != "postgresql" or not self.base_url:
-            return None
-        from sqlalchemy.engine import make_url
-
-        u = make_url(re.sub(r"^postgres(ql)?(\+\w+)?://", "postgresql://", self.base_url))
-        return (u.port or 5432) if u.host in (None, "", "127.0.0.1", "localhost", "::1") else None
-
-    def cleanup(self) -> None:
-        if self.kind == "postgresql" and self.urls:
-            with _test_database_env(self.base_url):
-                from tests.support import drop_schemas
-
-                drop_schemas(self.urls)
-
-
-@contextlib.contextmanager
-def _test_database_env(url: str | None):  # noqa: ANN202
-    """tests.support reads FORUM_TEST_DATABASE_URL: point it at the bench's database for a moment."""
-    old = os.environ.get("FORUM_TEST_DATABASE_URL")
-    if url:
-        os.environ["FORUM_TEST_DATABASE_URL"] = url
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("FORUM_TEST_DATABASE_URL", None)
-        else:
-            os.environ["FORUM_TEST_DATABASE_URL"] = old
-
-
-def choose_database(wanted: str, data_dir: Path, label: str) -> DatabaseChoice:
-    url = os.environ.get("FORUM_BENCH_DATABASE_URL") or os.environ.get("FORUM_TEST_DATABASE_URL")
-    if wanted == "postgresql" and not url:
-        raise SystemExit("--db postgresql needs FORUM_BENCH_DATABASE_URL (or FORUM_TEST_DATABASE_URL), "
-                         "e.g. postgresql://postgres@127.0.0.1:5432/test")
-    if wanted == "sqlite" or (wanted == "auto" and not url):
-        return DatabaseChoice("sqlite", None, description=f"SQLite files in {data_dir}")
-    with _test_database_env(url):
-        from tests.support import database_urls
-
-        urls = database_urls(data_dir, label)
-    shown = re.sub(r"://([^:@/]+):[^@/]*@", r"://\1:***@", url or "")
-    return DatabaseChoice("postgresql", urls, base_url=url,
-                          description=f"PostgreSQL {shown}, schemas t_{label}_<service>")
 
 
 # ---------------------------------------------------------------- the virtual clients
@@ -123,9 +70,8 @@ class Outcome:
     errors: list[str] = field(default_factory=list)
     statuses: dict[str, int] = field(default_factory=dict)
     finished_at: float | None = None
-    retried: int = 0  # POSTs re-sent once after the server dropped a kept-alive connection
-    retry_conflicts: int = 0  # ... whose first attempt had in fact been registered (409 on the retry)
     samples: dict[str, list[str]] = field(default_factory=dict)
+    client_cpu_seconds: float | None = None  # the load generator's own CPU (--via http)
 
     def count(self, status: str) -> None:
         self.statuses[status] = self.statuses.get(status, 0) + 1
@@ -137,86 +83,89 @@ class Outcome:
             kept.append(text)
 
 
-def page_text(body: str, limit: int = 240) -> str:
-    """The gist of an HTML page: its title and the start of <main>, without tags."""
-    title = re.search(r"<title>(.*?)</title>", body, re.S | re.I)
-    main = body[body.find("<main"):] if "<main" in body else body
-    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", main)).strip()
-    head = html.unescape(title.group(1).strip()) + " | " if title else ""
-    return (head + html.unescape(text))[:limit]
-
-
 def registration_form(run: str, i: int) -> dict[str, str]:
     return {"full_name": f"Participante Bench {i}", "email": f"bench-{run}-{i}@example.org",
             "organisation": "Banc d'essai" if i % 3 else "", "college": COLLEGES[i % 3]}
 
 
 class HttpDriver:
-    """One httpx.AsyncClient per virtual client: GET the form once, then POST with its cookie and token."""
+    """--via http: bench/load.py in a process of its own (httpx would cost the client more CPU than the
+    server spends). `concurrency` visitors each GET /inscription once (session cookie + CSRF token); then
+    `concurrency` kept-alive connections POST the forms, registration i with visitor i % concurrency's
+    cookie and token, each connection waiting for its answer before sending the next (closed loop)."""
 
-    def __init__(self, base_url: str, concurrency: int, charter_value: str) -> None:
-        import httpx
+    markers = (b"fr-error-text", b"fr-alert--error")  # a 200 that shows the form again with its errors
 
+    def __init__(self, base_url: str, port: int, concurrency: int, charter_value: str) -> None:
         self.base_url = base_url
+        self.port = port
+        self.concurrency = concurrency
         self.charter_value = charter_value
-        timeout = httpx.Timeout(60.0, connect=10.0)
-        self.clients = [httpx.AsyncClient(base_url=base_url, timeout=timeout, follow_redirects=False,
-                                          # drop an idle connection before uvicorn does (5 s), or a POST
-                                          # racing the server's close fails with ReadError
-                                          limits=httpx.Limits(max_connections=1, max_keepalive_connections=1,
-                                                              keepalive_expiry=2.0))
-                        for _ in range(concurrency)]
-        self.tokens: list[str] = [""] * concurrency
+        self.visitors: list[tuple[str, str]] = []  # (Cookie header, csrf token)
+        self.gen: LoadProcess | None = None
+        self.first = 0
 
     async def prepare(self) -> None:
-        async def one(k: int) -> None:
-            r = await self.clients[k].get("/inscription")
-            r.raise_for_status()
-            tag = CSRF_INPUT.search(r.text)
-            value = VALUE_ATTR.search(tag.group(0)) if tag else None
-            if not value:
-                raise RuntimeError("no csrf_token input in GET /inscription")
-            self.tokens[k] = html.unescape(value.group(1))
-
-        await asyncio.gather(*[one(k) for k in range(len(self.clients))])
-
-    async def register(self, k: int, run: str, i: int, outcome: Outcome) -> None:
         import httpx
 
-        data = registration_form(run, i) | {"charter_accepted": self.charter_value, "csrf_token": self.tokens[k]}
-        t = time.perf_counter()
-        retried = False
+        async def one(_k: int) -> tuple[str, str]:
+            async with httpx.AsyncClient(base_url=self.base_url, timeout=60) as http:
+                r = await http.get("/inscription")
+                r.raise_for_status()
+                tag = CSRF_INPUT.search(r.text)
+                value = VALUE_ATTR.search(tag.group(0)) if tag else None
+                if not value:
+                    raise RuntimeError("no csrf_token input in GET /inscription")
+                return "; ".join(f"{k}={v}" for k, v in http.cookies.items()), html.unescape(value.group(1))
+
+        gate = asyncio.Semaphore(20)
+
+        async def gated(k: int) -> tuple[str, str]:
+            async with gate:
+                return await one(k)
+
+        self.visitors = list(await asyncio.gather(*[gated(k) for k in range(self.concurrency)]))
+
+    async def ready(self, run: str, first: int, count: int, concurrency: int, max_seconds: float) -> None:
+        """Start the generator with its requests and let it open its connections."""
+        reqs = []
+        for i in range(first, first + count):
+            cookie, token = self.visitors[i % len(self.visitors)]
+            reqs.append(form_post("/inscription", registration_form(run, i) | {
+                "charter_accepted": self.charter_value, "csrf_token": token}, cookie=cookie))
+        self.first = first
+        self.gen = LoadProcess(reqs, [self.port], concurrency, markers=self.markers, timeout=max_seconds)
+        await self.gen.ready()
+
+    async def go(self, outcome: Outcome) -> Outcome:
+        assert self.gen is not None
         try:
-            try:
-                r = await self.clients[k].post("/inscription", data=data)
-            except (httpx.ReadError, httpx.RemoteProtocolError, httpx.WriteError):
-                # The server closed a kept-alive connection as we reused it (uvicorn drops idle ones after
-                # 5 s; a CPU-starved client may read the previous answer late). Once, on a new connection.
-                retried = True
-                outcome.retried += 1
-                r = await self.clients[k].post("/inscription", data=data)
-        except Exception as exc:  # noqa: BLE001 - counted as an error
-            outcome.count(type(exc).__name__)
-            outcome.error(type(exc).__name__, f"#{i}: {type(exc).__name__}: {exc}")
-            return
-        outcome.latencies.append(time.perf_counter() - t)
-        outcome.count(str(r.status_code))
-        if retried and r.status_code == 409:  # the first attempt had gone through after all
-            outcome.retry_conflicts += 1
-            outcome.accepted += 1
-            return
-        problem = None
-        if r.status_code >= 400:
-            problem = f"HTTP {r.status_code}"
-        elif r.status_code == 200 and ("fr-error-text" in r.text or "fr-alert--error" in r.text):
-            problem = "HTTP 200 with the form shown again with errors"  # a rejected registration
-        if problem:
-            outcome.error(problem, f"#{i}: {problem}: {page_text(r.text)}")
-        else:
-            outcome.accepted += 1
+            res = await self.gen.run()
+        finally:
+            self.gen.kill()
+        for k, status in enumerate(res.status):
+            i = self.first + k
+            if status == 0:
+                outcome.count("no answer")
+                outcome.error("no answer", f"#{i}: no answer (connection failed or timed out)")
+                continue
+            outcome.latencies.append(res.latency[k])
+            outcome.count(str(status))
+            if status >= 400:
+                outcome.error(f"HTTP {status}", f"#{i}: HTTP {status}")
+            elif status == 200 and res.marked[k]:
+                problem = "HTTP 200 with the form shown again with errors"  # a rejected registration
+                outcome.error(problem, f"#{i}: {problem}")
+            else:
+                outcome.accepted += 1
+        outcome.errors += [e for e in res.errors if e not in outcome.errors][:5]
+        outcome.finished_at = res.finished_at  # perf_counter: the same clock in every process
+        outcome.client_cpu_seconds = res.cpu_seconds
+        return outcome
 
     async def close(self) -> None:
-        await asyncio.gather(*[c.aclose() for c in self.clients])
+        if self.gen is not None:
+            self.gen.kill()
 
 
 class RpcDriver:
@@ -256,11 +205,17 @@ class RpcDriver:
         outcome.count("ok")
         outcome.accepted += 1
 
+    async def ready(self, run: str, first: int, count: int, concurrency: int, max_seconds: float) -> None:
+        self._job = (run, first, count, concurrency, max_seconds)
+
+    async def go(self, outcome: Outcome) -> Outcome:
+        return await drive(self, *self._job, outcome=outcome)
+
     async def close(self) -> None:
         await self.broker.stop()
 
 
-async def drive(driver: HttpDriver | RpcDriver, run: str, first: int, count: int, concurrency: int,
+async def drive(driver: RpcDriver, run: str, first: int, count: int, concurrency: int,
                 max_seconds: float, outcome: Outcome | None = None) -> Outcome:
     """`concurrency` clients share registrations first..first+count-1; each waits for its reply."""
     outcome = outcome or Outcome()
@@ -373,55 +328,14 @@ class Completion:
     last: dict[str, int] = field(default_factory=dict)
 
 
-# ---------------------------------------------------------------- optional profiling
-class Profilers:
-    """py-spy record on chosen processes for the measured phase (optional, --profile)."""
-
-    def __init__(self, binary: str | None, out_dir: Path, fmt_: str, stamp: str, idle: bool = False) -> None:
-        self.binary = binary
-        self.idle = idle
-        self.out_dir = out_dir
-        self.fmt = fmt_
-        self.stamp = stamp
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
-        self.outputs: dict[str, str] = {}
-
-    def start(self, pids: dict[str, int], max_seconds: float) -> None:
-        if not self.binary:
-            return
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        ext = {"flamegraph": "svg", "speedscope": "json", "raw": "txt"}[self.fmt]
-        for name, pid in pids.items():
-            out = self.out_dir / f"profile-{self.stamp}-{name}.{ext}"
-            self.procs[name] = subprocess.Popen(
-                [self.binary, "record", "--pid", str(pid), "--rate", "100", "--format", self.fmt,
-                 "--duration", str(int(max_seconds)), "--output", str(out), "--nonblocking",
-                 *(["--idle", "--threads"] if self.idle else [])],
-                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-            self.outputs[name] = str(out)
-
-    def stop(self) -> None:
-        for p in self.procs.values():
-            if p.poll() is None:
-                p.send_signal(signal.SIGINT)  # py-spy writes its output on Ctrl-C
-        for name, p in self.procs.items():
-            try:
-                p.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-            if p.returncode not in (0, None, -signal.SIGINT) and p.stderr:
-                print(f"py-spy on {name} exited {p.returncode}: {p.stderr.read()[:300]!r}", file=sys.stderr)
-        self.procs = {}
-
-
 # ---------------------------------------------------------------- the run
 async def run_benchmark(stack: Any, args: argparse.Namespace, db: DatabaseChoice, sampler: ResourceSampler,
                         profilers: Profilers) -> dict[str, Any]:
     run = uuid.uuid4().hex[:8]
     results: dict[str, Any] = {}
     if args.via == "http":
-        driver: HttpDriver | RpcDriver = HttpDriver(stack.web_url, args.concurrency, args.charter_value)
+        driver: HttpDriver | RpcDriver = HttpDriver(stack.web_url, stack.web_port, args.concurrency,
+                                                    args.charter_value)
     else:
         driver = RpcDriver(stack.nats_url, timeout=args.rpc_timeout)
     async with DeliveryWatch(stack.nats_url) as watch:
@@ -431,7 +345,8 @@ async def run_benchmark(stack: Any, args: argparse.Namespace, db: DatabaseChoice
             if args.warmup:
                 base = await watch.counts()
                 t = time.perf_counter()
-                w = await drive(driver, run, 0, args.warmup, min(args.concurrency, args.warmup), 60)
+                await driver.ready(run, 0, args.warmup, min(args.concurrency, args.warmup), 60)
+                w = await driver.go(Outcome())
                 await watch.wait(base, lambda: (w.accepted, args.warmup), t, 0.2, 120,
                                  stall_seconds=args.stall_timeout, settle_seconds=3, alive=stack._check_alive)
                 if w.errors:
@@ -441,6 +356,7 @@ async def run_benchmark(stack: Any, args: argparse.Namespace, db: DatabaseChoice
 
             # -- the measured phase
             base = await watch.counts()
+            await driver.ready(run, args.warmup, args.n, args.concurrency, args.drain_timeout)
             sampler.phase("registrations")
             cpu0, machine0 = sampler.cpu_snapshot(), sampler.machine_cpu()
             profilers.start({n: p.pid for n, p in stack.procs.items() if n in args.profile_procs},
@@ -448,8 +364,7 @@ async def run_benchmark(stack: Any, args: argparse.Namespace, db: DatabaseChoice
             timeline: list[dict[str, Any]] = []
             outcome = Outcome()
             t0 = time.perf_counter()
-            clients = asyncio.create_task(drive(driver, run, args.warmup, args.n, args.concurrency,
-                                                args.drain_timeout, outcome))
+            clients = asyncio.create_task(driver.go(outcome))
             # until every client has its answer the goal is unknown (errors do not produce e-mails)
             waiting = asyncio.create_task(watch.wait(
                 base, lambda: (outcome.accepted, args.n) if outcome.finished_at else None, t0, args.poll,
@@ -473,8 +388,7 @@ async def run_benchmark(stack: Any, args: argparse.Namespace, db: DatabaseChoice
         results["registrations"] = {
             "via": args.via, "n": args.n, "concurrency": args.concurrency, "accepted": outcome.accepted,
             "errors": len(outcome.errors), "error_samples": [e for v in outcome.samples.values() for e in v],
-            "statuses": outcome.statuses, "retried_after_disconnect": outcome.retried,
-            "retries_already_registered": outcome.retry_conflicts,
+            "statuses": outcome.statuses,
             "http_seconds": t_http, "consumed_seconds": done.t_consumed, "sent_seconds": done.t_sent,
             "wall_seconds": wall, "consumed": done.n_consumed if done.t_consumed else done.consumed,
             "sent": done.n_sent if done.t_sent else done.sent, "delivery_counts_after": done.last,
@@ -486,11 +400,26 @@ async def run_benchmark(stack: Any, args: argparse.Namespace, db: DatabaseChoice
         }
         phase_seconds = wall
         results["cpu_seconds"] = sampler.cpu_delta(cpu0, cpu1)
+        if outcome.client_cpu_seconds is not None:
+            results["cpu_seconds"]["load generator"] = round(outcome.client_cpu_seconds, 2)
         results["cpu_phase_seconds"] = phase_seconds
         results["machine_cpu_busy_seconds"] = round(machine1[0] - machine0[0], 2)
         results["machine_cpu_total_seconds"] = round(machine1[1] - machine0[1], 2)
         if profilers.outputs:
             results["profiles"] = profilers.outputs
+
+    # -- the floor: the bare pipeline, same servers, same generator, same concurrency
+    if db.kind == "postgresql" and not args.skip_floor:
+        print("the floor (bare pipeline)…", file=sys.stderr, flush=True)
+        sampler.phase("floor")
+        assert db.base_url is not None
+        results["floor"] = await registration_floor(
+            stack.nats_url, db.base_url, stack.smtp_port, n=args.floor_n or args.n, clients=args.concurrency,
+            warmup=args.warmup, log_dir=stack.data_dir / "logs", postgres_port=db.port, poll=args.poll,
+            stall=args.stall_timeout, profilers=profilers if profilers.binary else None,
+            timeout=args.drain_timeout, sink_pid=stack.procs["mailcatcher"].pid)
+    elif not args.skip_floor:
+        results["floor_skipped"] = "the floor runs on PostgreSQL only (FORUM_BENCH_DATABASE_URL)"
 
     # -- the raw limits, same nats-server, same database server
     if not args.skip_raw:
@@ -548,9 +477,6 @@ def report(res: dict[str, Any], peaks: dict[str, float], peaks_run: dict[str, fl
     add(("concurrent clients", fmt(reg["concurrency"])))
     add(("accepted", fmt(reg["accepted"])))
     add(("errors (must be 0)", fmt(reg["errors"])))
-    if reg.get("retried_after_disconnect"):
-        add(("  POSTs re-sent after a dropped keep-alive connection",
-             f"{reg['retried_after_disconnect']} (first attempt had registered: {reg['retries_already_registered']})"))
     add(("consumed by notifications / e-mails sent", f"{fmt(reg['consumed'])} / {fmt(reg['sent'])}"))
     add(("wall time until all e-mails sent", fmt(reg["sent_seconds"] or reg["wall_seconds"], "s", 2)))
     add(("  all requests answered after", fmt(reg["http_seconds"], "s", 2)))
@@ -584,10 +510,31 @@ def report(res: dict[str, Any], peaks: dict[str, float], peaks_run: dict[str, fl
                 add((f"  raw {what} errors (see below)", fmt(x["errors"])))
             if what != "DB serial" and x["concurrency"] != res["registrations"]["concurrency"]:
                 add((f"  raw {what}: concurrency actually used", fmt(x["concurrency"])))
+    fl = res.get("floor")
+    if fl:
+        add((f"Floor, same run: HTTP form -> NATS request -> one transaction (member + outbox) -> relay -> "
+             f"JetStream -> consumer -> one transaction -> SMTP, {fl['clients']} connections", None))
+        add(("floor registrations (N) / accepted / e-mails sent", f"{fl['n']} / {fl['accepted']} / {fl['sent']}"))
+        add(("floor registrations/s accepted (HTTP)", fmt(fl["accepted_per_second"], "/s")))
+        add(("floor e-mails sent/s (end to end)", fmt(fl["sent_per_second"], "/s")))
+        flat = fl["latency"]
+        add(("floor request latency p50 / p95 / p99 / max",
+             " / ".join(fmt(flat[k], "", 0) for k in ("p50_ms", "p95_ms", "p99_ms", "max_ms")) + " ms"))
+        if reg["sent_per_second"] and fl["sent_per_second"]:
+            add(("RATIO product / floor, e-mails sent/s (end to end)",
+                 f"{reg['sent_per_second'] / fl['sent_per_second']:.1%}"
+                 + (" (product without the web front)" if reg["via"] == "rpc" else "")))
+        if reg["accepted_per_second"] and fl["accepted_per_second"]:
+            add(("ratio product / floor, accepted/s", f"{reg['accepted_per_second'] / fl['accepted_per_second']:.1%}"))
+        add(("floor CPU per registration, all processes", f"{fl['cpu_ms_per_item_total']:.2f} ms"))
+        for name, sec in sorted(fl["cpu_seconds"].items(), key=lambda kv: -kv[1]):
+            add((f"  {name}", f"cpu {sec:6.2f} s = {fl['cpu_ms_per_item'][name]:5.2f} ms/reg"))
+    elif res.get("floor_skipped"):
+        add(("floor", res["floor_skipped"]))
     add(("Peak RSS (MiB, children incl.) during registrations / whole run; CPU used during registrations", None))
     cpu = res["cpu_seconds"]
     per = max(1, reg["consumed"] or reg["accepted"])  # registrations processed during the phase
-    for name in names:
+    for name in [*names, *(n for n in cpu if n not in names)]:
         add((f"  {name}", f"{fmt(peaks_run.get(name), '', 1):>7} / {fmt(peaks.get(name), '', 1):>7} MiB"
                           f"   cpu {cpu.get(name, 0):6.1f} s = {cpu.get(name, 0) * 1000 / per:5.1f} ms/reg"))
     total_cpu = sum(cpu.values())
@@ -614,7 +561,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--raw-size", type=int, default=500, help="raw JetStream message size in bytes (default 500)")
     p.add_argument("--raw-requests", type=int, default=10_000, help="raw request/reply round trips (default 10000)")
     p.add_argument("--raw-db-tx", type=int, default=5_000, help="raw DB transactions (default 5000)")
-    p.add_argument("--skip-raw", action="store_true", help="measure the registrations only")
+    p.add_argument("--skip-raw", action="store_true", help="do not measure the raw limits")
+    p.add_argument("--skip-floor", action="store_true", help="do not measure the floor (the bare pipeline)")
+    p.add_argument("--floor-n", type=int, default=None, help="registrations through the floor (default: --n)")
     p.add_argument("--poll", type=float, default=0.5, help="seconds between delivery-count polls (default 0.5)")
     p.add_argument("--drain-timeout", type=float, default=900,
                    help="give up on the measured phase after this many seconds (default 900)")
@@ -649,9 +598,7 @@ def main(argv: list[str] | None = None) -> int:
     db = choose_database(args.db, data_dir, label)
     profiler_bin = None
     if args.profile:
-        profiler_bin = shutil.which(args.profile) or (args.profile if Path(args.profile).exists() else None)
-        if not profiler_bin:
-            raise SystemExit(f"py-spy not found ({args.profile}); pip install py-spy, or pass its path")
+        profiler_bin = find_py_spy(args.profile)
     env = {"FORUM_RATE_LIMIT_PER_MINUTE": "1000000"}
     if args.log_level:
         env["FORUM_LOG_LEVEL"] = args.log_level
@@ -665,6 +612,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_sigterm)
     results: dict[str, Any] = {"started_at": stamp, "argv": sys.argv[1:] if argv is None else argv}
     sampler: ResourceSampler | None = None
+    profilers: Profilers | None = None
     try:
         t = time.perf_counter()
         try:
@@ -732,6 +680,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nresults: {out}")
     if results.get("profiles"):
         print("profiles: " + ", ".join(results["profiles"].values()))
+    if profilers is not None:
+        for name, text in profilers.summaries().items():
+            print(f"\n== profile: {name}\n{text}")
     if own_dir and args.keep_data:
         print(f"data kept in {data_dir}")
     return 0 if not reg["errors"] and reg["consumed_seconds"] is not None else 1

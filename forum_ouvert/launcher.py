@@ -109,6 +109,8 @@ class Stack:
         self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.external_nats = nats_url
         self.nats_port = free_port()
+        # nats-server's monitoring port (ours only): tells how many processes of a service have subscribed
+        self.nats_monitor_port = None if nats_url else free_port()
         self.nats_url = nats_url or f"nats://127.0.0.1:{self.nats_port}"
         self.nats_urls = nats_urls or {}
         self.web_port = web_port if web_port and not port_open(web_port) else free_port()
@@ -120,12 +122,24 @@ class Stack:
         self.log_dir = log_dir
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self._commands: dict[str, tuple[list[str], dict[str, str]]] = {}  # what `respawn` runs again
+        self.instance_of: dict[str, str] = {}  # extra process -> its service ("forum-2" -> "forum")
+        self.instance_ports: dict[str, int] = {}  # extra web front -> its own port
+        self._log_start: dict[str, int] = {}  # process -> size of its log when it was last spawned
         self.supervisor: Supervisor | None = None
 
     # ------------------------------------------------------------------ addresses
     @property
     def web_url(self) -> str:
         return f"http://127.0.0.1:{self.web_port}"
+
+    @property
+    def web_ports(self) -> list[int]:
+        """The port of every web front: the first one's, then those of `add_instance(WEB)`."""
+        return [self.web_port, *(self.instance_ports[n] for n in self.instances(WEB) if n in self.instance_ports)]
+
+    def instances(self, service: str) -> list[str]:
+        """The names of the processes running `service`: `service` itself, then its extra instances."""
+        return [service, *(n for n, s in self.instance_of.items() if s == service)]
 
     @property
     def mail_dir(self) -> Path:
@@ -156,6 +170,8 @@ class Stack:
         out: int | None = None
         if self.log_dir:
             self.log_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            log = self.log_dir / f"{name}.log"
+            self._log_start[name] = log.stat().st_size if log.exists() else 0
             # the process gets its own descriptor; the launcher's copy is closed once it started
             out = os.open(self.log_dir / f"{name}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
@@ -179,7 +195,8 @@ class Stack:
             return
         store = self.data_dir / "nats"  # the same store and port after a restart: JetStream keeps its streams
         self._spawn(NATS, [nats_server_binary(), "-a", "127.0.0.1", "-p", str(self.nats_port), "-js",
-                           "-sd", str(store), "--server_name", "forum-local"], dict(os.environ))
+                           "-sd", str(store), "--server_name", "forum-local",
+                           "-m", str(self.nats_monitor_port)], dict(os.environ))
         self._wait(lambda: port_open(self.nats_port), "nats-server", 15)
 
     def migrate(self) -> None:
@@ -191,6 +208,73 @@ class Stack:
         env = self.env_for(name)
         env.update(extra_env or {})
         return self._spawn(name, [sys.executable, "-m", "forum_ouvert.cli", "serve", name], env)
+
+    def add_instance(self, service: str) -> str:
+        """Start one more process of `service` (a service, or the web front on a port of its own) and return
+        its name (`forum-2`, `web-2`…), without waiting for it to be ready (`wait_instance`). It shares the
+        first one's database, NATS queue groups and durable consumers, so requests and events spread over
+        both."""
+        if service != WEB and service not in self.services:
+            raise ValueError(f"{service} is not a service of this stack")
+        k = 2
+        while f"{service}-{k}" in self._commands:
+            k += 1
+        name = f"{service}-{k}"
+        self.instance_of[name] = service
+        env = self.env_for(service)
+        if service == WEB:
+            self.instance_ports[name] = free_port()
+            env["FORUM_WEB_PORT"] = str(self.instance_ports[name])
+        self._spawn(name, [sys.executable, "-m", "forum_ouvert.cli", "serve", service], env)
+        return name
+
+    def wait_instance(self, name: str, timeout: float = 60) -> None:
+        """Until the extra process `name` answers on its own and, for a service, has made all its
+        subscriptions (its processes' subscription counts stay the same for a second)."""
+        seen: list[tuple[float, list[int] | None]] = []
+
+        def ready() -> bool:
+            self._check_alive()
+            if not self.answers(name):
+                return False
+            if self.instance_of[name] == WEB:
+                return True
+            now, subs = time.monotonic(), self._subscribers(self.instance_of[name])
+            if not seen or seen[-1][1] != subs:
+                seen.append((now, subs))
+                return False
+            return now - seen[-1][0] >= 1.0 and self.service_health(self.instance_of[name]) == "ok"
+
+        self._wait(ready, name, timeout)
+
+    def _subscribers(self, service: str) -> list[int] | None:
+        """For each NATS connection that serves `service` (subscribed to its health subject), how many
+        subscriptions it holds; None without our own nats-server's monitoring port. Requests go to a queue
+        group, so asking the service cannot tell one process from another: the server can."""
+        if self.nats_monitor_port is None:
+            return None
+        try:
+            conns = httpx.get(f"http://127.0.0.1:{self.nats_monitor_port}/connz",
+                              params={"subs": 1, "limit": 4096}, timeout=2).json().get("connections") or []
+        except (httpx.HTTPError, ValueError):
+            return []
+        subject = f"rpc.{service}.health"
+        return sorted(len(c.get("subscriptions_list") or []) for c in conns
+                      if subject in (c.get("subscriptions_list") or []))
+
+    def _instance_started(self, name: str) -> bool:
+        """Every running process of the extra instance's service has subscribed; without a monitoring port,
+        the instance has logged its start since it was (re)spawned."""
+        service = self.instance_of[name]
+        subs = self._subscribers(service)
+        if subs is not None:
+            return len(subs) >= sum(1 for n in self.instances(service) if n in self.procs and
+                                    self.procs[n].poll() is None)
+        if self.log_dir is None:
+            return self.procs[name].poll() is None
+        with (self.log_dir / f"{name}.log").open("rb") as fh:
+            fh.seek(self._log_start.get(name, 0))
+            return b"service started" in fh.read()
 
     def start(self, timeout: float = 60) -> None:
         """Start every process and wait (up to `timeout` seconds) until each one answers."""
@@ -258,11 +342,14 @@ class Stack:
             return port_open(self.nats_port)
         if name == MAILCATCHER:
             return port_open(self.smtp_port)
-        if name == WEB:
+        if name == WEB or self.instance_of.get(name) == WEB:
+            port = self.instance_ports.get(name, self.web_port)
             try:
-                return httpx.get(f"{self.web_url}/sante", timeout=2).status_code in (200, 503)
+                return httpx.get(f"http://127.0.0.1:{port}/sante", timeout=2).status_code in (200, 503)
             except httpx.HTTPError:
                 return False
+        if name in self.instance_of:
+            return self._instance_started(name)
         return self.service_health(name) is not None
 
     def supervise(self, policy: RestartPolicy | None = None, say: Callable[[str], object] = print,
@@ -300,7 +387,7 @@ class Stack:
     def stop(self) -> None:
         if self.supervisor is not None:
             self.supervisor.halt()
-        order = [WEB, *reversed(self.services), MAILCATCHER, NATS]
+        order = [n for s in (WEB, *reversed(self.services), MAILCATCHER, NATS) for n in self.instances(s)]
         for name in [n for n in order if n in self.procs]:
             p = self.procs[name]
             if p.poll() is None:

@@ -166,7 +166,8 @@ async def send_reminders(service: Service) -> int:
         stmt = select(NoticeSession).where(
             NoticeSession.cancelled == False,  # noqa: E712 - SQL comparison
             col(NoticeSession.reminded_at).is_(None),
-            NoticeSession.starts_at > now, NoticeSession.starts_at <= now + REMINDER_BEFORE)
+            NoticeSession.starts_at > now, NoticeSession.starts_at <= now + REMINDER_BEFORE
+        ).with_for_update(skip_locked=True)  # replicas remind different sessions (and the delivery key refuses twice)
         due = (await uow.tx.exec(stmt)).all()
         for row in due:
             s = SessionInfo.model_validate_json(row.info)
