@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
+from babel import Locale
 from babel.dates import format_datetime
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -24,8 +26,12 @@ def as_paris(dt: datetime) -> datetime:
     return as_utc(dt).astimezone(PARIS)
 
 
+_LOCALE = Locale.parse(LOCALE)
+
+
+@lru_cache(maxsize=8192)  # list pages show the same few thousand instants again and again; Babel is slow
 def _fr(value: datetime, pattern: str) -> str:
-    return format_datetime(as_utc(value), pattern, tzinfo=PARIS, locale=LOCALE)
+    return format_datetime(as_utc(value), pattern, tzinfo=PARIS, locale=_LOCALE)
 
 
 def paris_date(value: datetime | None) -> str:

@@ -22,7 +22,7 @@ from services.forum.adoption import check_outcome, check_rule
 from services.forum.commitments import rule_for
 from services.forum.models import ForumCommitment, ForumDecision, ForumFollowUp, ForumVote
 from services.forum.queries import agenda_text, find_session, require_secretariat, scalar
-from services.forum.votes import vote_views
+from services.forum.votes import vote_views, votes_with_titles
 from shared.clock import paris_datetime, utcnow
 from shared.contracts.decisions import (
     DecisionList, DecisionView, FollowUpEntry, FollowUpStatus, FollowUpUpdated, GetDecision, ListDecisions,
@@ -42,7 +42,8 @@ async def _lock_decision(tx: AsyncSession, decision_id: str, field: str) -> Foru
 
 async def _views(tx: AsyncSession, rows: Sequence[ForumDecision], now: datetime) -> list[DecisionView]:
     """Decisions as the register shows them: with their follow-up history, what superseded them and
-    the vote they came from."""
+    the vote they came from (one query for the follow-ups of them all, one for their votes and two at
+    most for the votes' views, whatever the number of decisions)."""
     ids = [d.id for d in rows]
     follow: dict[str, list[FollowUpEntry]] = defaultdict(list)
     votes: dict[str, VoteView] = {}
@@ -53,8 +54,9 @@ async def _views(tx: AsyncSession, rows: Sequence[ForumDecision], now: datetime)
                                                        updated_at=f.updated_at, event_id=f.event_id))
         vote_ids = [d.vote_id for d in rows if d.vote_id]
         if vote_ids:
-            vrows = list((await tx.exec(select(ForumVote).where(col(ForumVote.id).in_(vote_ids)))).all())
-            votes = {vv.vote.vote_id: vv for vv in await vote_views(tx, vrows, now)}
+            vrows = list((await tx.exec(votes_with_titles().where(col(ForumVote.id).in_(vote_ids)))).all())
+            votes = {vv.vote.vote_id: vv for vv in await vote_views(
+                tx, [v for v, _ in vrows], now, titles={v.session_id: title for v, title in vrows})}
     return [DecisionView(decision=recording.decision_info(d), event_id=d.event_id, superseded_by=d.superseded_by,
                          superseded_event_id=d.superseded_event_id, follow_up=FollowUpStatus(d.follow_up),
                          follow_ups=follow.get(d.id, []), vote=votes.get(d.vote_id) if d.vote_id else None)

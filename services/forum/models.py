@@ -27,6 +27,8 @@ class ForumMember(SQLModel, table=True):
     registry). Names are kept for the secretariat's lists only and blanked on erasure."""
 
     __tablename__ = "forum_member"
+    # The electorate of an open vote is counted on every view of it: an index-only count.
+    __table_args__ = (Index("ix_forum_member_standing", "standing", "role"),)
 
     member_id: str = Field(primary_key=True, max_length=36)
     public_id: str | None = Field(default=None, max_length=32)
@@ -141,6 +143,10 @@ class ForumDecision(SQLModel, table=True):
     agenda item and commitment), plus where it stands now (superseded, follow-up)."""
 
     __tablename__ = "forum_decision"
+    # The register's order (newest first) read a page at a time; the decisions in force per commitment
+    # (counted on every register page) read from the index alone.
+    __table_args__ = (Index("ix_forum_decision_register", "recorded_at", "number"),
+                      Index("ix_forum_decision_commitment", "commitment_code", "superseded_by"))
 
     id: str = Field(default_factory=lambda: str(uuid.uuid4()), primary_key=True, max_length=36)
     number: str = Field(unique=True, max_length=16)  # « 2026-007 »
@@ -155,7 +161,7 @@ class ForumDecision(SQLModel, table=True):
     method: str = Field(sa_type=String(20))
     hands: str | None = Field(default=None, sa_column=Column(Text, nullable=True))  # JSON {college: HandCount}
     vote_id: str | None = Field(default=None, max_length=36)
-    commitment_code: str | None = Field(default=None, index=True, max_length=12)
+    commitment_code: str | None = Field(default=None, max_length=12)
     commitment_title: str | None = Field(default=None, max_length=300)
     supersedes: str | None = Field(default=None, max_length=36)
     superseded_by: str | None = Field(default=None, max_length=36)
@@ -164,7 +170,7 @@ class ForumDecision(SQLModel, table=True):
     rule_check: str = Field(sa_column=Column(Text, nullable=False))  # JSON RuleCheck
     follow_up: str = Field(default="todo", sa_type=String(20))
     recorded_by: str = Field(max_length=36)
-    recorded_at: datetime = Field(default_factory=utcnow, index=True)
+    recorded_at: datetime = Field(default_factory=utcnow)
     event_id: str = Field(max_length=36)  # of its DecisionRecorded event
 
 
@@ -194,7 +200,7 @@ class ForumVote(SQLModel, table=True):
     question: str = Field(max_length=200)
     options: str = Field(sa_column=Column(Text, nullable=False))  # JSON list of labels (option_id = position)
     eligibility: str = Field(sa_type=String(20))
-    opens_at: datetime
+    opens_at: datetime = Field(index=True)  # the lists' order
     closes_at: datetime = Field(index=True)
     created_by: str = Field(max_length=36)
     created_at: datetime = Field(default_factory=utcnow)

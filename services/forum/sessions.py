@@ -7,12 +7,13 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func
+from sqlalchemy import and_, delete, func
+from sqlalchemy.orm import aliased
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.forum import attendance, rules, seats
-from services.forum.models import ForumAgendaItem, ForumRsvp, ForumSession
+from services.forum.models import ForumAgendaItem, ForumAttendance, ForumRsvp, ForumSession
 from services.forum.queries import find_session, require_secretariat, scalar
 from shared.clock import utcnow
 from shared.contracts.forum import (
@@ -37,12 +38,45 @@ async def agendas(tx: AsyncSession, session_ids: Sequence[str]) -> dict[str, lis
     return out
 
 
+async def _attendance(tx: AsyncSession, session_ids: Sequence[str]) -> dict[str, dict[str, int]]:
+    """Members checked in at each session, per college (as `attendance.by_college` counts them),
+    counted by the database: one row per session and college, not one per check-in."""
+    out = {sid: rules.attendance_by_college([]) for sid in session_ids}
+    if session_ids:
+        stmt = (select(ForumAttendance.session_id, ForumAttendance.college, func.count())
+                .where(col(ForumAttendance.session_id).in_(session_ids))
+                .group_by(ForumAttendance.session_id, ForumAttendance.college))
+        for sid, college, n in (await tx.exec(stmt)).all():  # type: ignore[call-overload]
+            key = str(college) if college else rules.NO_COLLEGE
+            out[sid][key] = out[sid].get(key, 0) + n
+    return out
+
+
 async def _holders(tx: AsyncSession, session_id: str) -> list[str]:
     """Members holding a seat or a waitlist place (whom a change of time or place concerns)."""
     stmt = (select(ForumRsvp.member_id).where(ForumRsvp.session_id == session_id,
                                               col(ForumRsvp.state).in_(rules.HOLDING))
             .order_by(col(ForumRsvp.member_id)))
     return list((await tx.exec(stmt)).all())
+
+
+async def _my_rsvps(tx: AsyncSession, member_id: str, session_ids: Sequence[str]) -> dict[str, MyRsvp]:
+    """A member's RSVPs to these sessions, with their waitlist positions: two queries for any number of
+    sessions (a position is the waitlisted tickets ahead plus one, as `seats.waitlist_position` counts)."""
+    rsvps = list((await tx.exec(select(ForumRsvp).where(ForumRsvp.member_id == member_id,
+                                                        col(ForumRsvp.session_id).in_(session_ids)))).all())
+    waiting = [r.session_id for r in rsvps if r.state == RsvpState.WAITLISTED and r.waitlist_seq is not None]
+    ahead: dict[str, int] = {}
+    if waiting:
+        me, other = aliased(ForumRsvp), aliased(ForumRsvp)
+        stmt = (select(me.session_id, func.count(other.member_id))
+                .join(other, and_(other.session_id == me.session_id, other.state == RsvpState.WAITLISTED,
+                                  col(other.waitlist_seq) < col(me.waitlist_seq)))
+                .where(me.member_id == member_id, col(me.session_id).in_(waiting)).group_by(me.session_id))
+        ahead = {sid: n for sid, n in (await tx.exec(stmt)).all()}  # type: ignore[call-overload]
+    return {r.session_id: MyRsvp(state=r.state, responded_at=r.responded_at,
+                                 waitlist_position=ahead.get(r.session_id, 0) + 1 if r.session_id in waiting else None)
+            for r in rsvps}
 
 
 async def _my_rsvp(tx: AsyncSession, rsvp: ForumRsvp) -> MyRsvp:
@@ -199,12 +233,8 @@ async def list_sessions(req: ListSessions, ctx: HandlerContext) -> SessionList:
         ids = [fs.id for fs in sessions]
         tallies, agenda_of = await seats.tallies(tx, ids), await agendas(tx, ids)
         past = [fs.id for fs in sessions if rules.phase(fs.starts_at, fs.ends_at, now) == SessionPhase.PAST]
-        per_college = await attendance.by_college(tx, past)
-        mine: dict[str, MyRsvp] = {}
-        if req.actor_id and ids:
-            for r in (await tx.exec(select(ForumRsvp).where(ForumRsvp.member_id == req.actor_id,
-                                                            col(ForumRsvp.session_id).in_(ids)))).all():
-                mine[r.session_id] = await _my_rsvp(tx, r)
+        per_college = await _attendance(tx, past)
+        mine = await _my_rsvps(tx, req.actor_id, ids) if req.actor_id and ids else {}
     return SessionList(total=scalar(total), sessions=[
         _view(fs, agenda_of[fs.id], tallies[fs.id], now, my=mine.get(fs.id), per_college=per_college.get(fs.id))
         for fs in sessions])

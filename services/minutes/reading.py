@@ -8,7 +8,7 @@ import base64
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import and_, func
 from sqlmodel import col, select
 
 from forumlib.minutes_doc import diff_paragraphs
@@ -123,17 +123,22 @@ async def minutes_of_session(req: MinutesOfSession, ctx: HandlerContext) -> Sess
 async def minutes_of_decision(req: MinutesOfDecision, ctx: HandlerContext) -> DecisionMinutes:
     """The paragraph of the session's latest published minutes that records the decision (the one that
     links to its page, else the first naming its number)."""
+    # One query (every decision page asks): the decision, its session's published minutes, their latest text.
+    published = and_(col(MinutesRow.session_id) == col(DecisionFact.session_id),
+                     col(MinutesRow.status) == MinutesStatus.PUBLISHED)
+    latest = and_(col(VersionRow.minutes_id) == col(MinutesRow.id),
+                  col(VersionRow.version) == col(MinutesRow.latest_version))
+    stmt = (select(DecisionFact.number, MinutesRow.id, MinutesRow.latest_version, VersionRow.paragraphs)
+            .select_from(DecisionFact).join(MinutesRow, published).join(VersionRow, latest)
+            .where(DecisionFact.decision_id == req.decision_id))
     async with ctx.db.read() as tx:
-        d = await tx.get(DecisionFact, req.decision_id)
-        doc = None if d is None else (await tx.exec(select(MinutesRow).where(
-            MinutesRow.session_id == d.session_id, MinutesRow.status == MinutesStatus.PUBLISHED))).first()
-        stored = None if doc is None else (await tx.exec(select(VersionRow.paragraphs).where(
-            VersionRow.minutes_id == doc.id, VersionRow.version == doc.latest_version))).first()
-    if d is None or doc is None or stored is None:
+        row = (await tx.exec(stmt)).first()  # type: ignore[call-overload]
+    if row is None:
         return DecisionMinutes(decision_id=req.decision_id)
+    number_, minutes_id, version, stored = row
     paragraphs = stored_paragraphs(stored)
-    link, number = f"]({decision_page(d.decision_id)})", f"n° {d.number}"
+    link, number = f"]({decision_page(req.decision_id)})", f"n° {number_}"
     found = (next((p for p in paragraphs if link in p.markdown), None)
              or next((p for p in paragraphs if number in p.markdown), None))
-    return DecisionMinutes(decision_id=d.decision_id, minutes_id=doc.id, version=doc.latest_version,
+    return DecisionMinutes(decision_id=req.decision_id, minutes_id=minutes_id, version=version,
                            anchor=found.anchor if found else None)

@@ -2,6 +2,7 @@
 roles, and the member records the web front reads."""
 from __future__ import annotations
 
+from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -118,13 +119,18 @@ async def get_member(req: GetMember, ctx: HandlerContext) -> MemberView:
 
 
 async def list_members(req: ListMembers, ctx: HandlerContext) -> MemberList:
-    """Members for the secretariat back-office, optionally filtered by status."""
+    """Members for the secretariat back-office, optionally filtered by status, latest registration
+    first; one page of them with `limit` (one query for the page, one for the total)."""
+    where = [Member.status == req.status] if req.status else [col(Member.status) != MemberStatus.ERASED]
+    stmt = select(Member).where(*where).order_by(col(Member.registered_at).desc(), col(Member.id).desc())
     async with ctx.db.read() as tx:
         await _secretariat(tx, req.actor_id)
-        stmt = select(Member).where(Member.status != MemberStatus.ERASED).order_by(col(Member.registered_at))
-        if req.status:
-            stmt = stmt.where(Member.status == req.status)
-        return MemberList(members=[view(m) for m in (await tx.exec(stmt)).all()])
+        if req.limit is None:
+            members = [view(m) for m in (await tx.exec(stmt.offset(req.offset))).all()]
+            return MemberList(members=members, total=req.offset + len(members))
+        members = [view(m) for m in (await tx.exec(stmt.offset(req.offset).limit(req.limit))).all()]
+        total = (await tx.exec(select(func.count()).select_from(Member).where(*where))).one()
+    return MemberList(members=members, total=int(total[0] if isinstance(total, tuple) else total))
 
 
 # ---------------------------------------------------------------- the secretariat's decision

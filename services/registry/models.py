@@ -4,7 +4,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import String
+from sqlalchemy import Index, String
 from sqlmodel import Field, SQLModel
 
 from shared.contracts.registry import College, MemberStatus, Role
@@ -13,6 +13,9 @@ from shared.clock import utcnow
 
 class Member(SQLModel, table=True):
     __tablename__ = "member"
+    # The secretariat's lists, a page at a time: by status (or all), latest registration first.
+    __table_args__ = (Index("ix_member_status_registered", "status", "registered_at", "id"),
+                      Index("ix_member_registered", "registered_at", "id"))
 
     id: str = Field(default_factory=lambda: str(uuid.uuid4()), primary_key=True, max_length=36)
     # Pseudonymous id for public records: random, so nothing links it back once personal data is erased.

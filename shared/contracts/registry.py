@@ -7,7 +7,9 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, EmailStr, Field, StringConstraints, field_validator
 
-from shared.contracts.common import ActorRequest, Identifier, MultiLine, PersonName, Request, SingleLine
+from shared.contracts.common import (
+    SQL_INT_MAX, ActorRequest, Identifier, MultiLine, PersonName, Request, SingleLine,
+)
 from shared.contracts.envelope import EventData
 
 
@@ -163,6 +165,7 @@ class MemberView(BaseModel):
 
 class MemberList(BaseModel):
     members: list[MemberView]
+    total: int | None = None  # members matching the filter, all pages together (None: not counted)
 
 
 class Registered(BaseModel):
@@ -235,7 +238,12 @@ class GetMember(Request[MemberView], op="registry.get-member"):
 
 
 class ListMembers(ActorRequest[MemberList], op="registry.list-members"):
+    """Members, latest registration first. Without `limit`, every one of them (the check-in page's list
+    of walk-ins); with it, one page, and `total` counted."""
+
     status: MemberStatus | None = None
+    limit: int | None = Field(default=None, ge=1, le=500)
+    offset: int = Field(default=0, ge=0, le=SQL_INT_MAX)
 
 
 class ApproveMember(ActorRequest[MemberView], op="registry.approve-member"):

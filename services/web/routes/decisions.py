@@ -31,7 +31,7 @@ from shared.rpc import RpcClient, RpcError
 from services.web.pages import error_page, render, rpc, web
 from services.web.routes._common import csv_cell, csv_response, fetch, not_found
 from services.web.routes.minutes import decision_minutes
-from services.web.routes.record import locate, prove, record_label
+from services.web.routes.record import ledger_head, locate, prove, record_label
 
 router = APIRouter(include_in_schema=False)
 
@@ -99,8 +99,9 @@ async def register(request: Request, engagement: str = Query("", max_length=40),
     except BadFilter:
         return await error_page(request, 400, "Ce filtre n'existe pas.", actions=BACK)
     client = rpc(request)
-    commitments = (await client(ListCommitments())).commitments
-    listed = await client(ListDecisions(**filters, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE))
+    listing, listed = await asyncio.gather(  # independent: one round trip's wait
+        client(ListCommitments()), client(ListDecisions(**filters, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)))
+    commitments = listing.commitments
     pages = max(1, -(-listed.total // PAGE_SIZE))
     query = {"engagement": engagement, "issue": issue, "suivi": suivi, "masquer_corrigees": masquer_corrigees}
     qs = "&".join(f"{k}={v}" for k, v in query.items() if v)
@@ -211,13 +212,14 @@ async def show(request: Request, decision_id: str) -> Response:
     events += [(f.event_id, f"Suivi : {FOLLOW_UP_LABELS[f.status]}") for f in d.follow_ups]
     if d.superseded_event_id:
         events.append((d.superseded_event_id, "Correction par une nouvelle décision"))
-    where, supersedes_number, superseded_by_number, minutes = await asyncio.gather(
+    where, supersedes_number, superseded_by_number, minutes, head = await asyncio.gather(
         locate(client, [e for e, _ in events]), _number_of(client, info.supersedes),
-        _number_of(client, d.superseded_by), decision_minutes(client, info.decision_id))
+        _number_of(client, d.superseded_by), decision_minutes(client, info.decision_id), ledger_head(client))
     records = sorted(({"what": what, "index": where[e].index, "type": record_label(where[e].type)}
                       for e, what in events if e in where), key=lambda r: r["index"])
     own = where.get(d.event_id)
-    proof = await prove(client, own.index if own else None, event_id=d.event_id, must_contain=info.decision_id)
+    proof = await prove(client, own.index if own else None, event_id=d.event_id, must_contain=info.decision_id,
+                        head=head)
     winner = None
     if d.vote and d.vote.result and d.vote.result.winner_option_id is not None:
         winner = next((o for o in d.vote.result.options if o.option_id == d.vote.result.winner_option_id), None)

@@ -238,23 +238,45 @@ def check_inclusion(key: str, note: str, entry: LedgerEntry, proof: InclusionPro
     return out
 
 
+async def ledger_head(client: RpcClient) -> tuple[LedgerKey, LedgerCheckpoint] | RpcError:
+    """The verifier key and the latest signed checkpoint, or the error that came instead: what `prove`
+    needs first, fetched by a page beside its other reads to save a round trip."""
+    try:
+        key, cp = await asyncio.gather(client(GetVerifierKey()), client(GetCheckpoint()))
+    except RpcError as exc:
+        return exc
+    return key, cp
+
+
 async def prove(client: RpcClient, index: int | None, *, event_id: str | None = None,
-                must_contain: str | None = None) -> Proof:
-    """Fetch the key, the latest checkpoint, leaf `index` and its inclusion proof; check them."""
+                must_contain: str | None = None, head: tuple[LedgerKey, LedgerCheckpoint] | RpcError | None = None
+                ) -> Proof:
+    """Fetch the key, the latest checkpoint (unless given as `head`, from `ledger_head`), leaf `index`
+    and its inclusion proof; check them."""
     if index is None:
         return Proof(status="pending", message="Inscription au registre public en cours.")
     try:
-        key, cp, page = await asyncio.gather(  # independent reads: one round trip's wait, not three
-            client(GetVerifierKey()),
-            client(GetCheckpoint()),
-            client(ListEntries(start=index, end=index + 1)))
+        if head is None:  # key, checkpoint and leaf at once, then the proof against that checkpoint
+            head, page = await asyncio.gather(ledger_head(client), client(ListEntries(start=index, end=index + 1)))
+            if isinstance(head, RpcError):
+                raise head
+            key, cp = head
+            proof = (await client(GetInclusionProof(index=index, size=cp.size)) if index < cp.size and page.entries
+                     else None)
+        else:  # the checkpoint is known: the leaf and its proof at once
+            if isinstance(head, RpcError):
+                raise head
+            key, cp = head
+            if index < cp.size:
+                page, proof = await asyncio.gather(client(ListEntries(start=index, end=index + 1)),
+                                                   client(GetInclusionProof(index=index, size=cp.size)))
+            else:
+                page, proof = await client(ListEntries(start=index, end=index + 1)), None
         if not page.entries:
             return Proof(status="pending", index=index, message="Inscription au registre public en cours.")
         entry = page.entries[0]
-        if index >= cp.size:
+        if proof is None:
             proof = InclusionProof(leaf_index=index, tree_size=cp.size, hashes=[])
-        else:
-            proof = await client(GetInclusionProof(index=index, size=cp.size))
     except RpcError as exc:
         if exc.code == ErrorCode.UNAVAILABLE:
             return Proof(status="pending", index=index,

@@ -4,7 +4,7 @@ The web front checks the role to show a clear page; the registry checks it again
 """
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from fastapi.responses import RedirectResponse, Response
 from starlette.requests import Request
 
@@ -26,16 +26,24 @@ FILTERS = {
 }
 BACK = [("/secretariat/membres", "Retour à la liste des membres")]
 MAX_ID = 64
+PAGE_SIZE = 50
 
 
-async def _members_page(request: Request, actor: MemberView, statut: str, *, status_code: int = 200,
+async def _members_page(request: Request, actor: MemberView, statut: str, *, page: int = 1, status_code: int = 200,
                         reject_errors: dict[str, str] | None = None, reject_values: dict[str, str] | None = None,
                         reject_tokens: dict[str, str] | None = None) -> Response:
     status = None if statut == "all" else MemberStatus(statut)
-    members = await rpc(request)(ListMembers(actor_id=actor.member_id, status=status))
-    return await render(request, "secretariat_members.html", status_code=status_code, members=members.members,
-                        filters=FILTERS, statut=statut, reject_errors=reject_errors or {},
-                        reject_values=reject_values or {}, reject_tokens=reject_tokens or {})
+    listed = await rpc(request)(ListMembers(actor_id=actor.member_id, status=status, limit=PAGE_SIZE,
+                                            offset=(page - 1) * PAGE_SIZE))
+    total = listed.total or 0
+    pages = max(1, -(-total // PAGE_SIZE))
+    if page > pages:
+        return await error_page(request, 404, "Cette page de la liste n'existe pas.", title="Page introuvable",
+                                actions=[(f"/secretariat/membres?statut={statut}", "Revenir à la première page")])
+    return await render(request, "secretariat_members.html", status_code=status_code, members=listed.members,
+                        total=total, page=page, pages=pages, filters=FILTERS, statut=statut,
+                        reject_errors=reject_errors or {}, reject_values=reject_values or {},
+                        reject_tokens=reject_tokens or {})
 
 
 @router.get("")
@@ -44,11 +52,12 @@ async def secretariat_home() -> Response:
 
 
 @router.get("/membres")
-async def members(request: Request, statut: str = "pending_approval") -> Response:
+async def members(request: Request, statut: str = Query("pending_approval", max_length=40),
+                  page: int = Query(1, ge=1, le=100_000)) -> Response:
     actor = await require_secretariat(request)
     if statut not in FILTERS:
         return await error_page(request, 400, "Ce filtre n'existe pas.", actions=BACK)
-    return await _members_page(request, actor, statut)
+    return await _members_page(request, actor, statut, page=page)
 
 
 def _check_id(member_id: str) -> bool:

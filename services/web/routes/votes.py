@@ -9,6 +9,7 @@ the closing. The web front never sees anyone else's ballot.
 """
 from __future__ import annotations
 
+import asyncio
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -47,6 +48,10 @@ OPEN_LIMITS = {"agenda_position": 4, "question": 200, "options": MAX_OPTIONS * 2
 STATUS_LABELS = {VoteStatus.UPCOMING: "À venir", VoteStatus.OPEN: "Ouvert", VoteStatus.CLOSED: "Clos"}
 STATUS_KINDS = {VoteStatus.UPCOMING: "info", VoteStatus.OPEN: "success", VoteStatus.CLOSED: "new"}
 VOTES_BACK = [("/votes", "Voir les votes"), ("/", "Retour à l'accueil")]
+PAGE_SIZE = 20  # closed votes per page
+OPEN_MAX = 50   # open (or upcoming) votes listed at once: a handful in practice
+GROUPS_FIRST = (VoteStatus.OPEN, VoteStatus.UPCOMING)
+GROUP_TITLES = {VoteStatus.OPEN: "Votes ouverts", VoteStatus.UPCOMING: "Votes à venir", VoteStatus.CLOSED: "Votes clos"}
 # Bars of the merit profiles: one class per grade (the colours live in forum.css, no inline style).
 GRADE_CLASSES = {g: f"forum-grade--{g.value.replace('_', '-')}" for g in GRADES}
 _GRADE_FIELD = re.compile(r"^grade-([0-9]{1,2})$")  # not \d: it takes « ٣ », which int() reads as 3
@@ -202,16 +207,23 @@ async def close_vote(request: Request, vote_id: str) -> Response:
 
 # ================================================================ the public and the members
 @router.get("/votes")
-async def votes_list(request: Request) -> Response:
+async def votes_list(request: Request, page: int = Query(1, ge=1, le=10_000)) -> Response:
+    """Open and upcoming votes (a handful, in practice) on the first page, and the closed ones a page at
+    a time."""
     member = await current_member(request)
     actor = member.member_id if member else None
     client = rpc(request)
-    groups = []
-    for status, title in ((VoteStatus.OPEN, "Votes ouverts"), (VoteStatus.UPCOMING, "Votes à venir"),
-                          (VoteStatus.CLOSED, "Votes clos")):
-        listed = await client(ListVotes(status=status, actor_id=actor, limit=100))
-        groups.append({"status": status, "title": title, "votes": listed.votes, "total": listed.total})
-    return await render(request, "votes.html", groups=groups, **vote_context())
+    asks = [ListVotes(status=VoteStatus.CLOSED, actor_id=actor, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)]
+    if page == 1:
+        asks[:0] = [ListVotes(status=status, actor_id=actor, limit=OPEN_MAX) for status in GROUPS_FIRST]
+    listed = await asyncio.gather(*(client(ask) for ask in asks))  # independent lists: one round trip's wait
+    pages = max(1, -(-listed[-1].total // PAGE_SIZE))
+    if page > pages:
+        return await error_page(request, 404, "Cette page des votes clos n'existe pas.", title="Page introuvable",
+                                actions=VOTES_BACK)
+    groups = [{"status": ask.status, "title": GROUP_TITLES[ask.status], "votes": one.votes, "total": one.total}
+              for ask, one in zip(asks, listed, strict=True)]
+    return await render(request, "votes.html", groups=groups, page=page, pages=pages, **vote_context())
 
 
 async def vote_page(request: Request, vote_id: str, *, status_code: int = 200, errors: dict[str, str] | None = None,
