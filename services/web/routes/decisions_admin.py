@@ -38,6 +38,8 @@ FORM_METHODS = (Method.CONSENSUS, Method.SHOW_OF_HANDS)
 HAND_KEYS = ("in_favour", "against", "abstain")
 HAND_LABELS = {"in_favour": "Pour", "against": "Contre", "abstain": "Abstention"}
 MAX_COUNT = 100_000
+HAND_DIGITS = len(str(MAX_COUNT))  # the form's maxlength
+TOO_MANY_HANDS = f"Ce nombre ne peut pas dépasser {MAX_COUNT:,}".replace(",", " ") + " voix."
 
 
 def hand_field(college: College, key: str) -> str:
@@ -125,22 +127,25 @@ def decision_request(values: dict[str, str], actor_id: str, session_id: str) -> 
         data["commitment_code"] = values["commitment_code"]
     if values["supersedes"]:
         data["supersedes"] = values["supersedes"]
+    # The counts are read whatever the method: a value typed in the form is checked even where it is not used.
+    hands: dict[str, HandCount] = {}
+    for college in College:
+        counts: dict[str, int] = {}
+        for key in HAND_KEYS:
+            name, raw = hand_field(college, key), values[hand_field(college, key)]
+            if not raw:
+                counts[key] = 0
+            elif len(raw) > HAND_DIGITS:  # 0000007 too: the form's maxlength, held on the server
+                errors[name] = TOO_MANY_HANDS
+            elif (n := whole_number_or_none(raw, maximum=10**9)) is None:
+                errors[name] = "Indiquez un nombre entier de voix, 0 ou plus."
+            elif n > MAX_COUNT:
+                errors[name] = TOO_MANY_HANDS
+            else:
+                counts[key] = n
+        if len(counts) == len(HAND_KEYS):
+            hands[college.value] = HandCount(**counts)
     if values["method"] == Method.SHOW_OF_HANDS:
-        hands: dict[str, HandCount] = {}
-        for college in College:
-            counts: dict[str, int] = {}
-            for key in HAND_KEYS:
-                name, raw = hand_field(college, key), values[hand_field(college, key)]
-                if not raw:
-                    counts[key] = 0
-                elif (n := whole_number_or_none(raw, maximum=10**9)) is None:
-                    errors[name] = "Indiquez un nombre entier de voix, 0 ou plus."
-                elif n > MAX_COUNT:
-                    errors[name] = f"Ce nombre ne peut pas dépasser {MAX_COUNT:,}".replace(",", " ") + " voix."
-                else:
-                    counts[key] = n
-            if len(counts) == len(HAND_KEYS):
-                hands[college.value] = HandCount(**counts)
         if not any(h.in_favour or h.against or h.abstain for h in hands.values()) and not any(
                 n in errors for n in HAND_FIELDS):
             errors["hands"] = "Indiquez les voix pour, contre et les abstentions d'au moins un collège."
