@@ -20,6 +20,7 @@ consumer's event type is read from its first parameter (`Envelope[MemberApproved
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
 import typing
@@ -27,14 +28,14 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
 import structlog
 from faststream import AckPolicy, AsyncAPI, BaseMiddleware, FastStream
 from faststream.nats import ConsumerConfig, JStream, NatsBroker, NatsMessage, NatsRouter, PullSub
 from nats.js.api import DeliverPolicy
 from nats.js.errors import NotFoundError
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ValidationError, WrapValidator
 
 from shared.contracts.common import ErrorBody, ErrorCode, Health, HealthRequest, Reply, Request, RPC_PREFIX
 from shared.contracts.envelope import SYSTEM, Envelope, EventData
@@ -46,7 +47,7 @@ from shared.outbox import OutboxRelay, UnitOfWork, already_processed
 from shared.settings import Settings, get_settings
 from shared.streams import DEAD_LETTER_PREFIX, ensure_streams, stream_name
 from shared.validation import field_errors
-from shared.group_commit import GroupCommit
+from shared.group_commit import BatchConsumer
 from shared.worker import Worker
 
 log = get_logger(__name__)
@@ -163,12 +164,14 @@ class Service:
         )
         # Routers carry their own ack policy: a broker-level one is not inherited by their subscribers.
         self._events = NatsRouter(ack_policy=AckPolicy.MANUAL, middlewares=[self._consumer_middleware()])
+        # Batch consumers settle each message themselves (shared.group_commit): no per-message middleware.
+        self._batch_events = NatsRouter(ack_policy=AckPolicy.MANUAL)
         self._handler_names: dict[str, str] = {}  # durable or RPC subject -> handler, for the log
         self._rpcs = NatsRouter(middlewares=[_rpc_error_middleware(self._handler_names)])
         self._db: Database | None = None
         self.relay: OutboxRelay | None = None
         self.workers: dict[str, Worker] = {}
-        self._groups: list[GroupCommit] = []
+        self.batch_consumers: list[BatchConsumer] = []
         self._durables: list[tuple[str, str, ConsumerConfig]] = []  # (stream, durable, config)
         self._register_health()
         for op in definition.operations:
@@ -181,6 +184,7 @@ class Service:
                                   description=(ev.__doc__ or "").strip() or None)
         self.broker.include_router(self._rpcs)
         self.broker.include_router(self._events)
+        self.broker.include_router(self._batch_events)
 
     # ------------------------------------------------------------------ used by handlers and jobs
     @property
@@ -232,7 +236,8 @@ class Service:
             key = (msg.headers or {}).get(IDEMPOTENCY_HEADER)
             if key:  # done once: a repeat with the same key gets the first reply
                 ctx = HandlerContext(service, msg.correlation_id, Once.of(body, key))
-                data = await run_once(service.db, ctx.once, lambda: fn(body, ctx))  # type: ignore[arg-type]
+                data = await run_once(service.db, ctx.once, lambda: fn(body, ctx),  # type: ignore[arg-type]
+                                      look_first=not getattr(fn, "records_key_first", False))
             else:
                 data = (await fn(body, HandlerContext(service, msg.correlation_id))).model_dump(mode="json")
             return Reply(ok=True, data=data).model_dump(mode="json")
@@ -272,19 +277,18 @@ class Service:
         records the event id in the inbox, and the message is acked only after that commit; failures are
         retried with backoff and parked on `deadletter.<durable>` once `consumer_max_deliver` attempts
         are spent, or at once for a malformed message."""
+        if c.batch:
+            self._register_batch_consumer(c)
+            return
         durable = c.durable(self.name)
         env_model = Envelope[c.event]  # type: ignore[valid-type]
         service = self
-        if c.batch:
-            group = GroupCommit(self, durable, c.handler, c.batch_size)
-            self._groups.append(group)
-            handle = group.submit
-        else:
-            async def handle(env: Envelope[Any]) -> None:
-                async with service.unit_of_work(correlation_id=env.correlation_id,
-                                                causation_id=str(env.event_id)) as uow:
-                    if not await already_processed(uow.tx, durable, str(env.event_id)):
-                        await c.handler(env, uow)
+
+        async def handle(env: Envelope[Any]) -> None:
+            async with service.unit_of_work(correlation_id=env.correlation_id,
+                                            causation_id=str(env.event_id)) as uow:
+                if not await already_processed(uow.tx, durable, str(env.event_id)):
+                    await c.handler(env, uow)
 
         async def on_message(body: env_model, msg: NatsMessage) -> None:  # type: ignore[valid-type]
             # The envelope's id is the one the whole user action logs under, whoever published it.
@@ -303,13 +307,45 @@ class Service:
         self._handler_names[durable] = c.handler.__name__
         self._events.subscriber(
             c.event.TYPE, stream=JStream(stream_name(c.event.TYPE), declare=False), durable=durable,
-            # FastStream starts the messages of one fetch together; a batch consumer's group commit
-            # gathers those that arrive while the previous group is being written.
-            pull_sub=PullSub(batch_size=c.batch_size if c.batch else 50, timeout=1.0),
+            # FastStream starts the messages of one fetch together.
+            pull_sub=PullSub(batch_size=50, timeout=1.0),
             inbox_prefix=f"_INBOX.{self.name}.".encode(),  # as the broker's: deploy/nats/auth.conf
             config=config,
             title=f"{c.event.TYPE}:{c.handler.__name__}",
             description=(c.handler.__doc__ or "").strip() or None)(on_message)
+
+    def _register_batch_consumer(self, c: Consumer) -> None:
+        """`consumer(..., batch=True)`: the same durable pull consumer `<service>--<event-type>`, its messages
+        handled a fetch at a time by `shared.group_commit.BatchConsumer` — one transaction per batch with the
+        inbox rows, acks after the commit, retries and dead-lettering per message. Its loop replaces
+        FastStream's, which would wait for full batches and pay its per-message machinery; the subscriber still
+        declares the consumer, documents the channel (each message an envelope) and stops gracefully."""
+        durable = c.durable(self.name)
+        env_model = Envelope[c.event]  # type: ignore[valid-type]
+        batch = BatchConsumer(self, durable, c.handler, env_model, c.batch_size)
+        self.batch_consumers.append(batch)
+
+        async def on_batch(body: Annotated[env_model, WrapValidator(_unchecked)],  # type: ignore[valid-type]
+                           msg: NatsMessage) -> None:
+            await batch.handle(msg.raw_message)  # each envelope is validated there, on its own
+
+        on_batch.__name__ = c.handler.__name__
+        # Documented as what each message on the wire is: one envelope (the batch is this consumer's affair).
+        on_batch.__annotations__["body"] = Annotated[env_model, WrapValidator(_unchecked)]  # type: ignore[valid-type]
+        config = ConsumerConfig(max_deliver=self.settings.consumer_max_deliver,
+                                ack_wait=self.settings.consumer_ack_wait,
+                                deliver_policy=DeliverPolicy.ALL, max_ack_pending=1000)
+        self._durables.append((stream_name(c.event.TYPE), durable, config))
+        self._handler_names[durable] = c.handler.__name__
+        subscriber = self._batch_events.subscriber(
+            c.event.TYPE, stream=JStream(stream_name(c.event.TYPE), declare=False), durable=durable,
+            pull_sub=PullSub(batch_size=c.batch_size, timeout=1.0, batch=True), decoder=_raw_bodies,
+            inbox_prefix=f"_INBOX.{self.name}.".encode(),  # as the broker's: deploy/nats/auth.conf
+            config=config,
+            title=f"{c.event.TYPE}:{c.handler.__name__}",
+            description=(c.handler.__doc__ or "").strip() or None)
+        subscriber(on_batch)
+        subscriber._consume_pull = functools.partial(batch.run, subscriber)  # started by the subscriber
 
     def _consumer_middleware(self) -> type[BaseMiddleware]:
         service = self
@@ -386,8 +422,6 @@ class Service:
         for job in jobs:
             self.workers[job.name] = Worker(job.name, lambda job=job: job.step(self),
                                             idle=lambda job=job: job.idle(s), pace=lambda job=job: job.pace(s))
-        for group in self._groups:
-            self.workers[group.worker.name] = group.worker
         for worker in self.workers.values():
             worker.start()
 
@@ -432,6 +466,17 @@ async def _progress_signals(raw: Any, every: float) -> AsyncIterator[None]:
         yield
     finally:
         task.cancel()
+
+
+def _unchecked(value: Any, handler: Any) -> Any:
+    """A batch's bodies pass through as they are (each is validated by the batch consumer, so one malformed
+    message is parked alone); the annotation still documents each message as an envelope."""
+    return value
+
+
+async def _raw_bodies(msg: Any) -> list[bytes]:
+    """A batch's decoder: the raw bodies, parsed once later by the batch consumer."""
+    return [m.data for m in msg.raw_message]
 
 
 def _ms_since(started: float) -> float:

@@ -10,6 +10,7 @@ database. Modules:
 * ``note``       — C2SP signed notes with Ed25519 keys (x/mod/sumdb/note format).
 * ``checkpoint`` — C2SP tlog-checkpoint body, and signing/opening one.
 * ``storage``    — an in-memory ``NodeReader`` for tests and small tools.
+* ``tiles``      — C2SP tlog-tiles: tile paths, entry bundles, hashing a bundle in bulk.
 """
 
 from forumlib.tlog.checkpoint import (

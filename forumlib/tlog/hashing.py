@@ -8,6 +8,7 @@ every hash in the log goes through these two functions.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -33,6 +34,32 @@ def node_hash(left: bytes, right: bytes) -> bytes:
     return hashlib.sha256(_NODE_PREFIX + left + right).digest()
 
 
+_MAX_JCS_INT = 2**53 - 1
+_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def _plain(value: Any) -> bool:
+    """JSON made of objects with ASCII keys, arrays, strings, booleans, null and exactly representable
+    integers (no floats): the values whose RFC 8785 form is what Python's sorted compact JSON writes
+    (same key order for ASCII keys, same string escapes)."""
+    kind = type(value)
+    if kind is str or kind is bool or value is None:
+        return True
+    if kind is dict:
+        for k, v in value.items():
+            if type(k) is not str or not k.isascii():
+                return False
+            if type(v) is not str and not _plain(v):
+                return False
+        return True
+    if kind is list:
+        for v in value:
+            if type(v) is not str and not _plain(v):
+                return False
+        return True
+    return kind is int and -_MAX_JCS_INT <= value <= _MAX_JCS_INT
+
+
 def record_leaf_bytes(record: Mapping[str, Any]) -> bytes:
     """The leaf bytes of a record: its RFC 8785 (JCS) canonical JSON.
 
@@ -42,7 +69,17 @@ def record_leaf_bytes(record: Mapping[str, Any]) -> bytes:
     exceptions (e.g. ``rfc8785.CanonicalizationError``, ``IntegerDomainError``
     for integers beyond ±2**53, ``FloatDomainError`` for NaN/inf) for values
     JCS cannot represent exactly.
+
+    Records of plain values (see ``_plain``: the forum's records never hold a
+    float) take the standard library's C encoder, about twice as fast; any other
+    value goes through the reference implementation (``rfc8785``).
     """
     if not isinstance(record, Mapping):
         raise TypeError(f"a record must be a JSON object (mapping), not {type(record).__name__}")
-    return rfc8785.dumps(dict(record))
+    record = dict(record)
+    if _plain(record):
+        try:
+            return _JSON.encode(record).encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: let the reference implementation decide
+            pass
+    return rfc8785.dumps(record)

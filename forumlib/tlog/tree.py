@@ -318,6 +318,21 @@ class Frontier:
         self._size += 1
         return new
 
+    def append_subtree(self, level: int, subtree_hash: bytes) -> None:
+        """Append ``2**level`` leaves at once, given the MTH of their complete subtree (e.g. a full
+        entry bundle's). The current size must be a multiple of ``2**level``."""
+        if len(subtree_hash) != HASH_SIZE:
+            raise TreeError(f"a subtree hash must be {HASH_SIZE} bytes, got {len(subtree_hash)}")
+        if level < 0 or self._size % (1 << level):
+            raise TreeError(f"a subtree of 2**{level} leaves cannot follow {self._size} leaves")
+        added, acc = 1 << level, bytes(subtree_hash)
+        while self._stack and self._stack[-1][0] == level:
+            _, left = self._stack.pop()
+            acc = node_hash(left, acc)
+            level += 1
+        self._stack.append((level, acc))
+        self._size += added
+
 
 def append_leaves(
     reader: NodeReader, size: int, leaf_hashes: Iterable[bytes]

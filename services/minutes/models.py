@@ -11,6 +11,9 @@ The public record:
 - `ledger_checkpoint`: every signed checkpoint (tree size, root, the signed note text).
 - `ledger_head`: a single row (id 1) with the current size, root and frontier; appenders lock it
   (`SELECT … FOR UPDATE` on PostgreSQL) so leaves get consecutive indices across replicas.
+- `ledger_bundle`: each full C2SP tlog-tiles entry bundle (256 leaves), gzipped, written by the append
+  that completes it: what `/ledger/tile/entries/<N>` serves, never computed twice (a copy of
+  `ledger_entry`'s leaves, which stay the reference).
 """
 from __future__ import annotations
 
@@ -66,8 +69,15 @@ class HeadRow(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow)
 
 
+class BundleRow(SQLModel, table=True):
+    __tablename__ = "ledger_bundle"
+
+    idx: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    data: bytes = Field(sa_column=Column(LargeBinary, nullable=False))  # gzip of the entry bundle
+
+
 LEDGER_TABLES = [EntryRow.__tablename__, NodeRow.__tablename__, CheckpointRow.__tablename__,
-                 HeadRow.__tablename__]
+                 HeadRow.__tablename__, BundleRow.__tablename__]
 
 
 # ================================================================ what the minutes are drafted from

@@ -6,14 +6,15 @@ records of a batch of events are appended under one head lock, in the transactio
 their inbox rows, and the checkpoint signer is woken once it commits.
 
 Out: the latest signed checkpoint, the verifier key, pages of entries, RFC 9162 inclusion and
-consistency proofs, and where given events' records are in the log (contracts in
-`shared/contracts/minutes.py`). Hashes and leaves travel as base64.
+consistency proofs, C2SP tlog-tiles (hash tiles and entry bundles), and where given events' records
+are in the log (contracts in `shared/contracts/minutes.py`). Hashes, leaves and tiles travel as base64.
 """
 from __future__ import annotations
 
 import base64
 from typing import Any
 
+from forumlib.tlog.tiles import Tile
 from services.minutes import store
 from services.minutes.checkpoints import CHECKPOINT_SIGNER
 from services.minutes.keys import signer
@@ -21,10 +22,10 @@ from services.minutes.records import Recorder, record_of
 from shared.contracts.common import ErrorCode
 from shared.contracts.envelope import Envelope
 from shared.contracts.minutes import (
-    ConsistencyProof, EntryLocation, EntryLocations, GetCheckpoint, GetConsistencyProof, GetInclusionProof,
-    GetVerifierKey, InclusionProof, LedgerCheckpoint, LedgerEntries, LedgerKey, ListEntries, LocateEntries,
+    ConsistencyProof, EntryLocation, EntryLocations, GetCheckpoint, GetConsistencyProof, GetInclusionProof, GetTile,
+    GetVerifierKey, InclusionProof, LedgerCheckpoint, LedgerEntries, LedgerKey, LedgerTile, ListEntries, LocateEntries,
 )
-from shared.errors import DomainError
+from shared.errors import DomainError, Invalid
 from shared.outbox import UnitOfWork
 from shared.service import EventHandler, HandlerContext
 
@@ -88,6 +89,34 @@ async def ledger_locate(req: LocateEntries, ctx: HandlerContext) -> EntryLocatio
     async with ctx.db.read() as tx:
         rows, size = await store.locate(tx, req.event_ids)
     return EntryLocations(locations=[EntryLocation(event_id=e, index=i, type=k) for e, i, k in rows], size=size)
+
+
+TILE_REPLY_BYTES = 480_000
+"""Tile bytes per `ledger-tile` reply (base64 makes them a third larger; NATS's default max payload is
+1 MB): a larger tile comes in parts, and tiles read ahead only while they fit."""
+
+
+async def ledger_tile(req: GetTile, ctx: HandlerContext) -> LedgerTile:
+    """A C2SP tlog-tiles resource: a hash tile (from the stored nodes) or an entry bundle (the leaves,
+    gzipped: JSON shrinks about five-fold, and the web front serves them so), and up to `ahead` of the
+    full tiles that follow it (what a sequential reader asks for next)."""
+    async with ctx.db.read() as tx:
+        tiles = await store.read_tiles(tx, Tile(req.level, req.index, req.width), req.ahead if req.offset == 0 else 0)
+    first = tiles[0]
+    if req.offset > len(first):
+        raise Invalid(f"offset {req.offset} au-delà des {len(first)} octets de la tuile "
+                      f"(offset past the end of the tile).", field="offset")
+    part = first[req.offset:req.offset + TILE_REPLY_BYTES]
+    room = TILE_REPLY_BYTES - len(part)
+    ahead = []
+    if req.offset == 0 and len(first) <= TILE_REPLY_BYTES:
+        for data in tiles[1:]:
+            if len(data) > room:
+                break
+            ahead.append(_b64(data))
+            room -= len(data)
+    return LedgerTile(encoding="identity" if req.level is not None else "gzip", data=_b64(part), total=len(first),
+                      ahead=ahead)
 
 
 def _b64(raw: bytes) -> str:

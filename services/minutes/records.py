@@ -131,7 +131,11 @@ def utc_timestamp(value: datetime) -> str:
     """RFC 3339 UTC with exactly six decimals and a Z: one textual form per instant."""
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # isoformat: strftime's "%Y-%m-%dT%H:%M:%S.%fZ", twice as fast (a record may hold a dozen of them).
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+
+
+_AS_IS = frozenset({str, int, bool, type(None)})
 
 
 def public_json(value: Any) -> Any:
@@ -139,6 +143,13 @@ def public_json(value: Any) -> Any:
     `utc_timestamp` (at any depth: one textual form per instant, unlike pydantic's, which drops
     zero microseconds), enumerations as their values, mapping keys as strings. Floats pass through
     (JCS would write them, but records hold none: `record_leaf_bytes` refuses NaN and infinities)."""
+    kind = type(value)
+    if kind in _AS_IS:  # the common cases first (a str enumeration is not a plain str)
+        return value
+    if kind is dict:
+        return {k if type(k) is str else str(public_json(k)): public_json(v) for k, v in value.items()}
+    if kind is list:
+        return [public_json(v) for v in value]
     if isinstance(value, BaseModel):
         return public_json(dict(value))  # its fields, by name, values as they are (converted below)
     if isinstance(value, Enum):

@@ -11,8 +11,9 @@ is a public fact.
 The public record: every public fact (a member approved, a session scheduled, changed or cancelled, a
 decision recorded or superseded, a follow-up, a vote opened or closed, a rule changed, minutes
 published or corrected) becomes one leaf of an append-only RFC 9162 Merkle tree; a signer publishes
-signed checkpoints of it, and the web front serves its entries and proofs at `/ledger/*` so that
-`forum-ouvert verify` can check it holding nothing but the verifier key. See LEDGER.md for the format."""
+signed checkpoints of it, and the web front serves its entries, proofs and C2SP tlog-tiles at `/ledger/*`
+so that `forum-ouvert verify` can check it holding nothing but the verifier key. See LEDGER.md for the
+format."""
 from __future__ import annotations
 
 from services.minutes import (
@@ -26,6 +27,7 @@ SERVICE = ServiceDef(
     operations=[
         public_record.ledger_checkpoint, public_record.ledger_key, public_record.ledger_entries,
         public_record.ledger_inclusion, public_record.ledger_consistency, public_record.ledger_locate,
+        public_record.ledger_tile,
         drafts.open_minutes_draft, drafts.save_minutes_draft, drafts.get_minutes,
         review.open_minutes_review, review.comment_minutes, review.answer_minutes_comment,
         review.list_minutes_comments,
@@ -36,8 +38,9 @@ SERVICE = ServiceDef(
         personal_data.export_member_data,
     ],
     consumers=[
-        # A batch of leaves per transaction: the head lock and the commit are paid once per batch.
-        *[consumer(public_record.appender(r), event=r.event, batch=True) for r in records.RECORDERS],
+        # A batch of leaves per transaction (what JetStream has ready, up to 500): the head lock and the
+        # commit are paid once per batch.
+        *[consumer(public_record.appender(r), event=r.event, batch=True, batch_size=500) for r in records.RECORDERS],
         *session_facts.CONSUMERS,
     ],
     jobs=[Job(checkpoints.CHECKPOINT_SIGNER, checkpoints.sign_if_grown,

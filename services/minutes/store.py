@@ -35,12 +35,15 @@ from forumlib.tlog import (
     root_hash,
     root_node_ids,
 )
-from services.minutes.models import CheckpointRow, EntryRow, HeadRow, NodeRow
-from shared.contracts.minutes import MAX_PAGE
+from forumlib.tlog.tiles import MAX_ENTRY_SIZE, TILE_HEIGHT, TILE_WIDTH, Tile, encode_entry_bundle, gzip_bytes
+from services.minutes.models import BundleRow, CheckpointRow, EntryRow, HeadRow, NodeRow
+from shared.contracts.minutes import MAX_INDEX, MAX_PAGE
 from shared.db import dialect_insert
 from shared.clock import utcnow
 from shared.errors import Invalid, NotFound
+from shared.logging import get_logger
 
+log = get_logger(__name__)
 HEAD_ID = 1
 MAX_PAGE_BYTES = 400_000
 """A page of entries stops growing past this many bytes of leaves (NATS's default max payload is 1 MB,
@@ -120,12 +123,40 @@ async def lock_head(tx: AsyncSession) -> Frontier:
 
 
 # ---------------------------------------------------------------- append
+# On PostgreSQL a batch's rows go in one statement per table, sent as a few binary parameters (arrays,
+# one blob of hashes, integer lists as array literals): one round trip and one executor run, not one per
+# row, and little per-row work in the driver. The text of a record is its leaf's (UTF-8) bytes.
+_PG_PRESENT = "SELECT event_id FROM ledger_entry WHERE event_id = ANY(%b::text[])"
+_PG_ENTRIES = ("INSERT INTO ledger_entry (leaf_index, event_id, kind, leaf, record, created_at) "
+               "SELECT %b::bigint + u.o - 1, u.e, (%b::text[])[u.k], u.l, convert_from(u.l, 'UTF8'), %b "
+               "FROM unnest(%b::text[], %b::text::smallint[], %b::bytea[]) WITH ORDINALITY AS u(e, k, l, o)")
+_PG_NODES = ("INSERT INTO ledger_node (level, idx, hash) SELECT u.lv, u.ix, substring(%b::bytea FROM (u.o * 32 - 31)::int FOR 32) "
+             "FROM unnest(%b::text::smallint[], %b::text::bigint[]) WITH ORDINALITY AS u(lv, ix, o)")
+
+
+def _int_array(values: Sequence[int]) -> str:
+    return "{" + ",".join(map(str, values)) + "}"
+
+
+def _postgres(tx: AsyncSession) -> bool:
+    return tx.get_bind().dialect.name == "postgresql"
+
+
+async def _pg(tx: AsyncSession, sql: str, params: Sequence[Any]) -> list[Any]:
+    """Run `sql` with binary parameters on the transaction's own psycopg connection; its rows, if any."""
+    conn = await tx.connection()
+    raw = (await conn.get_raw_connection()).driver_connection
+    async with raw.cursor(binary=True) as cur:  # bytea comes back as bytes, not hex text
+        await cur.execute(sql, params)
+        return await cur.fetchall() if cur.description else []
+
+
 async def append(tx: AsyncSession, items: Sequence[Pending]) -> list[int]:
     """Append records (in order) inside the caller's transaction; returns the new leaf indices.
 
     Idempotent per event id: a record whose event is already in the log (or earlier in `items`)
     is skipped. Runs under the head lock, so the check cannot race with another appender.
-    One record (the consumers' case) costs four statements: lock, entry, nodes, head."""
+    One record costs four statements (lock, entry, nodes, head); a batch five, whatever its size."""
     if not items:
         return []
     frontier = await lock_head(tx)
@@ -139,30 +170,69 @@ async def append(tx: AsyncSession, items: Sequence[Pending]) -> list[int]:
             created_at=now).returning(EntryRow.__table__.c.leaf_index)
         if (await tx.exec(stmt)).first() is None:
             return []
-        indices = [frontier.size]
+        indices, leaves = [frontier.size], [leaf]
         nodes = [{"level": lv, "idx": ix, "hash": h} for (lv, ix), h in frontier.append(leaf_hash(leaf))]
+        await tx.exec(insert(NodeRow.__table__), params=nodes)
     else:
+        pg = _postgres(tx)
         ids = list(dict.fromkeys(p.event_id for p in items))
-        present = set((await tx.exec(select(EntryRow.event_id).where(
-            col(EntryRow.event_id).in_(ids)))).all())
-        entries, nodes = [], []
+        present = ({r[0] for r in await _pg(tx, _PG_PRESENT, [ids])} if pg else
+                   set((await tx.exec(select(EntryRow.event_id).where(col(EntryRow.event_id).in_(ids)))).all()))
+        indices, event_ids, kinds, leaves = [], [], [], []
+        levels, idxs, hashes = [], [], []
         for p in items:
             if p.event_id in present:
                 continue
             present.add(p.event_id)
             leaf = record_leaf_bytes(p.record)
-            entries.append({"leaf_index": frontier.size, "event_id": p.event_id, "kind": p.kind, "leaf": leaf,
-                            "record": leaf.decode("utf-8"), "created_at": now})
-            nodes.extend({"level": lv, "idx": ix, "hash": h} for (lv, ix), h in frontier.append(leaf_hash(leaf)))
-        if not entries:
+            indices.append(frontier.size)
+            event_ids.append(p.event_id)
+            kinds.append(p.kind)
+            leaves.append(leaf)
+            for (lv, ix), h in frontier.append(leaf_hash(leaf)):
+                levels.append(lv)
+                idxs.append(ix)
+                hashes.append(h)
+        if not indices:
             return []
-        await tx.exec(insert(EntryRow.__table__), params=entries)
-        indices = [e["leaf_index"] for e in entries]
-    await tx.exec(insert(NodeRow.__table__), params=nodes)
+        if pg:
+            names = list(dict.fromkeys(kinds))
+            number = {k: i for i, k in enumerate(names, 1)}
+            await _pg(tx, _PG_ENTRIES, [indices[0], names, now, event_ids,
+                                        _int_array([number[k] for k in kinds]), leaves])
+            await _pg(tx, _PG_NODES, [b"".join(hashes), _int_array(levels), _int_array(idxs)])
+        else:
+            await tx.exec(insert(EntryRow.__table__), params=[  # type: ignore[call-overload]
+                {"leaf_index": i, "event_id": e, "kind": k, "leaf": lf, "record": lf.decode("utf-8"), "created_at": now}
+                for i, e, k, lf in zip(indices, event_ids, kinds, leaves, strict=True)])
+            await tx.exec(insert(NodeRow.__table__), params=[  # type: ignore[call-overload]
+                {"level": lv, "idx": ix, "hash": h} for lv, ix, h in zip(levels, idxs, hashes, strict=True)])
+    await _store_bundles(tx, indices[0], leaves)
     await tx.exec(update(HeadRow.__table__).where(HeadRow.__table__.c.id == HEAD_ID).values(
         tree_size=frontier.size, root=frontier.root(), frontier=b"".join(h for _, h in frontier.nodes),
         updated_at=now))
     return indices
+
+
+async def _store_bundles(tx: AsyncSession, first: int, leaves: Sequence[bytes]) -> None:
+    """Store, gzipped, every full entry bundle these new leaves (indices `first`…) complete — the first
+    one with the leaves of earlier appends it holds (one query) — unless a leaf is too large for one."""
+    end = first + len(leaves)
+    done = range(-(-(first + 1) // TILE_WIDTH) - 1, end // TILE_WIDTH)  # bundles whose last leaf is new
+    if not done:
+        return
+    start = done[0] * TILE_WIDTH
+    earlier = [bytes(leaf) for leaf in (await tx.exec(select(EntryRow.leaf).where(  # type: ignore[call-overload]
+        col(EntryRow.leaf_index) >= start, col(EntryRow.leaf_index) < first).order_by(col(EntryRow.leaf_index)))).all()
+               ] if start < first else []
+    pool = [*earlier, *leaves]  # leaves start .. end - 1
+    rows = []
+    for n in done:
+        bundle = pool[n * TILE_WIDTH - start:(n + 1) * TILE_WIDTH - start]
+        if len(bundle) == TILE_WIDTH and max(map(len, bundle)) <= MAX_ENTRY_SIZE:
+            rows.append({"idx": n, "data": gzip_bytes(encode_entry_bundle(bundle))})
+    if rows:
+        await tx.exec(insert(BundleRow.__table__), params=rows)  # type: ignore[call-overload]
 
 
 # ---------------------------------------------------------------- reads
@@ -196,6 +266,104 @@ async def locate(tx: AsyncSession, event_ids: Sequence[str]) -> tuple[list[tuple
             .where(col(EntryRow.event_id).in_(ids)).order_by(col(EntryRow.leaf_index)))
     rows = [(str(e), int(i), str(k)) for e, i, k in (await tx.exec(stmt)).all()] if ids else []
     return rows, (await read_head(tx)).size
+
+
+# ---------------------------------------------------------------- tiles (C2SP tlog-tiles)
+# On PostgreSQL the database concatenates each tile itself: one row per tile comes back, not 256.
+_PG_HASH_TILES = ("SELECT idx / 256, count(*), string_agg(hash, ''::bytea ORDER BY idx) FROM ledger_node "
+                  "WHERE level = %b AND idx >= %b AND idx < %b GROUP BY 1 ORDER BY 1")
+_PG_ENTRY_BUNDLES = ("SELECT leaf_index / 256, count(*), max(length(leaf)), "
+                     "string_agg(substring(int4send(length(leaf)) FROM 3) || leaf, ''::bytea ORDER BY leaf_index) "
+                     "FROM ledger_entry WHERE leaf_index >= %b AND leaf_index < %b GROUP BY 1 ORDER BY 1")
+
+
+_PG_BUNDLES = "SELECT idx, data FROM ledger_bundle WHERE idx >= %b AND idx < %b"
+
+
+async def read_tiles(tx: AsyncSession, tile: Tile, ahead: int = 0) -> list[bytes]:
+    """The bytes of a hash tile or entry bundle the log holds (`NotFound` otherwise), then those of up
+    to `ahead` full tiles that follow it at its level, as far as the log holds them. Hashes are read
+    from the stored nodes; entry bundles come **gzipped**: the full ones as stored by the append that
+    completed them, others (a partial one, or one stored before bundles were) built from the leaves.
+
+    Whatever is found complete is in the log (nodes, leaves and bundles are written with the head that
+    covers them): the head is read only to say why a tile is not there."""
+    wanted = range(tile.index, tile.index + 1 + (ahead if tile.full else 0))
+    if tile.leaf_range()[1] > MAX_INDEX:
+        raise NotFound(f"Aucune tuile {tile.path} : elle dépasse toute taille de registre possible "
+                       f"(beyond any possible log size).", field="tile")
+    if tile.level is None and tile.full:
+        stored = await _stored_bundles(tx, wanted)
+        if tile.index in stored:
+            out = [stored[tile.index]]
+            for n in wanted[1:]:
+                if n not in stored:
+                    break  # asked for on its own, it gets its own answer
+                out.append(stored[n])
+            return out
+    found = await _built_tiles(tx, tile, wanted[0], wanted[-1] + 1)
+    count, longest, data = found.get(tile.index, (0, 0, b""))
+    if count != tile.width:
+        size = (await read_head(tx)).size
+        if not tile.within(size):
+            raise NotFound(f"Le registre n'a que {size} feuilles : la tuile {tile.path} n'existe pas encore "
+                           f"(the log has {size} leaves: no tile {tile.path} yet).", field="tile")
+        # Not a 500: a verifier then reads these entries from /ledger/entries and names what is missing.
+        log.error("ledger tile incomplete", tile=tile.path, stored=count, expected=tile.width)
+        raise NotFound(f"Il manque des données au registre dans la tuile {tile.path} ({count} sur {tile.width}) "
+                       f"(data missing from {tile.path}).", field="tile")
+    if longest > MAX_ENTRY_SIZE:
+        raise NotFound(f"La tuile {tile.path} contient une entrée de plus de {MAX_ENTRY_SIZE} octets, que le format "
+                       f"tlog-tiles ne peut pas porter : lisez ces entrées par /ledger/entries (an entry of this "
+                       f"bundle is too large for tlog-tiles: read it from /ledger/entries).", field="tile")
+    out = [data]
+    for n in wanted[1:]:
+        count, longest, data = found.get(n, (0, 0, b""))
+        if count != TILE_WIDTH or longest > MAX_ENTRY_SIZE:
+            break
+        out.append(data)
+    if tile.level is None:
+        out = [gzip_bytes(x) for x in out]
+    return out
+
+
+async def _stored_bundles(tx: AsyncSession, wanted: range) -> dict[int, bytes]:
+    if _postgres(tx):
+        rows = await _pg(tx, _PG_BUNDLES, [wanted[0], wanted[-1] + 1])
+    else:
+        rows = (await tx.exec(select(BundleRow.idx, BundleRow.data).where(  # type: ignore[call-overload]
+            col(BundleRow.idx) >= wanted[0], col(BundleRow.idx) <= wanted[-1]))).all()
+    return {int(n): bytes(d) for n, d in rows}
+
+
+async def _built_tiles(tx: AsyncSession, tile: Tile, first: int, end: int) -> dict[int, tuple[int, int, bytes]]:
+    """Tiles `first` <= n < `end` of `tile`'s level (the last one `tile`'s width when it is partial),
+    concatenated from stored nodes or leaves: {n: (hashes or leaves found, longest leaf, bytes)}."""
+    lo = first * TILE_WIDTH
+    hi = min(end * TILE_WIDTH, tile.index * TILE_WIDTH + tile.width) if end - 1 == tile.index else end * TILE_WIDTH
+    found: dict[int, tuple[int, int, bytes]] = {}
+    pg = _postgres(tx)
+    if tile.level is not None:
+        if pg:
+            rows = await _pg(tx, _PG_HASH_TILES, [TILE_HEIGHT * tile.level, lo, hi])
+            return {int(n): (int(count), HASH_SIZE, bytes(data)) for n, count, data in rows}
+        for idx, h in (await tx.exec(select(NodeRow.idx, NodeRow.hash).where(  # type: ignore[call-overload]
+                NodeRow.level == TILE_HEIGHT * tile.level, col(NodeRow.idx) >= lo, col(NodeRow.idx) < hi)
+                .order_by(col(NodeRow.idx)))).all():
+            count, _, data = found.get(idx // TILE_WIDTH, (0, 0, b""))
+            found[idx // TILE_WIDTH] = (count + 1, HASH_SIZE, data + bytes(h))
+        return found
+    if pg:
+        rows = await _pg(tx, _PG_ENTRY_BUNDLES, [lo, hi])
+        return {int(n): (int(count), int(longest), bytes(data)) for n, count, longest, data in rows}
+    leaves: dict[int, list[bytes]] = {}
+    for i, leaf in (await tx.exec(select(EntryRow.leaf_index, EntryRow.leaf).where(  # type: ignore[call-overload]
+            col(EntryRow.leaf_index) >= lo, col(EntryRow.leaf_index) < hi).order_by(col(EntryRow.leaf_index)))).all():
+        leaves.setdefault(i // TILE_WIDTH, []).append(bytes(leaf))
+    for n, group in leaves.items():
+        longest = max(map(len, group))
+        found[n] = (len(group), longest, encode_entry_bundle(group) if longest <= MAX_ENTRY_SIZE else b"")
+    return found
 
 
 async def _check_size(tx: AsyncSession, size: int, field: str) -> None:

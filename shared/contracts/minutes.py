@@ -12,6 +12,7 @@ Request/reply subjects `rpc.<op>`, each named by its request class. The public r
 | `minutes.ledger-inclusion`    | `GetInclusionProof`   | `InclusionProof`   |
 | `minutes.ledger-consistency`  | `GetConsistencyProof` | `ConsistencyProof` |
 | `minutes.ledger-locate`       | `LocateEntries`       | `EntryLocations`   |
+| `minutes.ledger-tile`         | `GetTile`             | `LedgerTile`       |
 
 The reply models of entries and proofs are also the public HTTP response bodies of
 `GET /ledger/entries` and `GET /ledger/proof/...`: field names are a stable public API (third
@@ -20,7 +21,9 @@ Hashes and leaves travel as standard, padded base64.
 
 Typed errors: negative or non-integer numbers → `invalid` (field set); `start >= end`,
 `first > second`, `index >= size` → `invalid`; a tree size beyond the current log → `not_found`
-(the tree does not exist yet); no checkpoint signed yet → `unavailable`.
+(the tree does not exist yet); no checkpoint signed yet → `unavailable`. `ledger-tile` answers
+the C2SP tlog-tiles resources behind `GET /ledger/tile/...`: a tile the log does not hold (yet) →
+`not_found`.
 
 The comptes rendus:
 
@@ -128,6 +131,21 @@ class EntryLocations(BaseModel):
     size: int = Field(description="Current size of the log (the latest checkpoint may be smaller).")
 
 
+class LedgerTile(BaseModel):
+    encoding: Literal["identity", "gzip"] = Field(
+        "identity", description="`gzip`: the bytes below are the resource gzip-compressed (entry bundles are, "
+                                "as they are served to most clients).")
+    data: str = Field(description="Base64 of the resource's bytes, encoded as `encoding` says, from `offset` on — "
+                                  "all of them, or as many as fit one reply (ask again from the next offset). The "
+                                  "resource: the hashes of a hash tile (32 bytes each), or an entry bundle (each "
+                                  "leaf after its big-endian uint16 length).")
+    total: int = Field(description="Length of the whole encoded resource in bytes.")
+    ahead: list[str] = Field(default_factory=list,
+                             description="Base64 of the full tiles that follow it at its level, whole and encoded "
+                                         "alike, as many as were asked and fit the reply (a sequential reader's "
+                                         "next requests).")
+
+
 # ---------------------------------------------------------------- requests
 class GetCheckpoint(Request[LedgerCheckpoint], op="minutes.ledger-checkpoint"):
     pass
@@ -150,6 +168,17 @@ class GetInclusionProof(Request[InclusionProof], op="minutes.ledger-inclusion"):
 class GetConsistencyProof(Request[ConsistencyProof], op="minutes.ledger-consistency"):
     first: Index
     second: Index
+
+
+class GetTile(Request[LedgerTile], op="minutes.ledger-tile"):
+    """A C2SP tlog-tiles resource: the hash tile `tile/<level>/<index>[.p/<width>]`, or with no level the
+    entry bundle `tile/entries/<index>[.p/<width>]` (`forumlib.tlog.tiles`). Width 256 is a full tile."""
+
+    level: int | None = Field(None, ge=0, le=63, description="Tile level; none for an entry bundle.")
+    index: Index
+    width: int = Field(256, ge=1, le=256, description="Hashes (or entries) in the tile: 256 unless partial.")
+    offset: Index = Field(0, description="First byte wanted (a tile larger than a reply comes in parts).")
+    ahead: int = Field(0, ge=0, le=15, description="Also send up to this many of the full tiles that follow.")
 
 
 class LocateEntries(Request[EntryLocations], op="minutes.ledger-locate"):

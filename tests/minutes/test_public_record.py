@@ -5,18 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gzip
 import random
 from pathlib import Path
 
 import pytest
-from sqlmodel import func, select
+from sqlmodel import delete, func, select
 
 from services.minutes import store
 from forumlib.tlog import (
     EMPTY_ROOT, MemoryNodeStore, leaf_hash, open_checkpoint, parse_verifier_key, record_leaf_bytes,
     verify_consistency, verify_inclusion,
 )
-from services.minutes.models import EntryRow, NodeRow
+from forumlib.tlog.tiles import Tile, encode_entry_bundle
+from services.minutes.models import BundleRow, EntryRow, NodeRow
 from tests.minutes.harness import approved_event, running_minutes
 from shared.contracts.common import ErrorCode
 from shared.contracts.minutes import GetConsistencyProof, GetInclusionProof, GetVerifierKey, ListEntries
@@ -102,6 +104,31 @@ async def test_redelivered_event_never_makes_a_second_leaf(minutes) -> None:  # 
     assert inbox == 2
 
 
+async def test_a_burst_with_redeliveries_becomes_one_leaf_per_event_in_stream_order(minutes) -> None:  # noqa: ANN001
+    """1,200 events and 150 second copies of some of them (other Nats-Msg-Ids, later in the stream) land
+    in batches: one leaf per event, in the order the stream first carried them, one tree."""
+    envs = [approved_event() for _ in range(1200)]
+    copies = [envs[i] for i in range(0, 1200, 8)]
+    sent = [(e, f"copy-{e.event_id}" if n >= 1200 else str(e.event_id)) for n, e in enumerate(envs + copies)]
+    random.Random(7).shuffle(sent)
+    acks = await asyncio.gather(*[minutes.js.publish(e.type, e.model_dump_json().encode(), timeout=30,
+                                                     headers={"Nats-Msg-Id": msg_id}) for e, msg_id in sent])
+    first_seq: dict[str, int] = {}
+    for (e, _), ack in zip(sent, acks, strict=True):
+        first_seq[str(e.event_id)] = min(ack.seq, first_seq.get(str(e.event_id), ack.seq))
+    await minutes.wait_size(1200, timeout=60)
+    await asyncio.sleep(0.5)
+    async with minutes.svc.db.read() as tx:
+        ids = (await tx.exec(select(EntryRow.event_id).order_by(EntryRow.leaf_index))).all()
+        head = await store.read_head(tx)
+    assert ids == sorted(first_seq, key=first_seq.__getitem__)
+    mem = MemoryNodeStore()
+    mem.append([leaf_hash(b64d(e.leaf)) for e in await all_entries(minutes)])
+    assert head.size == 1200 and head.root == mem.root()
+    (batch,) = [b for b in minutes.svc.batch_consumers if b.durable == "minutes--registry-member-approved"]
+    assert batch.handled == 1350 and batch.batches < 1350 / 2, (batch.batches, batch.handled)
+
+
 async def test_concurrent_appenders_get_consecutive_indices_and_one_tree(minutes) -> None:  # noqa: ANN001
     """Twenty transactions at once (as replicas would): the head lock serialises them."""
 
@@ -125,6 +152,35 @@ async def test_concurrent_appenders_get_consecutive_indices_and_one_tree(minutes
     assert nodes == len(mem)  # each complete subtree stored exactly once
     cp = await minutes.wait_checkpoint(100)
     assert b64d(cp.root) == mem.root()
+
+
+async def test_appends_store_each_full_entry_bundle_once_whatever_their_sizes(minutes) -> None:  # noqa: ANN001
+    """Appends of every size, across bundle boundaries (one leaf completing a bundle, one append completing
+    three): each full tlog-tiles entry bundle is stored, gzipped, equal to the one built from the leaves."""
+    n = 0
+    for size in (1, 254, 1, 300, 3, 1, 900, 5, 256):  # ends at 1721: six full bundles
+        async with minutes.svc.db.transaction() as tx:
+            await store.append(tx, [store.Pending(f"b-{n + i}", "test", {"n": n + i, "pad": "x" * (i % 50)})
+                                    for i in range(size)])
+        n += size
+    leaves = [b64d(e.leaf) for e in await all_entries(minutes)]
+    async with minutes.svc.db.read() as tx:
+        stored = {r.idx: r.data for r in (await tx.exec(select(BundleRow))).all()}
+        assert sorted(stored) == list(range(6))
+        for b in range(6):
+            assert gzip.decompress(stored[b]) == encode_entry_bundle(leaves[b * 256:(b + 1) * 256])
+            assert await store.read_tiles(tx, Tile(None, b)) == [stored[b]]
+        # Stored bundles come with the stored ones that follow; a partial bundle, or one whose stored copy
+        # is gone, is built from the leaves (with those that follow it), gzipped alike.
+        await tx.exec(delete(BundleRow).where(BundleRow.idx == 2))
+        assert await store.read_tiles(tx, Tile(None, 0), ahead=7) == [stored[0], stored[1]]
+        first, *ahead = await store.read_tiles(tx, Tile(None, 2), ahead=7)
+        assert [gzip.decompress(x) for x in [first, *ahead]] == [
+            encode_entry_bundle(leaves[b * 256:(b + 1) * 256]) for b in range(2, 6)]
+        (partial,) = await store.read_tiles(tx, Tile(None, 6, 1721 - 6 * 256))
+        assert gzip.decompress(partial) == encode_entry_bundle(leaves[6 * 256:])
+        level0 = await store.read_tiles(tx, Tile(0, 0), ahead=15)
+        assert level0 == [b"".join(leaf_hash(x) for x in leaves[b * 256:(b + 1) * 256]) for b in range(6)]
 
 
 async def test_proofs_over_rpc_verify_with_the_pure_verifier(minutes) -> None:  # noqa: ANN001

@@ -1,11 +1,16 @@
 """`verify` against the running minutes service (real nats-server, real database) through the public
 ledger routes served by a real uvicorn server: a clean log verifies and its state advances; an altered
-leaf, a removed leaf, a checkpoint signed by another key and a forked history are each detected."""
+leaf, a removed leaf, a checkpoint signed by another key and a forked history are each detected — from
+the entry bundles (C2SP tlog-tiles, the default) and from the entries API — also when the server refuses
+the consistency proof."""
 from __future__ import annotations
 
 import asyncio
 import json
 from pathlib import Path
+from typing import Any
+
+import httpx
 
 import pytest
 import typer
@@ -32,8 +37,8 @@ class Forum:
         self.key = h.signer.verifier.encode()
         self.state = tmp / "verify-state.json"
 
-    async def verify(self, state: Path | None = None) -> VerifyResult:
-        return await verify_async(self.base, self.key, state or self.state)
+    async def verify(self, state: Path | None = None, **kw: Any) -> VerifyResult:
+        return await verify_async(self.base, self.key, state or self.state, **kw)
 
     async def grow(self, n: int) -> None:
         size = await self.h.size()
@@ -81,8 +86,13 @@ async def test_the_cli_command_exits_0_then_1(forum: Forum) -> None:
     ok = await asyncio.to_thread(runner.invoke, app, args)
     assert ok.exit_code == 0 and "OK" in ok.output, ok.output
     await forum.execute(update(EntryRow).where(EntryRow.leaf_index == 0).values(record="{}"))
-    bad = await asyncio.to_thread(runner.invoke, app, args)
+    bad = await asyncio.to_thread(runner.invoke, app, [*args, "--via", "api"])
     assert bad.exit_code == 1 and "ÉCHEC" in bad.output and "FAILED" in bad.output
+    await forum.execute(update(EntryRow).where(EntryRow.leaf_index == 0).values(leaf=b"{}"))
+    bad = await asyncio.to_thread(runner.invoke, app, args)  # from the entry bundles
+    assert bad.exit_code == 1 and "ÉCHEC" in bad.output and "FAILED" in bad.output
+    usage = await asyncio.to_thread(runner.invoke, app, [*args, "--via", "ftp"])
+    assert usage.exit_code == 2
 
 
 async def test_leaf_altered_in_the_database_is_detected(forum: Forum) -> None:
@@ -94,20 +104,22 @@ async def test_leaf_altered_in_the_database_is_detected(forum: Forum) -> None:
     leaf = record_leaf_bytes(record)
     # Consistent leaf + record, but not what was signed.
     await forum.execute(update(EntryRow).where(EntryRow.leaf_index == 4).values(leaf=leaf, record=leaf.decode()))
-    r = await forum.verify()
-    assert not r.ok and r.problem == "root_mismatch" and r.exit_code == 1, r.message
-    # Record changed but not its leaf bytes.
+    for via in ("tiles", "api"):
+        r = await forum.verify(via=via)
+        assert not r.ok and r.problem == "root_mismatch" and r.exit_code == 1, r.message
+    # Record changed but not its leaf bytes: what the entries API serves beside the leaf.
     await forum.execute(update(EntryRow).where(EntryRow.leaf_index == 4).values(leaf=row.leaf))
-    r = await forum.verify()
+    r = await forum.verify(via="api")
     assert not r.ok and r.problem == "leaf_mismatch", r.message
     assert forum.state.read_text() == before
 
 
+@pytest.mark.parametrize("via", ["auto", "api"])
 @pytest.mark.parametrize("where", ["last", "middle"])
-async def test_leaf_removed_is_detected(forum: Forum, where: str) -> None:
+async def test_leaf_removed_is_detected(forum: Forum, where: str, via: str) -> None:
     index = N - 1 if where == "last" else 11
     await forum.execute(delete(EntryRow).where(EntryRow.leaf_index == index))
-    r = await forum.verify()
+    r = await forum.verify(via=via)  # auto: the bundle is refused, its entries read from the API
     assert not r.ok and r.problem == "entries_missing" and r.exit_code == 1, r.message
     assert str(index) in r.message
 
@@ -163,3 +175,29 @@ async def test_rolled_back_log_is_detected(forum: Forum) -> None:
     await sign_if_grown(forum.h.svc)
     r = await forum.verify()
     assert not r.ok and r.problem == "rollback", r.message
+
+
+class RefusingProofs(httpx.AsyncHTTPTransport):
+    """The real server, except that it answers 503 to every consistency proof request."""
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/ledger/proof/consistency":
+            return httpx.Response(503, json={"detail": "Service indisponible"})
+        return await super().handle_async_request(request)
+
+
+@pytest.mark.parametrize("via", ["tiles", "api"])
+async def test_a_rewritten_history_is_reported_when_the_consistency_proof_is_refused(forum: Forum, tmp_path: Path,
+                                                                                    via: str) -> None:
+    before = forum.state.read_text()
+    async with httpx.AsyncClient(transport=RefusingProofs()) as client:
+        await forum.grow(4)  # an honest extension: the leaves alone prove it
+        honest = tmp_path / "honest.json"
+        honest.write_text(before)
+        r = await forum.verify(honest, via=via, client=client)
+        assert r.ok and r.previous_size == N and "consistency_proof_refused" in r.details, r.message
+        await rewrite_history(forum, 3)
+        r = await forum.verify(via=via, client=client)
+    assert not r.ok and r.problem == "fork" and r.exit_code == 1, r.message
+    assert "refused the consistency proof" in r.message
+    assert forum.state.read_text() == before

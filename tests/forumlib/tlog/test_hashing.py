@@ -51,3 +51,30 @@ def test_record_leaf_bytes_refuses_non_objects_and_inexact_numbers() -> None:
         record_leaf_bytes({"n": 2**60})
     with pytest.raises(rfc8785.CanonicalizationError):
         record_leaf_bytes({"n": float("nan")})
+
+
+# ---------------------------------------------------------------- the standard library's encoder where it is JCS
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_scalars = (st.none() | st.booleans() | st.integers(-(2**60), 2**60) | st.text(max_size=8)
+            | st.text(alphabet=st.characters(codec="ascii"), max_size=8)
+            | st.floats(allow_nan=False, allow_infinity=False))
+_values = st.recursive(_scalars, lambda inner: st.lists(inner, max_size=4)
+                       | st.dictionaries(st.text(max_size=5) | st.sampled_from(["\ue000", "\U0001f600"]), inner,
+                                         max_size=4), max_leaves=12)
+_records = st.dictionaries(st.text(max_size=5) | st.sampled_from(["a", "B", "\ue000", "\U0001f600", "é"]), _values,
+                           max_size=5)
+
+
+@settings(max_examples=500, deadline=None)
+@given(_records)
+def test_record_leaf_bytes_agree_with_the_reference_jcs(record: dict) -> None:
+    """Plain records take `json`'s C encoder: byte for byte what `rfc8785` writes, and the same refusals."""
+    try:
+        expected = rfc8785.dumps(record)
+    except Exception as exc:  # noqa: BLE001
+        with pytest.raises(type(exc)):
+            record_leaf_bytes(record)
+        return
+    assert record_leaf_bytes(record) == expected
