@@ -87,28 +87,38 @@ def drop_schemas(urls: dict[str, str]) -> None:
 
 
 # ---------------------------------------------------------------- caught e-mail
-_PARSED: dict[Path, EmailMessage] = {}  # a session's mail folder holds thousands: each is parsed once
+# A session's mail folder holds thousands: each message is parsed once, and its To (in lower case) and
+# Subject read once (a header is parsed again at each access), for the polls that filter on them.
+_PARSED: dict[Path, tuple[EmailMessage, str, str]] = {}
 
 
-def caught(mail_dir: Path) -> list[EmailMessage]:
-    """Every message caught in `mail_dir`, newest first (files are written once, atomically)."""
+def _caught(mail_dir: Path) -> list[tuple[EmailMessage, str, str]]:
+    """(message, To in lower case, Subject) of every message caught in `mail_dir`, newest first (files are
+    written once, atomically)."""
     from email import message_from_bytes, policy
 
     out = []
     for path in sorted(mail_dir.glob("*.eml"), reverse=True):
-        if (m := _PARSED.get(path)) is None:
-            m = _PARSED[path] = message_from_bytes(path.read_bytes(), policy=policy.default)  # type: ignore[assignment]
-        out.append(m)
+        if (entry := _PARSED.get(path)) is None:
+            m: EmailMessage = message_from_bytes(path.read_bytes(), policy=policy.default)  # type: ignore[assignment]
+            entry = _PARSED[path] = (m, str(m["To"]).lower(), str(m["Subject"]))
+        out.append(entry)
     return out
+
+
+def caught(mail_dir: Path, to: str = "") -> list[EmailMessage]:
+    """Every message caught in `mail_dir` (whose To holds `to`, when given), newest first."""
+    to = to.lower()
+    return [m for m, recipients, _ in _caught(mail_dir) if to in recipients]
 
 
 def caught_mail(mail_dir: Path, to: str, subject_contains: str = "", timeout: float = 20,
                 count: int = 1) -> list[EmailMessage]:
     """Wait until `count` messages to `to` (whose subject contains the text) were caught."""
     deadline = time.monotonic() + timeout
+    to = to.lower()
     while True:
-        found = [m for m in caught(mail_dir)
-                 if to.lower() in str(m["To"]).lower() and subject_contains in str(m["Subject"])]
+        found = [m for m, recipients, subject in _caught(mail_dir) if to in recipients and subject_contains in subject]
         if len(found) >= count or time.monotonic() > deadline:
             return found
         time.sleep(0.1)

@@ -42,15 +42,21 @@ CONSOLE_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z \[(\w+)\s*\] "
 SERVICE_LOGS = ("registry", "forum", "minutes", "notifications", "web")
 
 
+# Every periodic job at least once a second (pull consumers' fetches time out after 1 s too), so that a few
+# quiet seconds see each one go round several times.
+QUIET_ENV = {"FORUM_OUTBOX_POLL_INTERVAL": "0.5", "FORUM_REMINDER_INTERVAL": "1", "FORUM_VOTE_CLOSE_INTERVAL": "1",
+             "FORUM_LEDGER_CHECKPOINT_POLL": "1"}
+
+
 def test_a_quiet_forum_logs_its_requests_once_and_nothing_else(tmp_path: Path) -> None:
     urls = database_urls(tmp_path)
     request_ids = {path: str(uuid.uuid4()) for path in ("/", "/seances", "/decisions", "/page-inconnue")}
     try:
         with nats_server() as url, Stack(tmp_path / "forum", nats_url=url, database_urls=urls,
-                                         log_dir=tmp_path / "logs") as stack:
+                                         log_dir=tmp_path / "logs", env=QUIET_ENV) as stack:
             for path, request_id in request_ids.items():
                 httpx.get(stack.web_url + path, headers={"X-Request-ID": request_id}, timeout=30)
-            time.sleep(8)  # quiet: pull consumers wait on empty streams, jobs sleep
+            time.sleep(3.5)  # quiet: pull consumers wait on empty streams, jobs go round and sleep
     finally:
         drop_schemas(urls)
     logs = {name: (tmp_path / "logs" / f"{name}.log").read_text() for name in SERVICE_LOGS}

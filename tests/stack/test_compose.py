@@ -1236,11 +1236,13 @@ async def test_the_forum_runs_with_one_nats_user_per_process(secured_nats: Secur
             rpc = RpcClient(broker, timeout=10)
             await rpc(Register(full_name="Camille Droits", email="camille.droits@example.org", organisation="",
                                college="citizen", charter_accepted=True))
-            assert await asyncio.to_thread(caught_mail, stack.mail_dir, "camille.droits@example.org", "Confirmez", 60)
-            out = subprocess.run([sys.executable, "-m", "forum_ouvert.cli", "create-secretariat",
-                                  "secretariat@droits.example"], capture_output=True, text=True, check=True, cwd=ROOT,
-                                 env={**os.environ, "FORUM_DATABASE_URL": urls["registry"],
-                                      "FORUM_DATA_DIR": str(stack.data_dir)})
+            mailed, out = await asyncio.gather(  # the CLI starts while the e-mail is on its way
+                asyncio.to_thread(caught_mail, stack.mail_dir, "camille.droits@example.org", "Confirmez", 60),
+                asyncio.to_thread(subprocess.run, [sys.executable, "-m", "forum_ouvert.cli", "create-secretariat",
+                                                   "secretariat@droits.example"], capture_output=True, text=True,
+                                  check=True, cwd=ROOT, env={**os.environ, "FORUM_DATABASE_URL": urls["registry"],
+                                                             "FORUM_DATA_DIR": str(stack.data_dir)}))
+            assert mailed
             secretariat = out.stdout.split("(id ", 1)[1].split(")", 1)[0]
             deadline = time.monotonic() + 60
             while True:
@@ -1261,8 +1263,8 @@ async def test_the_forum_runs_with_one_nats_user_per_process(secured_nats: Secur
                     pass
                 assert time.monotonic() < deadline, "the public record never signed the session"
                 await asyncio.sleep(0.3)
-        for process in SERVICES:
-            r = run_health(process, secured_nats.url(process))
+        checks = await asyncio.gather(*(asyncio.to_thread(run_health, p, secured_nats.url(p)) for p in SERVICES))
+        for process, r in zip(SERVICES, checks, strict=True):
             assert r.returncode == 0 and r.stdout.strip() == f"{process}: ok", r.stdout + r.stderr
         assert secured_nats.violations(since=logged_before) == []
         assert run_health("registry", secured_nats.url("forum")).returncode == 1  # another's health: refused

@@ -23,7 +23,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -34,7 +33,7 @@ from forum_ouvert.launcher import MAILCATCHER, NATS, WEB, GaveUp, RestartPolicy,
 from shared.contracts.registry import Register
 from shared.rpc import RpcClient, RpcError
 from shared.settings import SERVICES
-from tests.support import caught_mail, supervised_stack
+from tests.support import caught_mail
 
 ROOT = Path(__file__).resolve().parents[2]
 KINDS = (NATS, MAILCATCHER, WEB, *SERVICES)
@@ -175,14 +174,6 @@ async def until(check, what: str, timeout: float = 60) -> None:  # noqa: ANN001
         await asyncio.sleep(0.2)
 
 
-@pytest.fixture(scope="module")
-def supervised(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, list[str]]]:
-    """The whole forum with its own nats-server (so that it can be killed), supervised as `up` does."""
-    with supervised_stack(tmp_path_factory.mktemp("supervised"),
-                          {"FORUM_RATE_LIMIT_PER_MINUTE": "100000", "FORUM_OUTBOX_POLL_INTERVAL": "0.5"}) as running:
-        yield running  # type: ignore[misc]
-
-
 @pytest.mark.integration
 async def test_every_kind_of_process_killed_is_restarted_and_the_forum_answers(
         supervised: tuple[Stack, list[str]]) -> None:
@@ -193,12 +184,13 @@ async def test_every_kind_of_process_killed_is_restarted_and_the_forum_answers(
     traffic = Traffic(stack)
     running = asyncio.create_task(traffic.run())
     try:
-        await asyncio.sleep(1)
+        await until(lambda: traffic.ok > 0, "no traffic answered before the kills", 30)
         for kind in KINDS:
             old = stack.procs[kind].pid
             os.killpg(old, signal.SIGKILL)
             await until(lambda kind=kind, old=old: alive_again(stack, kind, old), f"{kind} not restarted")
-            await asyncio.sleep(0.5)  # some traffic in between
+            served = traffic.ok  # some traffic in between
+            await until(lambda served=served: traffic.ok > served, f"no traffic answered after {kind} came back", 30)
         # after the last restart the traffic goes through again
         served = traffic.ok
         await until(lambda: traffic.ok >= served + 6, "no traffic answered after the restarts", 30)

@@ -48,8 +48,9 @@ async def site(tmp_path: Path) -> AsyncIterator[tuple[str, FakeForum]]:
         await task
 
 
-@pytest.fixture
-async def page():  # noqa: ANN201
+@pytest.fixture(scope="module")
+async def chromium():  # noqa: ANN201
+    """Launched once for the module; each test gets a page in a context of its own (cookies, storage)."""
     if not Path(CHROMIUM).exists():
         pytest.skip(f"Chromium is not installed at {CHROMIUM}")
     from playwright.async_api import async_playwright
@@ -57,8 +58,15 @@ async def page():  # noqa: ANN201
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=CHROMIUM, args=[
             "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        yield await browser.new_page()
+        yield browser
         await browser.close()
+
+
+@pytest.fixture
+async def page(chromium):  # noqa: ANN001, ANN201
+    context = await chromium.new_context()
+    yield await context.new_page()
+    await context.close()
 
 
 async def _state(page, selector: str = DONE) -> tuple[str | None, str]:  # noqa: ANN001

@@ -77,7 +77,7 @@ def plain(msg: EmailMessage) -> str:
 
 def mails_to(mail_dir: Path, to: str, containing: str = "") -> list[EmailMessage]:
     """Caught messages to `to` whose text holds `containing`, newest first."""
-    return [m for m in caught(mail_dir) if to.lower() in str(m["To"]).lower() and containing in plain(m)]
+    return [m for m in caught(mail_dir, to) if containing in plain(m)]
 
 
 async def wait_mails(mail_dir: Path, to: str, containing: str = "", count: int = 1,

@@ -29,7 +29,7 @@ from services.minutes.models import CommentRow
 from services.notifications.models import Delivery, Notice
 from shared.outbox import OutboxMessage
 from tests.web.browser.test_minutes_journey import path_of, record_decision, schedule
-from tests.web.browser.test_registration_journey import Visitor, create_secretariat
+from tests.web.browser.test_registration_journey import Visitor
 from tests.web.browser.test_vote_journey import grade, verified_member
 from tests.web.browser.test_waitlist_journey import local, sign_in
 from tests.web.test_web_minutes import MinutesDb
@@ -110,11 +110,10 @@ def approve(clerk: Visitor, email: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def people(forum: Stack, browser: Browser) -> Iterator[People]:
+def people(forum: Stack, browser: Browser, clerk_email: str) -> Iterator[People]:
     """The secretariat and Alice (an approved member), each signed in in their own browser."""
     tag = uuid.uuid4().hex[:8]
-    clerk_email, alice_email = f"greffe-once-{tag}@example.org", f"alice-once-{tag}@example.org"
-    create_secretariat(forum, clerk_email)
+    alice_email = f"alice-once-{tag}@example.org"
     verified_member(forum, alice_email, f"Alice Unique {tag}", "civil_society")
     clerk, alice = Visitor(browser, forum), Visitor(browser, forum)
     try:

@@ -35,7 +35,7 @@ from pypdf import PdfReader
 
 from forum_ouvert.launcher import Stack
 from forum_ouvert.verify import verify_async
-from tests.web.browser.test_registration_journey import SCREENSHOTS, Visitor, create_secretariat
+from tests.web.browser.test_registration_journey import Visitor, screenshot
 from tests.web.browser.test_vote_journey import verified_member
 from tests.web.browser.test_waitlist_journey import local, sign_in
 from tests.web.test_web_minutes import MinutesDb
@@ -96,16 +96,14 @@ def wait_proof(v: Visitor) -> None:
     raise AssertionError(f"{proof.get_attribute('data-verification')}\n{proof.inner_text()}\n{v.console}")
 
 
-def test_minutes_journey(forum: Stack, browser: Browser, tmp_path: Path) -> None:
+def test_minutes_journey(forum: Stack, browser: Browser, clerk_email: str, tmp_path: Path) -> None:
     tag = uuid.uuid4().hex[:8]
     alice_email, alice_name = f"alice-cr-{tag}@example.org", f"Alice Renaud {tag}"
     verified_member(forum, alice_email, alice_name, "civil_society")
-    secretariat_email = f"greffe-{tag}@example.org"
-    create_secretariat(forum, secretariat_email)
     clerk, alice, public = Visitor(browser, forum), Visitor(browser, forum), Visitor(browser, forum)
     try:
         # -- the secretariat approves Alice, schedules the session (held this morning) and a later one
-        sign_in(clerk, secretariat_email)
+        sign_in(clerk, clerk_email)
         s = clerk.page
         clerk.goto("/secretariat/membres")
         row = s.locator("tbody tr").filter(has_text=alice_email)
@@ -145,7 +143,7 @@ def test_minutes_journey(forum: Stack, browser: Browser, tmp_path: Path) -> None
         area.fill(draft.replace(PLACEHOLDER, debate))
         expect(s.locator("#apercu")).to_contain_text(debate)
         expect(s.locator("#etat-enregistrement")).to_contain_text("Brouillon enregistré à", timeout=15_000)
-        s.screenshot(path=str(SCREENSHOTS / "web-minutes-editor.png"), full_page=True)
+        screenshot(s, "web-minutes-editor.png")
 
         # A second tab saves over it; the first tab's next save is refused, its text kept.
         other = clerk.context.new_page()
@@ -244,7 +242,7 @@ def test_minutes_journey(forum: Stack, browser: Browser, tmp_path: Path) -> None
         expect(p.locator("#table-versions tbody tr")).to_have_count(2)
         expect(p.locator("#texte-compte-rendu")).to_contain_text(reworded)
         public.axe("le compte rendu corrigé (téléphone)")
-        p.screenshot(path=str(SCREENSHOTS / "web-minutes-phone.png"), full_page=True)
+        screenshot(p, "web-minutes-phone.png")
         sha = p.locator("#empreinte").inner_text().strip()
         with p.expect_download() as download:
             p.get_by_role("link", name="Télécharger le PDF (version 2)").click()
@@ -264,7 +262,7 @@ def test_minutes_journey(forum: Stack, browser: Browser, tmp_path: Path) -> None
         expect(change.locator(".forum-diff__source del")).to_contain_text("midi.")
         expect(change.locator(".forum-diff__source ins")).to_contain_text("12 h 30.")
         public.axe("la différence entre deux versions (téléphone)")
-        p.screenshot(path=str(SCREENSHOTS / "web-minutes-diff.png"), full_page=True)
+        screenshot(p, "web-minutes-diff.png")
 
         # -- from the decision's page to the paragraph that records it
         p.set_viewport_size({"width": 1280, "height": 900})

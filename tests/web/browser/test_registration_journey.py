@@ -20,12 +20,19 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from forum_ouvert.launcher import Stack
+from tests.support import caught_mail
 
 pytestmark = pytest.mark.browser
 
 REPO = Path(__file__).resolve().parents[3]
 AXE = REPO / "node_modules" / "axe-core" / "axe.min.js"
-SCREENSHOTS = Path(os.environ.get("FORUM_SCREENSHOT_DIR", "/tmp"))
+SCREENSHOTS = Path(folder) if (folder := os.environ.get("FORUM_SCREENSHOT_DIR")) else None
+
+
+def screenshot(page: Page, name: str) -> None:
+    """A full-page picture in FORUM_SCREENSHOT_DIR when it is set (to look at the pages; it checks nothing)."""
+    if SCREENSHOTS is not None:
+        page.screenshot(path=str(SCREENSHOTS / name), full_page=True)
 
 
 
@@ -57,6 +64,8 @@ class Visitor:
 
     def open_mail(self, to: str, subject: str, count: int) -> None:
         """Open the newest e-mail to `to` whose subject contains `subject` in /dev/mail, once `count` exist."""
+        # Waited for in the mail folder (the list page is loaded once it holds them, not polled meanwhile).
+        caught_mail(self.forum.mail_dir, to, subject, timeout=30, count=count)
         deadline = time.monotonic() + 30
         while True:
             self.goto("/dev/mail")
@@ -112,7 +121,7 @@ def test_registration_journey(forum: Stack, browser: Browser) -> None:
         expect(page).to_have_title(re.compile("Accueil — Forum ouvert"))
         expect(page.locator(".fr-header__service-title")).to_have_text("Forum ouvert")
         member.axe("l'accueil")
-        page.screenshot(path=str(SCREENSHOTS / "web-home.png"), full_page=True)
+        screenshot(page, "web-home.png")
         page.locator(".fr-header__tools-links").get_by_role("link", name="S'inscrire").click()
         expect(page.get_by_role("heading", level=1)).to_have_text("S'inscrire au forum ouvert")
         member.axe("l'inscription")
@@ -135,7 +144,7 @@ def test_registration_journey(forum: Stack, browser: Browser) -> None:
 
         # -- the verification e-mail, read in /dev/mail, and its link
         member.open_mail(email, "Confirmez votre adresse", 1)
-        page.screenshot(path=str(SCREENSHOTS / "web-mail.png"), full_page=True)
+        screenshot(page, "web-mail.png")
         page.locator("a[href*='/inscription/verifier?token=']").first.click()
         expect(page.get_by_role("heading", level=1)).to_have_text("Adresse confirmée")
         expect(page.get_by_text("Votre inscription attend la validation du secrétariat")).to_be_visible()
@@ -157,7 +166,7 @@ def test_registration_journey(forum: Stack, browser: Browser) -> None:
             s.locator(".fr-header__tools-links").get_by_role("link", name="Secrétariat", exact=True).click()
             expect(s.get_by_role("heading", level=1)).to_have_text("Secrétariat : membres du forum")
             secretariat.axe("le back-office")
-            s.screenshot(path=str(SCREENSHOTS / "web-secretariat.png"), full_page=True)
+            screenshot(s, "web-secretariat.png")
             row = s.locator("tbody tr").filter(has_text=email)
             expect(row).to_have_count(1)
             row.get_by_role("button", name="Approuver").click()
@@ -176,7 +185,7 @@ def test_registration_journey(forum: Stack, browser: Browser) -> None:
         member.sign_in(email, 2)
         expect(page.locator(".fr-badge")).to_have_text("Membre validé·e")
         expect(page.get_by_text("Vous êtes membre du forum ouvert")).to_be_visible()
-        page.screenshot(path=str(SCREENSHOTS / "web-espace.png"), full_page=True)
+        screenshot(page, "web-espace.png")
         member.sign_out()
 
         assert not member.csp_errors(), member.csp_errors()

@@ -24,7 +24,7 @@ from playwright.sync_api import Browser, expect
 
 from forum_ouvert.launcher import Stack
 from tests.web.browser.test_minutes_journey import path_of, schedule
-from tests.web.browser.test_registration_journey import SCREENSHOTS, Visitor, create_secretariat
+from tests.web.browser.test_registration_journey import Visitor, screenshot
 from tests.web.browser.test_waitlist_journey import sign_in
 from tests.web.test_web_bad_input import csrf_in
 from tests.web.test_web_minutes import MinutesDb
@@ -88,11 +88,9 @@ def publish_minutes(clerk: Visitor, forum: Stack, title: str) -> str:
     return path_of(s)
 
 
-def test_subscription_journey(forum: Stack, browser: Browser) -> None:
+def test_subscription_journey(forum: Stack, browser: Browser, clerk_email: str) -> None:
     tag = uuid.uuid4().hex[:8]
     email, other = f"lectrice-{tag}@example.org", f"autre-lecteur-{tag}@example.org"
-    secretariat_email = f"greffe-abonnements-{tag}@example.org"
-    create_secretariat(forum, secretariat_email)
     reader, clerk = Visitor(browser, forum), Visitor(browser, forum)
     p = reader.page
     try:
@@ -103,7 +101,7 @@ def test_subscription_journey(forum: Stack, browser: Browser) -> None:
         p.get_by_role("button", name="M'abonner").click()  # nothing filled in: errors next to the fields
         expect(p.get_by_text("Le formulaire contient 2 erreurs")).to_be_visible()
         reader.axe("la page des abonnements en erreur")
-        p.screenshot(path=str(SCREENSHOTS / "web-subscriptions-errors.png"), full_page=True)
+        screenshot(p, "web-subscriptions-errors.png")
         p.get_by_label("Adresse électronique").fill(email)
         p.locator("label[for='topics-minutes']").click()
         expect(p.get_by_label("Comptes rendus", exact=True)).to_be_checked()
@@ -118,11 +116,11 @@ def test_subscription_journey(forum: Stack, browser: Browser) -> None:
         expect(p.get_by_role("heading", level=1)).to_have_text("Abonnement confirmé")
         expect(p.locator("#sujets-suivis")).to_have_text("Comptes rendus")
         reader.axe("l'abonnement confirmé")
-        p.screenshot(path=str(SCREENSHOTS / "web-subscription-confirmed.png"), full_page=True)
+        screenshot(p, "web-subscription-confirmed.png")
         subscribed(forum, other, ["minutes"])
 
         # -- the secretariat publishes minutes: the notice arrives, with the one-click headers
-        sign_in(clerk, secretariat_email)
+        sign_in(clerk, clerk_email)
         first_title = f"Plénière des abonnés {tag}"
         minutes_path = publish_minutes(clerk, forum, first_title)
         notice = wait_mail(forum, email, first_title)

@@ -22,7 +22,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from forum_ouvert.launcher import Stack
-from tests.web.browser.test_registration_journey import SCREENSHOTS, Visitor, create_secretariat
+from tests.web.browser.test_registration_journey import Visitor, screenshot
 from tests.web.browser.test_waitlist_journey import local, newest_mail, sign_in
 from tests.web.test_web_bad_input import register
 from tests.web.test_web_sessions import ForumDb
@@ -47,21 +47,19 @@ def grade(page: Page, option_id: int, grade_value: str) -> None:
     page.locator(f"label[for='option-{option_id}-{grade_value}']").click()  # DSFR draws its own radios
 
 
-def test_vote_journey(forum: Stack, browser: Browser) -> None:
+def test_vote_journey(forum: Stack, browser: Browser, clerk_email: str) -> None:
     tag = uuid.uuid4().hex[:8]
     people = [(f"alice-{tag}@example.org", f"Alice Martin {tag}", "public_actor"),
               (f"bruno-{tag}@example.org", f"Bruno Petit {tag}", "civil_society"),
               (f"chloe-{tag}@example.org", f"Chloé Durand {tag}", "citizen")]
     for email, name, college in people:
         verified_member(forum, email, name, college)
-    secretariat_email = f"secretariat-{tag}@example.org"
-    create_secretariat(forum, secretariat_email)
 
     secretariat = Visitor(browser, forum)
     voters = [Visitor(browser, forum) for _ in people]
     try:
         # -- the secretariat approves the three members
-        sign_in(secretariat, secretariat_email)
+        sign_in(secretariat, clerk_email)
         s = secretariat.page
         secretariat.goto("/secretariat/membres")
         ids = []
@@ -92,14 +90,14 @@ def test_vote_journey(forum: Stack, browser: Browser) -> None:
         s.get_by_role("link", name="Enregistrer une décision").click()
         expect(s.get_by_role("heading", level=1)).to_have_text("Enregistrer une décision")
         secretariat.axe("le formulaire de décision")
-        s.screenshot(path=str(SCREENSHOTS / "web-decision-admin-form.png"), full_page=True)
+        screenshot(s, "web-decision-admin-form.png")
         for path, heading in (("/secretariat/regles", "Secrétariat : règles d'adoption des décisions"),
                               ("/secretariat/engagements", "Secrétariat : engagements du plan d'action"),
                               ("/secretariat/decisions", "Secrétariat : décisions et votes")):
             secretariat.goto(path)
             expect(s.get_by_role("heading", level=1)).to_have_text(heading)
             secretariat.axe(path)
-        s.screenshot(path=str(SCREENSHOTS / "web-decisions-admin.png"), full_page=True)
+        screenshot(s, "web-decisions-admin.png")
         secretariat.goto(session_path)
 
         # -- « Ouvrir un vote » from the session's page
@@ -117,7 +115,7 @@ def test_vote_journey(forum: Stack, browser: Browser) -> None:
         s.locator("label[for='eligibility-approved_members']").click()
         s.locator("#opens_at").fill(local(datetime.now(UTC)))
         s.locator("#closes_at").fill(local(datetime.now(UTC) + timedelta(days=3)))
-        s.screenshot(path=str(SCREENSHOTS / "web-vote-admin-form.png"), full_page=True)
+        screenshot(s, "web-vote-admin-form.png")
         s.get_by_role("button", name="Ouvrir le vote").click()
         expect(s.get_by_role("heading", level=1)).to_have_text(question)
         expect(s.get_by_text(f"Le vote « {question} » est ouvert")).to_be_visible()
@@ -162,7 +160,7 @@ def test_vote_journey(forum: Stack, browser: Browser) -> None:
                 grade(v, option_id, g)
             if i == 2:
                 voter.axe("le bulletin de vote sur un téléphone")
-                v.screenshot(path=str(SCREENSHOTS / "web-vote-ballot-phone.png"), full_page=True)
+                screenshot(v, "web-vote-ballot-phone.png")
             v.get_by_role("button", name="Enregistrer mon vote").click()
             expect(v.get_by_text("Votre vote est enregistré le")).to_be_visible()
             expect(v.locator("#etat-vote")).to_contain_text("J'ai voté")
@@ -175,7 +173,7 @@ def test_vote_journey(forum: Stack, browser: Browser) -> None:
         expect(c.get_by_text("Votre vote est modifié le")).to_be_visible()
         expect(c.locator("#option-2-tres_bien")).to_be_checked()
         expect(c.locator("#vote-participation")).to_contain_text("3 bulletins déposés")
-        voters[0].page.screenshot(path=str(SCREENSHOTS / "web-vote-ballot.png"), full_page=True)
+        screenshot(voters[0].page, "web-vote-ballot.png")
 
         # -- the secretariat closes the vote now
         secretariat.goto(vote_path)
@@ -189,7 +187,7 @@ def test_vote_journey(forum: Stack, browser: Browser) -> None:
         expect(s.locator("#barre-1-texte")).to_contain_text("Excellent 1 (33,3 %)")
         expect(s.get_by_text("les bulletins sont supprimés à la clôture du vote")).to_be_visible()
         secretariat.axe("le résultat du vote")
-        s.screenshot(path=str(SCREENSHOTS / "web-vote-result.png"), full_page=True)
+        screenshot(s, "web-vote-result.png")
 
         # -- the decision it became: profiles, winner, and the inclusion proof checked in the browser
         s.get_by_role("link", name="Voir la décision issue de ce vote").click()
@@ -210,7 +208,7 @@ def test_vote_journey(forum: Stack, browser: Browser) -> None:
             f"\n{proof.inner_text()}\n{secretariat.console}")
         expect(s.locator('#preuve-inclusion[data-verification="ok"]')).to_contain_text("Preuve vérifiée")
         secretariat.axe("la décision issue du vote")
-        s.screenshot(path=str(SCREENSHOTS / "web-vote-decision.png"), full_page=True)
+        screenshot(s, "web-vote-decision.png")
 
         secretariat.goto("/secretariat/decisions")
         expect(s.locator("#table-votes tbody tr").filter(has_text=question)).to_contain_text("Clos")

@@ -24,7 +24,7 @@ from playwright.sync_api import Browser, expect
 
 from forum_ouvert.launcher import Stack
 from shared.settings import Settings
-from tests.web.browser.test_registration_journey import SCREENSHOTS, Visitor, create_secretariat
+from tests.web.browser.test_registration_journey import Visitor, screenshot
 from tests.web.test_web_bad_input import register
 from tests.web.test_web_sessions import ForumDb
 from tests.support import link_in
@@ -76,18 +76,16 @@ def sign_in(v: Visitor, email: str) -> None:
     expect(v.page).to_have_url(re.compile(r"/espace$"))
 
 
-def test_waitlist_journey(forum: Stack, browser: Browser) -> None:
+def test_waitlist_journey(forum: Stack, browser: Browser, clerk_email: str) -> None:
     started, tag = time.time_ns(), uuid.uuid4().hex[:8]
     alice_email, bruno_email = f"alice-{tag}@example.org", f"bruno-{tag}@example.org"
     verified_member(forum, alice_email, f"Alice Martin {tag}")
     verified_member(forum, bruno_email, f"Bruno Petit {tag}")
-    secretariat_email = f"secretariat-{tag}@example.org"
-    create_secretariat(forum, secretariat_email)
 
     secretariat, alice, bruno = Visitor(browser, forum), Visitor(browser, forum), Visitor(browser, forum)
     try:
         # -- the secretariat approves both members, then schedules a working group of one seat
-        sign_in(secretariat, secretariat_email)
+        sign_in(secretariat, clerk_email)
         s = secretariat.page
         secretariat.goto("/secretariat/membres")
         ids = []
@@ -104,7 +102,7 @@ def test_waitlist_journey(forum: Stack, browser: Browser) -> None:
         s.get_by_role("link", name="Programmer une séance").click()
         expect(s.get_by_role("heading", level=1)).to_have_text("Programmer une séance")
         secretariat.axe("le formulaire de séance")
-        s.screenshot(path=str(SCREENSHOTS / "web-session-admin-form.png"), full_page=True)
+        screenshot(s, "web-session-admin-form.png")
         s.get_by_role("button", name="Programmer la séance").click()  # empty: errors next to the fields
         expect(s.get_by_text(re.compile(r"Le formulaire contient \d+ erreurs"))).to_be_visible()
         expect(s).to_have_title(re.compile("^Erreur : "))
@@ -124,7 +122,7 @@ def test_waitlist_journey(forum: Stack, browser: Browser) -> None:
         s.locator("#rsvp_opens_at").fill(local(now - timedelta(hours=1)))
         s.locator("#rsvp_closes_at").fill(local(start - timedelta(hours=2)))
         s.locator("#agenda").fill("Tour de table\nJeux de données prioritaires\nCalendrier")
-        s.screenshot(path=str(SCREENSHOTS / "web-session-admin-form-errors.png"), full_page=True)
+        screenshot(s, "web-session-admin-form-errors.png")
         s.get_by_role("button", name="Programmer la séance").click()
         expect(s.get_by_role("heading", level=1)).to_have_text(title)
         expect(s.get_by_text(f"La séance « {title} » est programmée.")).to_be_visible()
@@ -151,7 +149,7 @@ def test_waitlist_journey(forum: Stack, browser: Browser) -> None:
         a.get_by_label("Thème").select_option("open_data")
         a.get_by_role("button", name="Filtrer").click()
         alice.axe("la liste des séances")
-        a.screenshot(path=str(SCREENSHOTS / "web-sessions-list.png"), full_page=True)
+        screenshot(a, "web-sessions-list.png")
         a.get_by_role("link", name=title).click()
         expect(a.get_by_role("heading", level=1)).to_have_text(title)
         expect(a.locator("#seance-places")).to_contain_text("Complet (1 place)")
@@ -162,7 +160,7 @@ def test_waitlist_journey(forum: Stack, browser: Browser) -> None:
         expect(a.locator("#ordre-du-jour li")).to_have_text(["Tour de table", "Jeux de données prioritaires",
                                                             "Calendrier"])
         alice.axe("la page de la séance")
-        a.screenshot(path=str(SCREENSHOTS / "web-session.png"), full_page=True)
+        screenshot(a, "web-session.png")
 
         # -- Bruno withdraws: the seat goes to Alice
         bruno.page.get_by_role("button", name="Retirer ma réponse").click()
@@ -183,7 +181,7 @@ def test_waitlist_journey(forum: Stack, browser: Browser) -> None:
         expect(s.locator("#table-confirmes tbody tr")).to_contain_text(f"Alice Martin {tag}")
         expect(s.get_by_role("link", name="Exporter la liste (CSV)")).to_be_visible()
         secretariat.axe("les participants")
-        s.screenshot(path=str(SCREENSHOTS / "web-session-participants.png"), full_page=True)
+        screenshot(s, "web-session-participants.png")
 
         # -- the e-mail: sent by the notifications service, with the calendar invitation
         mail = newest_mail(forum, alice_email, "Une place s'est libérée", started)
