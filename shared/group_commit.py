@@ -144,7 +144,7 @@ class BatchConsumer:
 
     async def _handle_after(self, previous: asyncio.Task[None] | None, messages: list[Msg], lock: Any) -> None:
         with lock:
-            async with _progress_signals(messages, self.service.settings.consumer_ack_wait / 3):
+            async with progress_signals(messages, self.service.settings.consumer_ack_wait / 3):
                 if previous is not None:
                     with suppress(Exception):
                         await previous  # stream order: one transaction after the other
@@ -209,10 +209,10 @@ class BatchConsumer:
 
 
 @asynccontextmanager
-async def _progress_signals(messages: Sequence[Msg], every: float) -> AsyncIterator[None]:
-    """While a batch waits or is handled, tell JetStream every `every` seconds that each of its messages
-    still is: only the messages of a handler that is gone wait out the ack wait and move on. One task per
-    batch, not per message."""
+async def progress_signals(messages: Sequence[Msg], every: float) -> AsyncIterator[None]:
+    """While messages wait or are handled, tell JetStream every `every` seconds that each of them still
+    is: only the messages of a handler that is gone (process killed, connection lost) wait out the ack
+    wait and move on. One task per batch (or per message, for a plain consumer)."""
     async def signal() -> None:
         while True:
             await asyncio.sleep(every)

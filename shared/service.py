@@ -47,7 +47,7 @@ from shared.outbox import OutboxRelay, UnitOfWork, already_processed
 from shared.settings import Settings, get_settings
 from shared.streams import DEAD_LETTER_PREFIX, ensure_streams, stream_name
 from shared.validation import field_errors
-from shared.group_commit import BatchConsumer
+from shared.group_commit import BatchConsumer, progress_signals
 from shared.worker import Worker
 
 log = get_logger(__name__)
@@ -354,7 +354,7 @@ class Service:
             async def consume_scope(self, call_next: Any, msg: Any) -> Any:
                 raw, started = msg.raw_message, time.perf_counter()
                 handler = service._handler_names.get(raw.metadata.consumer if raw.metadata else "", "?")
-                async with _progress_signals(raw, service.settings.consumer_ack_wait / 3):
+                async with progress_signals([raw], service.settings.consumer_ack_wait / 3):
                     try:
                         result = await call_next(msg)
                     except Exception as exc:  # noqa: BLE001 - every failure is retried or parked, never lost
@@ -449,25 +449,6 @@ class Service:
 
 
 # ====================================================================== helpers
-@asynccontextmanager
-async def _progress_signals(raw: Any, every: float) -> AsyncIterator[None]:
-    """While a message is handled, tell JetStream every `every` seconds that it still is: only a message
-    whose handler is gone (process killed, connection lost) waits out the ack wait and moves on."""
-    async def signal() -> None:
-        while True:
-            await asyncio.sleep(every)
-            try:
-                await raw.in_progress()
-            except Exception:  # noqa: BLE001, S112 - no connection: redelivery is then the right outcome
-                continue
-
-    task = asyncio.create_task(signal())
-    try:
-        yield
-    finally:
-        task.cancel()
-
-
 def _unchecked(value: Any, handler: Any) -> Any:
     """A batch's bodies pass through as they are (each is validated by the batch consumer, so one malformed
     message is parked alone); the annotation still documents each message as an envelope."""
