@@ -222,7 +222,8 @@ async def test_decision_form_bad_input(admin: WebMember, rpc: RpcClient) -> None
     r = await post(hands_public_actor_against="douze")
     assert field_error(r, "hands_public_actor_against") == "Indiquez un nombre entier de voix, 0 ou plus."
     r = await post(hands_civil_society_abstain="1000001")
-    assert field_error(r, "hands_civil_society_abstain") == "Ce nombre ne peut pas dépasser 100 000 voix."
+    assert field_error(r, "hands_civil_society_abstain") == ("Indiquez au plus 6 chiffres : ce nombre ne peut pas "
+                                                             "dépasser 100 000 voix.")
     r = await post()  # a show of hands with no count at all
     assert field_error(r, "hands") == "Indiquez les voix pour, contre et les abstentions d'au moins un collège."
     r = await post(method="")

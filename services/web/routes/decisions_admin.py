@@ -136,7 +136,7 @@ def decision_request(values: dict[str, str], actor_id: str, session_id: str) -> 
             if not raw:
                 counts[key] = 0
             elif len(raw) > HAND_DIGITS:  # 0000007 too: the form's maxlength, held on the server
-                errors[name] = TOO_MANY_HANDS
+                errors[name] = f"Indiquez au plus {HAND_DIGITS} chiffres : {TOO_MANY_HANDS[:1].lower()}{TOO_MANY_HANDS[1:]}"
             elif (n := whole_number_or_none(raw, maximum=10**9)) is None:
                 errors[name] = "Indiquez un nombre entier de voix, 0 ou plus."
             elif n > MAX_COUNT:
