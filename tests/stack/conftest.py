@@ -12,7 +12,9 @@ from forum_ouvert.launcher import Stack
 from tests.support import supervised_stack
 
 SUPERVISED_ENV = {"FORUM_RATE_LIMIT_PER_MINUTE": "100000", "FORUM_OUTBOX_POLL_INTERVAL": "0.5",
-                  "FORUM_MAIL_RETRY_BASE": "1", "FORUM_MAIL_RETRY_MAX": "4", "FORUM_RPC_TIMEOUT": "4"}
+                  "FORUM_MAIL_RETRY_BASE": "1", "FORUM_MAIL_RETRY_MAX": "4",
+                  # longer than a repeated command waits for its first reply (shared.idempotency.WAIT_FOR_FIRST)
+                  "FORUM_RPC_TIMEOUT": "6"}
 
 
 @pytest.fixture(scope="package")

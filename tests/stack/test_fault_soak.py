@@ -48,6 +48,7 @@ from shared.contracts.decisions import RecordDecision
 from shared.contracts.forum import AnswerRsvp, GetSession, WithdrawRsvp
 from shared.contracts.registry import ApproveMember, Register, VerifyEmail
 from shared.db import sync_url
+from shared.idempotency import WAIT_FOR_FIRST
 from shared.rpc import RpcClient, RpcError
 from shared.settings import SERVICES
 from tests.forum.harness import session_request
@@ -60,6 +61,9 @@ CHAOS_S = float(os.environ.get("FORUM_SOAK_SECONDS", "10"))
 MEMBERS, CAPACITY = 12, 4
 VERIFY_SUBJECT = "Confirmez votre adresse"
 TRANSIENT = {ErrorCode.UNAVAILABLE, ErrorCode.INTERNAL}
+# Longer than a repeat waits for the reply of its first request (WAIT_FOR_FIRST): a command whose reply the
+# kill lost is then answered « déjà été enregistrée » (and checked) instead of timing out at every repeat.
+COMMAND_TIMEOUT = WAIT_FOR_FIRST + 1
 H = timedelta(hours=1)
 
 
@@ -87,7 +91,7 @@ async def once(rpc: RpcClient, tally: Tally, request: Any, attempts: int = 8) ->
     for attempt in range(attempts):
         tally.requests += 1
         try:
-            return await rpc(request, idempotency_key=key, timeout=4)
+            return await rpc(request, idempotency_key=key, timeout=COMMAND_TIMEOUT)
         except RpcError as exc:
             if exc.code not in TRANSIENT:
                 raise
