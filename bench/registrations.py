@@ -576,7 +576,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--log-level", default=None, help="FORUM_LOG_LEVEL for the services (default: theirs, INFO)")
     p.add_argument("--profile", nargs="?", const="py-spy", default=None, metavar="PY_SPY",
                    help="record py-spy profiles of the measured phase (optional path to the py-spy binary)")
-    p.add_argument("--profile-format", choices=("flamegraph", "speedscope", "raw"), default="flamegraph")
+    p.add_argument("--profile-format", choices=("flamegraph", "speedscope", "raw"), default="raw",
+                   help="raw (default): collapsed stacks, summarised per process at the end; or a file to open")
     p.add_argument("--profile-idle", action="store_true",
                    help="wall-clock profiles: also sample waiting threads, one stack per thread (py-spy --idle --threads)")
     p.add_argument("--profile-procs", default="web,registry,notifications",
