@@ -25,7 +25,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from forumlib.majority_judgment import GRADE_LABELS, GRADES, Grade, majority_grade, merit_profile, rank, winner
-from services.forum import recording
+from services.forum import recording, vote_rules
 from services.forum.adoption import check_rule, vote_outcome
 from services.forum.commitments import rule_for
 from services.forum.models import (
@@ -35,8 +35,8 @@ from services.forum.queries import agenda_text, find_session, lock_member, requi
 from shared.clock import paris_datetime, utcnow
 from shared.contracts.decisions import (
     BallotView, CastBallot, CloseVote, Eligibility, GetVote, GradeCount, ListVotes, Method, MyBallot, OpenVote,
-    OptionResult, RuleCheck, VoteClosed, VoteInfo, VoteList, VoteOpened, VoteOption, VoteResult, VoteStatus,
-    VoteView,
+    OptionResult, RuleCheck, VoteCancelled, VoteClosed, VoteInfo, VoteList, VoteOpened, VoteOption, VoteResult,
+    VoteStatus, VoteView,
 )
 from shared.contracts.envelope import SYSTEM
 from shared.contracts.forum import SessionStatus
@@ -70,7 +70,10 @@ def _vote_info(v: ForumVote) -> VoteInfo:
 
 
 def vote_status(v: ForumVote, now: datetime) -> VoteStatus:
-    """Closed once tallied or past its closing time (the closer tallies it within seconds)."""
+    """Closed once tallied or past its closing time (the closer tallies it within seconds); cancelled
+    when it ended with its session, untallied."""
+    if v.closed_at is not None and v.decision_id is None:
+        return VoteStatus.CANCELLED
     if v.closed_at is not None or now >= v.closes_at:
         return VoteStatus.CLOSED
     if now < v.opens_at:
@@ -186,8 +189,10 @@ async def list_votes(req: ListVotes, ctx: HandlerContext) -> VoteList:
     conds: list[Any] = []
     if req.session_id:
         conds.append(ForumVote.session_id == req.session_id)
-    if req.status == VoteStatus.CLOSED:
+    if req.status == VoteStatus.CLOSED:  # every ended vote, cancelled ones included
         conds.append(or_(col(ForumVote.closed_at).is_not(None), col(ForumVote.closes_at) <= now))
+    elif req.status == VoteStatus.CANCELLED:
+        conds += [col(ForumVote.closed_at).is_not(None), col(ForumVote.decision_id).is_(None)]
     elif req.status == VoteStatus.OPEN:
         conds += [col(ForumVote.closed_at).is_(None), col(ForumVote.opens_at) <= now, col(ForumVote.closes_at) > now]
     elif req.status == VoteStatus.UPCOMING:
@@ -218,6 +223,7 @@ async def open_vote(req: OpenVote, ctx: HandlerContext) -> VoteView:
         closes_at = req.closes_at.astimezone(UTC)
         if closes_at <= now:
             raise Invalid("La clôture du vote doit être dans le futur.", field="closes_at")
+        vote_rules.check_closing_time(fs.starts_at, closes_at)
         opens_at = max(req.opens_at.astimezone(UTC), now)  # a vote never opens in the past
         v = ForumVote(session_id=fs.id, agenda_position=req.agenda_position, agenda_text=item,
                       question=req.question, options=json.dumps(list(req.options), ensure_ascii=False),
@@ -243,6 +249,8 @@ async def cast_ballot(req: CastBallot, ctx: HandlerContext) -> BallotView:
         if status == VoteStatus.UPCOMING:
             raise Conflict(f"Le vote n'est pas encore ouvert : il ouvre le {paris_datetime(v.opens_at)}.",
                            field="vote_id")
+        if status == VoteStatus.CANCELLED:
+            raise Expired("Ce vote a été annulé avec sa séance : il n'accepte plus de bulletin.", field="vote_id")
         if status == VoteStatus.CLOSED:
             raise Expired(f"Le vote est clos depuis le {paris_datetime(v.closed_at or v.closes_at)} : il "
                           "n'accepte plus de bulletin.", field="vote_id")
@@ -361,9 +369,32 @@ async def close_vote(req: CloseVote, ctx: HandlerContext) -> VoteView:
             if vote_status(v, now) == VoteStatus.UPCOMING:
                 raise Conflict(f"Le vote n'est pas encore ouvert (ouverture le {paris_datetime(v.opens_at)}) : "
                                "il ne peut pas être clos.", field="vote_id")
+            fs = await find_session(tx, v.session_id)
+            vote_rules.check_may_close(fs.status, fs.starts_at, now)
             await _close_locked(uow, v, now)
         [view] = await vote_views(tx, [v], now)
     return view
+
+
+async def closings_pending(tx: AsyncSession, session_id: str) -> list[datetime]:
+    """The closing times of the session's votes not closed yet (the session's row is locked by the caller)."""
+    return list((await tx.exec(select(ForumVote.closes_at).where(ForumVote.session_id == session_id,
+                                                                 col(ForumVote.closed_at).is_(None)))).all())
+
+
+async def cancel_with_session(uow: UnitOfWork, session_id: str, reason: str, now: datetime) -> None:
+    """A session is cancelled (its row locked by the caller): each of its votes not yet closed ends
+    with it, its ballots deleted uncounted, and becomes no decision."""
+    tx = uow.tx
+    pending = (await tx.exec(select(ForumVote).where(ForumVote.session_id == session_id,
+                                                     col(ForumVote.closed_at).is_(None))
+                             .order_by(col(ForumVote.opens_at)).with_for_update())).all()
+    for v in pending:
+        await tx.exec(delete(ForumBallot).where(col(ForumBallot.vote_id) == v.id))  # type: ignore[call-overload]
+        v.closed_at = now
+        v.closed_event_id = str(uow.emit(VoteCancelled(vote=_vote_info(v), cancelled_at=now,
+                                                       reason=reason)).event_id)
+        tx.add(v)
 
 
 async def close_due_votes(service: Service) -> int:
@@ -371,8 +402,11 @@ async def close_due_votes(service: Service) -> int:
     many this step closed."""
     now = utcnow()
     async with service.db.read() as tx:
-        due = list((await tx.exec(select(ForumVote.id).where(col(ForumVote.closed_at).is_(None),
-                                                             col(ForumVote.closes_at) <= now)
+        # Only once the session has started: a vote opened before that rule existed may close earlier.
+        due = list((await tx.exec(select(ForumVote.id).join(ForumSession, col(ForumSession.id) == ForumVote.session_id)
+                                  .where(col(ForumVote.closed_at).is_(None), col(ForumVote.closes_at) <= now,
+                                         col(ForumSession.starts_at) <= now,
+                                         col(ForumSession.status) != SessionStatus.CANCELLED)
                                   .order_by(col(ForumVote.closes_at)).limit(100))).all())
     closed = 0
     for vote_id in due:

@@ -51,6 +51,8 @@ Decisions and votes (forum, `shared/contracts/decisions.py`):
   "winner_option_id" or null, "tie"}}` — the merit profiles, never a ballot: anyone can recompute
   the majority grades, the ranking and the winner from this record alone
   (`forumlib/majority_judgment.py`);
+- `vote.cancelled`: `{"vote": <vote>, "cancelled_at", "reason"}` — cancelled with its session before it
+  closed: its ballots were deleted uncounted, it became no decision;
 - `rule.updated`: `{"rule": <rule>, "updated_at"}` with `<rule>` = `{"kind": session kind,
   "quorum": {college: minimum present}, "double_majority": bool}`.
 
@@ -92,7 +94,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 
 from shared.contracts.decisions import (
-    DecisionRecorded, DecisionSuperseded, FollowUpUpdated, RuleUpdated, VoteClosed, VoteOpened,
+    DecisionRecorded, DecisionSuperseded, FollowUpUpdated, RuleUpdated, VoteCancelled, VoteClosed, VoteOpened,
 )
 from shared.contracts.envelope import Envelope, EventData
 from shared.contracts.forum import SessionCancelled, SessionInfo, SessionScheduled, SessionUpdated
@@ -236,6 +238,11 @@ def vote_opened(e: VoteOpened) -> dict[str, Any]:
 def vote_closed(e: VoteClosed) -> dict[str, Any]:
     # The merit profiles (counts per grade), never a ballot.
     return {"vote": e.vote, "closed_at": e.closed_at, "result": e.result, "decision_id": e.decision_id}
+
+
+@public_record(VoteCancelled, "vote.cancelled")
+def vote_cancelled(e: VoteCancelled) -> dict[str, Any]:
+    return {"vote": e.vote, "cancelled_at": e.cancelled_at, "reason": e.reason}
 
 
 @public_record(RuleUpdated, "rule.updated")

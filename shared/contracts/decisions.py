@@ -103,6 +103,7 @@ class VoteStatus(StrEnum):
     UPCOMING = "upcoming"
     OPEN = "open"
     CLOSED = "closed"
+    CANCELLED = "cancelled"  # with its session, before it could close: no result, no decision
 
 
 MIN_OPTIONS, MAX_OPTIONS = 2, 10
@@ -286,6 +287,16 @@ class VoteClosed(EventData):
     decision_id: str
 
 
+class VoteCancelled(EventData):
+    """Public fact: a vote was cancelled with its session before it closed; its ballots were deleted
+    uncounted and it became no decision."""
+
+    TYPE = "forum.vote.cancelled"
+    vote: VoteInfo
+    cancelled_at: datetime
+    reason: str
+
+
 class RuleUpdated(EventData):
     """Public fact: the secretariat changed the rule that decides adoption for a session kind."""
 
@@ -295,7 +306,7 @@ class RuleUpdated(EventData):
 
 
 DECISION_EVENTS: list[type[EventData]] = [
-    DecisionRecorded, DecisionSuperseded, FollowUpUpdated, VoteOpened, VoteClosed, RuleUpdated,
+    DecisionRecorded, DecisionSuperseded, FollowUpUpdated, VoteOpened, VoteClosed, VoteCancelled, RuleUpdated,
 ]
 
 

@@ -21,9 +21,10 @@ from shared.contracts.common import ErrorCode
 from shared.contracts.decisions import (
     BallotView, CastBallot, CloseVote, DecisionRecorded, DecisionSuperseded, DecisionView, FollowUpUpdated,
     GetDecision, GetRules, GetVote, ListCommitments, ListDecisions, ListVotes, OpenVote, RecordDecision, Rule,
-    RuleUpdated, RuleView, SaveCommitment, SetRule, UpdateFollowUp, VoteClosed, VoteOpened, VoteView,
+    RuleUpdated, RuleView, SaveCommitment, SetRule, UpdateFollowUp, VoteCancelled, VoteClosed, VoteOpened, VoteStatus,
+    VoteView,
 )
-from shared.contracts.forum import CancelSession, CheckIn, SessionView
+from shared.contracts.forum import CancelSession, CheckIn, GetSession, SessionView, UpdateSession
 from shared.contracts.registry import College, MemberErased
 from shared.clock import utcnow
 from forumlib.majority_judgment import GRADES
@@ -448,3 +449,56 @@ async def test_an_erased_members_ballot_no_longer_counts(h: ForumHarness) -> Non
     assert view.ballots == 1
     closed = await h.call(CloseVote(actor_id=await h.secretariat(), vote_id=vid))
     assert closed.result is not None and closed.result.ballots == 1 and closed.result.winner_option_id == 2
+
+
+async def test_a_session_vote_becomes_a_decision_only_once_the_session_has_started(h: ForumHarness) -> None:
+    """A vote closes into one of its session's decisions: never before that session has started. Opening one
+    that would close earlier, closing one early, moving the session after its closing are refused with
+    the reason; cancelling the session cancels its vote, untallied, as a public fact."""
+    sec = await h.secretariat()
+    voter = await h.member(CI)
+    now = utcnow()
+    later = await h.create_session(starts_at=now + 2 * H, ends_at=now + 4 * H)  # RSVPs open, not started
+    sid = later.session_id
+    err = await h.error(OpenVote(actor_id=sec, session_id=sid, agenda_position=2, question="Trop tôt ?",
+                                 options=["Oui", "Non"], opens_at=now, closes_at=now + H),
+                        ErrorCode.INVALID, "closes_at")
+    assert "après le début de la séance" in err.error.message
+    vote = await open_vote(h, sid, opens_at=now, closes_at=now + 3 * H, options=["Oui", "Non"])
+    vid = vote.vote.vote_id
+    assert vote.status == "open"
+    await cast(h, voter, vid, {1: "bien", 2: "passable"})
+    err = await h.error(CloseVote(actor_id=sec, vote_id=vid), ErrorCode.CONFLICT, "vote_id")
+    assert "pas encore commencé" in err.error.message and "à partir du" in err.error.message
+    assert (await h.call(GetVote(vote_id=vid))).status == "open"  # the refusal changed nothing
+    assert await emitted_for(h, VoteClosed, "vote.vote_id", vid) == []
+
+    # Moving the session after the vote's closing is refused; before it, allowed.
+    view = await h.call(GetSession(session_id=sid))
+    fields = {k: getattr(view, k) for k in ("title", "kind", "theme", "description", "place", "online_url",
+                                            "capacity", "rsvp_opens_at", "rsvp_closes_at")}
+    fields |= {"agenda": [a.text for a in view.agenda], "actor_id": sec, "session_id": sid}
+    err = await h.error(UpdateSession.model_validate(fields | {"starts_at": now + 5 * H, "ends_at": now + 6 * H}),
+                        ErrorCode.CONFLICT, "starts_at")
+    assert "se clôt le" in err.error.message and "annulez la séance" in err.error.message
+    moved = await h.call(UpdateSession.model_validate(fields | {"starts_at": now + 150 * timedelta(minutes=1),
+                                                                "ends_at": now + 4 * H}))
+    assert moved.revision == view.revision + 1
+
+    # Cancelled with its session: no decision, ballots gone uncounted, a public fact, no more ballots.
+    await h.call(CancelSession(actor_id=sec, session_id=sid, reason="Salle indisponible."))
+    cancelled = await h.call(GetVote(vote_id=vid))
+    assert (cancelled.status, cancelled.result, cancelled.decision_id) == ("cancelled", None, None)
+    assert cancelled.closed_at is not None
+    [fact] = await emitted_for(h, VoteCancelled, "vote.vote_id", vid)
+    assert fact["reason"] == "Salle indisponible." and cancelled.closed_event_id
+    err = await h.error(CastBallot(actor_id=voter, vote_id=vid, grades={1: "bien", 2: "bien"}),
+                        ErrorCode.EXPIRED, "vote_id")
+    assert "annulé" in err.error.message
+    assert (await h.call(CloseVote(actor_id=sec, vote_id=vid))).status == "cancelled"  # nothing to close
+    async with h.service.db.read() as tx:
+        assert (await tx.exec(select(func.count()).select_from(ForumBallot)
+                              .where(ForumBallot.vote_id == vid))).one() == 0
+    assert await close_due_votes(h.service) == 0
+    listed = await h.call(ListVotes(status=VoteStatus.CANCELLED, session_id=sid))
+    assert [v.vote.vote_id for v in listed.votes] == [vid]

@@ -125,7 +125,7 @@ async def _adopting_votes(client: RpcClient, session_id: str) -> list[VoteView]:
         votes = (await client(ListVotes(session_id=session_id, status=VoteStatus.CLOSED, limit=100))).votes
     except RpcError:
         return []
-    return [v for v in votes if v.vote.eligibility == Eligibility.ATTENDEES]
+    return [v for v in votes if v.vote.eligibility == Eligibility.ATTENDEES and v.status == VoteStatus.CLOSED]
 
 
 async def member_names(client: RpcClient, ids: set[str]) -> dict[str, str]:

@@ -45,8 +45,10 @@ OPEN_LABELS = {"agenda_position": "Point de l'ordre du jour", "question": "Quest
                "closes_at": "Clôture du vote"}
 OPEN_LIMITS = {"agenda_position": 4, "question": 200, "options": MAX_OPTIONS * 202 + 50, "eligibility": 32,
                "opens_at": 40, "closes_at": 40}
-STATUS_LABELS = {VoteStatus.UPCOMING: "À venir", VoteStatus.OPEN: "Ouvert", VoteStatus.CLOSED: "Clos"}
-STATUS_KINDS = {VoteStatus.UPCOMING: "info", VoteStatus.OPEN: "success", VoteStatus.CLOSED: "new"}
+STATUS_LABELS = {VoteStatus.UPCOMING: "À venir", VoteStatus.OPEN: "Ouvert", VoteStatus.CLOSED: "Clos",
+                 VoteStatus.CANCELLED: "Annulé"}
+STATUS_KINDS = {VoteStatus.UPCOMING: "info", VoteStatus.OPEN: "success", VoteStatus.CLOSED: "new",
+                VoteStatus.CANCELLED: "error"}
 VOTES_BACK = [("/votes", "Voir les votes"), ("/", "Retour à l'accueil")]
 PAGE_SIZE = 20  # closed votes per page
 OPEN_MAX = 50   # open (or upcoming) votes listed at once: a handful in practice
@@ -178,7 +180,13 @@ async def close_confirm(request: Request, vote_id: str) -> Response:
     view = await get_vote(request, vote_id)
     if isinstance(view, Response):
         return view
-    return await render(request, "admin_vote_close.html", v=view, **vote_context())
+    session = await get_session(request, view.vote.session_id)
+    if isinstance(session, Response):
+        return session
+    # Said before the clerk tries: a vote of a session not yet started cannot become its decision.
+    too_early = session.status != "cancelled" and datetime.now(UTC) < session.starts_at
+    return await render(request, "admin_vote_close.html", v=view, session=session, too_early=too_early,
+                        **vote_context())
 
 
 @router.post("/secretariat/votes/{vote_id}/cloturer")

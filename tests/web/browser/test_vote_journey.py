@@ -2,7 +2,8 @@
 
 the secretariat approves three members (one per college), schedules a plenary session and, from the session's
 page, opens a vote on an agenda item with its form; the three members grade every option on the ballot page
-(one of them on a phone-sized screen, and she changes her ballot); the secretariat closes the vote now; the
+(one of them on a phone-sized screen, and she changes her ballot); the secretariat may not close it before the
+plenary has begun (the page says why); once it has, the secretariat closes the vote now; the
 vote's page shows the merit profiles and the winner, and the decision it became (`/decisions/{id}`) shows the
 merit profiles (`#profils-de-merite`), the winner (`#option-retenue`) and an inclusion proof verified in the
 reader's browser (`#preuve-inclusion[data-verification="ok"]`, « Preuve vérifiée »).
@@ -26,7 +27,7 @@ from tests.web.browser.test_registration_journey import Visitor, screenshot
 from tests.web.browser.test_waitlist_journey import local, newest_mail, sign_in
 from tests.web.test_web_bad_input import register
 from tests.web.test_web_sessions import ForumDb
-from tests.support import link_in
+from tests.support import confirm_address, link_in
 
 pytestmark = pytest.mark.browser
 OPTIONS = ["Données de la commande publique", "Qualité de l'air", "Horaires des transports"]
@@ -39,8 +40,8 @@ def verified_member(forum: Stack, email: str, name: str, college: str) -> None:
     since = time.time_ns()
     with httpx.Client(base_url=forum.web_url, timeout=30) as c:
         assert register(c, email, full_name=name, college=college).status_code == 200
-        r = c.get(link_in(newest_mail(forum, email, "Confirmez", since), "/inscription/verifier"))
-        assert r.status_code == 200, r.text
+        r = confirm_address(c, link_in(newest_mail(forum, email, "Confirmez", since), "/inscription/verifier"))
+        assert r.status_code == 303, r.text
 
 
 def grade(page: Page, option_id: int, grade_value: str) -> None:
@@ -175,7 +176,15 @@ def test_vote_journey(forum: Stack, browser: Browser, clerk_email: str) -> None:
         expect(c.locator("#vote-participation")).to_contain_text("3 bulletins déposés")
         screenshot(voters[0].page, "web-vote-ballot.png")
 
-        # -- the secretariat closes the vote now
+        # -- too early: the plenary has not begun, so its vote cannot become its decision yet (said, not hidden)
+        secretariat.goto(vote_path)
+        s.get_by_role("link", name="Clôturer maintenant").click()
+        expect(s.locator("#trop-tot")).to_contain_text("Ce vote ne peut pas encore être clos")
+        expect(s.get_by_role("button", name="Clôturer maintenant")).to_have_count(0)
+        secretariat.axe("la clôture d'un vote avant sa séance")
+
+        # -- the plenary has begun: the secretariat closes the vote now
+        db.begin_now(session_path.removeprefix("/seances/"))
         secretariat.goto(vote_path)
         s.get_by_role("link", name="Clôturer maintenant").click()
         expect(s.get_by_role("heading", level=1)).to_have_text(f"Clôturer le vote « {question} »")
