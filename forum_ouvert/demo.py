@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from shared.contracts.decisions import (
     SaveCommitment, SetRule, UpdateFollowUp,
 )
 from shared.contracts.forum import (
-    AnswerRsvp, CancelSession, CheckIn, CreateSession, SessionView, UpdateSession, WithdrawRsvp,
+    AnswerRsvp, CancelSession, CheckIn, CreateSession, GetSession, SessionView, UpdateSession, WithdrawRsvp,
 )
 from shared.contracts.minutes import (
     AdoptionKind, AnswerMinutesComment, CommentKind, CommentMinutes, CorrectMinutes, MinutesView, OpenMinutesDraft,
@@ -35,7 +36,8 @@ from shared.contracts.notifications import (
     SendAnnouncementTest, Subscribe,
 )
 from shared.contracts.registry import (
-    ApproveMember, College, ListMembers, MemberView, Register, RejectMember, RequestSignIn, VerifyEmail,
+    ApproveMember, College, ListMembers, MemberStatus, MemberView, Register, RejectMember, RequestSignIn, Role,
+    VerifyEmail,
 )
 from shared.rpc import RpcClient, RpcError
 
@@ -120,13 +122,28 @@ async def _fill(stack: Stack) -> str:
                                    [ids[n] for n, _, _ in PEOPLE[:-1] if n not in pending | rejected])
         announcement = await _announcement(rpc, secretariat.member_id)
         await rpc(RequestSignIn(email=_email(PEOPLE[7][0])))  # a sign-in link waits in the caught e-mails
-    return (f"{sessions}\n{subscribers}\n{announcement}\n"
-            f"{len(PEOPLE)} membres de démonstration inscrits dans les trois collèges "
-            f"({len(PEOPLE) - len(pending) - len(rejected) - 1} validés, {len(pending)} en attente de validation, "
-            f"{len(rejected)} refusé, 1 adresse non confirmée).\n"
+        members = await _members_summary(rpc, secretariat.member_id)
+    return (f"{sessions}\n{subscribers}\n{announcement}\n{members}\n"
             f"  Se connecter comme secrétariat : {SECRETARIAT_EMAIL}\n"
             f"  Se connecter comme membre      : {_email(PEOPLE[7][0])}\n"
             f"  (page « Se connecter », puis ouvrir le lien reçu dans {stack.web_url}/dev/mail)")
+
+
+async def _members_summary(rpc: RpcClient, sec: str) -> str:
+    """The members line, counted by the registry with the query the secretariat's list runs (never worked out
+    from the script's own lists, which can count one person twice: not yet confirmed *and* awaiting approval)."""
+    listed = (await rpc(ListMembers(actor_id=sec))).members
+    people = [m for m in listed if m.role != Role.SECRETARIAT]
+    n = Counter(m.status for m in people)
+    accounts = len(listed) - len(people)
+    def s(k: int) -> str:
+        return "s" if k > 1 else ""
+
+    ok, waiting = n[MemberStatus.APPROVED], n[MemberStatus.PENDING_APPROVAL]
+    refused, unconfirmed = n[MemberStatus.REJECTED], n[MemberStatus.PENDING_VERIFICATION]
+    return (f"{len(people)} membres de démonstration inscrits dans les trois collèges ({ok} validé{s(ok)}, "
+            f"{waiting} en attente de validation, {refused} refusé{s(refused)}, {unconfirmed} adresse{s(unconfirmed)} "
+            f"non confirmée{s(unconfirmed)}), et {accounts} compte{s(accounts)} du secrétariat.")
 
 
 SUBSCRIBERS = [  # people who follow the forum without an account
@@ -329,9 +346,10 @@ async def _decisions(rpc: RpcClient, sec: str, past_id: str, upcoming_id: str, a
         await rpc(CastBallot(actor_id=member, vote_id=vote.vote.vote_id, grades={
             i: Grade(g) for i, g in enumerate(grades, start=1)}))
     closed = await rpc(CloseVote(actor_id=sec, vote_id=vote.vote.vote_id))
+    plenary = await rpc(GetSession(session_id=upcoming_id))  # its vote closes at the end of the plenary, not before
     await rpc(OpenVote(
         actor_id=sec, session_id=upcoming_id, agenda_position=1, question="Priorité des engagements à suivre en 2027",
-        options=[t for _, t in COMMITMENTS[:4]], opens_at=now, closes_at=now + timedelta(days=9)))
+        options=[t for _, t in COMMITMENTS[:4]], opens_at=now, closes_at=plenary.ends_at))
     winner = next((o.label for o in (closed.result.options if closed.result else [])
                    if o.option_id == (closed.result.winner_option_id if closed.result else None)), "aucune")
     return (f"5 décisions (dont une corrigée), {len(COMMITMENTS)} engagements du plan d'action, les règles du forum ; "

@@ -2,11 +2,9 @@
 session pages show once a session is over and the adoption rules check a quorum against."""
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
-from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import case, func
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -23,23 +21,37 @@ from shared.errors import Forbidden
 from shared.service import HandlerContext
 
 
-async def by_college(tx: AsyncSession, session_ids: Sequence[str]) -> dict[str, dict[str, int]]:
-    """Members checked in at each session, per college."""
-    colleges: dict[str, list[Any]] = defaultdict(list)
+async def sheets(tx: AsyncSession, session_ids: Sequence[str], member_id: str | None = None
+                 ) -> tuple[dict[str, dict[str, int]], set[str]]:
+    """Members checked in at each session, per college ("none" for accounts without one), counted by the
+    database in one statement (one row per session and college) — every attendance figure the forum gives
+    (a session's page, the lists, a quorum) comes from here; and, with `member_id`, the sessions that
+    member was checked in at, from the same statement."""
+    out = {sid: rules.attendance_by_college([]) for sid in session_ids}
+    mine: set[str] = set()
     if session_ids:
-        stmt = select(ForumAttendance.session_id, ForumAttendance.college).where(
-            col(ForumAttendance.session_id).in_(session_ids))
-        for sid, college in (await tx.exec(stmt)).all():  # type: ignore[call-overload]
-            colleges[sid].append(college)
-    return {sid: rules.attendance_by_college(colleges.get(sid, [])) for sid in session_ids}
+        theirs = func.max(case((ForumAttendance.member_id == (member_id or ""), 1), else_=0))
+        stmt = (select(ForumAttendance.session_id, ForumAttendance.college, func.count(), theirs)
+                .where(col(ForumAttendance.session_id).in_(session_ids))
+                .group_by(ForumAttendance.session_id, ForumAttendance.college))
+        for sid, college, n, me in (await tx.exec(stmt)).all():  # type: ignore[call-overload]
+            key = str(college) if college else rules.NO_COLLEGE
+            out[sid][key] = out[sid].get(key, 0) + n
+            if me:
+                mine.add(sid)
+    return out, mine
+
+
+async def by_college(tx: AsyncSession, session_ids: Sequence[str]) -> dict[str, dict[str, int]]:
+    """Members checked in at each session, per college (see `sheets`)."""
+    return (await sheets(tx, session_ids))[0]
 
 
 async def present(tx: AsyncSession, session_id: str) -> dict[College, int]:
     """Members checked in at the session, per college (those without a college left out): what a
-    quorum is checked against."""
-    stmt = (select(ForumAttendance.college, func.count()).where(ForumAttendance.session_id == session_id)
-            .group_by(ForumAttendance.college))
-    return {College(c): n for c, n in (await tx.exec(stmt)).all() if c}  # type: ignore[call-overload]
+    quorum is checked against, at the moment it is checked."""
+    counted = (await by_college(tx, [session_id]))[session_id]
+    return {College(c): n for c, n in counted.items() if c != rules.NO_COLLEGE and n}
 
 
 def counts(session_id: str, per_college: dict[str, int], final: bool) -> AttendanceCounts:

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import TypeVar
 
-from shared.contracts.forum import RsvpAnswer, RsvpState, SessionPhase, SessionStatus
+from shared.contracts.forum import AttendanceMark, RsvpAnswer, RsvpState, SessionPhase, SessionStatus
 from shared.contracts.registry import College, Role
 from shared.errors import Conflict, Expired, Forbidden
 
@@ -152,3 +152,17 @@ def attendance_by_college(colleges: Iterable[College | str | None]) -> dict[str,
         key = str(c.value if isinstance(c, College) else c) if c else NO_COLLEGE
         counts[key] = counts.get(key, 0) + 1
     return counts
+
+
+def attendance_mark(status: SessionStatus, starts_at: datetime, ends_at: datetime, now: datetime, *,
+                    checked_in: bool, anyone_checked_in: bool) -> AttendanceMark | None:
+    """What a member's own page says of their attendance: nothing before the session starts (or if it
+    was cancelled); present once checked in; absent once the session is over and the secretariat has
+    checked people in (or can no longer); not yet recorded otherwise (the sheet may still be filled in)."""
+    if status == SessionStatus.CANCELLED or now < starts_at:
+        return None
+    if checked_in:
+        return AttendanceMark.PRESENT
+    if now >= ends_at and (anyone_checked_in or now > ends_at + CHECK_IN_CLOSES_AFTER):
+        return AttendanceMark.ABSENT
+    return AttendanceMark.NOT_RECORDED

@@ -7,12 +7,12 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, func
+from sqlalchemy import and_, delete, func, or_
 from sqlalchemy.orm import aliased
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from services.forum import attendance, rules, seats
+from services.forum import attendance, rules, seats, vote_rules, votes
 from services.forum.models import ForumAgendaItem, ForumAttendance, ForumRsvp, ForumSession
 from services.forum.queries import find_session, require_secretariat, scalar
 from shared.clock import utcnow
@@ -35,20 +35,6 @@ async def agendas(tx: AsyncSession, session_ids: Sequence[str]) -> dict[str, lis
                 .order_by(col(ForumAgendaItem.session_id), col(ForumAgendaItem.position)))
         for item in (await tx.exec(stmt)).all():
             out[item.session_id].append(item.text)
-    return out
-
-
-async def _attendance(tx: AsyncSession, session_ids: Sequence[str]) -> dict[str, dict[str, int]]:
-    """Members checked in at each session, per college (as `attendance.by_college` counts them),
-    counted by the database: one row per session and college, not one per check-in."""
-    out = {sid: rules.attendance_by_college([]) for sid in session_ids}
-    if session_ids:
-        stmt = (select(ForumAttendance.session_id, ForumAttendance.college, func.count())
-                .where(col(ForumAttendance.session_id).in_(session_ids))
-                .group_by(ForumAttendance.session_id, ForumAttendance.college))
-        for sid, college, n in (await tx.exec(stmt)).all():  # type: ignore[call-overload]
-            key = str(college) if college else rules.NO_COLLEGE
-            out[sid][key] = out[sid].get(key, 0) + n
     return out
 
 
@@ -95,7 +81,8 @@ def _info(fs: ForumSession, agenda: list[str]) -> SessionInfo:
 
 
 def _view(fs: ForumSession, agenda: list[str], tally: seats.Tally, now: datetime, *, my: MyRsvp | None = None,
-          per_college: dict[str, int] | None = None) -> SessionView:
+          per_college: dict[str, int] | None = None, checked_in: bool | None = None) -> SessionView:
+    """`checked_in`: with an actor, whether they were checked in (None without one)."""
     ph = rules.phase(fs.starts_at, fs.ends_at, now)
     confirmed = tally[RsvpState.CONFIRMED]
     show_attendance = per_college is not None and ph == SessionPhase.PAST and fs.status == SessionStatus.SCHEDULED
@@ -111,7 +98,10 @@ def _view(fs: ForumSession, agenda: list[str], tally: seats.Tally, now: datetime
         cancel_reason=fs.cancel_reason, cancelled_at=fs.cancelled_at, created_at=fs.created_at,
         updated_at=fs.updated_at, my_rsvp=my,
         attendance=attendance.counts(fs.id, per_college, True)
-        if show_attendance and per_college is not None else None)
+        if show_attendance and per_college is not None else None,
+        my_attendance=None if checked_in is None else rules.attendance_mark(
+            fs.status, fs.starts_at, fs.ends_at, now, checked_in=checked_in,
+            anyone_checked_in=bool(per_college and sum(per_college.values()))))
 
 
 async def full_view(tx: AsyncSession, fs: ForumSession, now: datetime, actor_id: str | None = None) -> SessionView:
@@ -121,10 +111,15 @@ async def full_view(tx: AsyncSession, fs: ForumSession, now: datetime, actor_id:
         rsvp = await tx.get(ForumRsvp, (fs.id, actor_id))
         if rsvp is not None:
             my = await _my_rsvp(tx, rsvp)
-    per_college = (await attendance.by_college(tx, [fs.id]))[fs.id] \
-        if rules.phase(fs.starts_at, fs.ends_at, now) == SessionPhase.PAST else None
+    per_college, checked_in = None, None
+    if now >= fs.starts_at:  # the check-in sheet only matters once the session has started
+        counted, mine = await attendance.sheets(tx, [fs.id], actor_id)
+        per_college = counted[fs.id] if rules.phase(fs.starts_at, fs.ends_at, now) == SessionPhase.PAST else None
+        checked_in = fs.id in mine if actor_id else None
+    elif actor_id:
+        checked_in = False
     return _view(fs, (await agendas(tx, [fs.id]))[fs.id], await seats.tally(tx, fs.id), now, my=my,
-                 per_college=per_college)
+                 per_college=per_college, checked_in=checked_in)
 
 
 def _editable(source: Any) -> dict[str, Any]:
@@ -164,6 +159,8 @@ async def update_session(req: UpdateSession, ctx: HandlerContext) -> SessionView
         if list(req.agenda) != agenda:
             changes.append("agenda")
         if changes:
+            if "starts_at" in changes:
+                vote_rules.check_new_start(new["starts_at"], await votes.closings_pending(tx, fs.id))
             if "capacity" in changes:
                 rules.check_capacity(req.capacity, (await seats.tally(tx, fs.id))[RsvpState.CONFIRMED])
             for k, v in new.items():
@@ -195,6 +192,7 @@ async def cancel_session(req: CancelSession, ctx: HandlerContext) -> SessionView
         fs = await seats.lock_session(tx, req.session_id)
         rules.check_cancellable(fs.status, fs.ends_at, now)
         fs.status, fs.cancel_reason, fs.cancelled_at = SessionStatus.CANCELLED, req.reason, now
+        await votes.cancel_with_session(uow, fs.id, req.reason, now)
         fs.revision += 1
         fs.updated_at = now
         tx.add(fs)
@@ -223,6 +221,11 @@ async def list_sessions(req: ListSessions, ctx: HandlerContext) -> SessionList:
         conds.append(ForumSession.theme == req.theme)
     if not req.include_cancelled:
         conds.append(ForumSession.status == SessionStatus.SCHEDULED)
+    if req.mine:  # answered (not withdrawn) or checked in: a walk-in's sessions are theirs too
+        answered = select(ForumRsvp.session_id).where(ForumRsvp.member_id == (req.actor_id or ""),
+                                                      ForumRsvp.state != RsvpState.WITHDRAWN)
+        attended = select(ForumAttendance.session_id).where(ForumAttendance.member_id == (req.actor_id or ""))
+        conds.append(or_(col(ForumSession.id).in_(answered), col(ForumSession.id).in_(attended)))
     if conds:
         stmt, count = stmt.where(*conds), count.where(*conds)
     order = col(ForumSession.starts_at).desc() if req.when == SessionPeriod.PAST else col(ForumSession.starts_at)
@@ -231,12 +234,17 @@ async def list_sessions(req: ListSessions, ctx: HandlerContext) -> SessionList:
         sessions = list((await tx.exec(stmt)).all())
         total = (await tx.exec(count)).one()  # type: ignore[call-overload]
         ids = [fs.id for fs in sessions]
+        by_id = {fs.id: fs for fs in sessions}
         tallies, agenda_of = await seats.tallies(tx, ids), await agendas(tx, ids)
-        past = [fs.id for fs in sessions if rules.phase(fs.starts_at, fs.ends_at, now) == SessionPhase.PAST]
-        per_college = await _attendance(tx, past)
+        # The check-in sheets of the sessions that have started (past ones show theirs), with the actor's mark.
+        started = [fs.id for fs in sessions if now >= fs.starts_at]
+        sheets, present = await attendance.sheets(tx, started, req.actor_id)
+        per_college = {sid: sheets[sid] for sid in started
+                       if rules.phase(by_id[sid].starts_at, by_id[sid].ends_at, now) == SessionPhase.PAST}
         mine = await _my_rsvps(tx, req.actor_id, ids) if req.actor_id and ids else {}
     return SessionList(total=scalar(total), sessions=[
-        _view(fs, agenda_of[fs.id], tallies[fs.id], now, my=mine.get(fs.id), per_college=per_college.get(fs.id))
+        _view(fs, agenda_of[fs.id], tallies[fs.id], now, my=mine.get(fs.id), per_college=per_college.get(fs.id),
+              checked_in=fs.id in present if req.actor_id else None)
         for fs in sessions])
 
 

@@ -96,6 +96,21 @@ class PromotionCause(StrEnum):
     CAPACITY_RAISED = "capacity_raised"  # the secretariat raised the capacity
 
 
+class AttendanceMark(StrEnum):
+    """A member's attendance at a session that has started, as the check-in sheet says it."""
+
+    PRESENT = "present"            # checked in
+    ABSENT = "absent"              # not checked in, and the check-in was done (or is closed)
+    NOT_RECORDED = "not_recorded"  # nobody checked in yet and the check-in is still open
+
+
+ATTENDANCE_MARK_LABELS = {
+    AttendanceMark.PRESENT: "Présent·e",
+    AttendanceMark.ABSENT: "Absent·e",
+    AttendanceMark.NOT_RECORDED: "Pas encore émargé",
+}
+
+
 class SessionPeriod(StrEnum):
     UPCOMING = "upcoming"  # not ended yet (includes ongoing), soonest first
     PAST = "past"          # ended, most recent first
@@ -283,6 +298,8 @@ class SessionView(BaseModel):
     updated_at: datetime
     my_rsvp: MyRsvp | None = None
     attendance: AttendanceCounts | None = None  # only once the session has ended
+    # With an actor, once the session has started (not cancelled): were they checked in?
+    my_attendance: AttendanceMark | None = None
 
 
 class SessionList(BaseModel):
@@ -447,6 +464,8 @@ class ListSessions(Request[SessionList], op="forum.list-sessions"):
     theme: Theme | None = None
     include_cancelled: bool = True
     actor_id: str | None = None
+    # With `actor_id`: only the sessions that member answered (and did not withdraw from) or was checked in at.
+    mine: bool = False
     limit: int = Field(default=100, ge=1, le=500)
     offset: int = Field(default=0, ge=0, le=SQL_INT_MAX)
 

@@ -161,7 +161,7 @@ async def test_minutes_from_draft_to_correction(admin: WebMember, crowd: Crowd, 
 
     # -- the session's page: no minutes yet; the secretariat is offered to draft them
     page = await crowd.client().get(f"/seances/{sid}")
-    assert "Le compte rendu de cette séance n'est pas encore en préparation." in text(page)
+    assert "Compte rendu en préparation : le secrétariat n'a pas encore commencé sa rédaction" in text(page)
     page = await admin.get(f"/seances/{sid}")
     assert 'action="/secretariat/comptes-rendus/rediger"' in page.text and "Rédiger le compte rendu" in text(page)
     listing = await admin.get("/secretariat/comptes-rendus")

@@ -32,7 +32,8 @@ from shared.contracts.decisions import (
     FollowUpStatus, GradeCount, HandCount, Method, OptionResult, Outcome, QuorumLine, Rule, RuleCheck, VoteInfo,
     VoteOption, VoteResult, VoteStatus, VoteView, MajorityLine, Eligibility,
 )
-from shared.contracts.forum import SessionKind
+from services.forum import rules
+from shared.contracts.forum import AttendanceCounts, SessionKind
 from shared.contracts.minutes import (
     DecisionMinutes, EntryLocation, EntryLocations, InclusionProof, LedgerCheckpoint, LedgerEntries, LedgerEntry,
     LedgerKey,
@@ -141,6 +142,7 @@ class FakeForum:
         self.decisions: list[DecisionView] = []
         self.located: dict[str, int] = {}
         self.calls: list[tuple[str, Any]] = []
+        self.present: list[College | None] = [College.PUBLIC_ACTOR] * 3  # checked in at every session
         self.ledger.append("member.approved", str(uuid.uuid4()), {"public_id": "0123456789abcdef",
                                                                    "college": "citizen"})
 
@@ -194,6 +196,9 @@ class FakeForum:
             raise RpcError(ErrorBody(code=ErrorCode.NOT_FOUND, message="Membre inconnu."))
         if op == "minutes-of-decision":  # no minutes published for these sessions
             return DecisionMinutes(decision_id=request.decision_id)
+        if op == "attendance":  # the session's check-in sheet today
+            return AttendanceCounts(session_id=request.session_id, total=len(self.present), final=True,
+                                    by_college=rules.attendance_by_college(self.present))
         raise AssertionError(f"unexpected RPC {op}")
 
 

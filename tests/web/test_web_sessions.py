@@ -70,6 +70,15 @@ class ForumDb:
             return int(tx.exec(select(func.count()).select_from(ForumSession).where(  # type: ignore[call-overload]
                 col(ForumSession.title).contains(title_contains))).one())
 
+    def begin_now(self, session_id: str) -> None:
+        """Time travel for a journey: the session began a minute ago (its end unchanged)."""
+        with Session(self.engine) as tx:
+            fs = tx.get(ForumSession, session_id)
+            assert fs is not None
+            fs.starts_at = datetime.now(UTC) - timedelta(minutes=1)
+            tx.add(fs)
+            tx.commit()
+
     def approved(self, member_ids: Iterable[str]) -> int:
         ids, n = list(member_ids), 0
         with Session(self.engine) as tx:
@@ -692,7 +701,9 @@ async def test_past_session_shows_attendance_per_college(admin: WebMember, crowd
     cells = dict(re.findall(r'<th scope="row">(.*?)</th><td>(\d+)</td>', table.group(1)))
     assert cells == {"Acteurs publics": "1", "Organisations de la société civile": "0",
                      "Citoyennes et citoyens": "2", "Total": "3"}
-    assert "Les réponses sont closes." in text(page)
+    # Over: who came, not seats left or an answer to give.
+    assert "3 membres présents" in text(page) and "places restantes" not in text(page)
+    assert "Les réponses sont closes." not in text(page) and "Se connecter pour répondre" not in text(page)
     assert f"/seances/{sid}" in (await crowd.client().get("/seances/passees")).text
     r = await admin.post(f"/secretariat/seances/{sid}/annuler", {"reason": "Trop tard"})
     assert r.status_code == 409 and "Une séance terminée ne peut pas être annulée." in text(r)

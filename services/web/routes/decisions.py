@@ -27,11 +27,12 @@ from shared.contracts.decisions import (
     ELIGIBILITY_LABELS, FOLLOW_UP_LABELS, METHOD_LABELS, OUTCOME_LABELS, SIDE_LABELS, DecisionView, FollowUpStatus,
     GetDecision, ListCommitments, ListDecisions, Outcome,
 )
+from shared.contracts.forum import AttendanceCounts, GetAttendance
 from shared.rpc import RpcClient, RpcError
 from services.web.pages import error_page, render, rpc, web
 from services.web.routes._common import csv_cell, csv_response, fetch, not_found
 from services.web.routes.minutes import decision_minutes
-from services.web.routes.record import ledger_head, locate, prove, record_label
+from services.web.routes.record import Proof, ledger_head, locate, prove, record_label, record_time
 
 router = APIRouter(include_in_schema=False)
 
@@ -103,6 +104,9 @@ async def register(request: Request, engagement: str = Query("", max_length=40),
         client(ListCommitments()), client(ListDecisions(**filters, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)))
     commitments = listing.commitments
     pages = max(1, -(-listed.total // PAGE_SIZE))
+    if page > pages:  # past the last page: a clear page, never an empty register
+        return await error_page(request, 404, "Cette page du registre des décisions n'existe pas.",
+                                title="Page introuvable", actions=BACK)
     query = {"engagement": engagement, "issue": issue, "suivi": suivi, "masquer_corrigees": masquer_corrigees}
     qs = "&".join(f"{k}={v}" for k, v in query.items() if v)
     return await render(request, "decisions.html", decisions=listed.decisions, total=listed.total, page=page,
@@ -187,6 +191,15 @@ async def decisions_json(request: Request, engagement: str = Query("", max_lengt
 
 
 # ---------------------------------------------------------------- one decision
+async def _attendance_now(client: RpcClient, session_id: str) -> AttendanceCounts | None:
+    """The session's check-in sheet as it stands today (None when the forum does not answer): shown beside
+    the quorum, which is the sheet as it stood when the decision was recorded."""
+    try:
+        return await client(GetAttendance(session_id=session_id))
+    except RpcError:
+        return None
+
+
 async def _number_of(client: RpcClient, decision_id: str | None) -> str | None:
     if not decision_id:
         return None
@@ -212,9 +225,10 @@ async def show(request: Request, decision_id: str) -> Response:
     events += [(f.event_id, f"Suivi : {FOLLOW_UP_LABELS[f.status]}") for f in d.follow_ups]
     if d.superseded_event_id:
         events.append((d.superseded_event_id, "Correction par une nouvelle décision"))
-    where, supersedes_number, superseded_by_number, minutes, head = await asyncio.gather(
+    where, supersedes_number, superseded_by_number, minutes, head, attendance = await asyncio.gather(
         locate(client, [e for e, _ in events]), _number_of(client, info.supersedes),
-        _number_of(client, d.superseded_by), decision_minutes(client, info.decision_id), ledger_head(client))
+        _number_of(client, d.superseded_by), decision_minutes(client, info.decision_id), ledger_head(client),
+        _attendance_now(client, info.session_id))
     records = sorted(({"what": what, "index": where[e].index, "type": record_label(where[e].type)}
                       for e, what in events if e in where), key=lambda r: r["index"])
     own = where.get(d.event_id)
@@ -225,4 +239,17 @@ async def show(request: Request, decision_id: str) -> Response:
         winner = next((o for o in d.vote.result.options if o.option_id == d.vote.result.winner_option_id), None)
     return await render(request, "decision.html", d=d, info=info, text_html=render_markdown(info.text),
                         supersedes_number=supersedes_number, superseded_by_number=superseded_by_number,
-                        records=records, proof=proof, winner=winner, minutes=minutes, **LABELS)
+                        records=records, proof=proof, winner=winner, minutes=minutes, attendance=attendance,
+                        record_status=record_status(proof, own is not None),
+                        recorded_in_log_at=record_time(proof.record) if proof.record else None, **LABELS)
+
+
+def record_status(proof: Proof, located: bool) -> str:
+    """Where the decision stands in the public record, in one word the page turns into a sentence: "ok"
+    (its leaf is under a signed checkpoint, proof verified), "pending" (not in the log yet, or not yet under
+    a signed checkpoint), "failed" or "unavailable". Never "in progress" beside a verified proof."""
+    if proof.status == "ok":
+        return "ok"
+    if proof.status in ("failed", "unavailable"):
+        return proof.status
+    return "pending_checkpoint" if located else "pending"

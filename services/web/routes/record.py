@@ -50,6 +50,7 @@ RECORD_LABELS = {
     "decision.follow_up_updated": "Suivi de décision mis à jour",
     "vote.opened": "Vote ouvert",
     "vote.closed": "Vote clos",
+    "vote.cancelled": "Vote annulé",
     "rule.updated": "Règle d'adoption modifiée",
     "minutes.published": "Compte rendu publié",
     "minutes.corrected": "Compte rendu corrigé",
@@ -105,6 +106,8 @@ def describe(record: dict[str, Any]) -> str:
             winner = next((o.get("label") for o in result.get("options") or [] if isinstance(o, dict)
                            and won is not None and o.get("option_id") == won), None)
             text += f" — {result.get('ballots', 0)} bulletin(s)" + (f", option retenue : {winner}" if winner else "")
+        elif kind == "vote.cancelled":
+            text += f" — annulé avec sa séance : {data.get('reason', '')}".rstrip(" :")
         return text
     if kind.startswith("minutes."):
         text = f"Compte rendu, version {data.get('version', '?')} — SHA-256 {str(data.get('sha256', '?'))[:12]}…"
@@ -352,7 +355,7 @@ async def one_record(request: Request, index: str) -> Response:
         return await error_page(request, 404, "Cet enregistrement n'existe pas dans le registre public.",
                                 title="Enregistrement introuvable", actions=BACK)
     client = rpc(request)
-    page = await client(ListEntries(start=i, end=i + 1))
+    page = await client(ListEntries(start=i, end=i + 2))  # and the next one, if any: « suivant » only then
     if not page.entries or page.entries[0].index != i:
         return await error_page(request, 404, "Cet enregistrement n'existe pas (encore) dans le registre public.",
                                 title="Enregistrement introuvable", actions=BACK)
@@ -361,5 +364,5 @@ async def one_record(request: Request, index: str) -> Response:
     key, _ = await key_and_checkpoint(client)
     return await render(request, "record_entry.html", entry=entry, record=entry.record,
                         label=record_label(entry.record.get("type")), text=describe(entry.record),
-                        link=subject_link(entry.record),
+                        link=subject_link(entry.record), has_next=any(e.index == i + 1 for e in page.entries),
                         at=record_time(entry.record), json_text=pretty_json(entry.record), proof=proof, key=key)

@@ -19,7 +19,7 @@ from forumlib.ical import session_ics, sessions_feed
 from shared.clock import as_paris
 from shared.contracts.common import ErrorCode
 from shared.contracts.forum import (
-    KIND_LABELS, AnswerRsvp, GetSession, ListSessions, RsvpAnswer, RsvpState, SessionInfo, SessionKind,
+    ATTENDANCE_MARK_LABELS, KIND_LABELS, AnswerRsvp, AttendanceMark, GetSession, ListSessions, RsvpAnswer, RsvpState, SessionInfo, SessionKind,
     SessionPeriod, SessionView, Theme, WithdrawRsvp,
 )
 from shared.contracts.minutes import MinutesState
@@ -88,6 +88,7 @@ async def session_page(request: Request, session_id: str, *, status_code: int = 
     return await render(request, "session.html", status_code=status_code, s=view, now=datetime.now(UTC),
                         decisions=decisions, minutes=minutes, reviewer=reviewer, **DECISION_LABELS,
                         not_approved=not_approved_reason(member) if member else None,
+                        attendance_mark_labels=ATTENDANCE_MARK_LABELS,
                         waitlist_text=waitlist_text, errors={"__root__": rsvp_error} if rsvp_error else {})
 
 
@@ -130,6 +131,9 @@ async def _list(request: Request, when: SessionPeriod, kind: str, theme: str, pa
         when=when, kind=kinds.get(kind), theme=themes.get(theme), include_cancelled=True, actor_id=actor,
         limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE))
     pages = max(1, -(-listed.total // PAGE_SIZE))
+    if page > pages:  # past the last page (a stale link, a hand-typed address): say so, never an empty list
+        return await error_page(request, 404, "Cette page de la liste des séances n'existe pas.",
+                                title="Page introuvable", actions=BACK)
     return await render(request, "sessions.html", sessions=listed.sessions, total=listed.total, period=when.value,
                         kind=kind, theme=theme, page=page, pages=pages, now=datetime.now(UTC),
                         waitlist_text=waitlist_text, kinds=list(SessionKind), themes=list(Theme))
@@ -222,9 +226,15 @@ async def my_sessions(request: Request) -> Response:
     reason = not_approved_reason(member)
     if reason is None:
         client = rpc(request)
-        coming = await client(ListSessions(when=SessionPeriod.UPCOMING, actor_id=member.member_id, limit=500))
-        gone = await client(ListSessions(when=SessionPeriod.PAST, actor_id=member.member_id, limit=100))
-        upcoming_mine = [s for s in coming.sessions if s.my_rsvp and s.my_rsvp.state != RsvpState.WITHDRAWN]
-        past_mine = [s for s in gone.sessions if s.my_rsvp and s.my_rsvp.state == RsvpState.CONFIRMED]
+        # Only the member's sessions (answered, or checked in: a walk-in's too), whatever the forum holds.
+        coming, gone = await asyncio.gather(
+            client(ListSessions(when=SessionPeriod.UPCOMING, actor_id=member.member_id, mine=True, limit=500)),
+            client(ListSessions(when=SessionPeriod.PAST, actor_id=member.member_id, mine=True, limit=100)))
+        upcoming_mine = [s for s in coming.sessions if (s.my_rsvp and s.my_rsvp.state != RsvpState.WITHDRAWN)
+                         or s.my_attendance == AttendanceMark.PRESENT]
+        # A past session is the member's if they held a seat or came (a declined answer is not attendance).
+        past_mine = [s for s in gone.sessions if (s.my_rsvp and s.my_rsvp.state == RsvpState.CONFIRMED)
+                     or s.my_attendance == AttendanceMark.PRESENT]
     return await render(request, "sessions_mine.html", upcoming=upcoming_mine, past=past_mine,
-                        not_approved=reason, waitlist_text=waitlist_text)
+                        not_approved=reason, waitlist_text=waitlist_text,
+                        attendance_mark_labels=ATTENDANCE_MARK_LABELS)

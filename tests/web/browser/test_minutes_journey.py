@@ -128,7 +128,7 @@ def test_minutes_journey(forum: Stack, browser: Browser, clerk_email: str, tmp_p
 
         # -- « Rédiger le compte rendu » from the session's page: the draft pre-filled from the record
         clerk.goto(session_path)
-        expect(s.locator("#etat-compte-rendu")).to_contain_text("pas encore en préparation")
+        expect(s.locator("#etat-compte-rendu")).to_contain_text("pas encore commencé sa rédaction")
         s.get_by_role("button", name="Rédiger le compte rendu").click()
         expect(s.get_by_role("heading", level=1)).to_have_text(f"Compte rendu : {title}")
         editor_path = path_of(s)

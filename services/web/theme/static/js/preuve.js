@@ -170,6 +170,28 @@ async function verify(section) {
   return { index, size: cp.sizeText };
 }
 
+// The page's own word on its record (« en cours d'inscription »…) was written before the browser checked the
+// proof: once it is verified, take the page's fresh copy of that status, so the two never disagree.
+async function refreshStatus(index) {
+  const status = document.getElementById("statut-registre");
+  if (!status || status.dataset.recordStatus === "ok") return;
+  try {
+    const resp = await fetch(location.href, { cache: "no-store" });
+    if (resp.ok) {
+      const fresh = new DOMParser().parseFromString(await resp.text(), "text/html").getElementById("statut-registre");
+      if (fresh && fresh.dataset.recordStatus === "ok") {
+        status.replaceWith(document.importNode(fresh, true));
+        return;
+      }
+    }
+  } catch { /* the sentence below says it as well */ }
+  const p = document.createElement("p");
+  p.className = "fr-badge fr-badge--success fr-mb-1w";
+  p.textContent = `Inscrite au registre public : enregistrement n° ${index}`;
+  status.replaceChildren(p);
+  status.dataset.recordStatus = "ok";
+}
+
 function show(section, state, message) {
   section.dataset.verification = state;
   const box = section.querySelector("#preuve-navigateur");
@@ -185,6 +207,7 @@ async function run(section) {
     try {
       const { index, size } = await verify(section);
       show(section, "ok", `Preuve vérifiée : l'enregistrement n° ${index} est inclus dans le registre de ${size} enregistrements dont la racine est signée (SHA-256 et Ed25519 recalculés par votre navigateur).`);
+      await refreshStatus(index);
       return;
     } catch (err) {
       if (err instanceof Pending && attempt < RETRIES) {
