@@ -1,6 +1,7 @@
 """Local mail catcher: a real SMTP server (aiosmtpd) that keeps every message as an .eml file.
 
-Only for the local run and tests; the web front shows the folder at /dev/mail in local mode.
+Only for the local run and tests; the web front shows the folder at /dev/mail in local mode. It refuses
+addresses starting with `refus-smtp-` (550), so that a failed delivery can be produced for real.
 In deployment, Mailpit or a real relay takes its place.
 """
 from __future__ import annotations
@@ -15,9 +16,21 @@ from pathlib import Path
 from aiosmtpd.controller import Controller
 
 
+# Addresses the catcher refuses for good, as a real server refuses an unknown mailbox: how the local run and
+# the tests get a failed delivery (the secretariat's « Courriels en échec ») through the real sender.
+REFUSED_PREFIX = "refus-smtp-"
+REFUSAL = "550 5.1.1 Boite aux lettres inconnue (serveur de courriel local)"  # ASCII: an SMTP reply
+
+
 class _SaveToFolder:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options) -> str:  # noqa: ANN001, N802
+        if address.lower().startswith(REFUSED_PREFIX):
+            return REFUSAL
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server, session, envelope) -> str:  # noqa: ANN001, N802 - aiosmtpd hook
         name = f"{time.time_ns()}-{uuid.uuid4().hex[:8]}.eml"

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 from shared.settings import SERVICES
 
@@ -131,6 +132,18 @@ def link_in(msg: EmailMessage, path_fragment: str) -> str:
     m = re.search(r"(https?://\S*" + re.escape(path_fragment) + r"\S*)", text)
     assert m, f"no link containing {path_fragment!r} in:\n{text}"
     return m.group(1)
+
+
+def confirm_address(client: Any, link: str) -> Any:
+    """Open an address-verification link with an httpx client and press « Confirmer mon adresse » (the
+    link's page only shows that button): the address is confirmed and the client signed in. The POST's
+    response (a redirect to « Mon espace », or an error page)."""
+    page = client.get(link)
+    assert page.status_code == 200, page.text
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    token = re.search(r'name="token" value="([^"]+)"', page.text)
+    assert csrf and token, "no confirmation form on the link's page"
+    return client.post("/inscription/verifier", data={"csrf_token": csrf.group(1), "token": token.group(1)})
 
 
 def database_value(url: str, sql: str, **params: object) -> object:

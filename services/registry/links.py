@@ -55,14 +55,20 @@ async def mail_link(uow: UnitOfWork, member: Member, purpose: str, settings: Set
     return True
 
 
-async def use_link(tx: AsyncSession, token: str, purpose: str) -> str:
-    """Spend a token on `purpose`; returns the id of the member it was issued to."""
-    stmt = select(EmailToken).where(EmailToken.token_hash == rules.hash_token(token)).with_for_update()
-    row = (await tx.exec(stmt)).first()
+async def check_link(tx: AsyncSession, token: str, purpose: str, *, lock: bool = False) -> EmailToken:
+    """The token's row if it can be spent on `purpose` now; the reason it cannot, as a typed error, else."""
+    stmt = select(EmailToken).where(EmailToken.token_hash == rules.hash_token(token))
+    row = (await tx.exec(stmt.with_for_update() if lock else stmt)).first()
     if row is None:
         raise NotFound("Ce lien n'est pas valable. Vérifiez qu'il a été copié en entier.", field="token")
     rules.check_token_usable(purpose=row.purpose, expected=purpose, expires_at=row.expires_at,
                              used_at=row.used_at, superseded_at=row.superseded_at, now=utcnow())
+    return row
+
+
+async def use_link(tx: AsyncSession, token: str, purpose: str) -> str:
+    """Spend a token on `purpose`; returns the id of the member it was issued to."""
+    row = await check_link(tx, token, purpose, lock=True)
     row.used_at = utcnow()
     tx.add(row)
     return row.member_id

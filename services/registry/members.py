@@ -102,13 +102,19 @@ async def _registered_again(uow: UnitOfWork, m: Member, ctx: HandlerContext) -> 
 async def verify_email(req: VerifyEmail, ctx: HandlerContext) -> MemberView:
     """Redeem an e-mail verification link: the member then awaits the secretariat's decision."""
     async with ctx.unit_of_work() as uow:
-        m = await find_member(uow.tx, await use_link(uow.tx, req.token, rules.VERIFY_EMAIL))
-        if m.status == MemberStatus.PENDING_VERIFICATION:
-            m.status = MemberStatus.PENDING_APPROVAL
-            m.verified_at = utcnow()
-            uow.tx.add(m)
-            uow.emit(EmailVerified(member_id=m.id), actor=m.id)
+        m = await verify_address(uow, req.token)
     return view(m)
+
+
+async def verify_address(uow: UnitOfWork, token: str) -> Member:
+    """Spend a verification link in the caller's transaction; the member, their address confirmed."""
+    m = await find_member(uow.tx, await use_link(uow.tx, token, rules.VERIFY_EMAIL))
+    if m.status == MemberStatus.PENDING_VERIFICATION:
+        m.status = MemberStatus.PENDING_APPROVAL
+        m.verified_at = utcnow()
+        uow.tx.add(m)
+        uow.emit(EmailVerified(member_id=m.id), actor=m.id)
+    return m
 
 
 # ---------------------------------------------------------------- reading the register
@@ -122,7 +128,9 @@ async def list_members(req: ListMembers, ctx: HandlerContext) -> MemberList:
     """Members for the secretariat back-office, optionally filtered by status, latest registration
     first; one page of them with `limit` (one query for the page, one for the total)."""
     where = [Member.status == req.status] if req.status else [col(Member.status) != MemberStatus.ERASED]
-    stmt = select(Member).where(*where).order_by(col(Member.registered_at).desc(), col(Member.id).desc())
+    order = ((col(Member.registered_at).asc(), col(Member.id).asc()) if req.oldest_first
+             else (col(Member.registered_at).desc(), col(Member.id).desc()))
+    stmt = select(Member).where(*where).order_by(*order)
     async with ctx.db.read() as tx:
         await _secretariat(tx, req.actor_id)
         if req.limit is None:

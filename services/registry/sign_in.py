@@ -1,7 +1,8 @@
 """Signing in without a password: a member asks for a link by e-mail and redeems it once, which opens a
 session for that browser. The session's id is kept in the browser's signed cookie and its SHA-256 here;
 every signed-in page checks it, so ending it (« Se déconnecter », « Se déconnecter partout », erasure)
-signs out every copy of the cookie at once."""
+signs out every copy of the cookie at once. Confirming one's address (the link mailed at registration)
+signs in the same way."""
 from __future__ import annotations
 
 from datetime import timedelta
@@ -10,16 +11,17 @@ from sqlmodel import col, delete, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.registry import rules
-from services.registry.links import mail_link, use_link
-from services.registry.members import find_member, member_by_email, view
+from services.registry.links import check_link, mail_link, use_link
+from services.registry.members import find_member, member_by_email, verify_address, view
 from services.registry.models import Member, WebSession
 from shared.clock import utcnow
 from shared.contracts.registry import (
-    Accepted, CheckSession, EndAllSessions, EndSession, MemberStatus, MemberView, RedeemSignIn, RequestSignIn,
-    SignedIn,
+    Accepted, CheckEmailLink, CheckSession, ConfirmEmail, EndAllSessions, EndSession, MemberStatus, MemberView,
+    RedeemSignIn, RequestSignIn, SignedIn,
 )
 from shared.errors import Forbidden, NotFound
 from shared.service import HandlerContext
+from shared.settings import Settings
 
 SESSION_ENDED = "Cette session a pris fin : connectez-vous à nouveau."
 
@@ -40,18 +42,41 @@ async def request_sign_in(req: RequestSignIn, ctx: HandlerContext) -> Accepted:
 
 async def redeem_sign_in(req: RedeemSignIn, ctx: HandlerContext) -> SignedIn:
     """Redeem a one-time sign-in link: the link is spent and a session opened for the browser, together."""
-    session = rules.new_session_id()
     async with ctx.unit_of_work() as uow:
         m = await find_member(uow.tx, await use_link(uow.tx, req.token, rules.SIGN_IN))
-        if not rules.can_sign_in(m.status):
-            raise Forbidden("Ce compte ne peut pas se connecter.")
-        now = utcnow()
-        # The member's ended and expired sessions are of no use to anyone: forget them.
-        await uow.tx.exec(delete(WebSession).where(  # type: ignore[call-overload]
-            col(WebSession.member_id) == m.id,
-            col(WebSession.ended_at).is_not(None)
-            | (col(WebSession.created_at) <= now - timedelta(seconds=ctx.settings.session_max_age))))
-        uow.tx.add(WebSession(id_hash=rules.hash_token(session), member_id=m.id, created_at=now))
+        session = await open_session(uow.tx, m, ctx.settings)
+    return SignedIn(member=view(m), session=session)
+
+
+async def open_session(tx: AsyncSession, m: Member, settings: Settings) -> str:
+    """Open a session for `m` in the caller's transaction (the one that spends the link); its id."""
+    if not rules.can_sign_in(m.status):
+        raise Forbidden("Ce compte ne peut pas se connecter.")
+    session = rules.new_session_id()
+    now = utcnow()
+    # The member's ended and expired sessions are of no use to anyone: forget them.
+    await tx.exec(delete(WebSession).where(  # type: ignore[call-overload]
+        col(WebSession.member_id) == m.id,
+        col(WebSession.ended_at).is_not(None)
+        | (col(WebSession.created_at) <= now - timedelta(seconds=settings.session_max_age))))
+    tx.add(WebSession(id_hash=rules.hash_token(session), member_id=m.id, created_at=now))
+    return session
+
+
+# ---------------------------------------------------------------- the address-verification link signs in
+async def check_email_link(req: CheckEmailLink, ctx: HandlerContext) -> Accepted:
+    """Whether a verification link is still good (nothing written: opening the link spends nothing)."""
+    async with ctx.db.read() as tx:
+        await find_member(tx, (await check_link(tx, req.token, rules.VERIFY_EMAIL)).member_id)
+    return Accepted()
+
+
+async def confirm_email(req: ConfirmEmail, ctx: HandlerContext) -> SignedIn:
+    """Redeem a verification link and sign the browser in, in one transaction: the link is spent once,
+    so a second use (or a replay) neither confirms nor signs in again."""
+    async with ctx.unit_of_work() as uow:
+        m = await verify_address(uow, req.token)
+        session = await open_session(uow.tx, m, ctx.settings)
     return SignedIn(member=view(m), session=session)
 
 

@@ -208,6 +208,23 @@ class Register(Request[Registered], op="registry.register"):
 
 
 class VerifyEmail(Request[MemberView], op="registry.verify-email"):
+    """Spend an address-verification link without signing in (scripts and tools; the web front uses
+    `ConfirmEmail`)."""
+
+    token: Token
+
+
+class CheckEmailLink(Request[Accepted], op="registry.check-email-link"):
+    """Whether an address-verification link can still be used, without spending it: the page the link
+    opens asks it, so a link already used says so at once (a mail scanner's visit spends nothing)."""
+
+    token: Token
+
+
+class ConfirmEmail(Request[SignedIn], op="registry.confirm-email"):
+    """Spend an address-verification link: the address is confirmed and a session opened for the
+    browser that confirmed it, together (whoever holds the single-use link from the mailbox owns it)."""
+
     token: Token
 
 
@@ -244,6 +261,7 @@ class ListMembers(ActorRequest[MemberList], op="registry.list-members"):
     status: MemberStatus | None = None
     limit: int | None = Field(default=None, ge=1, le=500)
     offset: int = Field(default=0, ge=0, le=SQL_INT_MAX)
+    oldest_first: bool = False  # the secretariat's dashboard: who has waited longest
 
 
 class ApproveMember(ActorRequest[MemberView], op="registry.approve-member"):

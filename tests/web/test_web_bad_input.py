@@ -29,7 +29,7 @@ import httpx
 import pytest
 
 from forum_ouvert.launcher import Stack
-from tests.support import caught_mail, link_in
+from tests.support import caught_mail, confirm_address, link_in
 from tests.web.test_web_visitor import make_cookie
 
 pytestmark = pytest.mark.integration
@@ -86,8 +86,9 @@ def register(c: httpx.Client, email: str, **fields: str) -> httpx.Response:
 
 
 def verify(c: httpx.Client, forum: Stack, email: str) -> httpx.Response:
+    """Open the verification link and confirm (which signs `c` in): the redirect to « Mon espace »."""
     [msg] = caught_mail(forum.mail_dir, email, VERIFY_SUBJECT)
-    return c.get(link_in(msg, "/inscription/verifier"))
+    return confirm_address(c, link_in(msg, "/inscription/verifier"))
 
 
 def sign_in(c: httpx.Client, forum: Stack, email: str) -> httpx.Response:
@@ -106,7 +107,7 @@ def member(forum: Stack, tag: str) -> tuple[httpx.Client, str]:
     """A registered, verified, signed-in member (awaiting approval)."""
     c, email = client(forum), new_email(tag)
     assert register(c, email).status_code == 200
-    assert verify(c, forum, email).status_code == 200
+    assert verify(c, forum, email).status_code == 303
     r = sign_in(c, forum, email)
     assert r.status_code == 303 and r.headers["location"] == "/espace"
     return c, email
@@ -340,13 +341,14 @@ def test_verification_links(forum: Stack) -> None:
         r = c.get("/inscription/verifier", params={"token": "x" * 43})
         assert r.status_code == 404
         assert "Ce lien n'est pas valable" in text(r)
-        r = verify(c, forum, email)
-        assert r.status_code == 200 and h1(r) == "Adresse confirmée"
-        assert "attend la validation du secrétariat" in text(r)
-        r = verify(c, forum, email)  # the same link again
+        r = verify(c, forum, email)  # confirming signs in
+        assert r.status_code == 303 and r.headers["location"] == "/espace"
+        assert "attend la validation du secrétariat" in text(c.get("/espace"))
+        [msg] = caught_mail(forum.mail_dir, email, VERIFY_SUBJECT)
+        r = c.get(link_in(msg, "/inscription/verifier"))  # the same link again: said at once, no button
         assert r.status_code == 410 and h1(r) == "Lien de confirmation expiré ou déjà utilisé"
         assert "Ce lien a déjà été utilisé" in text(r)
-        assert 'href="/connexion"' in r.text
+        assert 'href="/connexion"' in r.text and 'name="token"' not in r.text
 
 
 def test_sign_in_gives_nothing_away(forum: Stack) -> None:
@@ -864,7 +866,7 @@ def seed(c: httpx.Client, forum: Stack) -> dict[str, str]:
     with httpx.Client(base_url=str(c.base_url), timeout=20) as other:
         email = new_email("fuzz")
         assert register(other, email).status_code == 200
-        assert verify(other, forum, email).status_code == 200
+        assert verify(other, forum, email).status_code == 303
     return ids
 
 

@@ -18,7 +18,7 @@ import pytest
 
 from forum_ouvert.launcher import Stack
 from services.web.security import COOKIE_NAME
-from tests.support import caught_mail, database_value, link_in
+from tests.support import caught_mail, confirm_address, database_value, link_in
 
 pytestmark = pytest.mark.integration
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -44,7 +44,9 @@ class Person:
                 "organisation": "", "college": "citizen", "charter_accepted": "on"})
             assert r.status_code == 200, r.text
             [mail] = caught_mail(forum.mail_dir, self.email, "Confirmez")
-            assert b.get(link_in(mail, "/inscription/verifier")).status_code == 200
+            assert confirm_address(b, link_in(mail, "/inscription/verifier")).status_code == 303
+            # Confirming signed that browser in: out again, so each test counts only its own sessions.
+            assert b.post("/deconnexion", data={"csrf_token": csrf_in(b.get("/espace"))}).status_code == 303
 
     def browser(self) -> httpx.Client:
         b = httpx.Client(base_url=self.forum.web_url, timeout=20)

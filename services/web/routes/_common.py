@@ -15,11 +15,13 @@ from starlette.requests import Request
 
 from shared.contracts.common import ErrorCode, Request as ServiceRequest
 from shared.contracts.forum import GetSession, SessionView
+from shared.logging import get_logger
 from shared.rpc import RpcError
 from services.web.forms import ROOT
 from services.web.pages import error_page, rpc
 
 T = TypeVar("T", bound=BaseModel)
+log = get_logger(__name__)
 Actions = list[tuple[str, str]]
 
 _ID = re.compile(r"^[A-Za-z0-9-]{1,36}$")
@@ -38,6 +40,18 @@ def sentence(message: str) -> str:
     if message and message[0].islower():
         message = message[0].upper() + message[1:]
     return message if message.endswith((".", "!", "?", "»")) else message + "."
+
+
+# ---------------------------------------------------------------- a page made of several services' answers
+async def optional(call: Awaitable[T]) -> T | None:
+    """One section's data, or None when its service does not answer (logged): the rest of the page shows."""
+    try:
+        return await call
+    except RpcError as exc:
+        if exc.code not in (ErrorCode.UNAVAILABLE, ErrorCode.INTERNAL):
+            raise
+        log.warning("page section unavailable", code=str(exc.code), message=exc.error.message)
+        return None
 
 
 # ---------------------------------------------------------------- « not found »

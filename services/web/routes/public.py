@@ -4,16 +4,21 @@ from __future__ import annotations
 import asyncio
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from pydantic import ValidationError
 from starlette.requests import Request
 
 from shared.contracts.common import ErrorCode
-from shared.contracts.registry import College, Register, VerifyEmail
+from shared.contracts.decisions import OUTCOME_LABELS, ListDecisions
+from shared.contracts.forum import ListSessions, SessionPeriod
+from shared.contracts.minutes import ListMinutes
+from shared.contracts.registry import CheckEmailLink, College, ConfirmEmail, Register
 from shared.rpc import RpcError
 from shared.settings import SERVICES
 from services.web.forms import ROOT, read_form, validate
 from services.web.pages import error_page, render, rpc, rpc_error_page, web
+from services.web.routes._common import optional
+from services.web.security import visitor
 
 router = APIRouter(include_in_schema=False)
 health_router = APIRouter()
@@ -24,11 +29,19 @@ REGISTER_MESSAGES = {
     "charter_accepted": "Vous devez accepter la charte du forum pour vous inscrire.",
 }
 NEW_LINK_ACTIONS = [("/connexion", "Recevoir un nouveau lien"), ("/", "Retour à l'accueil")]
+HOME_ITEMS = 3
 
 
 @router.get("/")
 async def home(request: Request) -> Response:
-    return await render(request, "home.html")
+    """What is going on: the next sessions, the latest decisions and minutes (one request to each, at once)."""
+    client = rpc(request)
+    sessions, decisions, minutes = await asyncio.gather(
+        optional(client(ListSessions(when=SessionPeriod.UPCOMING, include_cancelled=False, limit=HOME_ITEMS))),
+        optional(client(ListDecisions(include_superseded=False, limit=HOME_ITEMS))),
+        optional(client(ListMinutes(limit=HOME_ITEMS))))
+    return await render(request, "home.html", sessions=sessions, decisions=decisions, minutes=minutes,
+                        outcome_labels=OUTCOME_LABELS)
 
 
 @router.get("/charte")
@@ -36,14 +49,7 @@ async def charter(request: Request) -> Response:
     return await render(request, "charter.html")
 
 
-@router.get("/accessibilite")
-async def accessibility(request: Request) -> Response:
-    return await render(request, "accessibility.html")
-
-
-@router.get("/donnees-personnelles")
-async def privacy(request: Request) -> Response:
-    return await render(request, "privacy.html")
+# (the legal pages — mentions légales, personal data, accessibility, contact — are in routes/legal.py)
 
 
 # ---------------------------------------------------------------- registration
@@ -76,24 +82,58 @@ async def register_submit(request: Request) -> Response:
                         values={**values, "charter_accepted": charter_accepted})
 
 
+LINK_TITLES = {ErrorCode.NOT_FOUND: "Lien de confirmation non valable",
+               ErrorCode.INVALID: "Lien de confirmation non valable",
+               ErrorCode.EXPIRED: "Lien de confirmation expiré ou déjà utilisé"}
+# A used (or outdated) link: the address may well be confirmed already; signing in mails a fresh link either
+# way (a sign-in link, or a new confirmation link while the address is still unconfirmed).
+USED_LINK_ACTIONS = [("/connexion", "Se connecter"), ("/", "Retour à l'accueil")]
+
+
+async def _bad_verify_link(request: Request, exc: RpcError | None = None) -> Response:
+    if exc is None:
+        return await error_page(request, 404, "Ce lien n'est pas valable. Vérifiez qu'il a été copié en entier "
+                                "depuis le courriel reçu.", title=LINK_TITLES[ErrorCode.NOT_FOUND],
+                                actions=NEW_LINK_ACTIONS)
+    if exc.code not in LINK_TITLES:
+        raise exc
+    return await rpc_error_page(request, exc, title=LINK_TITLES[exc.code],
+                                actions=USED_LINK_ACTIONS if exc.code == ErrorCode.EXPIRED else NEW_LINK_ACTIONS,
+                                status_code=400 if exc.code == ErrorCode.INVALID else None)
+
+
 @router.get("/inscription/verifier")
 async def verify_email(request: Request, token: str = "") -> Response:
+    """The e-mailed link only opens a page with a button: mail scanners that open links in advance spend
+    nothing. The link is checked first, so a used one says so at once."""
     try:
-        req = VerifyEmail(token=token)
+        req = CheckEmailLink(token=token)
     except ValidationError:
-        return await error_page(request, 404, "Ce lien n'est pas valable. Vérifiez qu'il a été copié en entier "
-                                "depuis le courriel reçu.", title="Lien de confirmation non valable",
-                                actions=NEW_LINK_ACTIONS)
+        return await _bad_verify_link(request)
     try:
-        member = await rpc(request)(req)
+        await rpc(request)(req)
     except RpcError as exc:
-        titles = {ErrorCode.NOT_FOUND: "Lien de confirmation non valable", ErrorCode.EXPIRED:
-                  "Lien de confirmation expiré ou déjà utilisé", ErrorCode.INVALID: "Lien de confirmation non valable"}
-        if exc.code not in titles:
-            raise
-        return await rpc_error_page(request, exc, title=titles[exc.code], actions=NEW_LINK_ACTIONS,
-                                    status_code=400 if exc.code == ErrorCode.INVALID else None)
-    return await render(request, "verify_done.html", verified=member)
+        return await _bad_verify_link(request, exc)
+    return await render(request, "verify_done.html", token=req.token)
+
+
+@router.post("/inscription/verifier")
+async def verify_email_confirm(request: Request) -> Response:
+    """« Confirmer mon adresse »: the address is confirmed and this browser signed in, the link spent."""
+    form = await read_form(request)
+    try:
+        req = ConfirmEmail(token=form.get("token", ""))
+    except ValidationError:
+        return await _bad_verify_link(request)
+    try:
+        signed_in = await rpc(request)(req)
+    except RpcError as exc:
+        return await _bad_verify_link(request, exc)
+    who = visitor(request)
+    who.sign_in(signed_in.member.member_id, signed_in.session)
+    who.set_flash("success", f"Merci {signed_in.member.full_name}, votre adresse électronique est confirmée "
+                             "et vous êtes connecté·e.")
+    return RedirectResponse("/espace", status_code=303)
 
 
 # ---------------------------------------------------------------- health

@@ -1,19 +1,33 @@
-"""The secretariat's back-office: registrations awaiting a decision, approve or reject them.
+"""The secretariat's back-office: its home (what needs doing today), registrations awaiting a decision,
+approve or reject them.
 
 The web front checks the role to show a clear page; the registry checks it again on every command.
 """
 from __future__ import annotations
 
+import asyncio
+from dataclasses import dataclass
+from datetime import timedelta
+
 from fastapi import APIRouter, Query
 from fastapi.responses import RedirectResponse, Response
 from starlette.requests import Request
 
+from shared.clock import utcnow
 from shared.contracts.common import ErrorCode
-from shared.contracts.registry import ApproveMember, ListMembers, MemberStatus, MemberView, RejectMember
+from shared.contracts.decisions import (
+    FOLLOW_UP_LABELS, DecisionView, FollowUpStatus, ListDecisions, ListVotes, Outcome, VoteStatus, VoteView,
+)
+from shared.contracts.forum import ListSessions, SessionPeriod, SessionStatus, SessionView
+from shared.contracts.minutes import ListMinutes, MinutesState, MinutesSummary
+from shared.contracts.notifications import DeliveryLog, DeliveryState, SearchDeliveries
+from shared.contracts.registry import (
+    ApproveMember, ListMembers, MemberList, MemberStatus, MemberView, RejectMember,
+)
 from shared.rpc import RpcError
 from services.web.forms import idempotency_key, read_form, validate
 from services.web.pages import error_page, render, require_secretariat, rpc, rpc_error_page
-from services.web.routes._common import valid_id
+from services.web.routes._common import optional, valid_id
 from services.web.security import visitor
 
 router = APIRouter(prefix="/secretariat", include_in_schema=False)
@@ -46,9 +60,70 @@ async def _members_page(request: Request, actor: MemberView, statut: str, *, pag
                         reject_tokens=reject_tokens or {})
 
 
+# ---------------------------------------------------------------- the dashboard
+DASHBOARD_ITEMS = 5
+VOTES_CLOSING_WITHIN = timedelta(days=7)
+# A follow-up « en cours » not updated for this long is due for news (the public reads it on the decision).
+FOLLOW_UP_STALE_AFTER = timedelta(days=60)
+
+
+@dataclass
+class Dashboard:
+    """What needs doing today, one list per kind of task (None: its service did not answer)."""
+
+    pending: MemberList | None
+    upcoming: list[SessionView] | None
+    without_minutes: list[SessionView] | None
+    drafts: list[MinutesSummary] | None
+    follow_ups: list[DecisionView] | None
+    follow_ups_total: int
+    votes: list[VoteView] | None
+    failed: DeliveryLog | None
+
+
+async def _dashboard(request: Request, actor: MemberView) -> Dashboard:
+    """Each service answers for its own data; the requests go out together."""
+    client, now = rpc(request), utcnow()
+    a = actor.member_id
+    (pending, upcoming, past, minutes, todo, in_progress, votes, failed) = await asyncio.gather(
+        optional(client(ListMembers(actor_id=a, status=MemberStatus.PENDING_APPROVAL, limit=DASHBOARD_ITEMS,
+                                    oldest_first=True))),
+        optional(client(ListSessions(when=SessionPeriod.UPCOMING, include_cancelled=False, limit=DASHBOARD_ITEMS))),
+        optional(client(ListSessions(when=SessionPeriod.PAST, include_cancelled=False, limit=200))),
+        optional(client(ListMinutes(actor_id=a, include_unpublished=True, limit=500))),
+        optional(client(ListDecisions(outcome=Outcome.ADOPTED, follow_up=FollowUpStatus.TODO,
+                                      include_superseded=False, limit=500))),
+        optional(client(ListDecisions(outcome=Outcome.ADOPTED, follow_up=FollowUpStatus.IN_PROGRESS,
+                                      include_superseded=False, limit=500))),
+        optional(client(ListVotes(status=VoteStatus.OPEN, limit=500))),
+        optional(client(SearchDeliveries(actor_id=a, state=DeliveryState.FAILED, limit=DASHBOARD_ITEMS))))
+    without_minutes = drafts = None
+    if past is not None and minutes is not None:
+        with_minutes = {m.session.session_id for m in minutes.minutes}
+        without_minutes = [s for s in past.sessions
+                           if s.session_id not in with_minutes and s.status == SessionStatus.SCHEDULED]
+        drafts = [m for m in minutes.minutes if m.state in (MinutesState.DRAFT, MinutesState.REVIEW)]
+    follow_ups: list[DecisionView] | None = None
+    follow_ups_total = 0
+    if todo is not None and in_progress is not None:
+        stale = [d for d in in_progress.decisions
+                 if (d.follow_ups[-1].updated_at if d.follow_ups else d.decision.recorded_at)
+                 <= now - FOLLOW_UP_STALE_AFTER]
+        follow_ups = sorted([*todo.decisions, *stale], key=lambda d: d.decision.recorded_at)
+        follow_ups_total = todo.total + len(stale)
+    closing = None if votes is None else sorted(
+        (v for v in votes.votes if v.vote.closes_at <= now + VOTES_CLOSING_WITHIN), key=lambda v: v.vote.closes_at)
+    return Dashboard(pending=pending, upcoming=None if upcoming is None else upcoming.sessions,
+                     without_minutes=without_minutes, drafts=drafts, follow_ups=follow_ups,
+                     follow_ups_total=follow_ups_total, votes=closing, failed=failed)
+
+
 @router.get("")
-async def secretariat_home() -> Response:
-    return RedirectResponse("/secretariat/membres", status_code=303)
+async def secretariat_home(request: Request) -> Response:
+    """The secretariat's home: what needs doing, each item with a link to do it."""
+    actor = await require_secretariat(request)
+    return await render(request, "secretariat_home.html", board=await _dashboard(request, actor),
+                        items=DASHBOARD_ITEMS, page_size=PAGE_SIZE, follow_up_labels=FOLLOW_UP_LABELS)
 
 
 @router.get("/membres")

@@ -27,7 +27,7 @@ from shared.settings import Settings
 from tests.web.browser.test_registration_journey import Visitor, screenshot
 from tests.web.test_web_bad_input import register
 from tests.web.test_web_sessions import ForumDb
-from tests.support import link_in
+from tests.support import confirm_address, link_in
 
 pytestmark = pytest.mark.browser
 PARIS = ZoneInfo("Europe/Paris")
@@ -59,8 +59,8 @@ def verified_member(forum: Stack, email: str, name: str) -> None:
     since = time.time_ns()
     with httpx.Client(base_url=forum.web_url, timeout=30) as c:
         assert register(c, email, full_name=name).status_code == 200
-        r = c.get(link_in(newest_mail(forum, email, "Confirmez", since), "/inscription/verifier"))
-        assert r.status_code == 200, r.text
+        r = confirm_address(c, link_in(newest_mail(forum, email, "Confirmez", since), "/inscription/verifier"))
+        assert r.status_code == 303, r.text
 
 
 def sign_in(v: Visitor, email: str) -> None:
