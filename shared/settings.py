@@ -106,6 +106,31 @@ class Settings(BaseSettings):
     local_mode: bool = Field(False, description="Enables /dev/mail (the local mail catcher viewer).")
     theme_dir: Path | None = Field(None, description="Folder with templates/ and static/ of the site theme.")
 
+    # -- legal pages and contact form (the facts the operator's texts name; the texts themselves are files)
+    legal_dir: Path | None = Field(None, description="Folder whose files replace the default texts of the legal "
+                                   "pages, by name (services/web/legal/: mentions_legales.html, "
+                                   "donnees_personnelles.html, accessibilite.html, contact.html).")
+    site_publisher: str = Field("Conseil économique, social et environnemental (CESE)",
+                                description="Who publishes the site (mentions légales, LCEN art. 6).")
+    site_publisher_address: str = Field("9, place d'Iéna, 75775 Paris Cedex 16",
+                                        description="Postal address of the publisher.")
+    publication_director: str = Field("Thierry Beaudet, président du CESE",
+                                      description="Directeur ou directrice de la publication.")
+    site_host: str = Field("Conseil économique, social et environnemental (CESE)",
+                           description="Who hosts the site (name of the hosting provider).")
+    site_host_address: str = Field("9, place d'Iéna, 75775 Paris Cedex 16",
+                                   description="Postal address of the host.")
+    dpo_contact: str = Field("Délégué à la protection des données du CESE, 9, place d'Iéna, 75775 Paris Cedex 16",
+                             description="How to reach the data protection officer (postal address).")
+    dpo_email: str = Field("", description="The data protection officer's e-mail address, if they have one.")
+    secretariat_email: str = Field("secretariat@forum-ouvert.local",
+                                   description="Where the contact form's messages go (the forum's secretariat).")
+    accessibility_status: str = Field("non conforme", pattern="^(non conforme|partiellement conforme|totalement "
+                                      "conforme)$", description="RGAA compliance shown in the footer and the "
+                                      "statement: « partiellement » or « totalement conforme » only after an audit.")
+    contact_limit: int = Field(3, ge=1, description="Contact messages from one e-mail address per day at most.")
+    contact_retention_days: int = Field(365, ge=1, description="Days a contact message is kept, then deleted.")
+
     # -- forum
     vote_close_interval: float = Field(2.0, description="Seconds between sweeps that close votes past their "
                                        "closing time (a vote shows as closed, result pending, meanwhile).")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlmodel import col, delete, update
 
+from services.notifications import contact_form
 from services.notifications.models import Delivery, MemberPreference, NoticeAttendee, NoticeSeat, Recipient
 from services.notifications.outgoing import suppress_unsent
 from shared.clock import utcnow
@@ -34,9 +35,11 @@ async def on_profile_updated(event: Envelope[ProfileUpdated], uow: UnitOfWork) -
 
 
 async def on_erased(event: Envelope[MemberErased], uow: UnitOfWork) -> None:
-    """Forget the member's address, cancel the e-mails not sent yet, and redact every e-mail kept for them."""
+    """Forget the member's address and the contact messages written from it, cancel the e-mails not sent
+    yet, and redact every e-mail kept for them."""
     r = await uow.tx.get(Recipient, event.data.member_id)
     if r is not None:
+        await contact_form.forget_address(uow, r.email)
         await uow.tx.delete(r)
     member = event.data.member_id
     await suppress_unsent(uow, member, DeliveryState.CANCELLED, "membre effacé avant l'envoi")

@@ -117,9 +117,12 @@ def _envelope(to: str, message_id: str, unsubscribe_url: str | None) -> bytes:
 
 
 def compose(*, settings: Settings, to: str, subject: str, text: str, html: str, message_id: str,
-            ics: str | None = None) -> bytes:
-    """A personal message (its bodies rendered for this recipient), ready for SMTP."""
+            ics: str | None = None, reply_to: str | None = None) -> bytes:
+    """A personal message (its bodies rendered for this recipient), ready for SMTP. `reply_to`: where an
+    answer goes (a contact message's sender), when not to the From address."""
     msg = _message(settings, subject, text, html, None)
+    if reply_to:
+        msg["Reply-To"] = reply_to
     if ics:
         # multipart/mixed: the alternative text/HTML body, then the calendar file.
         msg.add_attachment(ics.encode(), maintype="text", subtype="calendar", filename="invitation.ics",

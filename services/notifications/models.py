@@ -131,6 +131,7 @@ class Delivery(SQLModel, table=True):
     claimed_at: datetime | None = None
     last_error: str | None = Field(default=None, max_length=1000)  # the SMTP reply or the error
     resent: bool = False  # found in flight after a crash: sent again with the same Message-ID
+    reply_to_addr: str | None = Field(default=None, max_length=254)  # a contact message: answering reaches its sender
     created_at: datetime = Field(default_factory=utcnow)
     sent_at: datetime | None = None
 
@@ -166,3 +167,17 @@ class NoticeAttendee(SQLModel, table=True):
 
     session_id: str = Field(primary_key=True, max_length=36)
     member_id: str = Field(primary_key=True, max_length=36)
+
+
+class ContactMessage(SQLModel, table=True):
+    """A message written to the secretariat on /contact; deleted after `contact_retention_days`."""
+
+    __tablename__ = "contact_message"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=36)
+    name: str = Field(max_length=120)
+    email: str = Field(max_length=254, index=True)  # normalised as subscriptions store addresses
+    title: str = Field(max_length=200)  # the message's subject
+    message: str = Field(sa_column=Column(Text, nullable=False))
+    client: str = Field(default="", max_length=100)
+    created_at: datetime = Field(default_factory=utcnow, index=True)

@@ -11,8 +11,8 @@ from sqlmodel import col, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.notifications.models import (
-    Delivery, MemberPreference, Notice, NoticeAttendee, NoticeSeat, NoticeSession, Recipient, Subscriber,
-    SubscriberTopic,
+    ContactMessage, Delivery, MemberPreference, Notice, NoticeAttendee, NoticeSeat, NoticeSession, Recipient,
+    Subscriber, SubscriberTopic,
 )
 from shared.contracts.notifications import ExportNotificationsData, NotificationsMemberData
 from shared.personal_data import commands, fields, iso
@@ -42,12 +42,15 @@ async def export_member_data(req: ExportNotificationsData, ctx: HandlerContext) 
                                     .order_by(col(SubscriberTopic.topic)))).all()
             subscriptions.append({**fields(s, "email", "status", "created_at", "requested_at", "confirmed_at",
                                            "unsubscribed_at", "hard_failures"), "topics": list(topics)})
+        written = (await tx.exec(select(ContactMessage).where(ContactMessage.email == address)
+                                 .order_by(col(ContactMessage.created_at)))).all() if address else []
         # A delivery names its recipient by member id, or by subscriber id for a subscription's e-mails.
         to_me = col(Delivery.member_id).in_([me, *(s.id for s in subscribers)])
         sent = (await tx.exec(
             select(Delivery.kind, Delivery.subject, Delivery.to_addr, Delivery.topic, Delivery.status,
                    Delivery.attempts, Delivery.last_error, Delivery.created_at, Delivery.sent_at)
-            .where(or_(to_me, Delivery.to_addr == address) if address else to_me)
+            # (a contact message to the secretariat names the member's address as its Reply-To)
+            .where(or_(to_me, Delivery.to_addr == address, Delivery.reply_to_addr == address) if address else to_me)
             .order_by(col(Delivery.created_at)))).all()
         announcements = [
             {"announcement_id": nid, "subject": subject, "state": state, "created_at": iso(created),
@@ -62,6 +65,7 @@ async def export_member_data(req: ExportNotificationsData, ctx: HandlerContext) 
         "seats": seats,
         "attendance": attended,
         "subscriptions": subscriptions,
+        "contact_messages": [fields(m, "name", "email", "title", "message", "client", "created_at") for m in written],
         "emails": [{"kind": kind, "subject": subject, "to": to, "topic": topic, "status": status,
                     "attempts": attempts, "last_error": error, "created_at": iso(created), "sent_at": iso(at)}
                    for kind, subject, to, topic, status, attempts, error, created, at in sent],

@@ -80,6 +80,7 @@ class Claim:
     ics: str | None
     attempts: int
     next_attempt_at: datetime
+    reply_to_addr: str | None
 
 
 _TABLE = Delivery.__table__  # type: ignore[attr-defined]
@@ -328,7 +329,7 @@ class Messages:
         settings = self.settings
         if d.notice_id is None:
             return mail.compose(settings=settings, to=d.to_addr, subject=d.subject, text=d.text_body,
-                                html=d.html_body, message_id=d.message_id, ics=d.ics)
+                                html=d.html_body, message_id=d.message_id, ics=d.ics, reply_to=d.reply_to_addr)
         if notice is None:
             raise LookupError(f"notice {d.notice_id} not found")
         topic = d.topic or notice.topics.split()[0]

@@ -5,7 +5,7 @@ mail sender delivers every message once over pooled SMTP connections, recording 
 from __future__ import annotations
 
 from services.notifications import (
-    announcements, contacts, member_notices, notices, outgoing, participation, personal_data, preferences, sender,
+    announcements, contact_form, contacts, member_notices, notices, outgoing, participation, personal_data, preferences, sender,
     session_notices, subscriptions,
 )
 from shared.service import Job, ServiceDef, consumer
@@ -19,6 +19,7 @@ SERVICE = ServiceDef(
         preferences.get, preferences.set_preferences,
         announcements.save, announcements.get, announcements.get_public, announcements.send_test, announcements.control,
         announcements.list_announcements, announcements.search_deliveries,
+        contact_form.send,
     ],
     consumers=[
         contacts.on_registered, contacts.on_profile_updated, contacts.on_erased,
@@ -39,6 +40,7 @@ SERVICE = ServiceDef(
         Job(notices.FANOUT, notices.fan_out, idle=lambda s: 1.0),
         Job("session-reminders", session_notices.send_reminders, idle=lambda s: s.reminder_interval),
         Job("subscription-expiry", subscriptions.forget_unconfirmed, idle=lambda s: 3600.0),
+        Job("contact-expiry", contact_form.forget_old, idle=lambda s: 3600.0),
     ],
     health=outgoing.health,
     on_start=[sender.requeue_interrupted],

@@ -39,6 +39,7 @@ from services.web.routes import minutes, minutes_admin
 from services.web.routes import search
 from services.web.routes import announcements, feeds
 from services.web.routes import announcements_admin, subscriptions
+from services.web.routes import legal, seo
 from services.web.security import (
     COOKIE_NAME, CSRF_FIELD, SECURITY_HEADERS, BodyLimit, CsrfError, SlidingWindowLimiter, client_address,
     secret_key, valid_request_id, visitor,
@@ -47,7 +48,7 @@ from services.web.security import (
 log = get_logger(__name__)
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # POSTs that make the forum send an e-mail
-RATE_LIMITED = ("/inscription", "/connexion", "/abonnements", "/abonnements/lien")
+RATE_LIMITED = ("/inscription", "/connexion", "/abonnements", "/abonnements/lien", legal.CONTACT_PATH)
 MAX_BODY = 64 * 1024
 # The clerk posts whole minutes (a draft, a correction): room for the longest text the service accepts.
 LONG_TEXT_FORMS = re.compile(r"/secretariat/comptes-rendus/[\w-]+/(brouillon|corriger)")
@@ -92,7 +93,8 @@ def form_page(path: str) -> str:
                          ("/secretariat/annonces", "/secretariat/annonces"), ("/secretariat/envois", "/secretariat/envois"),
                          ("/abonnements/lien", "/abonnements/lien"), ("/abonnements", "/abonnements"),
                          ("/secretariat/", "/secretariat/membres"), ("/espace/suppression", "/espace/suppression"),
-                         ("/espace", "/espace"), ("/connexion", "/connexion"), ("/inscription", "/inscription")):
+                         ("/espace", "/espace"), ("/connexion", "/connexion"), ("/inscription", "/inscription"),
+                         (legal.CONTACT_PATH, legal.CONTACT_PATH)):
         if path.startswith(prefix):
             return page
     return "/"
@@ -167,6 +169,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(announcements_admin.router)
     app.include_router(public.health_router)
     app.include_router(ledger.router)  # the public record's JSON/text API (errors stay JSON)
+    app.include_router(legal.router)  # mentions légales, personal data, accessibility, contact
+    app.include_router(seo.router)  # robots.txt, sitemap.xml
 
     @app.get("/favicon.ico", include_in_schema=False)
     async def favicon() -> Response:

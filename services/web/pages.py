@@ -116,7 +116,8 @@ def make_environment(settings: Settings) -> Environment:
     env.globals["form_token"] = form_token  # a fresh one per rendered form (see the theme's `once` macro)
     env.globals.update(kind_labels=KIND_LABELS, theme_labels=THEME_LABELS, rsvp_state_labels=RSVP_STATE_LABELS)
     env.globals.update(status_labels=STATUS_LABELS, status_kinds=STATUS_KINDS, college_labels=COLLEGE_LABELS,
-                       local_mode=settings.local_mode, MemberStatus=MemberStatus)
+                       local_mode=settings.local_mode, MemberStatus=MemberStatus,
+                       accessibility_status=settings.accessibility_status)  # the footer's RGAA status
     return env
 
 

@@ -308,8 +308,9 @@ class NotificationsMemberData(BaseModel):
     """What notifications holds about a member, for their copy of their data: `contact` (address and
     name, from registry events), `stopped_notices` (the kinds of e-mails they turned off), `seats` and
     `attendance` (the sessions they are reminded of, or review the minutes of), `subscriptions` of
-    their address (with its topics), `emails` (every message to them or their address: the delivery
-    log, bodies left out), `announcements_written` (as secretariat), `commands`."""
+    their address (with its topics), `contact_messages` (written to the secretariat from their address),
+    `emails` (every message to them or their address: the delivery log, bodies left out),
+    `announcements_written` (as secretariat), `commands`."""
 
     data: dict[str, Any]
 
@@ -320,3 +321,33 @@ class GetDeliveryCounts(Request[DeliveryCounts], op="notifications.delivery-coun
 
 class ExportNotificationsData(ActorRequest[NotificationsMemberData], op="notifications.export-member-data"):
     """The actor's part of their data export (a member the service does not know gets empty lists)."""
+
+
+# ---------------------------------------------------------------- the contact form
+CONTACT_NAME_MAX = 120
+CONTACT_TITLE_MAX = 200
+CONTACT_MESSAGE_MAX = 5000
+ContactName = Annotated[str, SingleLine(min_length=2, max_length=CONTACT_NAME_MAX)]
+ContactTitle = Annotated[str, SingleLine(min_length=3, max_length=CONTACT_TITLE_MAX)]
+ContactText = Annotated[str, MultiLine(min_length=10, max_length=CONTACT_MESSAGE_MAX)]
+
+
+class ContactAccepted(BaseModel):
+    """The message is stored; the secretariat's e-mail and the sender's copy are queued."""
+
+    contact_id: str
+    email: str    # the sender's address as stored (normalised), where the copy goes
+    message: str  # what the page says
+
+
+class SendContactMessage(Request[ContactAccepted], op="notifications.contact"):
+    """Someone writes to the secretariat from /contact: stored, mailed to the secretariat's address
+    (Reply-To: the sender) and a copy to the sender. At most `contact_limit` messages per address and
+    day (refused, on the `email` field, beyond). `client` is the sender's network address, kept with
+    the message as the subscription log keeps it."""
+
+    name: ContactName
+    email: Email
+    title: ContactTitle  # the message's subject (`subject` names the request's NATS subject)
+    message: ContactText
+    client: str = Field("", max_length=100)

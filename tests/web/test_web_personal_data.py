@@ -46,7 +46,8 @@ from shared.contracts.minutes import (
     PublishMinutes,
 )
 from shared.contracts.notifications import (
-    ExportNotificationsData, MemberNoticeKind, SaveAnnouncement, SetMemberPreferences, Subscribe, TopicKind,
+    ExportNotificationsData, MemberNoticeKind, SaveAnnouncement, SendContactMessage, SetMemberPreferences, Subscribe,
+    TopicKind,
 )
 from shared.contracts.registry import ExportData, GetMember
 from shared.db import sync_url
@@ -154,6 +155,9 @@ EXPORTED: dict[tuple[str, str, str], Exported] = {
     ("notifications", "delivery", "member_id"): Exported(ID, ("kind", "subject"), rows_of("emails", "kind", "subject")),
     ("notifications", "delivery", "to_addr"): Exported(EMAIL, ("kind", "subject"),
                                                        rows_of("emails", "kind", "subject")),
+    ("notifications", "delivery", "reply_to_addr"): Exported(EMAIL, ("kind", "subject"),
+                                                             rows_of("emails", "kind", "subject")),
+    ("notifications", "contact_message", "email"): Exported(EMAIL, ("title",), rows_of("contact_messages", "title")),
     ("notifications", "notice_seat", "member_id"): Exported(ID, ("session_id",), rows_of("seats", "session_id")),
     ("notifications", "notice_attendee", "member_id"): Exported(ID, ("session_id",),
                                                                 rows_of("attendance", "session_id")),
@@ -319,6 +323,8 @@ async def people(forum: Stack, rpc: RpcClient, secretariat: str, crowd: Crowd, d
                                    enabled={k: k != MemberNoticeKind.REMINDERS for k in MemberNoticeKind}))
     await rpc(Subscribe(email=me.email, topics=[TopicKind.ANNOUNCEMENTS.value, TopicKind.MINUTES.value]))
     await rpc(SaveAnnouncement(actor_id=sec, title=f"Prochaines séances {tag}", body="Le calendrier est en ligne."))
+    await rpc(SendContactMessage(name="Membre du forum", email=me.email, title=f"Une question {tag}",
+                                 message="Où trouver le calendrier des ateliers ?"))
     await asyncio.to_thread(dbs.seed_command_replies, me.member_id)
     return People(await person(rpc, me.member_id, me.email, me), await person(rpc, sec, SECRETARIAT_EMAIL),
                   grades, vote.vote.vote_id)

@@ -54,6 +54,7 @@ KIND_LABELS = {
     "rsvp_confirmed": "Réponse à une séance", "rsvp_waitlisted": "Liste d'attente", "rsvp_promoted": "Place libérée",
     "session_changed": "Séance modifiée", "session_cancelled": "Séance annulée", "session_reminder": "Rappel de séance",
     "vote_opened": "Vote ouvert", "minutes_review": "Compte rendu à relire",
+    "contact_secretariat": "Message du formulaire de contact", "contact_copy": "Copie d'un message de contact",
 }
 LOG_LABELS = {"adresse": "L'adresse contient", "sujet": "Abonnement", "annonce": "Identifiant de l'annonce ou de l'avis",
               "etat": "État"}
