@@ -72,7 +72,7 @@ def _vote_info(v: ForumVote) -> VoteInfo:
 def vote_status(v: ForumVote, now: datetime) -> VoteStatus:
     """Closed once tallied or past its closing time (the closer tallies it within seconds); cancelled
     when it ended with its session, untallied."""
-    if v.closed_at is not None and v.decision_id is None:
+    if v.closed_at is not None and v.result is None:  # a tallied vote always keeps its result
         return VoteStatus.CANCELLED
     if v.closed_at is not None or now >= v.closes_at:
         return VoteStatus.CLOSED
@@ -192,7 +192,7 @@ async def list_votes(req: ListVotes, ctx: HandlerContext) -> VoteList:
     if req.status == VoteStatus.CLOSED:  # every ended vote, cancelled ones included
         conds.append(or_(col(ForumVote.closed_at).is_not(None), col(ForumVote.closes_at) <= now))
     elif req.status == VoteStatus.CANCELLED:
-        conds += [col(ForumVote.closed_at).is_not(None), col(ForumVote.decision_id).is_(None)]
+        conds += [col(ForumVote.closed_at).is_not(None), col(ForumVote.result).is_(None)]
     elif req.status == VoteStatus.OPEN:
         conds += [col(ForumVote.closed_at).is_(None), col(ForumVote.opens_at) <= now, col(ForumVote.closes_at) > now]
     elif req.status == VoteStatus.UPCOMING:

@@ -92,7 +92,8 @@ def test_every_forum_public_fact_has_exactly_one_record_type() -> None:
         "forum.session.cancelled": "session.cancelled", "forum.decision.recorded": "decision.recorded",
         "forum.decision.superseded": "decision.superseded",
         "forum.decision.follow_up_updated": "decision.follow_up_updated",
-        "forum.vote.opened": "vote.opened", "forum.vote.closed": "vote.closed", "forum.rule.updated": "rule.updated",
+        "forum.vote.opened": "vote.opened", "forum.vote.closed": "vote.closed", "forum.vote.cancelled": "vote.cancelled",
+        "forum.rule.updated": "rule.updated",
         "registry.member.approved": "member.approved",
         "minutes.published": "minutes.published", "minutes.corrected": "minutes.corrected",
     }
