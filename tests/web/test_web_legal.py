@@ -31,12 +31,11 @@ from services.web.app import create_app
 from shared import clock
 from shared.contracts.common import ErrorCode
 from shared.contracts.decisions import OpenVote
-from shared.contracts.minutes import OpenMinutesDraft, PublishMinutes
-from shared.rpc import RpcClient, RpcError
+from shared.rpc import RpcClient
 from shared.settings import Settings
 from tests.web.test_web_bad_input import csrf_in, field_error, h1, text
 from tests.web.test_web_decisions import record
-from tests.web.test_web_open_data import new_session
+from tests.web.test_web_open_data import new_session, published_minutes
 from tests.web.test_web_subscriptions import mails_to
 
 pytestmark = pytest.mark.integration
@@ -241,14 +240,7 @@ async def test_the_sitemap_lists_every_public_page(web: httpx.AsyncClient, rpc: 
     vote = await rpc(OpenVote(actor_id=secretariat, session_id=held.session_id, agenda_position=2,
                               question=f"Quelle page d'abord ? {tag}", opens_at=now, closes_at=now + H,
                               options=["Les séances", "Les décisions"]))
-    for _ in range(100):  # the minutes service learns the session from the forum's events
-        try:
-            draft = await rpc(OpenMinutesDraft(actor_id=secretariat, session_id=held.session_id))
-            break
-        except RpcError as exc:
-            assert exc.code in (ErrorCode.NOT_FOUND, ErrorCode.FORBIDDEN), exc
-            await asyncio.sleep(0.1)
-    minutes = await rpc(PublishMinutes(actor_id=secretariat, minutes_id=draft.minutes_id, adoption="none"))
+    minutes = await published_minutes(rpc, secretariat, held.session_id)
 
     r = await web.get("/sitemap.xml")
     assert r.status_code == 200 and r.headers["content-type"] == "application/xml; charset=utf-8"

@@ -27,7 +27,7 @@ from shared.contracts.common import Request as ServiceRequest
 from shared.contracts.decisions import CastBallot, CloseVote, GetVote, OpenVote
 from shared.contracts.common import ErrorCode
 from shared.contracts.forum import CancelSession, CheckIn, SessionView
-from shared.contracts.minutes import OpenMinutesDraft, PublishMinutes
+from shared.contracts.minutes import MinutesView, OpenMinutesDraft, PublishMinutes
 from shared.contracts.registry import College
 from shared.rpc import RpcClient, RpcError
 from services.web.routes import open_data
@@ -70,6 +70,19 @@ def dictionary(page: str, slug: str) -> list[str]:
 
 
 # ================================================================ the page and every export
+
+async def published_minutes(rpc: RpcClient, secretariat: str, session_id: str) -> MinutesView:
+    """Minutes of a held session, published without adoption (the minutes service learns the session from the
+    forum's events: asked again until it has)."""
+    for _ in range(100):
+        try:
+            draft = await rpc(OpenMinutesDraft(actor_id=secretariat, session_id=session_id))
+            break
+        except RpcError as exc:
+            assert exc.code in (ErrorCode.NOT_FOUND, ErrorCode.FORBIDDEN), exc
+            await asyncio.sleep(0.1)
+    return await rpc(PublishMinutes(actor_id=secretariat, minutes_id=draft.minutes_id, adoption="none"))
+
 async def test_open_data_page_and_exports(web: httpx.AsyncClient, rpc: RpcClient, crowd: Crowd,  # noqa: F811
                                           secretariat: str) -> None:
     tag = uuid.uuid4().hex[:6]
@@ -93,14 +106,7 @@ async def test_open_data_page_and_exports(web: httpx.AsyncClient, rpc: RpcClient
     assert closed.result is not None and closed.decision_id
 
     # Minutes of the held session, published (the minutes service learns the session from the forum's events).
-    for _ in range(100):
-        try:
-            draft = await rpc(OpenMinutesDraft(actor_id=secretariat, session_id=held.session_id))
-            break
-        except RpcError as exc:
-            assert exc.code in (ErrorCode.NOT_FOUND, ErrorCode.FORBIDDEN), exc
-            await asyncio.sleep(0.1)
-    minutes = await rpc(PublishMinutes(actor_id=secretariat, minutes_id=draft.minutes_id, adoption="none"))
+    minutes = await published_minutes(rpc, secretariat, held.session_id)
 
     # The page: every dataset, its two files, the licence and a dictionary.
     r = await web.get("/donnees")
