@@ -29,7 +29,6 @@ from forum_ouvert.launcher import Stack
 from services.notifications.models import ContactMessage
 from services.web.app import create_app
 from shared import clock
-from shared.contracts.common import ErrorCode
 from shared.contracts.decisions import OpenVote
 from shared.rpc import RpcClient
 from shared.settings import Settings
