@@ -12,32 +12,22 @@ link, no Content-Security-Policy error. All problems are collected and reported 
 """
 from __future__ import annotations
 
-import os
 import re
 import time
-import uuid
 from collections import defaultdict
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 from playwright.sync_api import Browser, Error as PlaywrightError
 
-from forum_ouvert.demo import PEOPLE, SECRETARIAT_EMAIL, _email, fill
+from forum_ouvert.demo import PEOPLE, SECRETARIAT_EMAIL, _email
 from forum_ouvert.launcher import Stack
-from tests.support import database_urls, drop_schemas
+from tests.web.browser.conftest import DemoForum
 from tests.web.browser.test_registration_journey import Visitor
 from tests.web.browser.test_waitlist_journey import sign_in
 
-pytestmark = [
-    pytest.mark.browser,
-    # Opt-in until it is fast enough for the suite: it crawls ~100 pages three times (well over the suite's
-    # budget on this 2-core machine), and has not yet completed a full run here.
-    pytest.mark.skipif(os.environ.get("FORUM_PAGE_SWEEP") != "1",
-                       reason="the 360 px + axe-core sweep of every page runs with FORUM_PAGE_SWEEP=1"),
-]
+pytestmark = pytest.mark.browser
 
 PHONE = {"width": 360, "height": 740}
 DESKTOP = {"width": 1280, "height": 900}
@@ -232,25 +222,8 @@ class Sweep:
                 self.check(v, who, path, f"{path}, formulaire {action} envoyé vide (HTTP {status})")
 
 
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """A forum of its own (its own nats-server too), filled with the demo content once for this module."""
-    data = tmp_path_factory.mktemp("sweep")
-    urls = database_urls(data, f"sweep_{uuid.uuid4().hex[:6]}")
-    stack = Stack(data, database_urls=urls, log_dir=data / "logs",
-                  env={"FORUM_RATE_LIMIT_PER_MINUTE": "100000", "FORUM_OUTBOX_POLL_INTERVAL": "0.5",
-                       "FORUM_LINK_MAIL_LIMIT": "100000"})
-    # In a thread of its own: the package's Playwright already runs an event loop in this one.
-    with ThreadPoolExecutor(1) as thread:
-        try:
-            thread.submit(lambda: (stack.start(), fill(stack))).result()
-            yield stack
-        finally:
-            thread.submit(stack.stop).result()
-            drop_schemas(urls)
-
-
-def test_every_page_fits_a_phone_and_passes_axe(demo: Stack, browser: Browser) -> None:
+def test_every_page_fits_a_phone_and_passes_axe(demo_forum: DemoForum, browser: Browser) -> None:
+    demo = demo_forum.stack
     sweep = Sweep(demo)
     member_email = _email(PEOPLE[7][0])  # approved in the demo
     started = time.monotonic()
@@ -272,5 +245,8 @@ def test_every_page_fits_a_phone_and_passes_axe(demo: Stack, browser: Browser) -
     for expected in ("/seances/{id}", "/decisions/{id}", "/votes/{id}", "/espace", "/secretariat/membres",
                      "/secretariat/seances", "/registre/{n}", "/comptes-rendus/{id}"):
         assert any(r.startswith(expected) for r in routes), f"{expected} never reached: {sorted(routes)}"
+    print(f"\npage sweep: {len(sweep.checked)} pages checked ({len(routes)} routes) as visitor, member and "
+          f"secretariat, 360 px overflow + axe-core at 360 and 1280 px, in {took:.0f} s: "
+          f"{len(sweep.problems)} problem(s)")
     assert not sweep.problems, (f"{len(sweep.problems)} problème(s) sur {len(sweep.checked)} pages vérifiées "
                                 f"en {took:.0f} s :\n\n" + "\n\n".join(sweep.problems))

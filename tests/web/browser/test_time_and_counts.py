@@ -1,5 +1,5 @@
 """One source for every count, and pages that know what time it is — in headless Chromium, on a forum filled
-with the demo content (`forum_ouvert.demo.fill`, its own stack: the demo needs an empty forum).
+with the demo content (the package's `demo_forum`, shared with the page sweep).
 
 - The same figure reads the same wherever it is shown: approved members in the demo's banner, the
   secretariat's list and the electorate of an open vote; a session's attendance on the list, its page, the
@@ -14,35 +14,29 @@ from __future__ import annotations
 
 import asyncio
 import re
-import threading
-import time
-import uuid
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 from faststream.nats import NatsBroker
 from playwright.sync_api import Browser, Page, Route, expect
 
-from forum_ouvert.demo import SECRETARIAT_EMAIL, _email, fill
+from forum_ouvert.demo import SECRETARIAT_EMAIL, _email
 from forum_ouvert.launcher import Stack
 from shared.contracts.common import ErrorCode
 from shared.contracts.decisions import Method, Outcome, RecordDecision
 from shared.contracts.forum import AnswerRsvp, CheckIn, CreateSession
 from shared.contracts.registry import ListMembers
 from shared.rpc import RpcClient, RpcError
-from tests.support import database_urls, drop_schemas
+from tests.web.browser.conftest import DemoForum, in_thread
 from tests.web.browser.test_registration_journey import Visitor
 from tests.web.browser.test_waitlist_journey import sign_in
+from tests.web.test_web_sessions import ForumDb
 
 pytestmark = pytest.mark.browser
-ENV = {"FORUM_RATE_LIMIT_PER_MINUTE": "100000", "FORUM_OUTBOX_POLL_INTERVAL": "0.5", "FORUM_REMINDER_INTERVAL": "1",
-       "FORUM_LINK_MAIL_LIMIT": "100000"}
 PLENARY = "Plénière de lancement du forum ouvert"
-SHORT = "Atelier éclair"  # sessions of a minute, held while the tests run
+SHORT = "Atelier éclair"  # sessions made by this module, held (by time travel) while the tests run
 # A came; B held a seat and did not come; C was checked in after a decision was recorded (a late check-in).
 A, B, C = "Antoine Girard", "Hugo Mercier", "Pierre Lambert"
 
@@ -53,18 +47,8 @@ class Demo:
     banner: str
     secretariat: str
     members: dict[str, str]  # name -> member id
-    held: str                # a short session: A present, B absent
-    unchecked: str           # a short session nobody was checked in at (A held a seat)
-    ends_at: datetime
-
-
-def in_thread(work: Any, *args: Any) -> Any:
-    """Run a coroutine (or a function that runs its own event loop, like `fill`) in a thread of its own:
-    Playwright's sync API keeps an event loop running in this one."""
-    with ThreadPoolExecutor(1) as pool:
-        if asyncio.iscoroutine(work):
-            return pool.submit(asyncio.run, work).result()
-        return pool.submit(work, *args).result()
+    held: str                # a session of the coming hour: A present, B absent
+    unchecked: str           # one nobody was checked in at (A held a seat)
 
 
 async def _rpc(stack: Stack, *requests: object, retry: bool = False) -> list[object]:
@@ -84,53 +68,24 @@ async def _rpc(stack: Stack, *requests: object, retry: bool = False) -> list[obj
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
-    from forum_ouvert.cli import _create_secretariat
-
-    data = tmp_path_factory.mktemp("time-and-counts")
-    urls = database_urls(data, f"tc_{uuid.uuid4().hex[:6]}")
-    stack = Stack(data, database_urls=urls, log_dir=data / "logs", env=ENV)  # its own nats-server
-    # The stack lives in a thread of its own until the module is done: it runs event loops of its own (this
-    # thread has Playwright's).
-    started, done, failed = threading.Event(), threading.Event(), []
-
-    def keeper() -> None:
-        try:
-            stack.start()
-        except BaseException as exc:  # noqa: BLE001 - handed to the fixture
-            failed.append(exc)
-        started.set()
-        done.wait()
-        stack.stop()
-
-    thread = threading.Thread(target=keeper, name="demo-stack")
-    thread.start()
-    try:
-        started.wait()
-        if failed:
-            raise failed[0]
-        banner = in_thread(fill, stack)
-        sec = in_thread(_create_secretariat(SECRETARIAT_EMAIL, "", urls["registry"])).member_id  # the demo's
-        [listed] = in_thread(_rpc(stack, ListMembers(actor_id=sec)))
-        members = {m.full_name: m.member_id for m in listed.members}  # type: ignore[attr-defined]
-        # Two sessions of a minute, starting once their RSVPs are in: they are over by the time the tests
-        # that need them run (the rest of the module runs meanwhile).
-        now = datetime.now(UTC)
-        starts, ends = now + timedelta(seconds=45), now + timedelta(seconds=75)
-        fields = dict(kind="working_group", theme="health", starts_at=starts, ends_at=ends, place="CESE, salle 221",
-                      capacity=10, rsvp_opens_at=now - timedelta(hours=1), rsvp_closes_at=starts,
-                      agenda=["Tour de table"])
-        held, unchecked = in_thread(_rpc(stack, CreateSession(actor_id=sec, title=f"{SHORT} : présences", **fields),
-                                           CreateSession(actor_id=sec, title=f"{SHORT} : sans émargement", **fields)))
-        in_thread(_rpc(stack, AnswerRsvp(actor_id=members[A], session_id=held.session_id, answer="attend"),
-                         AnswerRsvp(actor_id=members[B], session_id=held.session_id, answer="attend"),
-                         AnswerRsvp(actor_id=members[A], session_id=unchecked.session_id, answer="attend"),
-                         CheckIn(actor_id=sec, session_id=held.session_id, member_id=members[A]), retry=True))
-        yield Demo(stack, banner, sec, members, held.session_id, unchecked.session_id, ends)
-    finally:
-        done.set()
-        thread.join()
-        drop_schemas(urls)
+def demo(demo_forum: DemoForum) -> Demo:
+    stack, sec = demo_forum.stack, demo_forum.secretariat
+    [listed] = in_thread(_rpc(stack, ListMembers(actor_id=sec)))
+    members = {m.full_name: m.member_id for m in listed.members}  # type: ignore[attr-defined]
+    # Two sessions of the coming hour, answered now; a test moves them into the past (time travel in the
+    # forum's own table) instead of waiting for them to be held.
+    now = datetime.now(UTC)
+    starts, ends = now + timedelta(hours=1), now + timedelta(hours=2)
+    fields = dict(kind="working_group", theme="health", starts_at=starts, ends_at=ends, place="CESE, salle 221",
+                  capacity=10, rsvp_opens_at=now - timedelta(hours=1), rsvp_closes_at=starts,
+                  agenda=["Tour de table"])
+    held, unchecked = in_thread(_rpc(stack, CreateSession(actor_id=sec, title=f"{SHORT} : présences", **fields),
+                                     CreateSession(actor_id=sec, title=f"{SHORT} : sans émargement", **fields)))
+    in_thread(_rpc(stack, AnswerRsvp(actor_id=members[A], session_id=held.session_id, answer="attend"),
+                   AnswerRsvp(actor_id=members[B], session_id=held.session_id, answer="attend"),
+                   AnswerRsvp(actor_id=members[A], session_id=unchecked.session_id, answer="attend"),
+                   CheckIn(actor_id=sec, session_id=held.session_id, member_id=members[A]), retry=True))
+    return Demo(stack, demo_forum.banner, sec, members, held.session_id, unchecked.session_id)
 
 
 @pytest.fixture(autouse=True)
@@ -295,16 +250,17 @@ def test_my_sessions_say_who_came(demo: Demo, browser: Browser) -> None:
     came, missed = person(browser, demo.stack), person(browser, demo.stack)
     visitor = person(browser, demo.stack)
     try:
-        # A decision recorded while the short session is on (A checked in), then C checked in late.
-        while datetime.now(UTC) < demo.ends_at - timedelta(seconds=28):
-            time.sleep(0.5)
+        # A decision recorded while the session is on (A checked in), then C checked in late; then both
+        # sessions are over.
+        db = ForumDb(demo.stack)
+        db.begin_now(demo.held)
         [decision] = in_thread(_rpc(demo.stack, RecordDecision(
             actor_id=demo.secretariat, session_id=demo.held, agenda_position=1, method=Method.CONSENSUS,
             outcome=Outcome.DEFERRED, title="Report du tour de table", text="Le tour de table est reporté.")))
         in_thread(_rpc(demo.stack, CheckIn(actor_id=demo.secretariat, session_id=demo.held,
                                              member_id=demo.members[C])))
-        while datetime.now(UTC) < demo.ends_at + timedelta(seconds=1):
-            time.sleep(0.5)
+        for session_id in (demo.held, demo.unchecked):
+            db.end_now(session_id)
 
         sign_in(came, _email(A))
         came.goto("/espace/seances")
