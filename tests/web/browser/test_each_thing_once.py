@@ -249,6 +249,7 @@ def test_a_registration_is_approved_once_and_another_rejected_once(people: Peopl
 
     clerk.goto("/secretariat/membres")
     row = s.locator("tbody tr").filter(has_text=emails[1])
+    expect(row.get_by_label("Motif du refus")).to_have_attribute("required", "")  # the browser asks for it first
     row.get_by_label("Motif du refus").fill("Inscription en double.")
     assert twice(clerk, lambda: row.get_by_role("button", name="Refuser").click()) == "/secretariat/membres"
     expect(s.locator(FLASH)).to_contain_text("est refusée")

@@ -254,6 +254,11 @@ def test_my_sessions_say_who_came(demo: Demo, browser: Browser) -> None:
         # sessions are over.
         db = ForumDb(demo.stack)
         db.begin_now(demo.held)
+        # The home page lists it among the next sessions, as under way, without seats to offer.
+        visitor.goto("/")
+        on_home = visitor.page.locator(f"#accueil-seance-{demo.held}")
+        expect(on_home).to_contain_text("En cours")
+        expect(on_home).not_to_contain_text("place")
         [decision] = in_thread(_rpc(demo.stack, RecordDecision(
             actor_id=demo.secretariat, session_id=demo.held, agenda_position=1, method=Method.CONSENSUS,
             outcome=Outcome.DEFERRED, title="Report du tour de table", text="Le tour de table est reporté.")))
