@@ -16,7 +16,7 @@ SERVICE = ServiceDef(
     "registry", title="Registre des membres",
     operations=[
         members.register, members.verify_email, sign_in.check_email_link, sign_in.confirm_email,
-        sign_in.request_sign_in, sign_in.redeem_sign_in,
+        sign_in.request_sign_in, sign_in.check_sign_in_link, sign_in.redeem_sign_in,
         sign_in.check_session, sign_in.end_session, sign_in.end_all_sessions,
         members.get_member, members.list_members, members.approve_member, members.reject_member,
         members.update_profile,

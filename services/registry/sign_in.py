@@ -16,8 +16,8 @@ from services.registry.members import find_member, member_by_email, verify_addre
 from services.registry.models import Member, WebSession
 from shared.clock import utcnow
 from shared.contracts.registry import (
-    Accepted, CheckEmailLink, CheckSession, ConfirmEmail, EndAllSessions, EndSession, MemberStatus, MemberView,
-    RedeemSignIn, RequestSignIn, SignedIn,
+    Accepted, CheckEmailLink, CheckSession, CheckSignInLink, ConfirmEmail, EndAllSessions, EndSession, MemberStatus,
+    MemberView, RedeemSignIn, RequestSignIn, SignedIn,
 )
 from shared.errors import Forbidden, NotFound
 from shared.service import HandlerContext
@@ -66,8 +66,17 @@ async def open_session(tx: AsyncSession, m: Member, settings: Settings) -> str:
 # ---------------------------------------------------------------- the address-verification link signs in
 async def check_email_link(req: CheckEmailLink, ctx: HandlerContext) -> Accepted:
     """Whether a verification link is still good (nothing written: opening the link spends nothing)."""
+    return await _link_still_good(ctx, req.token, rules.VERIFY_EMAIL)
+
+
+async def check_sign_in_link(req: CheckSignInLink, ctx: HandlerContext) -> Accepted:
+    """Whether a sign-in link is still good, for the page it opens (nothing written)."""
+    return await _link_still_good(ctx, req.token, rules.SIGN_IN)
+
+
+async def _link_still_good(ctx: HandlerContext, token: str, purpose: str) -> Accepted:
     async with ctx.db.read() as tx:
-        await find_member(tx, (await check_link(tx, req.token, rules.VERIFY_EMAIL)).member_id)
+        await find_member(tx, (await check_link(tx, token, purpose)).member_id)
     return Accepted()
 
 

@@ -232,6 +232,13 @@ class RequestSignIn(Request[Accepted], op="registry.request-sign-in"):
     email: EmailStr = Field(max_length=254)
 
 
+class CheckSignInLink(Request[Accepted], op="registry.check-sign-in-link"):
+    """Whether a sign-in link can still be used, without spending it: the page the link opens asks it, so a
+    link already used, expired or replaced by a newer one says so at once instead of after a click."""
+
+    token: Token
+
+
 class RedeemSignIn(Request[SignedIn], op="registry.redeem-sign-in"):
     token: Token
 

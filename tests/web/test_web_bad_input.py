@@ -374,14 +374,17 @@ def test_sign_in_links(forum: Stack) -> None:
     with closing(c):
         r = c.get("/connexion/lien", params={"token": "court"})
         assert r.status_code == 404 and h1(r) == "Lien de connexion non valable"
-        page = c.get("/connexion/lien", params={"token": "y" * 43})
-        assert page.status_code == 200 and h1(page) == "Connexion au forum ouvert"  # GET never redeems
-        r = c.post("/connexion/lien", data={"csrf_token": csrf_in(page), "token": "y" * 43})
+        r = c.get("/connexion/lien", params={"token": "y" * 43})
+        assert r.status_code == 404 and h1(r) == "Lien de connexion non valable"  # unknown: said on opening
+        r = c.post("/connexion/lien", data={"csrf_token": csrf_in(c.get("/")), "token": "y" * 43})
         assert r.status_code == 404
         [newest, *_] = caught_mail(forum.mail_dir, email, SIGN_IN_SUBJECT)
         token = link_in(newest, "/connexion/lien").split("token=", 1)[1]
         r = c.post("/connexion/lien", data={"csrf_token": csrf_in(c.get("/")), "token": token})
         assert r.status_code == 410 and h1(r) == "Lien de connexion expiré ou déjà utilisé"
+        r = c.get("/connexion/lien", params={"token": token})  # opened again: said at once, no button
+        assert r.status_code == 410 and h1(r) == "Lien de connexion expiré ou déjà utilisé"
+        assert "Me connecter</button>" not in r.text
 
 
 # ---------------------------------------------------------------- the visitor's cookie and CSRF

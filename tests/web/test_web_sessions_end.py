@@ -67,9 +67,9 @@ class Person:
 
     @staticmethod
     def redeem(b: httpx.Client, link: str) -> httpx.Response:
-        page = b.get(link)
+        b.get(link)  # opened first, as a person does (a link no longer good says so there, without a form)
         token = link.split("token=", 1)[1]
-        return b.post("/connexion/lien", data={"csrf_token": csrf_in(page), "token": token})
+        return b.post("/connexion/lien", data={"csrf_token": csrf_in(b.get("/connexion")), "token": token})
 
     def signed_in_browser(self) -> httpx.Client:
         b = self.browser()

@@ -1,8 +1,9 @@
 """Signing in by e-mailed one-time link, and signing out.
 
-The link's page only shows a "Me connecter" button: the token is redeemed by a POST, so mail
-scanners that open links in advance do not use it up. Redeeming it opens a session in the registry;
-« Se déconnecter » ends it there, so a copy of the cookie taken before no longer signs anyone in.
+The link's page checks the link (a used one says so at once) and shows a "Me connecter" button: the
+token is redeemed by a POST, so mail scanners that open links in advance do not use it up. Redeeming it
+opens a session in the registry; « Se déconnecter » ends it there, so a copy of the cookie taken before
+no longer signs anyone in.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pydantic import ValidationError
 from starlette.requests import Request
 
 from shared.contracts.common import ErrorCode
-from shared.contracts.registry import EndSession, RedeemSignIn, RequestSignIn
+from shared.contracts.registry import CheckSignInLink, EndSession, RedeemSignIn, RequestSignIn
 from shared.logging import get_logger
 from shared.rpc import RpcError
 from services.web.forms import read_form, validate
@@ -45,11 +46,15 @@ async def sign_in_submit(request: Request) -> Response:
 
 @router.get("/connexion/lien")
 async def sign_in_link(request: Request, token: str = "") -> Response:
+    """The link's page: checked first (nothing spent), so a used, expired or replaced link says so at once."""
     try:
-        RedeemSignIn(token=token)
+        req = CheckSignInLink(token=token)
     except ValidationError:
-        return await error_page(request, 404, BAD_LINK, title="Lien de connexion non valable",
-                                actions=NEW_LINK_ACTIONS)
+        return await _bad_link(request)
+    try:
+        await rpc(request)(req)
+    except RpcError as exc:
+        return await _bad_link(request, exc)
     return await render(request, "sign_in_link.html", token=token)
 
 
@@ -59,22 +64,29 @@ async def sign_in_redeem(request: Request) -> Response:
     try:
         req = RedeemSignIn(token=form.get("token", ""))
     except ValidationError:
-        return await error_page(request, 404, BAD_LINK, title="Lien de connexion non valable",
-                                actions=NEW_LINK_ACTIONS)
+        return await _bad_link(request)
     try:
         signed_in = await rpc(request)(req)
     except RpcError as exc:
-        titles = {ErrorCode.NOT_FOUND: "Lien de connexion non valable",
-                  ErrorCode.EXPIRED: "Lien de connexion expiré ou déjà utilisé",
-                  ErrorCode.INVALID: "Lien de connexion non valable"}
-        if exc.code not in titles:
-            raise
-        return await rpc_error_page(request, exc, title=titles[exc.code], actions=NEW_LINK_ACTIONS,
-                                    status_code=400 if exc.code == ErrorCode.INVALID else None)
+        return await _bad_link(request, exc)
     who = visitor(request)
     who.sign_in(signed_in.member.member_id, signed_in.session)
     who.set_flash("success", f"Bonjour {signed_in.member.full_name}, vous êtes connecté·e.")
     return RedirectResponse("/espace", status_code=303)
+
+
+async def _bad_link(request: Request, exc: RpcError | None = None) -> Response:
+    """Why a sign-in link cannot be used (malformed or unknown: 404; used, expired or replaced: 410)."""
+    if exc is None:
+        return await error_page(request, 404, BAD_LINK, title="Lien de connexion non valable",
+                                actions=NEW_LINK_ACTIONS)
+    titles = {ErrorCode.NOT_FOUND: "Lien de connexion non valable",
+              ErrorCode.EXPIRED: "Lien de connexion expiré ou déjà utilisé",
+              ErrorCode.INVALID: "Lien de connexion non valable"}
+    if exc.code not in titles:
+        raise exc
+    return await rpc_error_page(request, exc, title=titles[exc.code], actions=NEW_LINK_ACTIONS,
+                                status_code=400 if exc.code == ErrorCode.INVALID else None)
 
 
 @router.post("/deconnexion")
