@@ -88,6 +88,20 @@ def consumer(handler: EventHandler, *, event: type[EventData] | None = None, bat
     return Consumer(handler, event or _event_of(handler), batch, batch_size, role)
 
 
+def projection(handler: EventHandler, *, role: str = "", batch_size: int = 100) -> Consumer:
+    """A consumer that keeps this service's copy of another's data (a member's name, college, role): cheap
+    per event, costly per transaction. It runs as a batch consumer: the events of one fetch share one
+    transaction, each given to `handler(event, uow)` in stream order. `handler` must not emit events."""
+
+    async def each(events: list[Envelope[Any]], uow: UnitOfWork) -> None:
+        for event in events:
+            await handler(event, uow)
+
+    each.__module__, each.__name__, each.__qualname__ = handler.__module__, handler.__name__, handler.__qualname__
+    each.__doc__ = handler.__doc__  # the durable's name and the AsyncAPI document are the handler's
+    return Consumer(each, _event_of(handler), batch=True, batch_size=batch_size, role=role)
+
+
 @dataclass(frozen=True)
 class Job:
     """A background job: `step(service)` does one batch of work and returns how many items it handled

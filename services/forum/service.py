@@ -10,7 +10,7 @@ from __future__ import annotations
 from services.forum import attendance, commitments, decisions, members, personal_data, rsvps, sessions, votes
 from shared.contracts.decisions import DECISION_EVENTS
 from shared.contracts.forum import FORUM_EVENTS
-from shared.service import Job, ServiceDef
+from shared.service import Job, ServiceDef, projection
 
 SERVICE = ServiceDef(
     "forum", title="Séances et décisions",
@@ -25,8 +25,11 @@ SERVICE = ServiceDef(
         personal_data.export_member_data,
     ],
     consumers=[
-        members.on_member_registered, members.on_member_approved, members.on_profile_updated,
-        members.on_role_granted, members.on_member_erased,
+        # Projections of the registry's members: a fetch's events in one transaction (erasure emits events:
+        # one at a time).
+        *[projection(fn) for fn in (members.on_member_registered, members.on_member_approved,
+                                    members.on_profile_updated, members.on_role_granted)],
+        members.on_member_erased,
     ],
     jobs=[Job("vote-closer", votes.close_due_votes, idle=lambda s: s.vote_close_interval)],
     produces=[*FORUM_EVENTS, *DECISION_EVENTS],

@@ -23,7 +23,7 @@ from shared.contracts.forum import AttendanceRecorded, SessionCancelled, Session
 from shared.contracts.registry import MemberErased, MemberRegistered, ProfileUpdated, RoleGranted
 from shared.errors import RetryLater
 from shared.outbox import UnitOfWork
-from shared.service import Consumer, consumer
+from shared.service import Consumer, consumer, projection
 
 
 # ---------------------------------------------------------------- sessions
@@ -161,10 +161,11 @@ async def on_vote_closed(event: Envelope[VoteClosed], uow: UnitOfWork) -> None:
 
 
 CONSUMERS: list[Consumer] = [
-    consumer(fn, role="minutes") for fn in (
-        on_session_scheduled, on_session_updated, on_session_cancelled,
-        on_member_registered, on_profile_updated, on_role_granted, on_member_erased,
+    *[consumer(fn, role="minutes") for fn in (
+        on_session_scheduled, on_session_updated, on_session_cancelled, on_member_erased,
         on_attendance_recorded, on_decision_recorded, on_decision_superseded, on_vote_closed,
-    )
+    )],
+    # The members' projection: a fetch's events in one transaction (a burst of registrations pays one).
+    *[projection(fn, role="minutes") for fn in (on_member_registered, on_profile_updated, on_role_granted)],
 ]
 """The projection consumers, each a second durable beside the public record's (`role="minutes"`)."""

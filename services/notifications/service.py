@@ -8,7 +8,7 @@ from services.notifications import (
     announcements, contact_form, contacts, member_notices, notices, outgoing, participation, personal_data, preferences, sender,
     session_notices, subscriptions,
 )
-from shared.service import Job, ServiceDef, consumer
+from shared.service import Job, ServiceDef, projection
 
 SERVICE = ServiceDef(
     "notifications", title="Notifications",
@@ -22,11 +22,12 @@ SERVICE = ServiceDef(
         contact_form.send,
     ],
     consumers=[
-        contacts.on_registered, contacts.on_profile_updated, contacts.on_erased,
+        # The members' addresses and flags: a fetch's events in one transaction.
+        projection(contacts.on_registered), projection(contacts.on_profile_updated), contacts.on_erased,
         member_notices.on_verification_requested, member_notices.on_sign_in_requested,
         member_notices.on_registration_repeated,
         member_notices.on_approved, member_notices.on_rejected,
-        consumer(participation.on_member_approved_flag, role="flag"), participation.on_role_granted,
+        projection(participation.on_member_approved_flag, role="flag"), projection(participation.on_role_granted),
         session_notices.on_session_scheduled, session_notices.on_session_updated,
         session_notices.on_session_cancelled, session_notices.on_rsvp_confirmed,
         session_notices.on_rsvp_waitlisted, session_notices.on_rsvp_promoted,
