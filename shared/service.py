@@ -88,10 +88,10 @@ def consumer(handler: EventHandler, *, event: type[EventData] | None = None, bat
     return Consumer(handler, event or _event_of(handler), batch, batch_size, role)
 
 
-def projection(handler: EventHandler, *, role: str = "", batch_size: int = 100) -> Consumer:
-    """A consumer that keeps this service's copy of another's data (a member's name, college, role): cheap
-    per event, costly per transaction. It runs as a batch consumer: the events of one fetch share one
-    transaction, each given to `handler(event, uow)` in stream order. `handler` must not emit events."""
+def batched(handler: EventHandler, *, role: str = "", batch_size: int = 100) -> Consumer:
+    """A consumer whose work is cheap per event and costly per transaction (a copy of another service's data,
+    an e-mail queued): it runs as a batch consumer, the events of one fetch sharing one transaction, each
+    given to `handler(event, uow)` in stream order. `handler` must not emit events."""
 
     async def each(events: list[Envelope[Any]], uow: UnitOfWork) -> None:
         for event in events:

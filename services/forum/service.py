@@ -10,7 +10,7 @@ from __future__ import annotations
 from services.forum import attendance, commitments, decisions, members, personal_data, rsvps, sessions, votes
 from shared.contracts.decisions import DECISION_EVENTS
 from shared.contracts.forum import FORUM_EVENTS
-from shared.service import Job, ServiceDef, projection
+from shared.service import Job, ServiceDef, batched
 
 SERVICE = ServiceDef(
     "forum", title="Séances et décisions",
@@ -27,7 +27,7 @@ SERVICE = ServiceDef(
     consumers=[
         # Projections of the registry's members: a fetch's events in one transaction (erasure emits events:
         # one at a time).
-        *[projection(fn) for fn in (members.on_member_registered, members.on_member_approved,
+        *[batched(fn) for fn in (members.on_member_registered, members.on_member_approved,
                                     members.on_profile_updated, members.on_role_granted)],
         members.on_member_erased,
     ],

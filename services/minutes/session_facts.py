@@ -23,7 +23,7 @@ from shared.contracts.forum import AttendanceRecorded, SessionCancelled, Session
 from shared.contracts.registry import MemberErased, MemberRegistered, ProfileUpdated, RoleGranted
 from shared.errors import RetryLater
 from shared.outbox import UnitOfWork
-from shared.service import Consumer, consumer, projection
+from shared.service import Consumer, consumer, batched
 
 
 # ---------------------------------------------------------------- sessions
@@ -166,6 +166,6 @@ CONSUMERS: list[Consumer] = [
         on_attendance_recorded, on_decision_recorded, on_decision_superseded, on_vote_closed,
     )],
     # The members' projection: a fetch's events in one transaction (a burst of registrations pays one).
-    *[projection(fn, role="minutes") for fn in (on_member_registered, on_profile_updated, on_role_granted)],
+    *[batched(fn, role="minutes") for fn in (on_member_registered, on_profile_updated, on_role_granted)],
 ]
 """The projection consumers, each a second durable beside the public record's (`role="minutes"`)."""

@@ -8,7 +8,7 @@ from services.notifications import (
     announcements, contact_form, contacts, member_notices, notices, outgoing, participation, personal_data, preferences, sender,
     session_notices, subscriptions,
 )
-from shared.service import Job, ServiceDef, projection
+from shared.service import Job, ServiceDef, batched
 
 SERVICE = ServiceDef(
     "notifications", title="Notifications",
@@ -23,15 +23,17 @@ SERVICE = ServiceDef(
     ],
     consumers=[
         # The members' addresses and flags: a fetch's events in one transaction.
-        projection(contacts.on_registered), projection(contacts.on_profile_updated), contacts.on_erased,
+        batched(contacts.on_registered), batched(contacts.on_profile_updated), contacts.on_erased,
         member_notices.on_verification_requested, member_notices.on_sign_in_requested,
         member_notices.on_registration_repeated,
         member_notices.on_approved, member_notices.on_rejected,
-        projection(participation.on_member_approved_flag, role="flag"), projection(participation.on_role_granted),
+        batched(participation.on_member_approved_flag, role="flag"), batched(participation.on_role_granted),
         session_notices.on_session_scheduled, session_notices.on_session_updated,
-        session_notices.on_session_cancelled, session_notices.on_rsvp_confirmed,
-        session_notices.on_rsvp_waitlisted, session_notices.on_rsvp_promoted,
-        session_notices.on_rsvp_withdrawn, session_notices.on_rsvp_declined,
+        session_notices.on_session_cancelled,
+        # An RSVP rush: a fetch's answers queue their e-mails in one transaction.
+        *[batched(fn) for fn in (session_notices.on_rsvp_confirmed, session_notices.on_rsvp_waitlisted,
+                                 session_notices.on_rsvp_promoted, session_notices.on_rsvp_withdrawn,
+                                 session_notices.on_rsvp_declined)],
         participation.on_attendance_recorded, participation.on_vote_opened, participation.on_minutes_review_opened,
         notices.on_decision_recorded, notices.on_minutes_published, notices.on_minutes_corrected,
     ],
