@@ -130,6 +130,11 @@ class Settings(BaseSettings):
                                       "statement: « partiellement » or « totalement conforme » only after an audit.")
     contact_limit: int = Field(3, ge=1, description="Contact messages from one e-mail address per day at most.")
     contact_retention_days: int = Field(365, ge=1, description="Days a contact message is kept, then deleted.")
+    # Not under the streams' 90 days: an event redelivered after its entry lost its address must still find
+    # the entry (and not mail twice).
+    delivery_log_retention_days: int = Field(
+        365, ge=90, description="Days an e-mail's address and subject are kept in the delivery log once it has "
+                                "left (or failed); then only what happened is kept.")
 
     # -- forum
     vote_close_interval: float = Field(2.0, description="Seconds between sweeps that close votes past their "

@@ -4,6 +4,7 @@ transaction, so an event yields its e-mail exactly when it is handled; the mail 
 logged, as suppressed, so the log accounts for every message the forum meant to send."""
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import func
@@ -81,6 +82,24 @@ async def suppress_unsent(uow: UnitOfWork, recipient_id: str, state: DeliverySta
 
 
 # ---------------------------------------------------------------- counts
+SETTLED = (DeliveryState.SENT, DeliveryState.FAILED, DeliveryState.SUPPRESSED, DeliveryState.CANCELLED)
+
+
+async def forget_old_addresses(service: Service) -> int:
+    """One step of the delivery-log-expiry job: settled entries older than `delivery_log_retention_days`
+    keep only what happened (kind, state, dates, the server's reply): their address, subject and bodies
+    are erased (what the privacy page promises). Counts per notice stay right."""
+    cutoff = utcnow() - timedelta(days=service.settings.delivery_log_retention_days)
+    async with service.unit_of_work() as uow:
+        ids = list((await uow.tx.exec(select(Delivery.id).where(
+            col(Delivery.created_at) < cutoff, col(Delivery.status).in_(SETTLED),
+            col(Delivery.to_addr) != "").limit(1000))).all())
+        if ids:
+            await uow.tx.exec(update(Delivery).where(col(Delivery.id).in_(ids)).values(  # type: ignore[call-overload]
+                to_addr="", domain="", reply_to_addr=None, subject="(effacé)", text_body="", html_body="", ics=None))
+    return len(ids)
+
+
 async def count_by_status(service: Service, notice_id: str | None = None) -> dict[str, int]:
     stmt = select(Delivery.status, func.count()).group_by(Delivery.status)  # type: ignore[call-overload]
     if notice_id is not None:

@@ -44,6 +44,7 @@ SERVICE = ServiceDef(
         Job("session-reminders", session_notices.send_reminders, idle=lambda s: s.reminder_interval),
         Job("subscription-expiry", subscriptions.forget_unconfirmed, idle=lambda s: 3600.0),
         Job("contact-expiry", contact_form.forget_old, idle=lambda s: 3600.0),
+        Job("delivery-log-expiry", outgoing.forget_old_addresses, idle=lambda s: 3600.0),
     ],
     health=outgoing.health,
     on_start=[sender.requeue_interrupted],

@@ -10,11 +10,11 @@ from datetime import timedelta
 import pytest
 from sqlmodel import col, select, update
 
-from services.notifications import contact_form, contacts
+from services.notifications import contact_form, contacts, outgoing
 from services.notifications.models import ContactMessage, Delivery
 from shared.clock import utcnow
 from shared.contracts.common import ErrorCode
-from shared.contracts.notifications import SendContactMessage
+from shared.contracts.notifications import DeliveryState, SendContactMessage
 from shared.contracts.registry import MemberErased
 from shared.rpc import RpcClient, RpcError
 from tests.notifications.harness import SmtpServer, eventually, handle
@@ -131,3 +131,31 @@ async def test_an_erased_member_takes_their_messages_with_them(start, smtp: Smtp
             kept = (await tx.exec(select(Delivery).where(Delivery.event_id == other.contact_id))).all()
         assert len(logged) == 2 and {d.to_addr for d in logged} == {""}
         assert {d.reply_to_addr for d in kept} == {"quelqu-un@exemple.fr", None}
+
+
+async def test_the_delivery_log_forgets_addresses_after_its_retention(start, smtp: SmtpServer) -> None:
+    """Entries older than `delivery_log_retention_days` keep what happened, not to whom nor about what; an
+    entry still waiting to leave is left alone (and so are the recent ones)."""
+    async with start(secretariat_email=SECRETARIAT, delivery_log_retention_days=90) as service:
+        rpc = RpcClient(service.broker)
+        old = await rpc(contact("vieux@exemple.fr"))
+        recent = await rpc(contact("neuf@exemple.fr"))
+        await eventually(lambda: smtp.to("vieux@exemple.fr") and smtp.to("neuf@exemple.fr"))
+        async with service.db.transaction() as tx:
+            await tx.exec(update(Delivery).where(col(Delivery.event_id) == old.contact_id)
+                          .values(created_at=utcnow() - timedelta(days=91)))
+            waiting = Delivery(event_id=str(uuid.uuid4()), member_id="m-waiting", kind="contact_copy",
+                               to_addr="attend@exemple.fr", subject="En attente", status=DeliveryState.DEFERRED,
+                               next_attempt_at=utcnow() + timedelta(days=1), created_at=utcnow() - timedelta(days=91))
+            tx.add(waiting)
+
+        assert await outgoing.forget_old_addresses(service) == 2
+        assert await outgoing.forget_old_addresses(service) == 0  # done once
+        async with service.db.read() as tx:
+            forgotten = (await tx.exec(select(Delivery).where(Delivery.event_id == old.contact_id))).all()
+            kept = (await tx.exec(select(Delivery).where(Delivery.event_id == recent.contact_id))).all()
+            still = await tx.get(Delivery, waiting.id)
+        assert len(forgotten) == 2 and all(d.to_addr == "" and d.subject == "(effacé)" and d.status == "sent"
+                                           and d.text_body == "" for d in forgotten)
+        assert {d.to_addr for d in kept} == {SECRETARIAT, "neuf@exemple.fr"}
+        assert still is not None and still.to_addr == "attend@exemple.fr"

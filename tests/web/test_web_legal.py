@@ -76,6 +76,7 @@ async def test_the_legal_pages_say_what_the_law_asks(web: httpx.AsyncClient) -> 
                     "consentement", "Qui reçoit vos données", "Combien de temps elles sont conservées",
                     "14 jours au plus", "Demande d'abonnement non confirmée 7 jours",
                     "Message envoyé par le formulaire de contact 365 jours", "Réclamation auprès de la CNIL",
+                    "l'adresse et l'objet de chaque envoi le sont au plus tard 365 jours après l'envoi",
                     "3, place de Fontenoy, TSA 80715, 75334 Paris Cedex 07"):
         assert mention in page, mention
     for link in ("/espace/donnees", "/espace/suppression", "/abonnements/lien", "https://www.cnil.fr/fr/plaintes"):

@@ -63,6 +63,7 @@ def site_facts(settings: Settings) -> dict[str, Any]:
         "session_days": round(settings.session_max_age / 86400),
         "subscription_confirm_days": round(settings.subscription_confirm_ttl / 86400),
         "contact_days": settings.contact_retention_days, "contact_limit": settings.contact_limit,
+        "delivery_log_days": settings.delivery_log_retention_days,
     }
 
 
