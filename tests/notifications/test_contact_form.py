@@ -97,12 +97,23 @@ async def test_an_invalid_address_is_refused_on_its_field(start) -> None:
         assert refused.value.code == ErrorCode.INVALID and refused.value.field == "email"
 
 
+async def sent(service, smtp: SmtpServer, *addresses: str) -> list:  # noqa: ANN001
+    """A contact message from each address, once its copy has reached the sender."""
+    rpc = RpcClient(service.broker)
+    replies = [await rpc(contact(a)) for a in addresses]
+    await eventually(lambda: all(smtp.to(a) for a in addresses))
+    return replies
+
+
+async def log_of(service, contact_id: str) -> list[Delivery]:  # noqa: ANN001
+    """The delivery log's entries of one contact message (the secretariat's and the sender's copy)."""
+    async with service.db.read() as tx:
+        return list((await tx.exec(select(Delivery).where(Delivery.event_id == contact_id))).all())
+
+
 async def test_old_messages_are_deleted_with_what_the_log_kept(start, smtp: SmtpServer) -> None:
     async with start(secretariat_email=SECRETARIAT, contact_retention_days=30) as service:
-        rpc = RpcClient(service.broker)
-        old = await rpc(contact("ancien@exemple.fr"))
-        recent = await rpc(contact("recent@exemple.fr"))
-        await eventually(lambda: smtp.to("ancien@exemple.fr") and smtp.to("recent@exemple.fr"))
+        old, recent = await sent(service, smtp, "ancien@exemple.fr", "recent@exemple.fr")
         async with service.db.transaction() as tx:
             await tx.exec(update(ContactMessage).where(col(ContactMessage.id) == old.contact_id)
                           .values(created_at=utcnow() - timedelta(days=31)))
@@ -110,9 +121,7 @@ async def test_old_messages_are_deleted_with_what_the_log_kept(start, smtp: Smtp
         assert await contact_form.forget_old(service) == 1
         assert await stored(service, "ancien@exemple.fr") == []
         assert len(await stored(service, "recent@exemple.fr")) == 1
-        async with service.db.read() as tx:
-            logged = (await tx.exec(select(Delivery).where(Delivery.event_id == old.contact_id))).all()
-            kept = (await tx.exec(select(Delivery).where(Delivery.event_id == recent.contact_id))).all()
+        logged, kept = await log_of(service, old.contact_id), await log_of(service, recent.contact_id)
         assert len(logged) == 2 and all(d.to_addr == "" and d.reply_to_addr is None and d.subject == "(effacé)"
                                          for d in logged)
         assert {d.to_addr for d in kept} == {SECRETARIAT, "recent@exemple.fr"}
@@ -121,14 +130,12 @@ async def test_old_messages_are_deleted_with_what_the_log_kept(start, smtp: Smtp
 async def test_an_erased_member_takes_their_messages_with_them(start, smtp: SmtpServer) -> None:
     async with start(secretariat_email=SECRETARIAT) as service:
         email = await member(service, "m-contact")
-        sent = await RpcClient(service.broker)(contact(email.upper()))  # typed in capitals: the same address
+        mine = await RpcClient(service.broker)(contact(email.upper()))  # typed in capitals: the same address
         other = await RpcClient(service.broker)(contact("quelqu-un@exemple.fr"))
         await eventually(lambda: smtp.to(email))
         await handle(service, contacts.on_erased, MemberErased(member_id="m-contact", public_id="m-contact"))
         assert await stored(service, email) == [] and len(await stored(service, "quelqu-un@exemple.fr")) == 1
-        async with service.db.read() as tx:
-            logged = (await tx.exec(select(Delivery).where(Delivery.event_id == sent.contact_id))).all()
-            kept = (await tx.exec(select(Delivery).where(Delivery.event_id == other.contact_id))).all()
+        logged, kept = await log_of(service, mine.contact_id), await log_of(service, other.contact_id)
         assert len(logged) == 2 and {d.to_addr for d in logged} == {""}
         assert {d.reply_to_addr for d in kept} == {"quelqu-un@exemple.fr", None}
 
@@ -137,10 +144,7 @@ async def test_the_delivery_log_forgets_addresses_after_its_retention(start, smt
     """Entries older than `delivery_log_retention_days` keep what happened, not to whom nor about what; an
     entry still waiting to leave is left alone (and so are the recent ones)."""
     async with start(secretariat_email=SECRETARIAT, delivery_log_retention_days=90) as service:
-        rpc = RpcClient(service.broker)
-        old = await rpc(contact("vieux@exemple.fr"))
-        recent = await rpc(contact("neuf@exemple.fr"))
-        await eventually(lambda: smtp.to("vieux@exemple.fr") and smtp.to("neuf@exemple.fr"))
+        old, recent = await sent(service, smtp, "vieux@exemple.fr", "neuf@exemple.fr")
         async with service.db.transaction() as tx:
             await tx.exec(update(Delivery).where(col(Delivery.event_id) == old.contact_id)
                           .values(created_at=utcnow() - timedelta(days=91)))
@@ -151,9 +155,8 @@ async def test_the_delivery_log_forgets_addresses_after_its_retention(start, smt
 
         assert await outgoing.forget_old_addresses(service) == 2
         assert await outgoing.forget_old_addresses(service) == 0  # done once
+        forgotten, kept = await log_of(service, old.contact_id), await log_of(service, recent.contact_id)
         async with service.db.read() as tx:
-            forgotten = (await tx.exec(select(Delivery).where(Delivery.event_id == old.contact_id))).all()
-            kept = (await tx.exec(select(Delivery).where(Delivery.event_id == recent.contact_id))).all()
             still = await tx.get(Delivery, waiting.id)
         assert len(forgotten) == 2 and all(d.to_addr == "" and d.subject == "(effacé)" and d.status == "sent"
                                            and d.text_body == "" for d in forgotten)
