@@ -80,17 +80,19 @@ async def legal_page(request: Request, template: str, text: str, **ctx: Any) -> 
 
 @router.get("/mentions-legales")
 async def legal_notice(request: Request) -> Response:
-    return await legal_page(request, "mentions_legales.html", "mentions_legales.html")
+    return await legal_page(request, "legal_page.html", "mentions_legales.html", heading="Mentions légales")
 
 
 @router.get("/donnees-personnelles")
 async def privacy(request: Request) -> Response:
-    return await legal_page(request, "privacy.html", "donnees_personnelles.html")
+    return await legal_page(request, "legal_page.html", "donnees_personnelles.html",
+                            heading="Données personnelles", wide=True)  # its tables need the width
 
 
 @router.get("/accessibilite")
 async def accessibility(request: Request) -> Response:
-    return await legal_page(request, "accessibility.html", "accessibilite.html")
+    return await legal_page(request, "legal_page.html", "accessibilite.html",
+                            heading="Déclaration d'accessibilité")
 
 
 # ---------------------------------------------------------------- contact
