@@ -17,6 +17,7 @@ from shared.contracts.registry import CheckSignInLink, EndSession, RedeemSignIn,
 from shared.logging import get_logger
 from shared.rpc import RpcError
 from services.web.forms import read_form, validate
+from services.web.links import link_page, spend_and_sign_in
 from services.web.pages import error_page, render, rpc, rpc_error_page
 from services.web.security import visitor
 
@@ -47,32 +48,13 @@ async def sign_in_submit(request: Request) -> Response:
 @router.get("/connexion/lien")
 async def sign_in_link(request: Request, token: str = "") -> Response:
     """The link's page: checked first (nothing spent), so a used, expired or replaced link says so at once."""
-    try:
-        req = CheckSignInLink(token=token)
-    except ValidationError:
-        return await _bad_link(request)
-    try:
-        await rpc(request)(req)
-    except RpcError as exc:
-        return await _bad_link(request, exc)
-    return await render(request, "sign_in_link.html", token=token)
+    return await link_page(request, CheckSignInLink, token, _bad_link, "sign_in_link.html")
 
 
 @router.post("/connexion/lien")
 async def sign_in_redeem(request: Request) -> Response:
-    form = await read_form(request)
-    try:
-        req = RedeemSignIn(token=form.get("token", ""))
-    except ValidationError:
-        return await _bad_link(request)
-    try:
-        signed_in = await rpc(request)(req)
-    except RpcError as exc:
-        return await _bad_link(request, exc)
-    who = visitor(request)
-    who.sign_in(signed_in.member.member_id, signed_in.session)
-    who.set_flash("success", f"Bonjour {signed_in.member.full_name}, vous êtes connecté·e.")
-    return RedirectResponse("/espace", status_code=303)
+    return await spend_and_sign_in(request, RedeemSignIn, _bad_link,
+                                   lambda name: f"Bonjour {name}, vous êtes connecté·e.")
 
 
 async def _bad_link(request: Request, exc: RpcError | None = None) -> Response:

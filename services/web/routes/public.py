@@ -4,8 +4,7 @@ from __future__ import annotations
 import asyncio
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse, RedirectResponse, Response
-from pydantic import ValidationError
+from fastapi.responses import JSONResponse, Response
 from starlette.requests import Request
 
 from shared.contracts.common import ErrorCode
@@ -16,9 +15,9 @@ from shared.contracts.registry import CheckEmailLink, College, ConfirmEmail, Reg
 from shared.rpc import RpcError
 from shared.settings import SERVICES
 from services.web.forms import ROOT, read_form, validate
+from services.web.links import link_page, spend_and_sign_in
 from services.web.pages import error_page, render, rpc, rpc_error_page, web
 from services.web.routes._common import optional
-from services.web.security import visitor
 
 router = APIRouter(include_in_schema=False)
 health_router = APIRouter()
@@ -106,34 +105,15 @@ async def _bad_verify_link(request: Request, exc: RpcError | None = None) -> Res
 async def verify_email(request: Request, token: str = "") -> Response:
     """The e-mailed link only opens a page with a button: mail scanners that open links in advance spend
     nothing. The link is checked first, so a used one says so at once."""
-    try:
-        req = CheckEmailLink(token=token)
-    except ValidationError:
-        return await _bad_verify_link(request)
-    try:
-        await rpc(request)(req)
-    except RpcError as exc:
-        return await _bad_verify_link(request, exc)
-    return await render(request, "verify_done.html", token=req.token)
+    return await link_page(request, CheckEmailLink, token, _bad_verify_link, "verify_done.html")
 
 
 @router.post("/inscription/verifier")
 async def verify_email_confirm(request: Request) -> Response:
     """« Confirmer mon adresse »: the address is confirmed and this browser signed in, the link spent."""
-    form = await read_form(request)
-    try:
-        req = ConfirmEmail(token=form.get("token", ""))
-    except ValidationError:
-        return await _bad_verify_link(request)
-    try:
-        signed_in = await rpc(request)(req)
-    except RpcError as exc:
-        return await _bad_verify_link(request, exc)
-    who = visitor(request)
-    who.sign_in(signed_in.member.member_id, signed_in.session)
-    who.set_flash("success", f"Merci {signed_in.member.full_name}, votre adresse électronique est confirmée "
-                             "et vous êtes connecté·e.")
-    return RedirectResponse("/espace", status_code=303)
+    return await spend_and_sign_in(
+        request, ConfirmEmail, _bad_verify_link,
+        lambda name: f"Merci {name}, votre adresse électronique est confirmée et vous êtes connecté·e.")
 
 
 # ---------------------------------------------------------------- health
