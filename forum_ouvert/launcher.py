@@ -228,6 +228,12 @@ class Stack:
         self._spawn(name, [sys.executable, "-m", "forum_ouvert.cli", "serve", service], env)
         return name
 
+    def remove_instance(self, name: str) -> None:
+        """Stop the extra process `name` (SIGTERM: it finishes what it was doing) and forget it."""
+        self.kill(name, signal.SIGTERM)
+        del self.instance_of[name]
+        self.instance_ports.pop(name, None)
+
     def wait_instance(self, name: str, timeout: float = 60) -> None:
         """Until the extra process `name` answers on its own and, for a service, has made all its
         subscriptions (its processes' subscription counts stay the same for a second)."""

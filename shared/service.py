@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 import json
 import time
 import typing
@@ -122,6 +123,7 @@ class ServiceDef:
     consumers: Sequence[EventHandler | Consumer] = ()
     jobs: Sequence[Job] = ()
     produces: Sequence[type[EventData]] = ()
+    broadcasts: Sequence[type[BaseModel]] = ()  # core NATS notices (a `SUBJECT` each): `HandlerContext.broadcast`
     health: Callable[[Service], Awaitable[dict[str, Any]]] | None = None
     on_start: Sequence[Callable[[Service], Awaitable[None] | None]] = field(default=())
 
@@ -163,6 +165,16 @@ class HandlerContext:
     def wake(self, job: str) -> None:
         self.service.wake(job)
 
+    async def broadcast(self, notice: BaseModel) -> None:
+        """A core NATS notice to whoever listens (no stream, no outbox: a hint that something committed
+        changed, never a fact to replay). Awaited after the commit and before the reply: a caller on the same
+        NATS connection hears it first. Lost only while NATS is unreachable; listeners must bound what
+        they keep without it."""
+        try:
+            await self.service.broker.publish(notice, subject=type(notice).SUBJECT)  # type: ignore[attr-defined]
+        except Exception:  # noqa: BLE001 - the change is committed; the listeners' time limit covers a lost notice
+            log.warning("notice not sent", subject=type(notice).SUBJECT, exc_info=True)
+
 
 # ====================================================================== the running service
 class Service:
@@ -197,6 +209,9 @@ class Service:
             self.broker.publisher(ev.TYPE, stream=JStream(stream_name(ev.TYPE), declare=False),
                                   schema=Envelope[ev], title=f"{ev.TYPE}:Publisher",  # type: ignore[valid-type]
                                   description=(ev.__doc__ or "").strip() or None)
+        for notice in definition.broadcasts:
+            self.broker.publisher(notice.SUBJECT, schema=notice, title=f"{notice.SUBJECT}:Publisher",
+                                  description=inspect.cleandoc(notice.__doc__ or "") or None)
         self.broker.include_router(self._rpcs)
         self.broker.include_router(self._events)
         self.broker.include_router(self._batch_events)

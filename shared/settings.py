@@ -98,6 +98,9 @@ class Settings(BaseSettings):
     cookie_secure: bool | None = Field(None, description="Secure flag on cookies; default: true when public_url "
                                        "is https (which also sends Strict-Transport-Security).")
     session_max_age: int = Field(14 * 24 * 3600, description="Seconds a sign-in lasts.")
+    session_check_seconds: float = Field(10.0, ge=0, le=300, description=(
+        "Seconds the web front keeps the registry's answer that a session is live (forgotten at once when the "
+        "registry says the member changed); 0 asks the registry on every page."))
     rate_limit_per_minute: int = Field(10, description="Register / sign-in POSTs per client address per minute.")
     trusted_proxies: list[str] = Field([], description="Addresses or networks (CIDR) of the reverse proxies in "
                                        "front of the web front, as a JSON list, e.g. [\"10.0.0.0/8\"]: only from "

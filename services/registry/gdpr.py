@@ -11,7 +11,7 @@ from services.registry.members import find_member
 from services.registry.sign_in import forget_sessions
 from services.registry.models import EmailToken, Member, WebSession
 from shared.clock import utcnow
-from shared.contracts.registry import Accepted, EraseMember, Export, ExportData, MemberErased, MemberStatus
+from shared.contracts.registry import Accepted, EraseMember, Export, ExportData, MemberErased, MembersChanged, MemberStatus
 from shared.personal_data import commands, fields, iso, plain
 from shared.service import HandlerContext
 
@@ -50,4 +50,5 @@ async def erase(req: EraseMember, ctx: HandlerContext) -> Accepted:
         m.status, m.erased_at = MemberStatus.ERASED, utcnow()
         uow.tx.add(m)
         uow.emit(MemberErased(member_id=m.id, public_id=m.public_id))
+    await ctx.broadcast(MembersChanged(member_ids=[m.id]))
     return Accepted()

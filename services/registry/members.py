@@ -13,7 +13,7 @@ from services.registry.models import Member
 from shared.clock import utcnow
 from shared.contracts.registry import (
     ApproveMember, EmailVerified, GetMember, ListMembers, MemberApproved, MemberList, MemberRegistered,
-    MemberRejected, MemberStatus, MemberView, ProfileUpdated, Register, Registered, RegistrationRepeated,
+    MembersChanged, MemberRejected, MemberStatus, MemberView, ProfileUpdated, Register, Registered, RegistrationRepeated,
     RejectMember, Role, RoleGranted, UpdateProfile, VerifyEmail,
 )
 from shared.errors import NotFound
@@ -103,6 +103,7 @@ async def verify_email(req: VerifyEmail, ctx: HandlerContext) -> MemberView:
     """Redeem an e-mail verification link: the member then awaits the secretariat's decision."""
     async with ctx.unit_of_work() as uow:
         m = await verify_address(uow, req.token)
+    await ctx.broadcast(MembersChanged(member_ids=[m.id]))
     return view(m)
 
 
@@ -151,6 +152,7 @@ async def approve_member(req: ApproveMember, ctx: HandlerContext) -> MemberView:
         m.status, m.decided_at, m.decided_by = MemberStatus.APPROVED, utcnow(), req.actor_id
         uow.tx.add(m)
         uow.emit(MemberApproved(member_id=m.id, public_id=m.public_id, college=m.college))
+    await ctx.broadcast(MembersChanged(member_ids=[m.id]))
     return view(m)
 
 
@@ -164,6 +166,7 @@ async def reject_member(req: RejectMember, ctx: HandlerContext) -> MemberView:
         m.rejection_reason = req.reason
         uow.tx.add(m)
         uow.emit(MemberRejected(member_id=m.id, reason=req.reason))
+    await ctx.broadcast(MembersChanged(member_ids=[m.id]))
     return view(m)
 
 
@@ -175,6 +178,7 @@ async def update_profile(req: UpdateProfile, ctx: HandlerContext) -> MemberView:
         m.full_name, m.organisation = req.full_name, req.organisation
         uow.tx.add(m)
         uow.emit(ProfileUpdated(member_id=m.id, full_name=m.full_name, organisation=m.organisation))
+    await ctx.broadcast(MembersChanged(member_ids=[m.id]))
     return view(m)
 
 

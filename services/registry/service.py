@@ -8,7 +8,7 @@ from __future__ import annotations
 from services.registry import gdpr, members, sign_in
 from shared.contracts.registry import (
     EmailVerificationRequested, EmailVerified, MemberApproved, MemberErased, MemberRegistered, MemberRejected,
-    ProfileUpdated, RegistrationRepeated, RoleGranted, SignInRequested,
+    MembersChanged, ProfileUpdated, RegistrationRepeated, RoleGranted, SignInRequested,
 )
 from shared.service import ServiceDef
 
@@ -24,4 +24,5 @@ SERVICE = ServiceDef(
     ],
     produces=[MemberRegistered, EmailVerificationRequested, EmailVerified, SignInRequested, RegistrationRepeated,
               MemberApproved, MemberRejected, ProfileUpdated, RoleGranted, MemberErased],
+    broadcasts=[MembersChanged],  # to the web fronts' session checks
 )

@@ -16,8 +16,8 @@ from services.registry.members import find_member, member_by_email, verify_addre
 from services.registry.models import Member, WebSession
 from shared.clock import utcnow
 from shared.contracts.registry import (
-    Accepted, CheckEmailLink, CheckSession, CheckSignInLink, ConfirmEmail, EndAllSessions, EndSession, MemberStatus,
-    MemberView, RedeemSignIn, RequestSignIn, SignedIn,
+    Accepted, CheckEmailLink, CheckSession, CheckSignInLink, ConfirmEmail, EndAllSessions, EndSession, MembersChanged,
+    MemberStatus, MemberView, RedeemSignIn, RequestSignIn, SignedIn,
 )
 from shared.errors import Forbidden, NotFound
 from shared.service import HandlerContext
@@ -86,6 +86,7 @@ async def confirm_email(req: ConfirmEmail, ctx: HandlerContext) -> SignedIn:
     async with ctx.unit_of_work() as uow:
         m = await verify_address(uow, req.token)
         session = await open_session(uow.tx, m, ctx.settings)
+    await ctx.broadcast(MembersChanged(member_ids=[m.id]))
     return SignedIn(member=view(m), session=session)
 
 
@@ -112,6 +113,7 @@ async def end_session(req: EndSession, ctx: HandlerContext) -> Accepted:
         await uow.tx.exec(update(WebSession).where(  # type: ignore[call-overload]
             col(WebSession.id_hash) == rules.hash_token(req.session), col(WebSession.member_id) == req.member_id,
             col(WebSession.ended_at).is_(None)).values(ended_at=utcnow()))
+    await ctx.broadcast(MembersChanged(member_ids=[req.member_id]))
     return Accepted()
 
 
@@ -120,6 +122,7 @@ async def end_all_sessions(req: EndAllSessions, ctx: HandlerContext) -> Accepted
     async with ctx.unit_of_work(actor=req.actor_id) as uow:
         m = await find_member(uow.tx, req.actor_id, lock=True)
         await end_sessions(uow.tx, m.id)
+    await ctx.broadcast(MembersChanged(member_ids=[m.id]))
     return Accepted()
 
 

@@ -18,12 +18,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse, Response
 from faststream.nats import NatsBroker
 from pydantic import ValidationError
+from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.contracts.common import Request as ServiceRequest
+from shared.contracts.registry import MembersChanged
 from shared.logging import configure_logging, get_logger
 from shared.rpc import RpcClient, RpcError
 from shared.settings import Settings, get_settings
@@ -44,6 +47,7 @@ from services.web.security import (
     COOKIE_NAME, CSRF_FIELD, SECURITY_HEADERS, BodyLimit, CsrfError, SlidingWindowLimiter, client_address,
     secret_key, valid_request_id, visitor,
 )
+from services.web.session_checks import SessionChecks
 
 log = get_logger(__name__)
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -133,18 +137,92 @@ def service_requests() -> set[str]:
     return found
 
 
+class FrontDoor:
+    """What every request goes through (pure ASGI: Starlette's `BaseHTTPMiddleware` ran each request in a
+    task group of its own, a fifth of the web front's CPU in the RSVP rush): a correlation id, the 413 and
+    429 refusals, a French page for anything unhandled, the security headers, one log line."""
+
+    def __init__(self, app: ASGIApp, settings: Settings, state: Web) -> None:
+        self.app, self.settings, self.state = app, settings, state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope, receive)
+        header = request.headers.get("x-request-id")
+        correlation_id = header if valid_request_id(header) else str(uuid.uuid4())
+        started, path, status, answering = time.perf_counter(), request.url.path, 500, False
+        static = path.startswith("/static/")  # static files neither read nor vary by the cookie
+
+        async def with_headers(message: Message) -> None:
+            nonlocal status, answering
+            if message["type"] == "http.response.start":
+                status, answering = message["status"], True
+                headers = MutableHeaders(scope=message)
+                for name, value in SECURITY_HEADERS.items():
+                    headers.setdefault(name, value)
+                if self.settings.https:  # browsers ignore it over plain HTTP; it must not pin a test host to HTTPS
+                    headers.setdefault("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
+                headers["X-Request-ID"] = correlation_id
+                if not static:
+                    headers.setdefault("Cache-Control", "no-store")
+            await send(message)
+
+        with structlog.contextvars.bound_contextvars(correlation_id=correlation_id):
+            if not static:
+                visitor(request).forget_if_older_than(self.settings.session_max_age)
+            try:
+                refusal = await self.refusal(request, path)
+                await (refusal or self.app)(scope, receive, with_headers)
+            except Exception:  # noqa: BLE001 - a French page, never a stack trace; the trace goes to the log
+                log.exception("unhandled error", method=request.method, path=path)
+                if not answering:  # (once the answer has begun, the client can only see it cut short)
+                    try:
+                        page = await error_page(request, 500, "Une erreur inattendue s'est produite. Elle a été "
+                                                "enregistrée ; réessayez dans un instant.")
+                    except Exception:  # noqa: BLE001
+                        page = Response("Erreur inattendue. Réessayez dans un instant.", status_code=500,
+                                        media_type="text/plain; charset=utf-8")
+                    await page(scope, receive, with_headers)
+            log.info("request", method=request.method, path=path, status=status,
+                     ms=round((time.perf_counter() - started) * 1000, 1))
+
+    async def refusal(self, request: Request, path: str) -> Response | None:
+        """The answer given without running the application: a body announced too large, a rate limit hit."""
+        if request.method in UNSAFE_METHODS and _body_too_large(request):
+            return await error_page(request, 413, HTTP_MESSAGES[413])
+        limiter = self.state.limiters.get(path) if request.method == "POST" else None
+        if limiter is None or limiter.hit(client_address(request)):
+            return None
+        retry = limiter.retry_after(client_address(request))
+        log.warning("rate limited", path=path)
+        return await error_page(
+            request, 429, "Vous avez fait trop de demandes en peu de temps. Patientez une minute, "
+            f"puis réessayez (ce sera possible dans {retry} secondes au plus).", headers={"Retry-After": str(retry)},
+            actions=[(back, "Revenir au formulaire"), ("/", "Retour à l'accueil")]
+            if (back := form_page(path)) != "/" else None)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings, "web")
     state = Web(settings=settings, env=make_environment(settings),
-                limiters={p: SlidingWindowLimiter(settings.rate_limit_per_minute, 60.0) for p in RATE_LIMITED})
+                limiters={p: SlidingWindowLimiter(settings.rate_limit_per_minute, 60.0) for p in RATE_LIMITED},
+                session_checks=SessionChecks(settings.session_check_seconds))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # Publish/request only: the web front subscribes to nothing.
+        # Requests, and one subscription: the registry's notices that members changed. A notice missed
+        # while the connection was down could leave a session check stale: they are all forgotten then.
+        async def reconnected() -> None:
+            state.session_checks.forget_all()
+
         broker = NatsBroker(settings.nats_url.split(","), name="forum-web",
-                            inbox_prefix="_INBOX.web")  # its replies only: deploy/nats/auth.conf
+                            inbox_prefix="_INBOX.web",  # its replies only: deploy/nats/auth.conf
+                            reconnected_cb=reconnected)
         await broker.connect()
+        await broker.connection.subscribe(MembersChanged.SUBJECT, cb=state.session_checks.heard)
         state.rpc = RpcClient(broker, settings.rpc_timeout)
         log.info("web front started", nats=settings.nats_url, url=settings.public_url)
         try:
@@ -223,52 +301,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     # ------------------------------------------------------------ every request
     # Counts the body bytes received, wherever a handler reads them; its 413 goes through the handlers above.
-    # Inside the front door (added first = innermost): raised there, the error would come out of that
-    # middleware's task group wrapped in an ExceptionGroup instead of reaching the handlers.
+    # Added first = innermost, next to the handlers that answer its 413.
     app.add_middleware(BodyLimit, limit_for=body_limit)
-
-    @app.middleware("http")
-    async def front_door(request: Request, call_next) -> Response:  # noqa: ANN001 - Starlette's callable
-        header = request.headers.get("x-request-id")
-        correlation_id = header if valid_request_id(header) else str(uuid.uuid4())
-        started = time.perf_counter()
-        with structlog.contextvars.bound_contextvars(correlation_id=correlation_id):
-            path = request.url.path
-            if not path.startswith("/static/"):  # static files neither read nor vary by the cookie
-                visitor(request).forget_if_older_than(settings.session_max_age)
-            try:
-                if request.method in UNSAFE_METHODS and _body_too_large(request):
-                    response = await error_page(request, 413, HTTP_MESSAGES[413])
-                elif (request.method == "POST" and path in state.limiters
-                      and not state.limiters[path].hit(client_address(request))):
-                    retry = state.limiters[path].retry_after(client_address(request))
-                    log.warning("rate limited", path=path)
-                    response = await error_page(
-                        request, 429, "Vous avez fait trop de demandes en peu de temps. Patientez une minute, "
-                        f"puis réessayez (ce sera possible dans {retry} secondes au plus).",
-                        headers={"Retry-After": str(retry)},
-                        actions=[(back, "Revenir au formulaire"), ("/", "Retour à l'accueil")]
-                        if (back := form_page(path)) != "/" else None)
-                else:
-                    response = await call_next(request)
-            except Exception:  # noqa: BLE001 - a French page, never a stack trace; the trace goes to the log
-                log.exception("unhandled error", method=request.method, path=path)
-                try:
-                    response = await error_page(request, 500, "Une erreur inattendue s'est produite. Elle a été "
-                                                "enregistrée ; réessayez dans un instant.")
-                except Exception:  # noqa: BLE001
-                    response = Response("Erreur inattendue. Réessayez dans un instant.", status_code=500,
-                                        media_type="text/plain; charset=utf-8")
-            for name, value in SECURITY_HEADERS.items():
-                response.headers.setdefault(name, value)
-            if settings.https:  # browsers ignore it over plain HTTP, and it must not pin a test host to HTTPS
-                response.headers.setdefault("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
-            response.headers["X-Request-ID"] = correlation_id
-            if not path.startswith("/static/"):
-                response.headers.setdefault("Cache-Control", "no-store")
-            log.info("request", method=request.method, path=path, status=response.status_code,
-                     ms=round((time.perf_counter() - started) * 1000, 1))
-        return response
+    app.add_middleware(FrontDoor, settings=settings, state=state)
 
     # Outside the front door, so that its error pages can read and write the visitor's cookie too.
     app.add_middleware(SessionMiddleware, secret_key=secret_key(settings), session_cookie=COOKIE_NAME,

@@ -26,6 +26,7 @@ from shared.rpc import RpcClient, RpcError
 from shared.settings import Settings
 from services.web.forms import form_token
 from services.web.security import SlidingWindowLimiter, visitor
+from services.web.session_checks import SessionChecks
 
 log = get_logger(__name__)
 DEFAULT_THEME = Path(__file__).parent / "theme"
@@ -72,6 +73,7 @@ class Web:
     env: Environment
     limiters: dict[str, SlidingWindowLimiter] = field(default_factory=dict)
     rpc: RpcClient | None = None
+    session_checks: SessionChecks = field(default_factory=lambda: SessionChecks(0))
 
     def client(self) -> RpcClient:
         if self.rpc is None:
@@ -130,7 +132,8 @@ def static_folder(settings: Settings) -> Path:
 # ---------------------------------------------------------------- the signed-in member
 async def current_member(request: Request, *, strict: bool = False) -> MemberView | None:
     """The signed-in member, fresh from the registry (status and role may have changed), while the session
-    opened at sign-in is live: one request to the registry per page, none for a visitor.
+    opened at sign-in is live: a request to the registry, or its answer of the last seconds
+    (services/web/session_checks.py); none for a visitor.
 
     A session the registry ended (signed out here or everywhere, account erased, too old) signs the
     browser out. When the registry does not answer, public pages (strict=False) render as for a visitor,
@@ -142,7 +145,8 @@ async def current_member(request: Request, *, strict: bool = False) -> MemberVie
         return cached  # type: ignore[return-value]
     who = visitor(request)
     member: MemberView | None = None
-    if who.member_id:
+    checks = web(request).session_checks
+    if who.member_id and (member := checks.get(who.member_id, who.session_id or "")) is None:
         try:
             try:
                 check = CheckSession(member_id=who.member_id, session=who.session_id or "")
@@ -151,10 +155,11 @@ async def current_member(request: Request, *, strict: bool = False) -> MemberVie
             member = await rpc(request)(check)
             if member.status == MemberStatus.ERASED:
                 raise rpc_failure(ErrorCode.NOT_FOUND, "Membre inconnu.")
+            checks.put(check.member_id, check.session, member)
         except RpcError as exc:
             if exc.code in (ErrorCode.NOT_FOUND, ErrorCode.INVALID):
                 log.info("ended session: signed out")
-                who.sign_out()
+                signed_out(request)
             else:
                 request.state.member = None
                 request.state.member_error = exc
@@ -163,6 +168,15 @@ async def current_member(request: Request, *, strict: bool = False) -> MemberVie
                 return None
     request.state.member = member
     return member
+
+
+def signed_out(request: Request) -> None:
+    """This browser is no longer signed in, and nothing kept here says otherwise for its member."""
+    who = visitor(request)
+    if who.member_id:
+        web(request).session_checks.forget([who.member_id])
+    who.sign_out()
+    request.state.member = None
 
 
 def is_secretariat(member: MemberView | None) -> bool:

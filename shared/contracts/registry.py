@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, EmailStr, Field, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, field_validator
 
 from shared.contracts.common import (
     SQL_INT_MAX, ActorRequest, Identifier, MultiLine, PersonName, Request, SingleLine,
@@ -139,6 +139,17 @@ class MemberErased(EventData):
     TYPE = "registry.member.erased"
     member_id: str
     public_id: str
+
+
+class MembersChanged(BaseModel):
+    """« These members changed »: their standing, role, profile or sessions. A core NATS notice, not a
+    stream event: nothing to replay, it only tells the web fronts to forget the session checks they keep
+    for these members (services/web/session_checks.py). Sent after the commit and before the reply to the
+    command that made the change."""
+
+    SUBJECT: ClassVar[str] = "broadcast.registry.members-changed"
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    member_ids: list[Annotated[str, Field(max_length=36)]] = Field(min_length=1, max_length=1000)
 
 
 REGISTRY_EVENTS: list[type[EventData]] = [

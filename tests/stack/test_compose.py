@@ -652,7 +652,8 @@ def may(user: dict[str, Any], action: str, subject: str) -> bool:
 
 
 def declared(service: str) -> dict[str, Any]:
-    """What `service` declares: the events it produces, its request subjects, its durable consumers."""
+    """What `service` declares: the events it produces, its request subjects, its durable consumers, the
+    core NATS notices it sends."""
     import typing
 
     from shared.service import Consumer, consumer
@@ -664,7 +665,8 @@ def declared(service: str) -> dict[str, Any]:
         ops.append(typing.get_type_hints(fn)[first].subject())
     consumers = [c if isinstance(c, Consumer) else consumer(c) for c in d.consumers]
     return {"events": [e.TYPE for e in d.produces], "requests": [*ops, f"rpc.{service}.health"],
-            "durables": [(stream_name(c.event.TYPE), c.durable(service), c.event.TYPE) for c in consumers]}
+            "durables": [(stream_name(c.event.TYPE), c.durable(service), c.event.TYPE) for c in consumers],
+            "notices": [n.SUBJECT for n in d.broadcasts]}
 
 
 def check_nats_users(compose: dict[str, Any], users: dict[str, dict[str, Any]] | None = None) -> list[str]:
@@ -690,9 +692,11 @@ def check_nats_users(compose: dict[str, Any], users: dict[str, dict[str, Any]] |
         pub = lambda subject, user=user: may(user, "publish", subject)  # noqa: E731
         sub = lambda subject, user=user: may(user, "subscribe", subject)  # noqa: E731
         problems += [f"{s} may not publish its own event {e}" for e in every_event[s] if not pub(e)]
+        problems += [f"{s} may not send its notice {n}" for n in decl[s]["notices"] if not pub(n)]
         for other in SERVICES:
             if other != s:
                 problems += [f"{s} may publish {other}'s event {e}" for e in every_event[other] if pub(e)]
+                problems += [f"{s} may send {other}'s notice {n}" for n in decl[other]["notices"] if pub(n)]
                 problems += [f"{s} may read the requests sent to {other} ({r})" for r in decl[other]["requests"]
                              if sub(r)]
         problems += [f"{s} may send the request {r}" for r in every_request if pub(r) and r != f"rpc.{s}.health"]
@@ -732,6 +736,10 @@ def check_nats_users(compose: dict[str, Any], users: dict[str, dict[str, Any]] |
             problems.append("web may use JetStream or receive requests")
         if not may(web, "subscribe", "_INBOX.web.x.y") or may(web, "subscribe", "_INBOX.registry.x.y"):
             problems.append("web: may not read its own replies only (_INBOX.web.>)")
+        problems += [f"web may not hear {s}'s notice {n}" for s in SERVICES for n in decl[s]["notices"]
+                     if not may(web, "subscribe", n)]
+        problems += [f"web may send {s}'s notice {n}" for s in SERVICES for n in decl[s]["notices"]
+                     if may(web, "publish", n)]
     # each process connects as its own user, whose password the NATS nodes get
     for name in LONG_RUNNING:
         url = environment(compose["services"].get(name, {})).get("FORUM_NATS_URL", "")

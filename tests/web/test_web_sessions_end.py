@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from forum_ouvert.launcher import Stack
+from forum_ouvert.launcher import WEB, Stack
 from services.web.security import COOKIE_NAME
 from tests.support import caught_mail, confirm_address, database_value, link_in
 
@@ -139,6 +139,26 @@ def test_signing_out_ends_the_session_for_every_copy_of_the_cookie(forum: Stack,
     assert not signed_in(thief)  # the old cookie no longer signs anyone in
     assert live_sessions(forum, person.email) == 0
     thief.close()
+
+
+def test_another_web_front_forgets_the_session_at_once(forum: Stack, person: Person) -> None:
+    """Web fronts keep the registry's answer that a session is live for a few seconds
+    (services/web/session_checks.py); the registry's notice makes every front forget it when the session
+    ends, so the copy of the cookie used on another front stops working on its next page."""
+    web2 = forum.add_instance(WEB)
+    try:
+        forum.wait_instance(web2)
+        b = person.signed_in_browser()
+        elsewhere = httpx.Client(base_url=f"http://127.0.0.1:{forum.instance_ports[web2]}", timeout=20)
+        elsewhere.cookies.set(COOKIE_NAME, b.cookies[COOKIE_NAME])
+        assert signed_in(elsewhere) and signed_in(elsewhere)  # the second page within the time limit
+
+        r = b.post("/deconnexion", data={"csrf_token": csrf_in(b.get("/espace"))})
+        assert r.status_code == 303
+        assert not signed_in(elsewhere)  # at once, not after FORUM_SESSION_CHECK_SECONDS
+        elsewhere.close()
+    finally:
+        forum.remove_instance(web2)
 
 
 def test_signing_out_everywhere_ends_the_other_browsers_sessions(forum: Stack, person: Person) -> None:

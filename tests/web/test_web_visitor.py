@@ -150,6 +150,54 @@ async def test_a_visitor_costs_the_registry_nothing(registry: FakeRegistry, tmp_
         assert registry.calls.count("registry.check-session") == 1
 
 
+def same_site(registry: FakeRegistry, tmp_path: Path, browsers: int, **settings: Any) -> list[httpx.AsyncClient]:
+    """`browsers` cookie jars on one web front (one app: what it keeps between requests is shared)."""
+    from services.web.app import create_app
+    from shared.settings import Settings
+
+    app = create_app(Settings(secret_key=KEY, data_dir=tmp_path, **settings))
+    app.state.web.rpc = registry
+    return [httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://forum.test")
+            for _ in range(browsers)]
+
+
+async def test_the_session_check_is_kept_a_few_seconds(registry: FakeRegistry, tmp_path: Path) -> None:
+    """The registry's answer that a session is live serves the next pages for FORUM_SESSION_CHECK_SECONDS;
+    with 0, every page asks."""
+    for seconds, asked in ((10, 1), (0, 3)):
+        async with site(registry, tmp_path, session_check_seconds=seconds) as c:
+            await sign_in(c)
+            registry.calls.clear()
+            for _ in range(3):
+                assert "Camille Dupont" in (await c.get("/espace")).text
+            assert registry.calls.count("registry.check-session") == asked
+
+
+async def test_a_kept_session_check_is_forgotten_on_sign_out_everywhere_and_on_the_registrys_notice(
+        registry: FakeRegistry, tmp_path: Path) -> None:
+    from nats.aio.msg import Msg
+
+    from shared.contracts.registry import MembersChanged
+
+    laptop, phone = same_site(registry, tmp_path, 2)
+    async with laptop, phone:
+        await sign_in(laptop)
+        await sign_in(phone)
+        assert (await phone.get("/espace")).status_code == 200  # its answer is kept now
+        page = await laptop.get("/espace")
+        r = await laptop.post("/espace/deconnexion-partout", data={"csrf_token": csrf_in(page)})
+        assert r.status_code == 303 and not registry.live
+        assert (await phone.get("/espace")).status_code == 303  # asked again: the session has ended
+
+        await sign_in(phone)
+        assert (await phone.get("/espace")).status_code == 200
+        registry.live.clear()  # ended by another front, which this one hears about by the notice
+        checks = phone._transport.app.state.web.session_checks  # type: ignore[attr-defined]
+        await checks.heard(Msg(None, subject=MembersChanged.SUBJECT,  # type: ignore[arg-type]
+                               data=MembersChanged(member_ids=[MEMBER.member_id]).model_dump_json().encode()))
+        assert (await phone.get("/espace")).status_code == 303
+
+
 async def test_csrf_sign_in_and_sign_out(registry: FakeRegistry, tmp_path: Path) -> None:
     async with site(registry, tmp_path) as c:
         visitor_token = csrf_in(await c.get("/connexion"))

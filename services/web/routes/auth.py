@@ -18,7 +18,7 @@ from shared.logging import get_logger
 from shared.rpc import RpcError
 from services.web.forms import read_form, validate
 from services.web.links import link_page, spend_and_sign_in
-from services.web.pages import error_page, render, rpc, rpc_error_page
+from services.web.pages import error_page, render, rpc, rpc_error_page, signed_out
 from services.web.security import visitor
 
 log = get_logger(__name__)
@@ -82,7 +82,7 @@ async def sign_out(request: Request) -> Response:
         except (RpcError, ValidationError) as exc:
             log.warning("session not ended in the registry", error=str(exc))
             ended = False
-    who.sign_out()
+    signed_out(request)
     if ended:
         who.set_flash("info", "Vous êtes déconnecté·e.")
     else:  # this browser is signed out all the same; say what was not done, and how to finish it

@@ -21,7 +21,7 @@ from shared.contracts.registry import EndAllSessions, EraseMember, ExportData, M
 from shared.logging import get_logger
 from shared.rpc import RpcError
 from services.web.forms import ROOT, read_form, validate
-from services.web.pages import error_page, render, require_member, rpc
+from services.web.pages import error_page, render, require_member, rpc, signed_out
 from services.web.routes._common import sentence
 from services.web.security import visitor
 
@@ -176,10 +176,8 @@ async def sign_out_everywhere(request: Request) -> Response:
     """« Se déconnecter partout »: every session of the member ends, this browser's and all others'."""
     member = await require_member(request)
     await rpc(request)(EndAllSessions(actor_id=member.member_id))
-    who = visitor(request)
-    who.sign_out()
-    request.state.member = None
-    who.set_flash("info", "Vous êtes déconnecté·e de tous les navigateurs et appareils où vous étiez connecté·e.")
+    signed_out(request)
+    visitor(request).set_flash("info", "Vous êtes déconnecté·e de tous les navigateurs et appareils où vous étiez connecté·e.")
     return RedirectResponse("/", status_code=303)
 
 
@@ -193,6 +191,5 @@ async def erase_confirm(request: Request) -> Response:
 async def erase(request: Request) -> Response:
     member = await require_member(request)
     await rpc(request)(EraseMember(actor_id=member.member_id))
-    visitor(request).sign_out()
-    request.state.member = None
+    signed_out(request)
     return await render(request, "erase_done.html")
