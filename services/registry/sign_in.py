@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import sqlalchemy as sa
 from sqlmodel import col, delete, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -94,17 +95,25 @@ async def check_session(req: CheckSession, ctx: HandlerContext) -> MemberView:
     """The member behind a signed-in browser, fresh (status and role may have changed), while its session
     is live; NotFound once it ended, expired, or the account can no longer sign in. The web front calls
     it on every page of a signed-in visitor, instead of reading the member alone."""
-    async with ctx.db.read() as tx:  # one query: every signed-in page asks it
-        found = (await tx.exec(select(WebSession, Member).join(Member, col(Member.id) == WebSession.member_id)
-                               .where(WebSession.id_hash == rules.hash_token(req.session),
-                                      WebSession.member_id == req.member_id))).first()
+    async with ctx.db.read() as tx:  # one query, on the connection: every signed-in page may ask it
+        found = (await (await tx.connection()).execute(_SESSION_AND_MEMBER, {
+            "id_hash": rules.hash_token(req.session), "member_id": req.member_id})).first()
     if found is None:
         raise NotFound(SESSION_ENDED, field="session")
-    s, m = found
-    if not (rules.session_live(created_at=s.created_at, ended_at=s.ended_at, max_age=ctx.settings.session_max_age,
-                               now=utcnow()) and rules.can_sign_in(m.status)):
+    if not (rules.session_live(created_at=found.session_created_at, ended_at=found.session_ended_at,
+                               max_age=ctx.settings.session_max_age, now=utcnow())
+            and rules.can_sign_in(found.status)):
         raise NotFound(SESSION_ENDED, field="session")
-    return view(m)
+    return view(found)  # type: ignore[arg-type] # a row with the member's columns
+
+
+# Built once, as columns rather than ORM objects (no identity map to fill for a read that returns at once).
+_sessions, _members = WebSession.__table__, Member.__table__  # type: ignore[attr-defined]
+_SESSION_AND_MEMBER = (
+    sa.select(*_members.columns, _sessions.c.created_at.label("session_created_at"),
+              _sessions.c.ended_at.label("session_ended_at"))
+    .join_from(_sessions, _members, _members.c.id == _sessions.c.member_id)
+    .where(_sessions.c.id_hash == sa.bindparam("id_hash"), _sessions.c.member_id == sa.bindparam("member_id")))
 
 
 async def end_session(req: EndSession, ctx: HandlerContext) -> Accepted:

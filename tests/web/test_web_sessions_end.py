@@ -9,6 +9,7 @@ database, e-mails read from the mail catcher): each sign-in is a session the reg
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -144,7 +145,7 @@ def test_signing_out_ends_the_session_for_every_copy_of_the_cookie(forum: Stack,
 def test_another_web_front_forgets_the_session_at_once(forum: Stack, person: Person) -> None:
     """Web fronts keep the registry's answer that a session is live for a few seconds
     (services/web/session_checks.py); the registry's notice makes every front forget it when the session
-    ends, so the copy of the cookie used on another front stops working on its next page."""
+    ends, so the copy of the cookie used on another front stops working a moment later, not 10 s later."""
     web2 = forum.add_instance(WEB)
     try:
         forum.wait_instance(web2)
@@ -155,7 +156,12 @@ def test_another_web_front_forgets_the_session_at_once(forum: Stack, person: Per
 
         r = b.post("/deconnexion", data={"csrf_token": csrf_in(b.get("/espace"))})
         assert r.status_code == 303
-        assert not signed_in(elsewhere)  # at once, not after FORUM_SESSION_CHECK_SECONDS
+        # The notice reaches the other front on its own connection, a moment after this one's answer:
+        # within two seconds, not after FORUM_SESSION_CHECK_SECONDS (10).
+        deadline = time.monotonic() + 2
+        while signed_in(elsewhere):
+            assert time.monotonic() < deadline, "the other web front still signs the ended session in"
+            time.sleep(0.05)
         elsewhere.close()
     finally:
         forum.remove_instance(web2)
