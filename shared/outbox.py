@@ -69,6 +69,7 @@ class UnitOfWork:
         self._jobs_to_wake: set[str] = set()
         self.emitted: list[Envelope[Any]] = []
         self.after_commit: list[Callable[[], None]] = []
+        self.memo: dict[Any, Any] = {}  # what a batch's preload read for its handlers (shared.preload)
 
     def on_commit(self, hook: Callable[[], None]) -> None:
         """Run `hook` once this unit of work has committed (never if it rolls back)."""

@@ -90,12 +90,16 @@ def consumer(handler: EventHandler, *, event: type[EventData] | None = None, bat
     return Consumer(handler, event or _event_of(handler), batch, batch_size, role)
 
 
-def batched(handler: EventHandler, *, role: str = "", batch_size: int = 100) -> Consumer:
+def batched(handler: EventHandler, *, role: str = "", batch_size: int = 100,
+            preload: Callable[[list[Envelope[Any]], UnitOfWork], Awaitable[None]] | None = None) -> Consumer:
     """A consumer whose work is cheap per event and costly per transaction (a copy of another service's data,
     an e-mail queued): it runs as a batch consumer, the events of one fetch sharing one transaction, each
-    given to `handler(event, uow)` in stream order. `handler` must not emit events."""
+    given to `handler(event, uow)` in stream order. `handler` must not emit events. `preload(events, uow)`
+    first reads, in a few queries, the rows the handlers would each look up (`shared.preload`)."""
 
     async def each(events: list[Envelope[Any]], uow: UnitOfWork) -> None:
+        if preload is not None:
+            await preload(events, uow)
         for event in events:
             await handler(event, uow)
 

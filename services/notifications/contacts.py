@@ -2,11 +2,14 @@
 when the member is erased."""
 from __future__ import annotations
 
+from typing import Any
+
 from sqlmodel import col, delete, update
 
 from services.notifications import contact_form
 from services.notifications.models import Delivery, MemberPreference, NoticeAttendee, NoticeSeat, Recipient
 from services.notifications.outgoing import suppress_unsent
+from shared import preload
 from shared.clock import utcnow
 from shared.contracts.envelope import Envelope
 from shared.contracts.notifications import DeliveryState
@@ -18,16 +21,22 @@ from shared.outbox import UnitOfWork
 async def on_registered(event: Envelope[MemberRegistered], uow: UnitOfWork) -> None:
     """Remember how to reach a new member."""
     d = event.data
-    existing = await uow.tx.get(Recipient, d.member_id)
+    existing = await preload.get(uow, Recipient, d.member_id)
     if existing is None:
         # `forum-ouvert create-secretariat` registers its accounts with the role (no RoleGranted follows).
-        uow.tx.add(Recipient(member_id=d.member_id, email=d.email, full_name=d.full_name,
+        preload.add(uow, Recipient(member_id=d.member_id, email=d.email, full_name=d.full_name,
                              secretariat=d.role == Role.SECRETARIAT))
+
+
+async def preload_recipients(events: list[Envelope[Any]], uow: UnitOfWork) -> None:
+    """The batch's members' addresses, in one query."""
+    ids = sorted({e.data.member_id for e in events})
+    await preload.preload(uow, Recipient, ids, col(Recipient.member_id).in_(ids))
 
 
 async def on_profile_updated(event: Envelope[ProfileUpdated], uow: UnitOfWork) -> None:
     """Keep the member's name current in greetings."""
-    r = await uow.tx.get(Recipient, event.data.member_id)
+    r = await preload.get(uow, Recipient, event.data.member_id)
     if r is None:
         raise RetryLater("profile update before registration")
     r.full_name, r.updated_at = event.data.full_name, utcnow()

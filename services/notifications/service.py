@@ -23,17 +23,20 @@ SERVICE = ServiceDef(
     ],
     consumers=[
         # The members' addresses and flags: a fetch's events in one transaction.
-        batched(contacts.on_registered), batched(contacts.on_profile_updated), contacts.on_erased,
-        member_notices.on_verification_requested, member_notices.on_sign_in_requested,
-        member_notices.on_registration_repeated,
-        member_notices.on_approved, member_notices.on_rejected,
+        *[batched(fn, preload=contacts.preload_recipients) for fn in (contacts.on_registered,
+                                                                      contacts.on_profile_updated)],
+        contacts.on_erased,
+        # E-mails to one member each: a fetch's events queue theirs in one transaction.
+        *[batched(fn, preload=outgoing.preload_members) for fn in (
+            member_notices.on_verification_requested, member_notices.on_sign_in_requested,
+            member_notices.on_registration_repeated, member_notices.on_approved, member_notices.on_rejected)],
         batched(participation.on_member_approved_flag, role="flag"), batched(participation.on_role_granted),
         session_notices.on_session_scheduled, session_notices.on_session_updated,
         session_notices.on_session_cancelled,
         # An RSVP rush: a fetch's answers queue their e-mails in one transaction.
-        *[batched(fn) for fn in (session_notices.on_rsvp_confirmed, session_notices.on_rsvp_waitlisted,
-                                 session_notices.on_rsvp_promoted, session_notices.on_rsvp_withdrawn,
-                                 session_notices.on_rsvp_declined)],
+        *[batched(fn, preload=session_notices.preload_rsvps) for fn in (
+            session_notices.on_rsvp_confirmed, session_notices.on_rsvp_waitlisted, session_notices.on_rsvp_promoted,
+            session_notices.on_rsvp_withdrawn, session_notices.on_rsvp_declined)],
         participation.on_attendance_recorded, participation.on_vote_opened, participation.on_minutes_review_opened,
         notices.on_decision_recorded, notices.on_minutes_published, notices.on_minutes_corrected,
     ],

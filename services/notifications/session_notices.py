@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import functools
 import uuid
+from typing import Any
 from datetime import timedelta
 
+from sqlalchemy import and_
 from sqlmodel import col, delete, select
 
 from forumlib.ical import session_ics
 from services.notifications.models import NoticeSeat, NoticeSession
 from services.notifications.notices import session_notice
-from services.notifications.outgoing import queue_mail
+from services.notifications.outgoing import preload_members, queue_mail
+from shared import preload
 from shared.clock import paris_span, utcnow
 from shared.contracts.envelope import Envelope
 from shared.contracts.forum import (
@@ -113,11 +116,19 @@ async def on_session_cancelled(event: Envelope[SessionCancelled], uow: UnitOfWor
 
 
 async def _hold_seat(uow: UnitOfWork, session_id: str, member_id: str, holds: bool) -> None:
-    seat = await uow.tx.get(NoticeSeat, (session_id, member_id))
+    seat = await preload.get(uow, NoticeSeat, (session_id, member_id))
     if holds and seat is None:
-        uow.tx.add(NoticeSeat(session_id=session_id, member_id=member_id))
+        preload.add(uow, NoticeSeat(session_id=session_id, member_id=member_id))
     elif not holds and seat is not None:
-        await uow.tx.delete(seat)
+        await preload.delete(uow, seat)
+
+
+async def preload_rsvps(events: list[Envelope[Any]], uow: UnitOfWork) -> None:
+    """For a batch of RSVP events: the members' addresses and preferences, and who holds which seat."""
+    await preload_members(events, uow)
+    pairs = {(e.data.session_id, e.data.member_id) for e in events}
+    await preload.preload(uow, NoticeSeat, pairs, and_(col(NoticeSeat.session_id).in_({s for s, _ in pairs}),
+                                                       col(NoticeSeat.member_id).in_({m for _, m in pairs})))
 
 
 async def on_rsvp_confirmed(event: Envelope[RsvpConfirmed], uow: UnitOfWork) -> None:

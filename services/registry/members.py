@@ -76,7 +76,7 @@ async def register(req: Register, ctx: HandlerContext) -> Registered:
             await uow.tx.flush()  # the token row references the member
             uow.actor = m.id
             uow.emit(_registered(m))
-            await mail_link(uow, m, rules.VERIFY_EMAIL, ctx.settings)
+            await mail_link(uow, m, rules.VERIFY_EMAIL, ctx.settings, new_member=True)
     except IntegrityError as exc:  # a concurrent registration with the same address won the race
         if "email" not in str(exc.orig).lower() and "member" not in str(exc.orig).lower():
             raise

@@ -1,0 +1,53 @@
+"""Rows a batch's handlers will look up by primary key, read in one query before them.
+
+A batch consumer (`shared.service.batched`) hands its handlers one event at a time. Each one looking up
+its member's row costs a query per event, even for a row that does not exist (an identity map only knows
+the rows it has seen). `batched(..., preload=...)` reads them all first: `preload(uow, Model, keys,
+where)` records, for every key of `keys`, the row `where` found or that there is none; `get` then answers
+from that record (and falls back to the database for a key not covered), and `add` / `delete` keep it
+true while the handlers write.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, TypeVar
+
+from sqlalchemy import inspect
+from sqlmodel import SQLModel, select
+
+from shared.outbox import UnitOfWork
+
+M = TypeVar("M", bound=SQLModel)
+
+
+def key_of(row: SQLModel) -> Any:
+    """`row`'s primary key as `Session.get` takes it: the value, or a tuple of values."""
+    values = tuple(getattr(row, c.key) for c in inspect(type(row)).primary_key)
+    return values[0] if len(values) == 1 else values
+
+
+async def preload(uow: UnitOfWork, model: type[M], keys: Iterable[Any], where: Any) -> None:
+    """Read the rows of `model` that `where` selects; `where` must select every row whose key is in `keys`."""
+    known = uow.memo.setdefault(model, {})
+    known.update(dict.fromkeys(keys))
+    for row in (await uow.tx.exec(select(model).where(where))).all():
+        known[key_of(row)] = row
+
+
+async def get(uow: UnitOfWork, model: type[M], key: Any) -> M | None:
+    known = uow.memo.get(model)
+    if known is not None and key in known:
+        return known[key]  # type: ignore[no-any-return]
+    return await uow.tx.get(model, key)
+
+
+def add(uow: UnitOfWork, row: SQLModel) -> None:
+    uow.tx.add(row)
+    if (known := uow.memo.get(type(row))) is not None:
+        known[key_of(row)] = row
+
+
+async def delete(uow: UnitOfWork, row: SQLModel) -> None:
+    await uow.tx.delete(row)
+    if (known := uow.memo.get(type(row))) is not None:
+        known[key_of(row)] = None
