@@ -47,8 +47,9 @@ class RpcClient:
     async def __call__(self, request: Request[T], *, timeout: float | None = None,
                        idempotency_key: str | None = None) -> T:
         headers = {IDEMPOTENCY_HEADER: idempotency_key} if idempotency_key else None
-        return await self._request(request.subject(), request.service(), request.model_dump(mode="json"),  # type: ignore[return-value]
-                                   type(request).REPLY, timeout, headers)
+        reply: type[T] = type(request).REPLY  # type: ignore[assignment]
+        return await self._request(request.subject(), request.service(), request.model_dump(mode="json"), reply,
+                                   timeout, headers)
 
     async def health(self, service: str, *, timeout: float | None = None) -> Health:
         """The service's own answer to `rpc.<service>.health`."""

@@ -177,7 +177,8 @@ async def sign_out_everywhere(request: Request) -> Response:
     member = await require_member(request)
     await rpc(request)(EndAllSessions(actor_id=member.member_id))
     signed_out(request)
-    visitor(request).set_flash("info", "Vous êtes déconnecté·e de tous les navigateurs et appareils où vous étiez connecté·e.")
+    visitor(request).set_flash(
+        "info", "Vous êtes déconnecté·e de tous les navigateurs et appareils où vous étiez connecté·e.")
     return RedirectResponse("/", status_code=303)
 
 
