@@ -9,7 +9,7 @@ true while the handlers write.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 from sqlalchemy import inspect
@@ -26,19 +26,28 @@ def key_of(row: SQLModel) -> Any:
     return values[0] if len(values) == 1 else values
 
 
-async def preload(uow: UnitOfWork, model: type[M], keys: Iterable[Any], where: Any) -> None:
-    """Read the rows of `model` that `where` selects; `where` must select every row whose key is in `keys`."""
+async def preload(uow: UnitOfWork, model: type[M], keys: Iterable[Any], where: Any,
+                  lock: dict[str, Any] | None = None) -> None:
+    """Read the rows of `model` that `where` selects; `where` must select every row whose key is in `keys`.
+    `lock`: `with_for_update` arguments, for handlers that lock the row they look up (taken in key order,
+    as one row at a time would)."""
     known = uow.memo.setdefault(model, {})
     known.update(dict.fromkeys(keys))
-    for row in (await uow.tx.exec(select(model).where(where))).all():
+    stmt = select(model).where(where)
+    if lock is not None:
+        stmt = stmt.order_by(*inspect(model).primary_key).with_for_update(**lock)
+    for row in (await uow.tx.exec(stmt)).all():
         known[key_of(row)] = row
 
 
-async def get(uow: UnitOfWork, model: type[M], key: Any) -> M | None:
+async def get(uow: UnitOfWork, model: type[M], key: Any,
+              fallback: Callable[[], Awaitable[M | None]] | None = None) -> M | None:
+    """The row with this key: from what was preloaded, else from `fallback()` (the handler's own lookup,
+    e.g. with its lock) or the session."""
     known = uow.memo.get(model)
     if known is not None and key in known:
         return known[key]  # type: ignore[no-any-return]
-    return await uow.tx.get(model, key)
+    return await fallback() if fallback is not None else await uow.tx.get(model, key)
 
 
 def add(uow: UnitOfWork, row: SQLModel) -> None:

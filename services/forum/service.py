@@ -27,8 +27,9 @@ SERVICE = ServiceDef(
     consumers=[
         # Projections of the registry's members: a fetch's events in one transaction (erasure emits events:
         # one at a time).
-        *[batched(fn) for fn in (members.on_member_registered, members.on_member_approved,
-                                    members.on_profile_updated, members.on_role_granted)],
+        *[batched(fn, preload=members.preload_members) for fn in (
+            members.on_member_registered, members.on_member_approved, members.on_profile_updated,
+            members.on_role_granted)],
         members.on_member_erased,
     ],
     jobs=[Job("vote-closer", votes.close_due_votes, idle=lambda s: s.vote_close_interval)],

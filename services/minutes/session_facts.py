@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from typing import Any
 
+from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.minutes import search
@@ -21,6 +23,7 @@ from shared.contracts.decisions import DecisionRecorded, DecisionSuperseded, Vot
 from shared.contracts.envelope import Envelope
 from shared.contracts.forum import AttendanceRecorded, SessionCancelled, SessionInfo, SessionScheduled, SessionUpdated
 from shared.contracts.registry import MemberErased, MemberRegistered, ProfileUpdated, RoleGranted
+from shared import preload
 from shared.errors import RetryLater
 from shared.outbox import UnitOfWork
 from shared.service import Consumer, consumer, batched
@@ -56,9 +59,20 @@ async def on_session_cancelled(event: Envelope[SessionCancelled], uow: UnitOfWor
 
 
 # ---------------------------------------------------------------- members
-async def _member(tx: AsyncSession, member_id: str) -> MemberFact:
-    row = await tx.get(MemberFact, member_id, with_for_update=True)
-    return row if row is not None else MemberFact(member_id=member_id)
+async def _member(uow: UnitOfWork, member_id: str) -> MemberFact:
+    """The member's row, locked (preloaded with the batch's, see `preload_members`); a new one else."""
+    row = await preload.get(uow, MemberFact, member_id,
+                            fallback=lambda: uow.tx.get(MemberFact, member_id, with_for_update=True))
+    if row is None:
+        row = MemberFact(member_id=member_id)
+        preload.add(uow, row)  # a second event of the batch about them finds this row
+    return row
+
+
+async def preload_members(events: list[Envelope[Any]], uow: UnitOfWork) -> None:
+    """The batch's members' rows, locked, in one query."""
+    ids = sorted({e.data.member_id for e in events})
+    await preload.preload(uow, MemberFact, ids, col(MemberFact.member_id).in_(ids), lock={})
 
 
 def _newer(seen: datetime | None, at: datetime) -> bool:
@@ -68,7 +82,7 @@ def _newer(seen: datetime | None, at: datetime) -> bool:
 async def on_member_registered(event: Envelope[MemberRegistered], uow: UnitOfWork) -> None:
     """A new account: its college, role (secretariat accounts are created as such) and organisation."""
     d, at = event.data, event.occurred_at
-    m = await _member(uow.tx, d.member_id)
+    m = await _member(uow, d.member_id)
     if m.erased:
         return
     m.college = d.college
@@ -81,7 +95,7 @@ async def on_member_registered(event: Envelope[MemberRegistered], uow: UnitOfWor
 
 async def on_profile_updated(event: Envelope[ProfileUpdated], uow: UnitOfWork) -> None:
     """The organisation a member represents changed (the name is not kept here)."""
-    m = await _member(uow.tx, event.data.member_id)
+    m = await _member(uow, event.data.member_id)
     if m.erased or not _newer(m.organisation_at, event.occurred_at):
         return
     m.organisation, m.organisation_at = event.data.organisation, event.occurred_at
@@ -90,7 +104,7 @@ async def on_profile_updated(event: Envelope[ProfileUpdated], uow: UnitOfWork) -
 
 async def on_role_granted(event: Envelope[RoleGranted], uow: UnitOfWork) -> None:
     """An existing account became secretariat: it may now draft and publish minutes."""
-    m = await _member(uow.tx, event.data.member_id)
+    m = await _member(uow, event.data.member_id)
     if m.erased or not _newer(m.role_at, event.occurred_at):
         return
     m.role, m.role_at = event.data.role, event.occurred_at
@@ -99,7 +113,7 @@ async def on_role_granted(event: Envelope[RoleGranted], uow: UnitOfWork) -> None
 
 async def on_member_erased(event: Envelope[MemberErased], uow: UnitOfWork) -> None:
     """Forget the member's organisation for good (their check-ins stay, for the counts per college)."""
-    m = await _member(uow.tx, event.data.member_id)
+    m = await _member(uow, event.data.member_id)
     m.erased, m.organisation, m.organisation_at = True, "", event.occurred_at
     uow.tx.add(m)
 
@@ -166,6 +180,7 @@ CONSUMERS: list[Consumer] = [
         on_attendance_recorded, on_decision_recorded, on_decision_superseded, on_vote_closed,
     )],
     # The members' projection: a fetch's events in one transaction (a burst of registrations pays one).
-    *[batched(fn, role="minutes") for fn in (on_member_registered, on_profile_updated, on_role_granted)],
+    *[batched(fn, role="minutes", preload=preload_members)
+      for fn in (on_member_registered, on_profile_updated, on_role_granted)],
 ]
 """The projection consumers, each a second durable beside the public record's (`role="minutes"`)."""

@@ -48,6 +48,14 @@ async def test_preloaded_keys_are_answered_without_a_query(tmp_path: Path) -> No
             assert len(statements) == 2, statements  # all answered from memory
             assert await preload.get(uow, Recipient, "c") is None  # a key not covered: the database is asked
             assert any("FROM recipient" in s for s in statements[2:])
+            asked: list[str] = []
+
+            async def own_lookup() -> Recipient | None:  # e.g. the handler's locking query
+                asked.append("c")
+                return None
+
+            assert await preload.get(uow, Recipient, "c", fallback=own_lookup) is None and asked == ["c"]
+            assert await preload.get(uow, Recipient, "a", fallback=own_lookup) is found and asked == ["c"]
         async with db.read() as tx:
             assert {(s.session_id, s.member_id) for s in (await tx.exec(SQLModel.metadata.tables["notice_seat"]
                                                                         .select())).all()} == {("s", "b")}
