@@ -2,7 +2,10 @@
 notice personalised per recipient, and the retry delays."""
 from __future__ import annotations
 
+import re
 from email import message_from_bytes, policy
+
+import pytest
 
 from services.notifications import mail
 from services.notifications.sender import backoff
@@ -47,3 +50,60 @@ def test_retries_wait_longer_each_time_with_jitter_and_a_ceiling() -> None:
     assert 3.75 <= min(first) and max(first) <= 6.25 and len(set(first)) > 100
     assert all(7.5 <= backoff(settings, 2) <= 12.5 for _ in range(50))
     assert all(backoff(settings, 20) <= 75 for _ in range(50))
+
+
+def _same_but_boundaries_and_date(message: bytes) -> bytes:
+    """The message with its Date and its random boundaries replaced by stable names."""
+    message = re.sub(rb"\r\nDate: [^\r]*", b"\r\nDate: X", message)
+    names: dict[bytes, bytes] = {}
+    for m in re.finditer(rb"={15}\d{19}==", message):
+        names.setdefault(m.group(0), b"B%d" % len(names))
+    for boundary, name in names.items():
+        message = message.replace(boundary, name)
+    return message
+
+
+def written_by_the_email_package(settings: Settings, to: str, subject: str, text: str, html: str,
+                                 message_id: str, ics: str | None, reply_to: str | None) -> bytes:
+    """The reference: the same message through the email package's objects (what `compose` did before)."""
+    msg = mail._message(settings, subject, text, html, None)
+    if reply_to:
+        msg["Reply-To"] = reply_to
+    if ics:
+        msg.add_attachment(ics.encode(), maintype="text", subtype="calendar", filename="invitation.ics",
+                           params={"method": "PUBLISH"})
+    return mail._envelope(to, message_id, None) + bytes(msg)
+
+
+CALENDAR = "BEGIN:VCALENDAR\r\nSUMMARY:Plénière " + "é" * 400 + "\r\nEND:VCALENDAR\r\n"
+
+
+@pytest.mark.parametrize("ics", [None, CALENDAR])
+@pytest.mark.parametrize("reply_to", [None, "Jo <jo@exemple.fr>", "Élodie Müller <elodie@exemple.fr>"])
+@pytest.mark.parametrize("subject", ["Sujet", "Inscription confirmée : Plénière 🎉 de l'été — " * 6])
+@pytest.mark.parametrize("text", ["L1\nL2\r\nL3", "mot " * 600, "", "x\n\n\ny\n", "retour\rseul", "« À bientôt »\n"])
+def test_a_personal_message_is_written_byte_for_byte_as_the_email_package_writes_it(
+        ics: str | None, reply_to: str | None, subject: str, text: str) -> None:
+    settings = Settings()
+    html = f"<p>{text}</p>"
+    fast = mail.compose(settings=settings, to="ana@exemple.fr", subject=subject, text=text, html=html,
+                        message_id="<1@forum>", ics=ics, reply_to=reply_to)
+    reference = written_by_the_email_package(settings, "ana@exemple.fr", subject, text, html, "<1@forum>", ics,
+                                             reply_to)
+    assert _same_but_boundaries_and_date(fast) == _same_but_boundaries_and_date(reference)
+    parsed = message_from_bytes(fast, policy=policy.default)
+    assert parsed["Subject"] == mail.header_text(subject) and parsed["To"] == "ana@exemple.fr"
+    if ics:
+        [calendar] = list(parsed.iter_attachments())
+        assert calendar.get_payload(decode=True) == ics.encode()  # UTF-8, text/calendar's own default
+
+
+def test_a_boundary_found_in_a_body_is_never_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    draws = iter([42, 42, 7])  # the first two draws give the boundary the text holds
+    monkeypatch.setattr(mail.random, "randrange", lambda n: next(draws))
+    text = f"--{'=' * 15}{42:019d}==\nla suite"
+    message = mail.compose(settings=Settings(), to="ana@exemple.fr", subject="Sujet", text=text, html="<p>x</p>",
+                           message_id="<1@forum>")
+    parsed = message_from_bytes(message, policy=policy.default)
+    assert parsed.get_body(("plain",)).get_content().replace("\r\n", "\n") == text + "\n"
+    assert f"boundary=\"{'=' * 15}{7:019d}==\"" in message.decode()
