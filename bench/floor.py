@@ -27,7 +27,7 @@ from typing import Any
 import nats
 
 from bench.databases import plain_url
-from bench.load import LoadProcess, LoadResult, form_post, run_load
+from bench.load import LoadProcess, LoadResult, form_post, member_address, run_load
 from bench.memory import ResourceSampler
 from bench.rush_check import check_rush
 from bench.stats import rate
@@ -216,7 +216,7 @@ COLLEGES = ("public_actor", "civil_society", "citizen")
 
 
 def registration_fields(run: str, i: int) -> dict[str, str]:
-    return {"full_name": f"Participante Plancher {i}", "email": f"floor-{run}-{i}@example.org",
+    return {"full_name": f"Participante Plancher {i}", "email": member_address(f"floor-{run}", i),
             "organisation": "Banc d'essai" if i % 3 else "", "college": COLLEGES[i % 3]}
 
 

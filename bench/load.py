@@ -52,6 +52,16 @@ class Prepared:
         return line, rest
 
 
+MAIL_DOMAINS = 8
+
+
+def member_address(tag: str, i: int) -> str:
+    """The i-th benchmark address, spread over MAIL_DOMAINS domains as a forum's members' are: the mail
+    sender serves one domain with `FORUM_MAIL_DOMAIN_CONNECTIONS` (4) connections at most, so one domain
+    for all would measure that politeness limit rather than the pipeline."""
+    return f"{tag}-{i}@d{i % MAIL_DOMAINS}.example.org"
+
+
 def form_post(path: str, fields: dict[str, str], cookie: str = "", headers: dict[str, str] | None = None) -> Prepared:
     from urllib.parse import urlencode
 

@@ -31,6 +31,8 @@ import httpx
 import nats
 from nats.js.api import DeliverPolicy
 
+from bench.load import member_address
+
 COOKIE = "forum_session"
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 PARIS = ZoneInfo("Europe/Paris")
@@ -165,7 +167,7 @@ class People:
             nonlocal done
             http = await free.get()
             try:
-                email = f"rush-{tag}-{i}@example.org"
+                email = member_address(f"rush-{tag}", i)
                 reg = await self.rpc(Register(full_name=f"Membre {tag} n°{i}", email=email, organisation="Banc d'essai",
                                               college=colleges[i % len(colleges)], charter_accepted=True), timeout=60)
                 await self.rpc(VerifyEmail(token=await self._token("verify", reg.member_id)), timeout=60)

@@ -51,7 +51,7 @@ import nats  # noqa: E402
 from bench import raw  # noqa: E402
 from bench.databases import DatabaseChoice, choose_database  # noqa: E402
 from bench.floor import registration_floor  # noqa: E402
-from bench.load import LoadProcess, form_post  # noqa: E402
+from bench.load import LoadProcess, form_post, member_address  # noqa: E402
 from bench.memory import ResourceSampler  # noqa: E402
 from bench.profiling import Profilers, find_py_spy  # noqa: E402
 from bench.stats import fmt, latency_summary, rate, table  # noqa: E402
@@ -84,7 +84,7 @@ class Outcome:
 
 
 def registration_form(run: str, i: int) -> dict[str, str]:
-    return {"full_name": f"Participante Bench {i}", "email": f"bench-{run}-{i}@example.org",
+    return {"full_name": f"Participante Bench {i}", "email": member_address(f"bench-{run}", i),
             "organisation": "Banc d'essai" if i % 3 else "", "college": COLLEGES[i % 3]}
 
 
