@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from sqlalchemy import inspect
 from sqlmodel import SQLModel, select
 
+from shared.contracts.envelope import Envelope
 from shared.outbox import UnitOfWork
 
 M = TypeVar("M", bound=SQLModel)
@@ -48,6 +49,27 @@ async def get(uow: UnitOfWork, model: type[M], key: Any,
     if known is not None and key in known:
         return known[key]  # type: ignore[no-any-return]
     return await fallback() if fallback is not None else await uow.tx.get(model, key)
+
+
+async def get_or_new(uow: UnitOfWork, model: type[M], key: Any,
+                     fallback: Callable[[], Awaitable[M | None]] | None = None) -> M:
+    """The row with this key (as `get`), or a new one with just its key, added: a later event of the batch
+    about the same key finds it."""
+    row = await get(uow, model, key, fallback)
+    if row is None:
+        [column] = inspect(model).primary_key
+        row = model(**{column.key: key})
+        add(uow, row)
+    return row
+
+
+async def member_rows(events: list[Envelope[Any]], uow: UnitOfWork, *, model: type[SQLModel],
+                      lock: dict[str, Any] | None = None) -> None:
+    """`preload` of a projection keyed by member id, for a batch of events about members (`data.member_id`):
+    `batched(..., preload=functools.partial(member_rows, model=...))`."""
+    ids = sorted({e.data.member_id for e in events})
+    [column] = inspect(model).primary_key
+    await preload(uow, model, ids, column.in_(ids), lock=lock)
 
 
 def add(uow: UnitOfWork, row: SQLModel) -> None:

@@ -3,7 +3,7 @@ who may answer a session or vote, who is secretariat, the names on the secretari
 forgets the name and gives back the member's places in sessions still to come."""
 from __future__ import annotations
 
-from typing import Any
+import functools
 
 from sqlmodel import col, select
 
@@ -23,17 +23,11 @@ from shared.outbox import UnitOfWork
 async def _projected(uow: UnitOfWork, member_id: str) -> ForumMember:
     """The member's row, locked (preloaded with the batch's, see `preload_members`); a new one if the forum
     has not heard of them yet."""
-    m = await preload.get(uow, ForumMember, member_id, fallback=lambda: lock_member(uow.tx, member_id))
-    if m is None:
-        m = ForumMember(member_id=member_id)
-        preload.add(uow, m)  # a second event of the batch about them finds this row
-    return m
+    return await preload.get_or_new(uow, ForumMember, member_id, fallback=lambda: lock_member(uow.tx, member_id))
 
 
-async def preload_members(events: list[Envelope[Any]], uow: UnitOfWork) -> None:
-    """The batch's members' rows, locked as `lock_member` locks one, in one query."""
-    ids = sorted({e.data.member_id for e in events})
-    await preload.preload(uow, ForumMember, ids, col(ForumMember.member_id).in_(ids), lock={"key_share": True})
+# The batch's members' rows, locked as `lock_member` locks one, in one query.
+preload_members = functools.partial(preload.member_rows, model=ForumMember, lock={"key_share": True})
 
 
 async def on_member_registered(event: Envelope[MemberRegistered], uow: UnitOfWork) -> None:

@@ -10,11 +10,10 @@ older event never overwrites a newer fact.
 """
 from __future__ import annotations
 
+import functools
 import json
 from datetime import datetime
-from typing import Any
 
-from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.minutes import search
@@ -61,18 +60,12 @@ async def on_session_cancelled(event: Envelope[SessionCancelled], uow: UnitOfWor
 # ---------------------------------------------------------------- members
 async def _member(uow: UnitOfWork, member_id: str) -> MemberFact:
     """The member's row, locked (preloaded with the batch's, see `preload_members`); a new one else."""
-    row = await preload.get(uow, MemberFact, member_id,
-                            fallback=lambda: uow.tx.get(MemberFact, member_id, with_for_update=True))
-    if row is None:
-        row = MemberFact(member_id=member_id)
-        preload.add(uow, row)  # a second event of the batch about them finds this row
-    return row
+    return await preload.get_or_new(uow, MemberFact, member_id,
+                                    fallback=lambda: uow.tx.get(MemberFact, member_id, with_for_update=True))
 
 
-async def preload_members(events: list[Envelope[Any]], uow: UnitOfWork) -> None:
-    """The batch's members' rows, locked, in one query."""
-    ids = sorted({e.data.member_id for e in events})
-    await preload.preload(uow, MemberFact, ids, col(MemberFact.member_id).in_(ids), lock={})
+# The batch's members' rows, locked, in one query.
+preload_members = functools.partial(preload.member_rows, model=MemberFact, lock={})
 
 
 def _newer(seen: datetime | None, at: datetime) -> bool:

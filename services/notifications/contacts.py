@@ -2,7 +2,7 @@
 when the member is erased."""
 from __future__ import annotations
 
-from typing import Any
+import functools
 
 from sqlmodel import col, delete, update
 
@@ -28,10 +28,8 @@ async def on_registered(event: Envelope[MemberRegistered], uow: UnitOfWork) -> N
                              secretariat=d.role == Role.SECRETARIAT))
 
 
-async def preload_recipients(events: list[Envelope[Any]], uow: UnitOfWork) -> None:
-    """The batch's members' addresses, in one query."""
-    ids = sorted({e.data.member_id for e in events})
-    await preload.preload(uow, Recipient, ids, col(Recipient.member_id).in_(ids))
+# The batch's members' addresses, in one query.
+preload_recipients = functools.partial(preload.member_rows, model=Recipient)
 
 
 async def on_profile_updated(event: Envelope[ProfileUpdated], uow: UnitOfWork) -> None:

@@ -79,8 +79,8 @@ async def queue_mail(uow: UnitOfWork, event_id: str, member_id: str, kind: str, 
 async def preload_members(events: list[Envelope[Any]], uow: UnitOfWork) -> None:
     """For a batch of events about members (`data.member_id`): their addresses and the notices they turned
     off, in one query each, for `queue_mail` (`batched(..., preload=preload_members)`)."""
+    await preload.member_rows(events, uow, model=Recipient)
     ids = sorted({e.data.member_id for e in events})
-    await preload.preload(uow, Recipient, ids, col(Recipient.member_id).in_(ids))
     await preload.preload(uow, MemberPreference, [(m, k.value) for m in ids for k in MemberNoticeKind],
                           col(MemberPreference.member_id).in_(ids))
 
