@@ -38,6 +38,10 @@ def test_extra_instances_share_the_queue_group_have_their_own_ports_and_stop_wit
         stack.start_service(WEB)
         web2 = stack.add_instance(WEB)
         stack.wait_instance(web2)
+        deadline = time.monotonic() + 60  # the first front was started without waiting: it may come second
+        while not stack.answers(WEB):
+            assert time.monotonic() < deadline, "the first web front never answered"
+            time.sleep(0.1)
         ports = stack.web_ports
         assert len(set(ports)) == 2 and ports[1] == stack.instance_ports[web2]
         for port in ports:  # each front answers on its own port (503: the other services are not running)
