@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
 from email import policy
-from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
 from functools import lru_cache
 from pathlib import Path
@@ -96,21 +95,6 @@ def short_lines(text: str, limit: int = 900) -> str:
     return "\n".join(out)
 
 
-def _message(settings: Settings, subject: str, text: str, html: str, list_id: str | None) -> EmailMessage:
-    msg = EmailMessage(policy=SMTP_POLICY)
-    msg["From"] = settings.mail_from
-    msg["Subject"] = header_text(subject)
-    msg["Auto-Submitted"] = "auto-generated"
-    if list_id:
-        msg["List-Id"] = list_id
-        # RFC 8058: a POST with « List-Unsubscribe=One-Click » to the List-Unsubscribe URL unsubscribes.
-        msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-        msg["Precedence"] = "bulk"
-    msg.set_content(short_lines(text), cte="8bit")
-    msg.add_alternative(short_lines(html), subtype="html", cte="8bit")
-    return msg
-
-
 def _envelope(to: str, message_id: str, unsubscribe_url: str | None) -> bytes:
     """The headers that differ for each recipient, first in the message."""
     head = f"To: {to}\r\nDate: {format_datetime(datetime.now(PARIS))}\r\nMessage-ID: {message_id}\r\n"
@@ -122,7 +106,13 @@ def _envelope(to: str, message_id: str, unsubscribe_url: str | None) -> bytes:
 def compose(*, settings: Settings, to: str, subject: str, text: str, html: str, message_id: str,
             ics: str | None = None, reply_to: str | None = None) -> bytes:
     """A personal message (its bodies rendered for this recipient), ready for SMTP. `reply_to`: where an
-    answer goes (a contact message's sender), when not to the From address.
+    answer goes (a contact message's sender), when not to the From address."""
+    return _envelope(to, message_id, None) + _written(settings, subject, text, html, reply_to=reply_to, ics=ics)
+
+
+def _written(settings: Settings, subject: str, text: str, html: str, *, list_id: str | None = None,
+             reply_to: str | None = None, ics: str | None = None) -> bytes:
+    """The message after its per-recipient headers: multipart text + HTML, then the calendar file if any.
 
     Written directly, part by part, as the email package writes it (headers folded by its SMTP policy,
     8bit bodies, the calendar file in base64): the package's message objects cost a millisecond a message,
@@ -132,19 +122,24 @@ def compose(*, settings: Settings, to: str, subject: str, text: str, html: str, 
                       _crlf_body(short_lines(text)))
     html_part = _part(b'Content-Type: text/html; charset="utf-8"\r\nContent-Transfer-Encoding: 8bit\r\n'
                       b"MIME-Version: 1.0\r\n", _crlf_body(short_lines(html)))
-    head = (_cached_header("From", settings.mail_from) + _header("Subject", header_text(subject))
-            + b"Auto-Submitted: auto-generated\r\nMIME-Version: 1.0\r\n")
+    head = _cached_header("From", settings.mail_from) + _header("Subject", header_text(subject))
+    head += b"Auto-Submitted: auto-generated\r\n"
+    if list_id:
+        # RFC 8058: a POST with « List-Unsubscribe=One-Click » to the List-Unsubscribe URL unsubscribes.
+        head += (_header("List-Id", list_id)
+                 + b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\nPrecedence: bulk\r\n")
+    head += b"MIME-Version: 1.0\r\n"
     reply = _header("Reply-To", reply_to) if reply_to else b""
     alternative = _multipart("alternative", [text_part, html_part])
     if not ics:
         kind, body = alternative
-        return _envelope(to, message_id, None) + head + kind + reply + b"\r\n" + body
+        return head + kind + reply + b"\r\n" + body
     calendar = _part(b"Content-Transfer-Encoding: base64\r\n"
                      b'Content-Disposition: attachment; filename="invitation.ics"\r\n'
                      b'Content-Type: text/calendar; method="PUBLISH"\r\nMIME-Version: 1.0\r\n',
                      _base64_lines(ics.encode()))
     kind, body = _multipart("mixed", [alternative[0] + b"\r\n" + alternative[1], calendar])
-    return _envelope(to, message_id, None) + head + reply + kind + b"\r\n" + body
+    return head + reply + kind + b"\r\n" + body
 
 
 def _header(name: str, value: str) -> bytes:
@@ -185,8 +180,8 @@ def _multipart(subtype: str, parts: list[bytes]) -> tuple[bytes, bytes]:
 
 def notice_template(*, settings: Settings, subject: str, text: str, html: str, list_id: str) -> bytes:
     """A notice's message written once for all its recipients: `personalise` adds each one's headers
-    and links. (Composing with the email package costs milliseconds a message; this costs microseconds.)"""
-    return bytes(_message(settings, subject, text, html, list_id))
+    and links, in microseconds."""
+    return _written(settings, subject, text, html, list_id=list_id)
 
 
 def personalise(template: bytes, *, to: str, message_id: str, manage_url: str, unsubscribe_url: str) -> bytes:

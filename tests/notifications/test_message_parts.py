@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from email import message_from_bytes, policy
+from email.message import EmailMessage
 
 import pytest
 
@@ -63,10 +64,25 @@ def _same_but_boundaries_and_date(message: bytes) -> bytes:
     return message
 
 
+def email_message(settings: Settings, subject: str, text: str, html: str, list_id: str | None) -> EmailMessage:
+    """The reference: the message through the email package's objects (what `mail` did before)."""
+    msg = EmailMessage(policy=mail.SMTP_POLICY)
+    msg["From"] = settings.mail_from
+    msg["Subject"] = mail.header_text(subject)
+    msg["Auto-Submitted"] = "auto-generated"
+    if list_id:
+        msg["List-Id"] = list_id
+        msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        msg["Precedence"] = "bulk"
+    msg.set_content(mail.short_lines(text), cte="8bit")
+    msg.add_alternative(mail.short_lines(html), subtype="html", cte="8bit")
+    return msg
+
+
 def written_by_the_email_package(settings: Settings, to: str, subject: str, text: str, html: str,
                                  message_id: str, ics: str | None, reply_to: str | None) -> bytes:
-    """The reference: the same message through the email package's objects (what `compose` did before)."""
-    msg = mail._message(settings, subject, text, html, None)
+    """A personal message through the email package's objects."""
+    msg = email_message(settings, subject, text, html, None)
     if reply_to:
         msg["Reply-To"] = reply_to
     if ics:
@@ -96,6 +112,16 @@ def test_a_personal_message_is_written_byte_for_byte_as_the_email_package_writes
     if ics:
         [calendar] = list(parsed.iter_attachments())
         assert calendar.get_payload(decode=True) == ics.encode()  # UTF-8, text/calendar's own default
+
+
+@pytest.mark.parametrize("list_id", ["Forum <minutes.forum-ouvert.local>",
+                                     "Comptes rendus du forum ouvert — été 🎉 <cr.x>"])
+@pytest.mark.parametrize("text", ["Bonjour\n\nGérer : %%LIEN-GERER%%\n", "mot " * 600])
+def test_a_notice_template_is_written_byte_for_byte_as_the_email_package_writes_it(list_id: str, text: str) -> None:
+    settings = Settings()
+    args = (settings, "Compte rendu publié : Plénière 🎉 de l'été", text, f"<p>{text}</p>")
+    fast = mail.notice_template(settings=settings, subject=args[1], text=args[2], html=args[3], list_id=list_id)
+    assert _same_but_boundaries_and_date(fast) == _same_but_boundaries_and_date(bytes(email_message(*args, list_id)))
 
 
 def test_a_boundary_found_in_a_body_is_never_used(monkeypatch: pytest.MonkeyPatch) -> None:
