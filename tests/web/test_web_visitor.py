@@ -197,6 +197,14 @@ async def test_a_kept_session_check_is_forgotten_on_sign_out_everywhere_and_on_t
                                data=MembersChanged(member_ids=[MEMBER.member_id]).model_dump_json().encode()))
         assert (await phone.get("/espace")).status_code == 303
 
+        await sign_in(phone)
+        assert (await phone.get("/espace")).status_code == 200
+        registry.live.clear()
+        # A notice that cannot be read may have named anyone: every kept check is forgotten.
+        garbled = Msg(None, subject=MembersChanged.SUBJECT, data=b'{"member_ids": "pas une liste"')  # type: ignore[arg-type]
+        await checks.heard(garbled)
+        assert (await phone.get("/espace")).status_code == 303
+
 
 async def test_csrf_sign_in_and_sign_out(registry: FakeRegistry, tmp_path: Path) -> None:
     async with site(registry, tmp_path) as c:
