@@ -64,7 +64,8 @@ async def queue_mail(uow: UnitOfWork, event_id: str, member_id: str, kind: str, 
         contact = (r.email, r.full_name)
     to, name = contact
     preference = PREFERENCE_OF.get(kind)
-    if preference is not None and await preload.get(uow, MemberPreference, (member_id, preference.value)) is not None:
+    if preference is not None and await preload.get(
+            uow, MemberPreference, (member_id, preference.value)) is not None:
         uow.tx.add(new_delivery(uow, event_id=event_id, member_id=member_id, kind=kind, to_addr=to,
                                 subject=mail.header_text(subject or kind), status=DeliveryState.SUPPRESSED,
                                 last_error="arrêté par le membre dans ses préférences"))

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import functools
 import uuid
-from typing import Any
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import and_
 from sqlmodel import col, delete, select

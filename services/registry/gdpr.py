@@ -11,7 +11,9 @@ from services.registry.members import find_member
 from services.registry.sign_in import forget_sessions
 from services.registry.models import EmailToken, Member, WebSession
 from shared.clock import utcnow
-from shared.contracts.registry import Accepted, EraseMember, Export, ExportData, MemberErased, MembersChanged, MemberStatus
+from shared.contracts.registry import (
+    Accepted, EraseMember, Export, ExportData, MemberErased, MembersChanged, MemberStatus,
+)
 from shared.personal_data import commands, fields, iso, plain
 from shared.service import HandlerContext
 

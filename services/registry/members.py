@@ -13,8 +13,8 @@ from services.registry.models import Member
 from shared.clock import utcnow
 from shared.contracts.registry import (
     ApproveMember, EmailVerified, GetMember, ListMembers, MemberApproved, MemberList, MemberRegistered,
-    MembersChanged, MemberRejected, MemberStatus, MemberView, ProfileUpdated, Register, Registered, RegistrationRepeated,
-    RejectMember, Role, RoleGranted, UpdateProfile, VerifyEmail,
+    MembersChanged, MemberRejected, MemberStatus, MemberView, ProfileUpdated, Register, Registered,
+    RegistrationRepeated, RejectMember, Role, RoleGranted, UpdateProfile, VerifyEmail,
 )
 from shared.errors import NotFound
 from shared.outbox import UnitOfWork
