@@ -33,7 +33,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from shared.clock import utcnow
 from shared.contracts.envelope import Envelope
 from shared.db import dialect_insert
-from shared.logging import get_logger
+from shared.logging import get_logger, ms_since
 from shared.outbox import InboxMessage
 
 if TYPE_CHECKING:
@@ -163,18 +163,18 @@ class BatchConsumer:
             try:
                 events.append((self.model.model_validate_json(raw.data), raw))
             except ValidationError as exc:  # malformed: parked at once
-                await self.service._on_failure(raw, exc, handler=self.name, ms=_ms_since(started))
+                await self.service._on_failure(raw, exc, handler=self.name, ms=ms_since(started))
         failed = await self._write(events) if events else {}
         for env, raw in events:
             if id(raw) not in failed:
                 await raw.ack()
         for raw, exc in failed.values():
-            await self.service._on_failure(raw, exc, handler=self.name, ms=_ms_since(started))
+            await self.service._on_failure(raw, exc, handler=self.name, ms=ms_since(started))
         self.handled += len(messages)
         self.batches += 1
         log.info("events handled", handler=self.name, events=len(messages),
                  outcome="ok" if not failed and len(events) == len(messages) else "partly failed",
-                 ms=_ms_since(started))
+                 ms=ms_since(started))
 
     async def _write(self, events: list[tuple[Envelope[Any], Msg]]) -> dict[int, tuple[Msg, Exception]]:
         """Write the events in one transaction; if it fails, each in its own. Returns the failures,
@@ -227,7 +227,3 @@ async def progress_signals(messages: Sequence[Msg], every: float) -> AsyncIterat
         yield
     finally:
         task.cancel()
-
-
-def _ms_since(started: float) -> float:
-    return round((time.perf_counter() - started) * 1000, 1)

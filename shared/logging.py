@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 
 import structlog
 
@@ -96,3 +97,8 @@ def library_logger(name: str) -> logging.Logger:
 
 def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:
     return structlog.get_logger(name)
+
+
+def ms_since(started: float) -> float:
+    """Milliseconds since `started` (a `time.perf_counter()`), as log lines give them."""
+    return round((time.perf_counter() - started) * 1000, 1)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import uuid
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import structlog
 from faststream.nats import NatsBroker
@@ -19,6 +19,7 @@ from pydantic import BaseModel, create_model
 
 from shared.contracts.common import RPC_PREFIX, ErrorBody, ErrorCode, Health, Reply, Request
 from shared.idempotency import IDEMPOTENCY_HEADER
+from shared.rpc_answers import CORRELATION_HEADER
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -48,24 +49,27 @@ class RpcClient:
                        idempotency_key: str | None = None) -> T:
         headers = {IDEMPOTENCY_HEADER: idempotency_key} if idempotency_key else None
         reply: type[T] = type(request).REPLY  # type: ignore[assignment]
-        return await self._request(request.subject(), request.service(), request.model_dump(mode="json"), reply,
-                                   timeout, headers)
+        return await self._request(request.subject(), request.service(),
+                                   request.__pydantic_serializer__.to_json(request), reply, timeout, headers)
 
     async def health(self, service: str, *, timeout: float | None = None) -> Health:
         """The service's own answer to `rpc.<service>.health`."""
-        return await self._request(f"{RPC_PREFIX}.{service}.health", service, {}, Health, timeout)
+        return await self._request(f"{RPC_PREFIX}.{service}.health", service, b"{}", Health, timeout)
 
-    async def _request(self, subject: str, service: str, body: dict[str, Any], model: type[T], timeout: float | None,
+    async def _request(self, subject: str, service: str, body: bytes, model: type[T], timeout: float | None,
                        headers: dict[str, str] | None = None) -> T:
         correlation_id = structlog.contextvars.get_contextvars().get("correlation_id") or str(uuid.uuid4())
         try:
-            msg = await self.broker.request(body, subject, timeout=timeout or self.timeout,
-                                            correlation_id=correlation_id, headers=headers)
+            # Straight on the broker's NATS connection: the services read the JSON themselves
+            # (shared.rpc_answers), and FastStream's request would wrap the reply in a message object.
+            msg = await self.broker.connection.request(
+                subject, body, timeout=timeout or self.timeout,
+                headers={CORRELATION_HEADER: correlation_id, **(headers or {})})
         except (NatsTimeout, TimeoutError, NoRespondersError):
             raise RpcError(ErrorBody(code=ErrorCode.UNAVAILABLE,
                                      message=f"Le service « {service} » ne répond pas. Réessayez dans un instant.")
                            ) from None
-        reply = reply_of(model).model_validate_json(msg.body)
+        reply = reply_of(model).model_validate_json(msg.data)
         if not reply.ok:
             assert reply.error is not None
             raise RpcError(reply.error)

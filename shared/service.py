@@ -19,7 +19,6 @@ consumer's event type is read from its first parameter (`Envelope[MemberApproved
 """
 from __future__ import annotations
 
-import asyncio
 import functools
 import inspect
 import json
@@ -39,16 +38,15 @@ from nats.js.api import DeliverPolicy
 from nats.js.errors import NotFoundError
 from pydantic import BaseModel, ValidationError, WrapValidator
 
-from shared.contracts.common import ErrorBody, ErrorCode, Health, HealthRequest, Reply, Request, RPC_PREFIX
+from shared.contracts.common import RPC_PREFIX, Health, HealthRequest, Reply, Request
 from shared.contracts.envelope import SYSTEM, Envelope, EventData
 from shared.db import Database
-from shared.errors import DomainError
-from shared.idempotency import IDEMPOTENCY_HEADER, Once, run_once
-from shared.logging import configure_logging, get_logger, library_logger
+from shared.idempotency import Once, run_once
+from shared.logging import configure_logging, get_logger, library_logger, ms_since
 from shared.outbox import OutboxRelay, UnitOfWork, already_processed
+from shared.rpc_answers import Answer, RpcAnswers, ok_reply
 from shared.settings import Settings, get_settings
 from shared.streams import DEAD_LETTER_PREFIX, ensure_streams, stream_name
-from shared.validation import field_errors
 from shared.group_commit import IDLE_WAIT, BatchConsumer, progress_signals
 from shared.worker import Worker
 
@@ -198,7 +196,8 @@ class Service:
         # Batch consumers settle each message themselves (shared.group_commit): no per-message middleware.
         self._batch_events = NatsRouter(ack_policy=AckPolicy.MANUAL)
         self._handler_names: dict[str, str] = {}  # durable or RPC subject -> handler, for the log
-        self._rpcs = NatsRouter(middlewares=[_rpc_error_middleware(self._handler_names)])
+        self._rpcs = NatsRouter()
+        self._answers = RpcAnswers(settings.rpc_workers)
         self._db: Database | None = None
         self.relay: OutboxRelay | None = None
         self.workers: dict[str, Worker] = {}
@@ -257,8 +256,9 @@ class Service:
 
     # ------------------------------------------------------------------ request/reply
     def _register_operation(self, fn: Operation) -> None:
-        """`rpc.<service>.<op>` in a queue group (replicas share the load), handled concurrently up to
-        `rpc_workers`; invalid requests and DomainErrors become typed error replies, never a hang."""
+        """`rpc.<service>.<op>` in a queue group (replicas share the load), answered concurrently up to
+        `rpc_workers` (`shared.rpc_answers`); invalid requests and DomainErrors become typed error replies,
+        never a hang."""
         req_model = _first_param_type(fn)
         if not (isinstance(req_model, type) and issubclass(req_model, Request) and req_model.OP):
             raise TypeError(f"{fn.__name__}: its first parameter must be an operation's request class")
@@ -266,24 +266,24 @@ class Service:
             raise TypeError(f"{fn.__name__}: {req_model.__name__} is an operation of {req_model.service()}")
         service = self
 
-        async def handler(body: req_model) -> Any:  # type: ignore[valid-type]
-            msg = current_message()
-            key = (msg.headers or {}).get(IDEMPOTENCY_HEADER)
+        async def answer(data: bytes, key: str | None, correlation_id: str) -> bytes:
+            body = req_model.model_validate_json(data)
             if key:  # done once: a repeat with the same key gets the first reply
-                ctx = HandlerContext(service, msg.correlation_id, Once.of(body, key))
-                data = await run_once(service.db, ctx.once, lambda: fn(body, ctx),  # type: ignore[arg-type]
+                ctx = HandlerContext(service, correlation_id, Once.of(body, key))
+                done = await run_once(service.db, ctx.once, lambda: fn(body, ctx),  # type: ignore[arg-type]
                                       look_first=not getattr(fn, "records_key_first", False))
-                return Reply(ok=True, data=data).model_dump(mode="json")
-            return ok_reply(await fn(body, HandlerContext(service, msg.correlation_id)))
+                return Reply(ok=True, data=done).model_dump_json().encode()
+            return ok_reply(await fn(body, HandlerContext(service, correlation_id)))
 
-        handler.__annotations__["body"] = req_model  # a local: the string annotation would not resolve
-        self._subscribe_rpc(req_model.subject(), fn, handler)
+        self._subscribe_rpc(req_model.subject(), fn, req_model, answer)
 
     def _register_health(self) -> None:
         service = self
 
-        async def health(body: HealthRequest) -> dict[str, Any]:
+        async def health(body: HealthRequest) -> Health:
             """Liveness and readiness of the service: broker connected, database answering."""
+
+        async def answer(data: bytes, key: str | None, correlation_id: str) -> bytes:
             try:
                 await service.db.ping()
                 db = "ok"
@@ -292,18 +292,23 @@ class Service:
             details = await service.definition.health(service) if service.definition.health else {}
             if service.relay:
                 details["outbox_published"] = service.relay.published
-            reply = Health(service=service.name, status="ok" if db == "ok" else "degraded", database=db,
-                           details=details)
-            return Reply(ok=True, data=reply.model_dump(mode="json")).model_dump(mode="json")
+            return ok_reply(Health(service=service.name, status="ok" if db == "ok" else "degraded", database=db,
+                                   details=details))
 
-        self._subscribe_rpc(f"{RPC_PREFIX}.{self.name}.health", health, health)
+        self._subscribe_rpc(f"{RPC_PREFIX}.{self.name}.health", health, HealthRequest, answer)
 
-    def _subscribe_rpc(self, subject: str, fn: Callable[..., Any], handler: Callable[..., Any]) -> None:
-        handler.__name__ = fn.__name__
-        self._handler_names[subject] = fn.__name__
-        self._rpcs.subscriber(subject, queue=f"{self.name}-rpc", max_workers=self.settings.rpc_workers,
-                              title=f"{subject}:{fn.__name__}",
-                              description=(fn.__doc__ or "").strip() or None)(handler)
+    def _subscribe_rpc(self, subject: str, fn: Callable[..., Any], request: type[BaseModel], answer: Answer) -> None:
+        """FastStream's subscriber documents `subject` (AsyncAPI) and runs with the broker; `answer` replies."""
+
+        async def documented(body: request) -> None:  # type: ignore[valid-type]
+            """Never called: `self._answers` answers the subject."""
+
+        documented.__name__ = fn.__name__
+        documented.__annotations__["body"] = request  # a local: the string annotation would not resolve
+        subscriber = self._rpcs.subscriber(subject, queue=f"{self.name}-rpc", title=f"{subject}:{fn.__name__}",
+                                           description=(fn.__doc__ or "").strip() or None)
+        subscriber(documented)
+        self._answers.serve(subscriber, subject, fn.__name__, answer)
 
     # ------------------------------------------------------------------ events
     def _register_consumer(self, c: Consumer) -> None:
@@ -393,10 +398,10 @@ class Service:
                     try:
                         result = await call_next(msg)
                     except Exception as exc:  # noqa: BLE001 - every failure is retried or parked, never lost
-                        await service._on_failure(raw, exc, handler=handler, ms=_ms_since(started))
+                        await service._on_failure(raw, exc, handler=handler, ms=ms_since(started))
                         return None
                 delivered = raw.metadata.num_delivered if raw.metadata else 1
-                log.info("event handled", handler=handler, outcome="ok", ms=_ms_since(started),
+                log.info("event handled", handler=handler, outcome="ok", ms=ms_since(started),
                          **({"deliveries": delivered} if delivered > 1 else {}))
                 return result
 
@@ -495,10 +500,6 @@ async def _raw_bodies(msg: Any) -> list[bytes]:
     return [m.data for m in msg.raw_message]
 
 
-def _ms_since(started: float) -> float:
-    return round((time.perf_counter() - started) * 1000, 1)
-
-
 def _first_param_type(fn: Callable[..., Any]) -> Any:
     hints = typing.get_type_hints(fn)
     first = next(iter(p for p in fn.__code__.co_varnames[:fn.__code__.co_argcount]))
@@ -516,48 +517,10 @@ def _event_of(fn: EventHandler) -> type[EventData]:
     return args[0]
 
 
-def validation_reply(exc: ValidationError) -> Reply:
-    field_name, message = next(iter(field_errors(exc).items()))
-    return Reply(ok=False, error=ErrorBody(code=ErrorCode.INVALID, message=message,
-                                           field=None if field_name == "__root__" else field_name))
-
-
 def _safe_url(url: str) -> str:
     from sqlalchemy.engine import make_url
 
     return make_url(url).render_as_string(hide_password=True)
-
-
-def ok_reply(data: BaseModel) -> bytes:
-    """`Reply(ok=True, data=data)` as JSON, written in one pass (a list of decisions or votes made three:
-    to a dict, through `Reply`, to JSON)."""
-    return b'{"ok":true,"data":' + data.__pydantic_serializer__.to_json(data) + b"}"
-
-
-def _rpc_error_middleware(handler_names: dict[str, str]) -> type[BaseMiddleware]:
-    class TypedErrors(BaseMiddleware):
-        async def consume_scope(self, call_next: Any, msg: Any) -> Any:
-            subject, started = getattr(msg.raw_message, "subject", "?"), time.perf_counter()
-            handler = handler_names.get(subject, "?")
-            try:
-                reply = await call_next(msg)
-            except ValidationError as exc:
-                reply = validation_reply(exc).model_dump(mode="json")
-            except DomainError as exc:
-                reply = Reply(ok=False, error=exc.body()).model_dump(mode="json")
-            except Exception:  # noqa: BLE001 - answer, never hang; the trace goes to the log only
-                log.exception("request handler failed", handler=handler, outcome=ErrorCode.INTERNAL.value,
-                              ms=_ms_since(started))
-                return Reply(ok=False, error=ErrorBody(code=ErrorCode.INTERNAL,
-                                                       message="Erreur interne du service.")).model_dump(mode="json")
-            outcome = (reply.get("error") or {}).get("code", "error") if isinstance(reply, dict) and not reply.get(
-                "ok", True) else "ok"
-            # Health probes come every few seconds from orchestrators: not worth a line each.
-            (log.debug if subject.endswith(".health") else log.info)(
-                "request handled", handler=handler, outcome=outcome, ms=_ms_since(started))
-            return reply
-
-    return TypedErrors
 
 
 # The message being handled, set by the broker's outermost middleware. Handlers read it here rather than
