@@ -14,7 +14,7 @@ from shared.contracts.decisions import (
 )
 from shared.contracts.registry import College
 from forumlib.majority_judgment import GRADES, Grade
-from shared.service import validation_reply
+from shared.rpc_answers import validation_reply
 from shared.validation import field_errors
 
 T = datetime(2026, 5, 4, 9, 0, tzinfo=UTC)
