@@ -209,11 +209,11 @@ class Stack:
         env.update(extra_env or {})
         return self._spawn(name, [sys.executable, "-m", "forum_ouvert.cli", "serve", name], env)
 
-    def add_instance(self, service: str) -> str:
+    def add_instance(self, service: str, env: dict[str, str] | None = None) -> str:
         """Start one more process of `service` (a service, or the web front on a port of its own) and return
         its name (`forum-2`, `web-2`…), without waiting for it to be ready (`wait_instance`). It shares the
         first one's database, NATS queue groups and durable consumers, so requests and events spread over
-        both."""
+        both. `env` adds to or overrides its settings (e.g. `FORUM_PAGE_CACHE_SECONDS`)."""
         if service != WEB and service not in self.services:
             raise ValueError(f"{service} is not a service of this stack")
         k = 2
@@ -221,11 +221,11 @@ class Stack:
             k += 1
         name = f"{service}-{k}"
         self.instance_of[name] = service
-        env = self.env_for(service)
+        settings = self.env_for(service) | (env or {})
         if service == WEB:
             self.instance_ports[name] = free_port()
-            env["FORUM_WEB_PORT"] = str(self.instance_ports[name])
-        self._spawn(name, [sys.executable, "-m", "forum_ouvert.cli", "serve", service], env)
+            settings["FORUM_WEB_PORT"] = str(self.instance_ports[name])
+        self._spawn(name, [sys.executable, "-m", "forum_ouvert.cli", "serve", service], settings)
         return name
 
     def remove_instance(self, name: str) -> None:

@@ -101,6 +101,9 @@ class Settings(BaseSettings):
     session_check_seconds: float = Field(10.0, ge=0, le=300, description=(
         "Seconds the web front keeps the registry's answer that a session is live (forgotten at once when the "
         "registry says the member changed); 0 asks the registry on every page."))
+    page_cache_seconds: float = Field(1.0, ge=0, le=60, description=(
+        "Seconds a web front keeps the public pages it served to visitors who are not signed in (forgotten at "
+        "once by any form posted to it); 0 makes every page anew."))
     rate_limit_per_minute: int = Field(10, description="Register / sign-in POSTs per client address per minute.")
     trusted_proxies: list[str] = Field([], description="Addresses or networks (CIDR) of the reverse proxies in "
                                        "front of the web front, as a JSON list, e.g. [\"10.0.0.0/8\"]: only from "

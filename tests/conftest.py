@@ -27,7 +27,10 @@ def forum(tmp_path_factory: pytest.TempPathFactory, nats_url: str) -> Iterator[S
                   env={"FORUM_RATE_LIMIT_PER_MINUTE": "100000", "FORUM_OUTBOX_POLL_INTERVAL": "0.5",
                        "FORUM_REMINDER_INTERVAL": "1",
                        # the secretariat account signs in once per test module: no hourly cap on its links
-                       "FORUM_LINK_MAIL_LIMIT": "100000"})
+                       "FORUM_LINK_MAIL_LIMIT": "100000",
+                       # tests change the forum over RPC, behind the web front's back, and read the public
+                       # page at once: no page kept (tests/web/test_web_page_cache.py tests the cache)
+                       "FORUM_PAGE_CACHE_SECONDS": "0"})
     with stack:
         yield stack
     drop_schemas(urls)

@@ -47,6 +47,7 @@ from services.web.security import (
     COOKIE_NAME, CSRF_FIELD, SECURITY_HEADERS, BodyLimit, CsrfError, SlidingWindowLimiter, client_address,
     secret_key, valid_request_id, visitor,
 )
+from services.web.page_cache import PageCache
 from services.web.session_checks import SessionChecks
 
 log = get_logger(__name__)
@@ -303,6 +304,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Counts the body bytes received, wherever a handler reads them; its 413 goes through the handlers above.
     # Added first = innermost, next to the handlers that answer its 413.
     app.add_middleware(BodyLimit, limit_for=body_limit)
+    # Inside the front door (which adds each answer's request id and headers), outside the handlers.
+    app.add_middleware(PageCache, seconds=settings.page_cache_seconds)
     app.add_middleware(FrontDoor, settings=settings, state=state)
 
     # Outside the front door, so that its error pages can read and write the visitor's cookie too.
