@@ -203,9 +203,11 @@ class Service:
         self.workers: dict[str, Worker] = {}
         self.batch_consumers: list[BatchConsumer] = []
         self._durables: list[tuple[str, str, ConsumerConfig]] = []  # (stream, durable, config)
-        self._register_health()
         for op in definition.operations:
             self._register_operation(op)
+        # Last: subscribers start in this order, each flushed to the server, so a service that answers its
+        # health request (what launchers and orchestrators wait for) answers every operation.
+        self._register_health()
         for c in definition.consumers:
             self._register_consumer(c if isinstance(c, Consumer) else consumer(c))
         for ev in definition.produces:
