@@ -289,7 +289,8 @@ def report(res: dict[str, Any]) -> str:
     out = [line, "Forum ouvert — pages under load", line,
            f"{env['readers']} readers per page" + (f" (each pausing {env['think']:g} s on average between pages)"
                                                     if env.get("think") else " (back to back)")
-           + f", {env['seconds']:g} s each; database {env['database']}, {env['cpus']} CPUs; "
+           + f", {env['seconds']:g} s each; anonymous pages kept {env.get('page_cache_seconds', 0):g} s by the web front"
+           f"; database {env['database']}, {env['cpus']} CPUs; "
            f"load average before {env['load_before']}, after {env.get('load_after', '?')}",
            *textwrap.wrap(f"seeded: {env['seeded']}", len(head)),
            "latency in ms; CPU in ms per answer, by process (the CPU of the whole machine is shared: see the load "
@@ -323,6 +324,9 @@ def main(argv: list[str] | None = None) -> int:
                    "charte,sessions,sessions-past,decisions,decisions-last,decision,votes,minutes,record,members,"
                    "members-all")
     p.add_argument("--db", choices=("auto", "sqlite", "postgresql"), default="auto")
+    p.add_argument("--page-cache-seconds", type=float, default=None,
+                   help="the web front's FORUM_PAGE_CACHE_SECONDS (default: the product's, 1 s); 0 makes every "
+                        "anonymous page anew, to measure what making one costs")
     p.add_argument("--no-profile", action="store_true", help="skip the py-spy pass")
     p.add_argument("--profile-seconds", type=float, default=4, help="seconds per page in the py-spy pass")
     p.add_argument("--py-spy", default="py-spy", help="path to py-spy (pip install py-spy)")
@@ -340,7 +344,8 @@ def main(argv: list[str] | None = None) -> int:
     v = Volumes(args.members, args.sessions, args.decisions)
     db = databases(args.db, f"pages{uuid.uuid4().hex[:6]}")
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt("SIGTERM")))
-    stack = Stack(data_dir, database_urls=db.urls, log_dir=data_dir / "logs")
+    env = {} if args.page_cache_seconds is None else {"FORUM_PAGE_CACHE_SECONDS": str(args.page_cache_seconds)}
+    stack = Stack(data_dir, database_urls=db.urls, log_dir=data_dir / "logs", env=env)
     results: dict[str, Any] = {"started_at": stamp, "argv": sys.argv[1:] if argv is None else argv}
     print(f"database: {db.kind}; data in {data_dir}", flush=True)
     sampler = None
@@ -368,7 +373,8 @@ def main(argv: list[str] | None = None) -> int:
             sampler.start()
             results["environment"] = {
                 "database": db.kind, "cpus": os.cpu_count(), "readers": args.readers, "seconds": args.seconds,
-                "think": args.think,
+                "think": args.think, "page_cache_seconds": 1.0 if args.page_cache_seconds is None
+                else args.page_cache_seconds,
                 "load_before": " ".join(f"{x:.2f}" for x in os.getloadavg()),
                 "seeded": ", ".join(f"{k} {n:,}" for k, n in seeded.counts.items())}
             ports = {"web": stack.web_port, "floor": floor_port}

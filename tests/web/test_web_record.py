@@ -212,7 +212,9 @@ async def web(forum: FakeForum, tmp_path: Path):  # noqa: ANN201
     from services.web.app import create_app
     from shared.settings import Settings
 
-    app = create_app(Settings(secret_key="k" * 40, data_dir=tmp_path, public_url="https://forum.example.fr"))
+    # The fake forum changes behind the web front's back, and the tests read the page again at once.
+    app = create_app(Settings(secret_key="k" * 40, data_dir=tmp_path, public_url="https://forum.example.fr",
+                              page_cache_seconds=0))
     app.state.web.rpc = forum
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://forum.test") as c:
         yield c
