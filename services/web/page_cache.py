@@ -24,8 +24,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 PUBLIC_PAGES = re.compile(
     r"/|/seances(/passees|/[\w-]+)?|/(decisions|votes|comptes-rendus|registre|annonces)(/[\w-]+)?")
-MAX_PAGES = 2_000  # pages kept at most, the least recently read forgotten first
-MAX_PAGE_BYTES = 1024 * 1024
+MAX_BYTES = 64 * 1024 * 1024  # kept at most, the least recently read pages forgotten first (any query
+MAX_PAGE_BYTES = 1024 * 1024  # string makes another page: a crawler's cannot take more than this)
 
 
 @dataclass(frozen=True)
@@ -43,11 +43,13 @@ class PageCache:
     def __init__(self, app: ASGIApp, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.app, self.seconds, self.clock = app, seconds, clock
         self._pages: OrderedDict[str, Page] = OrderedDict()
+        self._bytes = 0
         self._making: dict[str, asyncio.Future[Page | None]] = {}
         self._generation = 0  # moved on by every forgetting: a page begun before it is not kept
 
     def forget_all(self) -> None:
         self._pages.clear()
+        self._bytes = 0
         self._generation += 1
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -78,7 +80,7 @@ class PageCache:
         if page is None:
             return None
         if self.clock() - page.made >= self.seconds:
-            del self._pages[key]
+            self._forget(key)
             return None
         self._pages.move_to_end(key)
         return page
@@ -103,13 +105,20 @@ class PageCache:
             await self.app(scope, receive, capture)
             if status == 200 and keep and not scope.get("session") and generation == self._generation:
                 page = Page(status, headers, bytes(body), started)
+                self._forget(key)
                 self._pages[key] = page
-                while len(self._pages) > MAX_PAGES:
-                    self._pages.popitem(last=False)
+                self._bytes += len(page.body)
+                while self._bytes > MAX_BYTES:
+                    self._forget(next(iter(self._pages)))
         finally:
             if self._making.get(key) is made:
                 del self._making[key]
             made.set_result(page)  # the readers waiting for it (None: they make their own)
+
+    def _forget(self, key: str) -> None:
+        page = self._pages.pop(key, None)
+        if page is not None:
+            self._bytes -= len(page.body)
 
     async def _replay(self, page: Page, send: Send) -> None:
         await send({"type": "http.response.start", "status": page.status, "headers": page.headers})

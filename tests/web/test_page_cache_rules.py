@@ -125,3 +125,18 @@ async def test_zero_seconds_keeps_nothing() -> None:
         await c.get("/")
         await c.get("/")
     assert site.made == ["GET /", "GET /"]
+
+
+async def test_the_pages_kept_stay_within_their_byte_budget(monkeypatch: Any) -> None:
+    from services.web import page_cache
+
+    monkeypatch.setattr(page_cache, "MAX_BYTES", 10)  # five pages of two bytes ("v1")
+    site = Site()
+    cache = PageCache(site, seconds=60)
+    async with client(cache) as c:
+        for n in range(8):
+            await c.get(f"/decisions?page={n}")
+        assert cache._bytes == 10 and len(cache._pages) == 5
+        await c.get("/decisions?page=7")  # still kept
+        await c.get("/decisions?page=0")  # forgotten: made again
+    assert site.made.count("GET /decisions") == 9
