@@ -203,11 +203,9 @@ class Service:
         self.workers: dict[str, Worker] = {}
         self.batch_consumers: list[BatchConsumer] = []
         self._durables: list[tuple[str, str, ConsumerConfig]] = []  # (stream, durable, config)
+        self._register_health()
         for op in definition.operations:
             self._register_operation(op)
-        # Last: subscribers start in this order, each flushed to the server, so a service that answers its
-        # health request (what launchers and orchestrators wait for) answers every operation.
-        self._register_health()
         for c in definition.consumers:
             self._register_consumer(c if isinstance(c, Consumer) else consumer(c))
         for ev in definition.produces:
@@ -294,8 +292,10 @@ class Service:
             details = await service.definition.health(service) if service.definition.health else {}
             if service.relay:
                 details["outbox_published"] = service.relay.published
-            return ok_reply(Health(service=service.name, status="ok" if db == "ok" else "degraded", database=db,
-                                   details=details))
+            # "ok" once every subject and consumer has started: the broker starts its subscribers one by one,
+            # in no set order, so the health subject may answer before another subject is subscribed.
+            status = "starting" if not service.broker.running else "ok" if db == "ok" else "degraded"
+            return ok_reply(Health(service=service.name, status=status, database=db, details=details))
 
         self._subscribe_rpc(f"{RPC_PREFIX}.{self.name}.health", health, HealthRequest, answer)
 

@@ -65,6 +65,12 @@ async def test_requests_are_answered_bounded_and_finished_on_stop(tmp_path: Path
             async with NatsBroker(url) as broker:
                 rpc = RpcClient(broker, timeout=10)
                 async with TestApp(svc.app):
+                    # Ready only once every subject is subscribed: the broker starts them in no set order.
+                    assert (await rpc.health("forum")).status == "ok"
+                    svc.broker.running = False  # (as while its subscribers are still starting)
+                    assert (await rpc.health("forum")).status == "starting"
+                    svc.broker.running = True
+
                     # Typed errors: the field of an invalid request, a domain refusal, an internal failure.
                     with pytest.raises(RpcError) as invalid:
                         await rpc(Sleep.model_construct(seconds=-1, refuse=False, crash=False))
