@@ -358,8 +358,10 @@ def main(argv: list[str] | None = None) -> None:
         serve_web(args)
         return
     run = {"rsvp": serve_rsvp, "registry": serve_registry, "mailer": serve_mailer}[args.role]
+    import uvloop
+
     try:
-        asyncio.run(run(args))
+        uvloop.run(run(args))  # the services' event loop (uvicorn picks it, and httptools, for the web role)
     except KeyboardInterrupt:
         pass
 

@@ -88,7 +88,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--port", type=int, default=8123)
     args = p.parse_args(argv)
     if args.role == "responder":
-        asyncio.run(responder(args.nats, args.database_url))
+        import uvloop
+
+        uvloop.run(responder(args.nats, args.database_url))  # the services' event loop
         return
     import uvicorn
 

@@ -124,8 +124,10 @@ def serve(service: Annotated[str, typer.Argument(help=f"One of: {', '.join(SERVA
         uvicorn.run("services.web.app:create_app", factory=True, host=settings.web_host, port=settings.web_port,
                     log_level="warning", proxy_headers=False, access_log=False)
         return
+    import uvloop
+
     try:
-        asyncio.run(service_definition(service).build(settings).app.run())
+        uvloop.run(service_definition(service).build(settings).app.run())
     except KeyboardInterrupt:
         pass
 
