@@ -53,7 +53,7 @@ class RpcAnswers:
 
             async def on_request(msg: Msg) -> None:
                 await limiter.acquire()  # nats-py holds the next requests meanwhile
-                task = asyncio.create_task(self._answer(subscriber.lock, msg, handler, answer))
+                task = asyncio.create_task(self._answer(subscriber.connection, subscriber.lock, msg, handler, answer))
                 self._under_way.add(task)
                 task.add_done_callback(lambda t: (limiter.release(), self._under_way.discard(t)))
 
@@ -63,7 +63,7 @@ class RpcAnswers:
 
         subscriber._create_subscription = subscribe  # called by the subscriber's own start
 
-    async def _answer(self, lock: Any, msg: Msg, handler: str, answer: Answer) -> None:
+    async def _answer(self, connection: Any, lock: Any, msg: Msg, handler: str, answer: Answer) -> None:
         headers = msg.headers or {}
         correlation_id = headers.get(CORRELATION_HEADER) or str(uuid.uuid4())
         started = time.perf_counter()
@@ -80,8 +80,8 @@ class RpcAnswers:
                               ms=ms_since(started))
                 reply, outcome = INTERNAL_ERROR, ""  # logged above
             if msg.reply:
-                try:
-                    await msg.respond(reply)
+                try:  # (not `msg.respond`, which sends the request's headers back with the reply)
+                    await connection.publish(msg.reply, reply)
                 except Exception:  # noqa: BLE001 - the caller's time limit tells it; the work is done
                     log.warning("reply not sent", handler=handler, exc_info=True)
             if outcome:
