@@ -4,7 +4,8 @@ A list of decisions or sessions costs the services 5 to 20 ms of CPU to read and
 to render; fifty people reading at once would take two cores. Each web front keeps the pages it served to
 anonymous visitors for `FORUM_PAGE_CACHE_SECONDS` (1 s by default; 0 turns it off):
 - only a GET of a public page (`PUBLIC_PAGES`) answered 200 to a visitor without a cookie, whose answer
-  left no state for that visitor (no CSRF token, no message: nothing of theirs in the page), is kept;
+  left no state for that visitor (no CSRF token, no message, no cookie: nothing of theirs in the page),
+  is kept;
 - a page asked for again while it is being made waits for it instead of making it twice;
 - every command that this front sends (any POST) forgets every page: what a clerk or a member just did
   shows on the next page anyone reads here. What changed elsewhere (another web front, a consumer
@@ -103,7 +104,8 @@ class PageCache:
         page = None
         try:
             await self.app(scope, receive, capture)
-            if status == 200 and keep and not scope.get("session") and generation == self._generation:
+            if (status == 200 and keep and not scope.get("session") and generation == self._generation
+                    and not any(name.lower() == b"set-cookie" for name, _ in headers)):
                 page = Page(status, headers, bytes(body), started)
                 self._forget(key)
                 self._pages[key] = page

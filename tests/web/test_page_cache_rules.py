@@ -12,7 +12,7 @@ from services.web.page_cache import MAX_PAGE_BYTES, PageCache
 
 class Site:
     """Counts the pages it makes; `/lent` takes a moment, `/etat` leaves state for the visitor, `/absent`
-    is a 404, `/gros` is bigger than a kept page may be."""
+    is a 404, `/gros` is bigger than a kept page may be, `/cookie` sets a cookie of its own."""
 
     def __init__(self) -> None:
         self.made: list[str] = []
@@ -31,8 +31,10 @@ class Site:
             scope["session"]["csrf"] = "t"
         status = 404 if path == "/votes/absent" else 200
         body = b"x" * (MAX_PAGE_BYTES + 1) if path == "/registre/gros" else f"v{self.version}".encode()
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"text/html; charset=utf-8")]})
+        headers = [(b"content-type", b"text/html; charset=utf-8")]
+        if path == "/annonces/cookie":
+            headers.append((b"Set-Cookie", b"x=1"))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
 
@@ -77,7 +79,7 @@ async def test_only_public_pages_without_visitor_state_are_kept() -> None:
     cache = PageCache(site, seconds=60)
     async with client(cache) as anonymous, client(cache, {"member_id": "m-1"}) as member:
         for path in ("/espace", "/secretariat/membres", "/decisions.csv", "/votes/absent", "/seances/etat",
-                     "/registre/gros"):
+                     "/registre/gros", "/annonces/cookie"):
             await anonymous.get(path)
             await anonymous.get(path)
             assert site.made.count(f"GET {path}") == 2, path
