@@ -195,7 +195,7 @@ class Service:
         self._events = NatsRouter(ack_policy=AckPolicy.MANUAL, middlewares=[self._consumer_middleware()])
         # Batch consumers settle each message themselves (shared.group_commit): no per-message middleware.
         self._batch_events = NatsRouter(ack_policy=AckPolicy.MANUAL)
-        self._handler_names: dict[str, str] = {}  # durable or RPC subject -> handler, for the log
+        self._handler_names: dict[str, str] = {}  # durable -> handler, for the log
         self._rpcs = NatsRouter()
         self._answers = RpcAnswers(settings.rpc_workers)
         self._db: Database | None = None
