@@ -14,8 +14,8 @@ from services.forum.queries import find_session, lock_member, require_secretaria
 from services.forum.sessions import full_view
 from shared.clock import utcnow
 from shared.contracts.forum import (
-    AnswerRsvp, AttendanceEntry, ListRsvps, PromotionCause, ReleaseReason, RsvpAnswer, RsvpConfirmed,
-    RsvpDeclined, RsvpEntry, RsvpList, RsvpState, RsvpView, RsvpWaitlisted, WithdrawRsvp,
+    AnswerRsvp, AttendanceEntry, ListRsvps, PromotionCause, ReleaseReason, RsvpAnswer, RsvpDeclined, RsvpEntry,
+    RsvpList, RsvpState, RsvpView, WithdrawRsvp,
 )
 from shared.errors import Forbidden
 from shared.idempotency import records_key_first

@@ -14,7 +14,7 @@ from enum import StrEnum
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, StringConstraints, ValidationInfo, field_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
 from shared.contracts.common import SQL_INT_MAX, ActorRequest, Identifier, MultiLine, Request, SingleLine
 from shared.contracts.registry import College
