@@ -53,7 +53,7 @@ class RpcAnswers:
 
             async def on_request(msg: Msg) -> None:
                 await limiter.acquire()  # nats-py holds the next requests meanwhile
-                task = asyncio.create_task(self._answer(subscriber.connection, subscriber.lock, msg, handler, answer))
+                task = asyncio.create_task(self._answer(subscriber, msg, handler, answer))
                 self._under_way.add(task)
                 task.add_done_callback(lambda t: (limiter.release(), self._under_way.discard(t)))
 
@@ -63,12 +63,13 @@ class RpcAnswers:
 
         subscriber._create_subscription = subscribe  # called by the subscriber's own start
 
-    async def _answer(self, connection: Any, lock: Any, msg: Msg, handler: str, answer: Answer) -> None:
+    async def _answer(self, subscriber: Any, msg: Msg, handler: str, answer: Answer) -> None:
         headers = msg.headers or {}
         correlation_id = headers.get(CORRELATION_HEADER) or str(uuid.uuid4())
         started = time.perf_counter()
         # The subscriber's lock counts the answers under way: its graceful stop waits for them.
-        with lock, structlog.contextvars.bound_contextvars(correlation_id=correlation_id, subject=msg.subject):
+        with subscriber.lock, structlog.contextvars.bound_contextvars(correlation_id=correlation_id,
+                                                                      subject=msg.subject):
             outcome = "ok"
             try:
                 reply = await answer(msg.data, headers.get(IDEMPOTENCY_HEADER), correlation_id)
@@ -81,7 +82,7 @@ class RpcAnswers:
                 reply, outcome = INTERNAL_ERROR, ""  # logged above
             if msg.reply:
                 try:  # (not `msg.respond`, which sends the request's headers back with the reply)
-                    await connection.publish(msg.reply, reply)
+                    await subscriber.connection.publish(msg.reply, reply)
                 except Exception:  # noqa: BLE001 - the caller's time limit tells it; the work is done
                     log.warning("reply not sent", handler=handler, exc_info=True)
             if outcome:

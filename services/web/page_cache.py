@@ -31,7 +31,8 @@ MAX_PAGE_BYTES = 1024 * 1024  # string makes another page: a crawler's cannot ta
 
 @dataclass(frozen=True)
 class Page:
-    status: int
+    """A 200 answer as it was sent: its headers and body, and when it was made."""
+
     headers: list[tuple[bytes, bytes]]
     body: bytes
     made: float
@@ -106,7 +107,7 @@ class PageCache:
             await self.app(scope, receive, capture)
             if (status == 200 and keep and not scope.get("session") and generation == self._generation
                     and not any(name.lower() == b"set-cookie" for name, _ in headers)):
-                page = Page(status, headers, bytes(body), started)
+                page = Page(headers, bytes(body), started)
                 self._forget(key)
                 self._pages[key] = page
                 self._bytes += len(page.body)
@@ -123,5 +124,5 @@ class PageCache:
             self._bytes -= len(page.body)
 
     async def _replay(self, page: Page, send: Send) -> None:
-        await send({"type": "http.response.start", "status": page.status, "headers": page.headers})
+        await send({"type": "http.response.start", "status": 200, "headers": page.headers})
         await send({"type": "http.response.body", "body": page.body})
