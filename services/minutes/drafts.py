@@ -46,7 +46,7 @@ async def session_record(tx: AsyncSession, s: SessionFact) -> SessionRecord:
         numbers.update({i: n for i, n in (await tx.exec(select(DecisionFact.decision_id, DecisionFact.number).where(
             col(DecisionFact.decision_id).in_(later)))).all()})
     event_ids = [d.event_id for d in decisions] + [v.event_id for v in votes]
-    leaves = {e: i for e, i, _ in (await store.locate(tx, event_ids))[0]} if event_ids else {}
+    leaves = {e: i for e, i, _ in await store.locate(tx, event_ids)} if event_ids else {}
     return SessionRecord(session=s, agenda=agenda_of(s), present=per_college,
                          organisations=sorted(orgs, key=lambda o: (o.casefold(), o)), decisions=decisions,
                          votes=votes, numbers=numbers, leaves=leaves)

@@ -22,8 +22,9 @@ from services.minutes.records import Recorder, record_of
 from shared.contracts.common import ErrorCode
 from shared.contracts.envelope import Envelope
 from shared.contracts.minutes import (
-    ConsistencyProof, EntryLocation, EntryLocations, GetCheckpoint, GetConsistencyProof, GetInclusionProof, GetTile,
-    GetVerifierKey, InclusionProof, LedgerCheckpoint, LedgerEntries, LedgerKey, LedgerTile, ListEntries, LocateEntries,
+    ConsistencyProof, EntryLocation, EntryLocations, EventRecords, GetCheckpoint, GetConsistencyProof,
+    GetInclusionProof, GetTile, GetVerifierKey, InclusionProof, LedgerCheckpoint, LedgerEntries, LedgerEntry, LedgerKey,
+    LedgerTile, ListEntries, LocateEntries, ProveEvents,
 )
 from shared.errors import DomainError, Invalid
 from shared.outbox import UnitOfWork
@@ -87,8 +88,29 @@ async def ledger_locate(req: LocateEntries, ctx: HandlerContext) -> EntryLocatio
     """Leaf index and record type of the records these events carried (unknown ids left out), and
     the current size of the log."""
     async with ctx.db.read() as tx:
-        rows, size = await store.locate(tx, req.event_ids)
+        rows, size = await store.locate(tx, req.event_ids), (await store.read_head(tx)).size
     return EntryLocations(locations=[EntryLocation(event_id=e, index=i, type=k) for e, i, k in rows], size=size)
+
+
+async def ledger_prove_events(req: ProveEvents, ctx: HandlerContext) -> EventRecords:
+    """Where these events' records are in the log and, for `prove`, its entry and inclusion proof
+    against the latest signed checkpoint, with that checkpoint and the verifier key (one transaction)."""
+    async with ctx.db.read() as tx:
+        rows = await store.locate(tx, req.event_ids)
+        cp = await store.latest_checkpoint(tx)
+        index = next((i for e, i, _ in rows if e == req.prove), None)
+        proven = await store.prove_event(tx, index, cp) if index is not None else None
+    entry = proof = None
+    if proven is not None:
+        entry = LedgerEntry(index=proven.index, leaf=_b64(proven.leaf), record=proven.record)
+        if proven.path is not None and cp is not None:
+            proof = InclusionProof(leaf_index=proven.index, tree_size=cp.tree_size,
+                                   hashes=[_b64(h) for h in proven.path])
+    return EventRecords(
+        locations=[EntryLocation(event_id=e, index=i, type=k) for e, i, k in rows],
+        key=signer(ctx.settings).verifier.encode(),
+        checkpoint=LedgerCheckpoint(note=cp.note, size=cp.tree_size, root=_b64(cp.root)) if cp else None,
+        entry=entry, proof=proof)
 
 
 TILE_REPLY_BYTES = 480_000

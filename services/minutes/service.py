@@ -27,7 +27,7 @@ SERVICE = ServiceDef(
     operations=[
         public_record.ledger_checkpoint, public_record.ledger_key, public_record.ledger_entries,
         public_record.ledger_inclusion, public_record.ledger_consistency, public_record.ledger_locate,
-        public_record.ledger_tile,
+        public_record.ledger_prove_events, public_record.ledger_tile,
         drafts.open_minutes_draft, drafts.save_minutes_draft, drafts.get_minutes,
         review.open_minutes_review, review.comment_minutes, review.answer_minutes_comment,
         review.list_minutes_comments,

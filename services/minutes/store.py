@@ -258,14 +258,39 @@ async def read_entries(tx: AsyncSession, start: int, end: int) -> list[tuple[int
     return out
 
 
-async def locate(tx: AsyncSession, event_ids: Sequence[str]) -> tuple[list[tuple[str, int, str]], int]:
+async def locate(tx: AsyncSession, event_ids: Sequence[str]) -> list[tuple[str, int, str]]:
     """`(event_id, leaf index, record type)` of each of these events that is in the log, in log order
-    (one query on the UNIQUE `event_id`; unknown ids left out), and the current size of the log."""
+    (one query on the UNIQUE `event_id`; unknown ids left out)."""
     ids = list(dict.fromkeys(event_ids))
+    if not ids:
+        return []
     stmt = (select(EntryRow.event_id, EntryRow.leaf_index, EntryRow.kind)
             .where(col(EntryRow.event_id).in_(ids)).order_by(col(EntryRow.leaf_index)))
-    rows = [(str(e), int(i), str(k)) for e, i, k in (await tx.exec(stmt)).all()] if ids else []
-    return rows, (await read_head(tx)).size
+    return [(str(e), int(i), str(k)) for e, i, k in (await tx.exec(stmt)).all()]
+
+
+@dataclass(frozen=True)
+class ProvenRecord:
+    """Leaf `index` of the log, and its inclusion path in the tree of the latest checkpoint (None when
+    that checkpoint does not cover it yet)."""
+
+    index: int
+    leaf: bytes
+    record: dict[str, Any]
+    path: list[bytes] | None
+
+
+async def prove_event(tx: AsyncSession, index: int, checkpoint: CheckpointRow | None) -> ProvenRecord | None:
+    """The entry at `index` with its inclusion proof against `checkpoint` (two primary-key reads: a
+    checkpoint is never beyond the head, so the size needs no check)."""
+    row = (await tx.exec(select(EntryRow.leaf, EntryRow.record).where(EntryRow.leaf_index == index))).first()
+    if row is None:
+        return None
+    path = None
+    if checkpoint is not None and index < checkpoint.tree_size:
+        reader = await reader_for(tx, inclusion_node_ids(index, checkpoint.tree_size))
+        path = inclusion_proof(reader, index, checkpoint.tree_size)
+    return ProvenRecord(index, bytes(row[0]), json.loads(row[1]), path)
 
 
 # ---------------------------------------------------------------- tiles (C2SP tlog-tiles)

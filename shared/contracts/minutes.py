@@ -12,6 +12,7 @@ Request/reply subjects `rpc.<op>`, each named by its request class. The public r
 | `minutes.ledger-inclusion`    | `GetInclusionProof`   | `InclusionProof`   |
 | `minutes.ledger-consistency`  | `GetConsistencyProof` | `ConsistencyProof` |
 | `minutes.ledger-locate`       | `LocateEntries`       | `EntryLocations`   |
+| `minutes.ledger-prove-events` | `ProveEvents`         | `EventRecords`     |
 | `minutes.ledger-tile`         | `GetTile`             | `LedgerTile`       |
 
 The reply models of entries and proofs are also the public HTTP response bodies of
@@ -131,6 +132,18 @@ class EntryLocations(BaseModel):
     size: int = Field(description="Current size of the log (the latest checkpoint may be smaller).")
 
 
+class EventRecords(BaseModel):
+    """Where some events' records are, and what a reader needs to check one of them: the verifier key,
+    the latest signed checkpoint, that record's entry and its inclusion proof — read in one transaction."""
+
+    locations: list[EntryLocation] = Field(description="In log order; events not (yet) in the log left out.")
+    key: str = Field(description="Note verifier key (as `LedgerKey.key`).")
+    checkpoint: LedgerCheckpoint | None = Field(description="The latest signed checkpoint; none signed yet: null.")
+    entry: LedgerEntry | None = Field(description="The record of `prove`, when it is in the log.")
+    proof: InclusionProof | None = Field(
+        description="The inclusion proof of `entry` in the tree of `checkpoint`, when the checkpoint covers it.")
+
+
 class LedgerTile(BaseModel):
     encoding: Literal["identity", "gzip"] = Field(
         "identity", description="`gzip`: the bytes below are the resource gzip-compressed (entry bundles are, "
@@ -186,6 +199,22 @@ class LocateEntries(Request[EntryLocations], op="minutes.ledger-locate"):
     leaf). Unknown ids are left out of the reply: not yet appended, or not a public fact."""
 
     event_ids: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(min_length=1, max_length=100)
+
+
+class ProveEvents(Request[EventRecords], op="minutes.ledger-prove-events"):
+    """`LocateEntries`, and for the event `prove` (one of `event_ids`) its entry and inclusion proof against
+    the latest signed checkpoint, with that checkpoint and the verifier key: everything a page that shows a
+    record and checks it needs, in one round trip."""
+
+    event_ids: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(min_length=1, max_length=100)
+    prove: str | None = Field(None, description="The event whose record comes with its proof.")
+
+    @field_validator("prove")
+    @classmethod
+    def _among_events(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and value not in info.data.get("event_ids", [value]):
+            raise ValueError("prove doit être l'un des event_ids (prove must be one of event_ids)")
+        return value
 
 
 # ================================================================ comptes rendus (minutes of the sessions)

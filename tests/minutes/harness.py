@@ -266,7 +266,7 @@ async def held_session(h: MinutesHarness, *, starts_at: datetime | None = None, 
             if with_facts:
                 ok = (ok and await tx.get(DecisionFact, decision.data.decision.decision_id) is not None
                       and await tx.get(VoteFact, vote.data.vote.vote_id) is not None
-                      and len((await store.locate(tx, [str(decision.event_id), str(vote.event_id)]))[0]) == 2)
+                      and len(await store.locate(tx, [str(decision.event_id), str(vote.event_id)])) == 2)
             return ok
 
     await _until(known, 30, f"the facts of session {sid}")

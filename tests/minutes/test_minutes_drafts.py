@@ -65,8 +65,8 @@ async def test_the_draft_is_prefilled_from_what_the_forum_recorded(h: MinutesHar
     assert "Absents Associés" not in md  # registered, not present
     d = held.decision.data.decision
     async with h.svc.db.read() as tx:
-        leaves = {e: i for e, i, _ in (await store.locate(tx, [str(held.decision.event_id),
-                                                                 str(held.vote.event_id)]))[0]}
+        leaves = {e: i for e, i, _ in await store.locate(tx, [str(held.decision.event_id),
+                                                              str(held.vote.event_id)])}
     decision_line = next(line for line in md.splitlines() if f"Décision n° {d.number}" in line)
     assert "Publication des avis du forum" in decision_line and "adoptée" in decision_line
     assert "vote à main levée" in decision_line

@@ -53,11 +53,11 @@ async def leaf_of(h: MinutesHarness, event_id: str) -> dict:
     """The public record entry of an event, once appended."""
     async def appended() -> bool:
         async with h.svc.db.read() as tx:
-            return bool((await store.locate(tx, [event_id]))[0])
+            return bool(await store.locate(tx, [event_id]))
 
     await until(appended, 30, f"the leaf of {event_id}")
     async with h.svc.db.read() as tx:
-        [(_, index, _)] = (await store.locate(tx, [event_id]))[0]
+        [(_, index, _)] = await store.locate(tx, [event_id])
     return (await h.rpc(ListEntries(start=index, end=index + 1))).entries[0].record
 
 

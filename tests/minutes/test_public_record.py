@@ -21,7 +21,9 @@ from forumlib.tlog.tiles import Tile, encode_entry_bundle
 from services.minutes.models import BundleRow, EntryRow, NodeRow
 from tests.minutes.harness import approved_event, running_minutes
 from shared.contracts.common import ErrorCode
-from shared.contracts.minutes import GetConsistencyProof, GetInclusionProof, GetVerifierKey, ListEntries
+from shared.contracts.minutes import (
+    GetConsistencyProof, GetInclusionProof, GetVerifierKey, ListEntries, ProveEvents,
+)
 from shared.outbox import InboxMessage
 from shared.rpc import RpcError
 from tests.support import database_urls, drop_schemas, nats_server
@@ -235,6 +237,30 @@ async def test_bad_inputs_are_typed_errors(minutes) -> None:  # noqa: ANN001
     with pytest.raises(RpcError) as exc:
         await minutes.rpc(GetInclusionProof(index=9, size=9))
     assert exc.value.code == ErrorCode.INVALID
+
+
+async def test_prove_events_brings_locations_entry_and_a_proof_that_verifies(minutes) -> None:  # noqa: ANN001
+    async with minutes.svc.db.transaction() as tx:
+        await store.append(tx, [store.Pending(f"e-{i}", "test", {"i": i}) for i in range(12)])
+    cp = await minutes.wait_checkpoint(12)
+    got = await minutes.rpc(ProveEvents(event_ids=["e-9", "unknown", "e-3"], prove="e-9"))
+    assert [(loc.event_id, loc.index, loc.type) for loc in got.locations] == [("e-3", 3, "test"), ("e-9", 9, "test")]
+    assert got.key == (await minutes.rpc(GetVerifierKey())).key
+    assert got.checkpoint is not None and got.checkpoint.size >= 12
+    verifier = parse_verifier_key(got.key)
+    checkpoint, _ = open_checkpoint(got.checkpoint.note, [verifier], verifier.name)
+    assert got.entry is not None and (got.entry.index, got.entry.record) == (9, {"i": 9})
+    assert got.proof is not None and (got.proof.leaf_index, got.proof.tree_size) == (9, checkpoint.size)
+    verify_inclusion(9, checkpoint.size, leaf_hash(b64d(got.entry.leaf)), [b64d(x) for x in got.proof.hashes],
+                     checkpoint.root_hash)
+    assert checkpoint.size >= cp.size
+    # An event not in the log: where the others are, and no entry to prove.
+    got = await minutes.rpc(ProveEvents(event_ids=["unknown", "e-0"], prove="unknown"))
+    assert [loc.index for loc in got.locations] == [0] and got.entry is None and got.proof is None
+    # `prove` must be one of the events; at least one event.
+    for body, field in (({"event_ids": ["e-1"], "prove": "e-2"}, "prove"), ({"event_ids": []}, "event_ids")):
+        reply = await (await minutes.broker.request(body, "rpc.minutes.ledger-prove-events", timeout=10)).decode()
+        assert reply["ok"] is False and (reply["error"]["code"], reply["error"]["field"]) == ("invalid", field)
 
 
 async def test_page_size_is_bounded(minutes) -> None:  # noqa: ANN001

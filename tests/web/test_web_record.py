@@ -35,8 +35,8 @@ from shared.contracts.decisions import (
 from services.forum import rules
 from shared.contracts.forum import AttendanceCounts, SessionKind
 from shared.contracts.minutes import (
-    DecisionMinutes, EntryLocation, EntryLocations, InclusionProof, LedgerCheckpoint, LedgerEntries, LedgerEntry,
-    LedgerKey,
+    DecisionMinutes, EntryLocation, EntryLocations, EventRecords, InclusionProof, LedgerCheckpoint, LedgerEntries,
+    LedgerEntry, LedgerKey,
 )
 from shared.contracts.registry import College
 from forumlib.majority_judgment import GRADES, Grade
@@ -160,6 +160,10 @@ class FakeForum:
                     "updated_at": public_json(f.updated_at)})
         return d
 
+    def locations(self, event_ids: list[str]) -> list[EntryLocation]:
+        found = sorted((self.located[e], e) for e in event_ids if e in self.located)
+        return [EntryLocation(event_id=e, index=i, type=self.ledger.records[i]["type"]) for i, e in found]
+
     async def __call__(self, request: Request[Any], *, timeout: float | None = None) -> Any:
         op = request.OP.partition(".")[2]
         self.calls.append((op, request))
@@ -175,9 +179,14 @@ class FakeForum:
         if op == "ledger-inclusion":
             return lg.proof(request.index, request.size)
         if op == "ledger-locate":
-            return EntryLocations(size=len(lg.leaves), locations=[
-                EntryLocation(event_id=e, index=self.located[e], type=lg.records[self.located[e]]["type"])
-                for e in request.event_ids if e in self.located])
+            return EntryLocations(size=len(lg.leaves), locations=self.locations(request.event_ids))
+        if op == "ledger-prove-events":
+            cp = lg.checkpoint() if lg.signed_size else None
+            index = self.located.get(request.prove)
+            return EventRecords(locations=self.locations(request.event_ids), key=lg.key, checkpoint=cp,
+                                entry=lg.entry(index) if index is not None else None,
+                                proof=lg.proof(index, cp.size) if index is not None and cp and index < cp.size
+                                else None)
         if op == "list-commitments":
             return CommitmentList(commitments=[CommitmentView(code="7", title="Ouvrir les données", plan="2024-2026",
                                                               decisions=1)])

@@ -32,7 +32,7 @@ from shared.rpc import RpcClient, RpcError
 from services.web.pages import error_page, render, rpc, web
 from services.web.routes._common import csv_cell, csv_response, fetch, not_found
 from services.web.routes.minutes import decision_minutes
-from services.web.routes.record import Proof, ledger_head, locate, prove, record_label, record_time
+from services.web.routes.record import Proof, prove_events, record_label, record_time
 
 router = APIRouter(include_in_schema=False)
 
@@ -225,15 +225,13 @@ async def show(request: Request, decision_id: str) -> Response:
     events += [(f.event_id, f"Suivi : {FOLLOW_UP_LABELS[f.status]}") for f in d.follow_ups]
     if d.superseded_event_id:
         events.append((d.superseded_event_id, "Correction par une nouvelle décision"))
-    where, supersedes_number, superseded_by_number, minutes, head, attendance = await asyncio.gather(
-        locate(client, [e for e, _ in events]), _number_of(client, info.supersedes),
-        _number_of(client, d.superseded_by), decision_minutes(client, info.decision_id), ledger_head(client),
-        _attendance_now(client, info.session_id))
+    (where, proof), supersedes_number, superseded_by_number, minutes, attendance = await asyncio.gather(
+        prove_events(client, [e for e, _ in events], d.event_id, must_contain=info.decision_id),
+        _number_of(client, info.supersedes), _number_of(client, d.superseded_by),
+        decision_minutes(client, info.decision_id), _attendance_now(client, info.session_id))
     records = sorted(({"what": what, "index": where[e].index, "type": record_label(where[e].type)}
                       for e, what in events if e in where), key=lambda r: r["index"])
     own = where.get(d.event_id)
-    proof = await prove(client, own.index if own else None, event_id=d.event_id, must_contain=info.decision_id,
-                        head=head)
     winner = None
     if d.vote and d.vote.result and d.vote.result.winner_option_id is not None:
         winner = next((o for o in d.vote.result.options if o.option_id == d.vote.result.winner_option_id), None)

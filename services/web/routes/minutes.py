@@ -37,7 +37,7 @@ from shared.rpc import RpcClient, RpcError
 from services.web.forms import whole_number_or_none
 from services.web.pages import current_member, error_page, render, rpc
 from services.web.routes._common import not_found, valid_id
-from services.web.routes.record import locate, prove, record_label
+from services.web.routes.record import prove_events, record_label
 
 log = get_logger(__name__)
 router = APIRouter(include_in_schema=False)
@@ -161,12 +161,11 @@ async def session_decisions(client: RpcClient, session_id: str) -> list[Decision
 
 async def version_page(request: Request, v: MinutesVersionView, *, latest: bool) -> Response:
     client = rpc(request)
-    where, decisions = await asyncio.gather(locate(client, [s.event_id for s in v.versions]),
-                                            session_decisions(client, v.session.session_id))
+    (where, proof), decisions = await asyncio.gather(
+        prove_events(client, [s.event_id for s in v.versions], v.event_id, must_contain=v.minutes_id),
+        session_decisions(client, v.session.session_id))
     records = [{"version": s.version, "index": where[s.event_id].index, "type": record_label(where[s.event_id].type)}
                for s in v.versions if s.event_id in where]
-    own = where.get(v.event_id)
-    proof = await prove(client, own.index if own else None, event_id=v.event_id, must_contain=v.minutes_id)
     return await render(request, "minutes.html", v=v, latest=latest, body=paragraphs_html(v.paragraphs),
                         records=records, proof=proof, decisions=decisions, **LABELS)
 

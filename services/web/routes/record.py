@@ -13,6 +13,7 @@ import asyncio
 import base64
 import json
 from dataclasses import dataclass, field
+from functools import lru_cache
 from datetime import datetime
 from typing import Any
 
@@ -21,14 +22,15 @@ from fastapi.responses import Response
 from starlette.requests import Request
 
 from forumlib.tlog import (
-    CheckpointError, NoteError, ProofError, leaf_hash, open_checkpoint, parse_verifier_key, verify_inclusion,
+    Checkpoint, CheckpointError, NoteError, ProofError, leaf_hash, open_checkpoint, parse_verifier_key,
+    verify_inclusion,
 )
 from shared.contracts.common import ErrorCode
 from shared.contracts.forum import KIND_LABELS
 from shared.clock import paris_date
 from shared.contracts.minutes import (
     MAX_INDEX, EntryLocation, GetCheckpoint, GetInclusionProof, GetVerifierKey, InclusionProof, LedgerCheckpoint,
-    LedgerEntry, LedgerKey, ListEntries, LocateEntries,
+    LedgerEntry, LedgerKey, ListEntries, ProveEvents,
 )
 from shared.logging import get_logger
 from shared.rpc import RpcClient, RpcError
@@ -186,6 +188,15 @@ class Proof:
     record: dict[str, Any] | None = None
 
 
+@lru_cache(maxsize=16)
+def signed_checkpoint(key: str, note: str) -> Checkpoint:
+    """The checkpoint of `note`, its signature checked against verifier `key`. Kept: every page that shows
+    a proof brings the same note until the next one is signed, and the Ed25519 check is a proof's costliest
+    step (a failure is not kept)."""
+    verifier = parse_verifier_key(key.strip())
+    return open_checkpoint(note, [verifier], verifier.name)[0]
+
+
 def check_inclusion(key: str, note: str, entry: LedgerEntry, proof: InclusionProof, *,
                     event_id: str | None = None, must_contain: str | None = None) -> Proof:
     """Verify `entry` is in the tree the signed checkpoint `note` commits to, with the ledger's own code:
@@ -194,8 +205,7 @@ def check_inclusion(key: str, note: str, entry: LedgerEntry, proof: InclusionPro
     out = Proof(status="failed", message="", index=entry.index, leaf=entry.leaf, record=entry.record,
                 hashes=list(proof.hashes))
     try:
-        verifier = parse_verifier_key(key.strip())
-        checkpoint, _ = open_checkpoint(note, [verifier], verifier.name)
+        checkpoint = signed_checkpoint(key, note)
     except (NoteError, CheckpointError) as exc:
         out.message = (f"Le point de contrôle n'est pas valablement signé par la clé de vérification du registre "
                        f"({exc}).")
@@ -241,67 +251,51 @@ def check_inclusion(key: str, note: str, entry: LedgerEntry, proof: InclusionPro
     return out
 
 
-async def ledger_head(client: RpcClient) -> tuple[LedgerKey, LedgerCheckpoint] | RpcError:
-    """The verifier key and the latest signed checkpoint, or the error that came instead: what `prove`
-    needs first, fetched by a page beside its other reads to save a round trip."""
-    try:
-        key, cp = await asyncio.gather(client(GetVerifierKey()), client(GetCheckpoint()))
-    except RpcError as exc:
-        return exc
-    return key, cp
+PENDING = "Inscription au registre public en cours."
+NO_CHECKPOINT = "Aucun point de contrôle n'est encore signé : inscription au registre public en cours."
+UNAVAILABLE = "Le registre public ne répond pas pour l'instant ; la preuve n'a pas pu être vérifiée."
 
 
-async def prove(client: RpcClient, index: int | None, *, event_id: str | None = None,
-                must_contain: str | None = None, head: tuple[LedgerKey, LedgerCheckpoint] | RpcError | None = None
-                ) -> Proof:
-    """Fetch the key, the latest checkpoint (unless given as `head`, from `ledger_head`), leaf `index`
-    and its inclusion proof; check them."""
-    if index is None:
-        return Proof(status="pending", message="Inscription au registre public en cours.")
+async def prove(client: RpcClient, index: int, *, event_id: str | None = None) -> Proof:
+    """Fetch the key, the latest checkpoint and leaf `index`, then its inclusion proof; check them."""
     try:
-        if head is None:  # key, checkpoint and leaf at once, then the proof against that checkpoint
-            head, page = await asyncio.gather(ledger_head(client), client(ListEntries(start=index, end=index + 1)))
-            if isinstance(head, RpcError):
-                raise head
-            key, cp = head
-            proof = (await client(GetInclusionProof(index=index, size=cp.size)) if index < cp.size and page.entries
-                     else None)
-        else:  # the checkpoint is known: the leaf and its proof at once
-            if isinstance(head, RpcError):
-                raise head
-            key, cp = head
-            if index < cp.size:
-                page, proof = await asyncio.gather(client(ListEntries(start=index, end=index + 1)),
-                                                   client(GetInclusionProof(index=index, size=cp.size)))
-            else:
-                page, proof = await client(ListEntries(start=index, end=index + 1)), None
+        key, cp, page = await asyncio.gather(client(GetVerifierKey()), client(GetCheckpoint()),
+                                             client(ListEntries(start=index, end=index + 1)))
         if not page.entries:
-            return Proof(status="pending", index=index, message="Inscription au registre public en cours.")
-        entry = page.entries[0]
-        if proof is None:
-            proof = InclusionProof(leaf_index=index, tree_size=cp.size, hashes=[])
+            return Proof(status="pending", index=index, message=PENDING)
+        proof = (await client(GetInclusionProof(index=index, size=cp.size)) if index < cp.size
+                 else InclusionProof(leaf_index=index, tree_size=cp.size, hashes=[]))
     except RpcError as exc:
-        if exc.code == ErrorCode.UNAVAILABLE:
-            return Proof(status="pending", index=index,
-                         message="Aucun point de contrôle n'est encore signé : inscription au registre public "
-                                 "en cours.")
-        log.warning("inclusion proof unavailable", code=str(exc.code), message=exc.error.message)
-        return Proof(status="unavailable", index=index,
-                     message="Le registre public ne répond pas pour l'instant ; la preuve n'a pas pu être vérifiée.")
-    return check_inclusion(key.key, cp.note, entry, proof, event_id=event_id, must_contain=must_contain)
+        return _not_proven(exc, index)
+    return check_inclusion(key.key, cp.note, page.entries[0], proof, event_id=event_id)
 
 
-async def locate(client: RpcClient, event_ids: list[str]) -> dict[str, EntryLocation]:
-    """Where these events' records are in the log ({} when the public record does not answer)."""
-    ids = [e for e in dict.fromkeys(event_ids) if e][:100]
-    if not ids:
-        return {}
+async def prove_events(client: RpcClient, event_ids: list[str], prove_event: str, *,
+                       must_contain: str | None = None) -> tuple[dict[str, EntryLocation], Proof]:
+    """Where these events' records are in the log, and the record of `prove_event` checked against the
+    latest signed checkpoint (and holding `must_contain`, e.g. the decision id): one request."""
+    ids = [e for e in dict.fromkeys([prove_event, *event_ids]) if e][:100]
     try:
-        found = await client(LocateEntries(event_ids=ids))
-    except RpcError as exc:
-        log.warning("ledger-locate failed", code=str(exc.code), message=exc.error.message)
-        return {}
-    return {loc.event_id: loc for loc in found.locations}
+        found = await client(ProveEvents(event_ids=ids, prove=prove_event))
+    except RpcError as exc:  # "no checkpoint yet" comes in the answer: an error here is the service's
+        log.warning("ledger-prove-events failed", code=str(exc.code), message=exc.error.message)
+        return {}, Proof(status="unavailable", message=UNAVAILABLE)
+    where = {loc.event_id: loc for loc in found.locations}
+    entry = found.entry
+    if entry is None:
+        return where, Proof(status="pending", message=PENDING)
+    if found.checkpoint is None:
+        return where, Proof(status="pending", index=entry.index, message=NO_CHECKPOINT)
+    proof = found.proof or InclusionProof(leaf_index=entry.index, tree_size=found.checkpoint.size, hashes=[])
+    return where, check_inclusion(found.key, found.checkpoint.note, entry, proof, event_id=prove_event,
+                                  must_contain=must_contain)
+
+
+def _not_proven(exc: RpcError, index: int) -> Proof:
+    if exc.code == ErrorCode.UNAVAILABLE:  # no checkpoint signed yet (or no answer: told apart nowhere here)
+        return Proof(status="pending", index=index, message=NO_CHECKPOINT)
+    log.warning("inclusion proof unavailable", code=str(exc.code), message=exc.error.message)
+    return Proof(status="unavailable", index=index, message=UNAVAILABLE)
 
 
 async def key_and_checkpoint(client: RpcClient) -> tuple[LedgerKey | None, LedgerCheckpoint | None]:
