@@ -9,15 +9,15 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.forum import rules
-from services.forum.models import ForumAttendance, ForumMember, ForumRsvp, MemberStanding
+from services.forum.models import ForumAttendance, ForumMember, ForumRsvp, ForumSession, MemberStanding
 from services.forum.queries import find_session, require_secretariat
 from services.forum.seats import lock_session
-from shared.clock import utcnow
+from shared.clock import as_utc, utcnow
 from shared.contracts.forum import (
     AttendanceCounts, AttendanceRecorded, AttendanceView, CheckIn, GetAttendance, RsvpState,
 )
 from shared.contracts.registry import College
-from shared.errors import Forbidden
+from shared.errors import Forbidden, NotFound
 from shared.service import HandlerContext
 
 
@@ -57,6 +57,24 @@ async def present(tx: AsyncSession, session_id: str) -> dict[College, int]:
 def counts(session_id: str, per_college: dict[str, int], final: bool) -> AttendanceCounts:
     return AttendanceCounts(session_id=session_id, total=sum(per_college.values()), by_college=per_college,
                             final=final)
+
+
+async def sheet_now(tx: AsyncSession, session_id: str) -> AttendanceCounts:
+    """The session's check-in sheet as it stands (`final` once it has ended), its end read in the same
+    statement as the counts."""
+    stmt = (select(ForumSession.ends_at, ForumAttendance.college, func.count(col(ForumAttendance.member_id)))
+            .select_from(ForumSession)
+            .outerjoin(ForumAttendance, col(ForumAttendance.session_id) == col(ForumSession.id))
+            .where(ForumSession.id == session_id).group_by(ForumSession.ends_at, ForumAttendance.college))
+    rows = (await tx.exec(stmt)).all()  # type: ignore[call-overload]
+    if not rows:
+        raise NotFound("Séance inconnue.", field="session_id")
+    per_college = rules.attendance_by_college([])
+    for _, college, n in rows:
+        if n:
+            key = str(college) if college else rules.NO_COLLEGE
+            per_college[key] = per_college.get(key, 0) + n
+    return counts(session_id, per_college, final=utcnow() >= as_utc(rows[0][0]))
 
 
 async def attendance(req: GetAttendance, ctx: HandlerContext) -> AttendanceCounts:

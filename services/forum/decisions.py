@@ -25,8 +25,8 @@ from services.forum.queries import agenda_text, find_session, require_secretaria
 from services.forum.votes import vote_views, votes_with_titles
 from shared.clock import paris_datetime, utcnow
 from shared.contracts.decisions import (
-    DecisionList, DecisionView, FollowUpEntry, FollowUpStatus, FollowUpUpdated, GetDecision, ListDecisions,
-    RecordDecision, UpdateFollowUp, VoteView,
+    DecisionDetail, DecisionList, DecisionView, FollowUpEntry, FollowUpStatus, FollowUpUpdated, GetDecision,
+    ListDecisions, RecordDecision, UpdateFollowUp, VoteView,
 )
 from shared.contracts.forum import SessionStatus
 from shared.errors import Conflict, NotFound
@@ -102,14 +102,20 @@ async def record_decision(req: RecordDecision, ctx: HandlerContext) -> DecisionV
     return view
 
 
-async def get_decision(req: GetDecision, ctx: HandlerContext) -> DecisionView:
-    """One decision with its follow-up history, what superseded it and the vote it came from."""
+async def get_decision(req: GetDecision, ctx: HandlerContext) -> DecisionDetail:
+    """One decision with its follow-up history, what superseded it and the vote it came from; the
+    numbers of the decisions it corrects or that corrected it, and its session's check-in sheet today."""
     async with ctx.db.read() as tx:
         d = await tx.get(ForumDecision, req.decision_id)
         if d is None:
             raise NotFound("Décision inconnue.", field="decision_id")
         [view] = await _views(tx, [d], utcnow())
-    return view
+        related = [i for i in (d.supersedes, d.superseded_by) if i]
+        numbers = dict((await tx.exec(select(ForumDecision.id, ForumDecision.number)
+                                      .where(col(ForumDecision.id).in_(related)))).all()) if related else {}
+        sheet = await attendance.sheet_now(tx, d.session_id)
+    return DecisionDetail(**dict(view), supersedes_number=numbers.get(d.supersedes),
+                          superseded_by_number=numbers.get(d.superseded_by), attendance_now=sheet)
 
 
 async def list_decisions(req: ListDecisions, ctx: HandlerContext) -> DecisionList:

@@ -75,10 +75,17 @@ def _insert_ignore(tx: AsyncSession, table: Any) -> Any:
 
 
 # ---------------------------------------------------------------- nodes
+_PG_NODES_READ = ("SELECT n.level, n.idx, n.hash FROM unnest(%b::text::smallint[], %b::text::bigint[]) AS u(lv, ix) "
+                  "JOIN ledger_node n ON n.level = u.lv AND n.idx = u.ix")
+
+
 async def get_nodes(tx: AsyncSession, ids: Sequence[NodeId]) -> dict[NodeId, bytes]:
     """`NodeReader.get_nodes`, asynchronously: one query for all ids."""
     if not ids:
         return {}
+    if _postgres(tx):  # one fixed statement: no expression to build and compile for each proof's shape
+        rows = await _pg(tx, _PG_NODES_READ, [_int_array([lv for lv, _ in ids]), _int_array([ix for _, ix in ids])])
+        return {(lv, ix): h for lv, ix, h in rows}
     # `(level = ? AND idx IN (…)) OR …`, one term per level: both SQLite and PostgreSQL answer it with
     # primary-key lookups (SQLite answers a row-value `(level, idx) IN (VALUES …)` with a full scan).
     by_level: dict[int, list[int]] = {}

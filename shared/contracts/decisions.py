@@ -9,7 +9,7 @@ votes. Events the forum publishes and the commands/queries the web front sends o
 | `get-rules`         | `GetRules`          | `RuleList`       | anyone                       |
 | `set-rule`          | `SetRule`           | `RuleView`       | secretariat                  |
 | `record-decision`   | `RecordDecision`    | `DecisionView`   | secretariat                  |
-| `get-decision`      | `GetDecision`       | `DecisionView`   | anyone                       |
+| `get-decision`      | `GetDecision`       | `DecisionDetail` | anyone                       |
 | `list-decisions`    | `ListDecisions`     | `DecisionList`   | anyone                       |
 | `update-follow-up`  | `UpdateFollowUp`    | `DecisionView`   | secretariat                  |
 | `open-vote`         | `OpenVote`          | `VoteView`       | secretariat                  |
@@ -39,7 +39,7 @@ from typing import Annotated
 from pydantic import BaseModel, Field, StringConstraints, ValidationInfo, field_validator
 
 from shared.contracts.common import SQL_INT_MAX, ActorRequest, MultiLine, Request, SingleLine
-from shared.contracts.forum import Id, SessionKind
+from shared.contracts.forum import AttendanceCounts, Id, SessionKind
 from shared.contracts.registry import College
 from shared.contracts.envelope import EventData
 from forumlib.majority_judgment import Grade
@@ -348,6 +348,16 @@ class DecisionView(BaseModel):
     vote: VoteView | None = None       # the closed vote it came from
 
 
+class DecisionDetail(DecisionView):
+    """One decision as its page shows it: besides the register's view, the numbers of the decision it
+    corrects and of the one that corrected it, and its session's check-in sheet as it stands today (the
+    quorum in `decision.rule_check` is the sheet as it stood when the decision was recorded)."""
+
+    supersedes_number: str | None = None
+    superseded_by_number: str | None = None
+    attendance_now: AttendanceCounts
+
+
 class DecisionList(BaseModel):
     decisions: list[DecisionView]  # newest first
     total: int
@@ -448,7 +458,7 @@ class RecordDecision(ActorRequest[DecisionView], op="forum.record-decision"):
         return v
 
 
-class GetDecision(Request[DecisionView], op="forum.get-decision"):
+class GetDecision(Request[DecisionDetail], op="forum.get-decision"):
     decision_id: Id
 
 

@@ -201,6 +201,15 @@ async def test_commitments_supersession_and_follow_up(h: ForumHarness) -> None:
     old = await h.call(GetDecision(decision_id=first.decision.decision_id))
     assert old.decision == first.decision  # the old one stays public, unchanged
     assert old.superseded_by == second.decision.decision_id and old.superseded_event_id
+    assert (old.supersedes_number, old.superseded_by_number) == (None, second.decision.number)
+    new = await h.call(GetDecision(decision_id=second.decision.decision_id))
+    assert (new.supersedes_number, new.superseded_by_number) == (first.decision.number, None)
+    # The page also shows the session's check-in sheet as it stands today.
+    assert (new.attendance_now.session_id, new.attendance_now.final) == (sid, False)
+    await check_in(h, sid, await h.member(College.CIVIL_SOCIETY))
+    now = (await h.call(GetDecision(decision_id=second.decision.decision_id))).attendance_now
+    assert now.total == new.attendance_now.total + 1
+    assert now.by_college["civil_society"] == new.attendance_now.by_college["civil_society"] + 1
     [sup] = await emitted_for(h, DecisionSuperseded, "decision_id", first.decision.decision_id)
     assert sup["superseded_by"] == second.decision.decision_id
     err = await h.error(RecordDecision.model_validate(
@@ -414,10 +423,11 @@ async def test_the_background_closer_closes_a_vote_at_its_closing_time(h: ForumH
     await cast(h, b, vid, {1: "assez_bien", 2: "bien"})
     deadline = asyncio.get_running_loop().time() + 15
     while True:
+        asked_at = utcnow()  # before the answer is made: the answer may be made before closes_at, read after
         view = await h.call(GetVote(vote_id=vid))
         if view.result is not None:
             break
-        if utcnow() >= vote.vote.closes_at:
+        if asked_at >= vote.vote.closes_at:
             assert view.status == "closed"  # past its closing time: closed, result pending
         assert asyncio.get_running_loop().time() < deadline, "the closer never closed the vote"
         await asyncio.sleep(0.2)

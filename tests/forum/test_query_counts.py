@@ -193,8 +193,10 @@ async def test_decision_register_runs_the_same_statements_for_5_or_50_decisions(
     await _same_count(log, h, ListDecisions(limit=20), lambda: _decisions(h, 10, session, uuid.uuid4().hex[:6]),
                       complete, at_most=4)
     await _same_count(log, h, ListCommitments(), lambda: _decisions(h, 1, session, uuid.uuid4().hex[:6]), at_most=2)
+    # the decision, its follow-ups, its vote with its session's title, the check-in sheet (a correction's
+    # numbers would be one more)
     _, one = await log.statements(h.rpc, GetDecision(decision_id=decisions[1].id))
-    assert len(one) <= 4, show(one)
+    assert len(one) <= 5, show(one)
 
 
 async def test_vote_list_runs_the_same_statements_for_5_or_50_votes(h: ForumHarness, log: StatementLog) -> None:

@@ -28,9 +28,9 @@ from services.minutes.records import make_record, public_json
 from services.web.routes.record import Proof, check_inclusion, describe, record_label, subject_link
 from shared.contracts.common import ErrorBody, ErrorCode, Request
 from shared.contracts.decisions import (
-    CommitmentList, CommitmentRef, CommitmentView, DecisionInfo, DecisionList, DecisionView, FollowUpEntry,
-    FollowUpStatus, GradeCount, HandCount, Method, OptionResult, Outcome, QuorumLine, Rule, RuleCheck, VoteInfo,
-    VoteOption, VoteResult, VoteStatus, VoteView, MajorityLine, Eligibility,
+    CommitmentList, CommitmentRef, CommitmentView, DecisionDetail, DecisionInfo, DecisionList, DecisionView,
+    FollowUpEntry, FollowUpStatus, GradeCount, HandCount, Method, OptionResult, Outcome, QuorumLine, Rule, RuleCheck,
+    VoteInfo, VoteOption, VoteResult, VoteStatus, VoteView, MajorityLine, Eligibility,
 )
 from services.forum import rules
 from shared.contracts.forum import AttendanceCounts, SessionKind
@@ -197,17 +197,20 @@ class FakeForum:
                      and (request.include_superseded or not d.superseded_by)]
             return DecisionList(decisions=found[request.offset:request.offset + request.limit], total=len(found))
         if op == "get-decision":
+            numbers = {d.decision.decision_id: d.decision.number for d in self.decisions}
+            sheet = rules.attendance_by_college(self.present)  # the session's check-in sheet today
             for d in self.decisions:
                 if d.decision.decision_id == request.decision_id:
-                    return d
+                    return DecisionDetail(
+                        **dict(d), supersedes_number=numbers.get(d.decision.supersedes or ""),
+                        superseded_by_number=numbers.get(d.superseded_by or ""),
+                        attendance_now=AttendanceCounts(session_id=d.decision.session_id, total=len(self.present),
+                                                        final=True, by_college=sheet))
             raise RpcError(ErrorBody(code=ErrorCode.NOT_FOUND, message="Décision inconnue."))
         if op == "get-member":
             raise RpcError(ErrorBody(code=ErrorCode.NOT_FOUND, message="Membre inconnu."))
         if op == "minutes-of-decision":  # no minutes published for these sessions
             return DecisionMinutes(decision_id=request.decision_id)
-        if op == "attendance":  # the session's check-in sheet today
-            return AttendanceCounts(session_id=request.session_id, total=len(self.present), final=True,
-                                    by_college=rules.attendance_by_college(self.present))
         raise AssertionError(f"unexpected RPC {op}")
 
 

@@ -27,7 +27,6 @@ from shared.contracts.decisions import (
     ELIGIBILITY_LABELS, FOLLOW_UP_LABELS, METHOD_LABELS, OUTCOME_LABELS, SIDE_LABELS, DecisionView, FollowUpStatus,
     GetDecision, ListCommitments, ListDecisions, Outcome,
 )
-from shared.contracts.forum import AttendanceCounts, GetAttendance
 from shared.rpc import RpcClient, RpcError
 from services.web.pages import error_page, render, rpc, web
 from services.web.routes._common import csv_cell, csv_response, fetch, not_found
@@ -191,24 +190,6 @@ async def decisions_json(request: Request, engagement: str = Query("", max_lengt
 
 
 # ---------------------------------------------------------------- one decision
-async def _attendance_now(client: RpcClient, session_id: str) -> AttendanceCounts | None:
-    """The session's check-in sheet as it stands today (None when the forum does not answer): shown beside
-    the quorum, which is the sheet as it stood when the decision was recorded."""
-    try:
-        return await client(GetAttendance(session_id=session_id))
-    except RpcError:
-        return None
-
-
-async def _number_of(client: RpcClient, decision_id: str | None) -> str | None:
-    if not decision_id:
-        return None
-    try:
-        return (await client(GetDecision(decision_id=decision_id))).decision.number
-    except RpcError:
-        return None
-
-
 @router.get("/decisions/{decision_id}")
 async def show(request: Request, decision_id: str) -> Response:
     d = await fetch(request, decision_id, lambda: GetDecision(decision_id=decision_id), unknown_decision,
@@ -225,10 +206,9 @@ async def show(request: Request, decision_id: str) -> Response:
     events += [(f.event_id, f"Suivi : {FOLLOW_UP_LABELS[f.status]}") for f in d.follow_ups]
     if d.superseded_event_id:
         events.append((d.superseded_event_id, "Correction par une nouvelle décision"))
-    (where, proof), supersedes_number, superseded_by_number, minutes, attendance = await asyncio.gather(
+    (where, proof), minutes = await asyncio.gather(
         prove_events(client, [e for e, _ in events], d.event_id, must_contain=info.decision_id),
-        _number_of(client, info.supersedes), _number_of(client, d.superseded_by),
-        decision_minutes(client, info.decision_id), _attendance_now(client, info.session_id))
+        decision_minutes(client, info.decision_id))
     records = sorted(({"what": what, "index": where[e].index, "type": record_label(where[e].type)}
                       for e, what in events if e in where), key=lambda r: r["index"])
     own = where.get(d.event_id)
@@ -236,8 +216,8 @@ async def show(request: Request, decision_id: str) -> Response:
     if d.vote and d.vote.result and d.vote.result.winner_option_id is not None:
         winner = next((o for o in d.vote.result.options if o.option_id == d.vote.result.winner_option_id), None)
     return await render(request, "decision.html", d=d, info=info, text_html=render_markdown(info.text),
-                        supersedes_number=supersedes_number, superseded_by_number=superseded_by_number,
-                        records=records, proof=proof, winner=winner, minutes=minutes, attendance=attendance,
+                        supersedes_number=d.supersedes_number, superseded_by_number=d.superseded_by_number,
+                        records=records, proof=proof, winner=winner, minutes=minutes, attendance=d.attendance_now,
                         record_status=record_status(proof, own is not None),
                         recorded_in_log_at=record_time(proof.record) if proof.record else None, **LABELS)
 
