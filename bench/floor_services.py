@@ -354,6 +354,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--smtp-port", type=int)
     p.add_argument("--stream")
     args = p.parse_args(argv)
+    from shared.gc_tuning import settle_after_start
+
+    settle_after_start()  # the product's processes' collector settings, once their code is loaded
     if args.role == "web":
         serve_web(args)
         return

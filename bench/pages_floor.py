@@ -87,6 +87,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--database-url")
     p.add_argument("--port", type=int, default=8123)
     args = p.parse_args(argv)
+    from shared.gc_tuning import settle_after_start
+
+    settle_after_start()  # the product's processes' collector settings, once their code is loaded
     if args.role == "responder":
         import uvloop
 

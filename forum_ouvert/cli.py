@@ -121,13 +121,17 @@ def serve(service: Annotated[str, typer.Argument(help=f"One of: {', '.join(SERVA
 
         # X-Forwarded-For is read by the web front itself, and only from `trusted_proxies`
         # (uvicorn's own reading would believe any local peer, whatever the settings say).
-        uvicorn.run("services.web.app:create_app", factory=True, host=settings.web_host, port=settings.web_port,
+        uvicorn.run("services.web.app:create_served_app", factory=True, host=settings.web_host, port=settings.web_port,
                     log_level="warning", proxy_headers=False, access_log=False)
         return
     import uvloop
 
+    from shared.gc_tuning import settle_after_start
+
+    app = service_definition(service).build(settings).app
+    app.after_startup(settle_after_start)  # the process is the service's own
     try:
-        uvloop.run(service_definition(service).build(settings).app.run())
+        uvloop.run(app.run())
     except KeyboardInterrupt:
         pass
 

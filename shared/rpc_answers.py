@@ -18,14 +18,13 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import structlog
 from nats.aio.msg import Msg
 from pydantic import BaseModel, ValidationError
 
 from shared.contracts.common import ErrorBody, ErrorCode, Reply
 from shared.errors import DomainError
 from shared.idempotency import IDEMPOTENCY_HEADER
-from shared.logging import get_logger, ms_since
+from shared.logging import get_logger, log_context, ms_since
 from shared.validation import field_errors
 
 log = get_logger(__name__)
@@ -68,8 +67,7 @@ class RpcAnswers:
         correlation_id = headers.get(CORRELATION_HEADER) or str(uuid.uuid4())
         started = time.perf_counter()
         # The subscriber's lock counts the answers under way: its graceful stop waits for them.
-        with subscriber.lock, structlog.contextvars.bound_contextvars(correlation_id=correlation_id,
-                                                                      subject=msg.subject):
+        with subscriber.lock, log_context(correlation_id=correlation_id, subject=msg.subject):
             outcome = "ok"
             try:
                 reply = await answer(msg.data, headers.get(IDEMPOTENCY_HEADER), correlation_id)

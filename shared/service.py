@@ -42,7 +42,7 @@ from shared.contracts.common import RPC_PREFIX, Health, HealthRequest, Reply, Re
 from shared.contracts.envelope import SYSTEM, Envelope, EventData
 from shared.db import Database
 from shared.idempotency import Once, run_once
-from shared.logging import configure_logging, get_logger, library_logger, ms_since
+from shared.logging import configure_logging, get_logger, library_logger, log_context, ms_since
 from shared.outbox import OutboxRelay, UnitOfWork, already_processed
 from shared.rpc_answers import Answer, RpcAnswers, ok_reply
 from shared.settings import Settings, get_settings
@@ -540,8 +540,7 @@ def _log_context_middleware() -> type[BaseMiddleware]:
         async def consume_scope(self, call_next: Any, msg: Any) -> Any:
             token = _CURRENT_MESSAGE.set(msg)
             try:
-                with structlog.contextvars.bound_contextvars(correlation_id=msg.correlation_id,
-                                                            subject=msg.raw_message.subject):
+                with log_context(correlation_id=msg.correlation_id, subject=msg.raw_message.subject):
                     return await call_next(msg)
             finally:
                 _CURRENT_MESSAGE.reset(token)

@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-import structlog
 from fastapi import Depends, FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse, Response
@@ -27,7 +26,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.contracts.common import Request as ServiceRequest
 from shared.contracts.registry import MembersChanged
-from shared.logging import configure_logging, get_logger
+from shared.gc_tuning import settle_after_start
+from shared.logging import configure_logging, get_logger, log_context
 from shared.rpc import RpcClient, RpcError
 from shared.settings import Settings, get_settings
 from shared.validation import field_errors
@@ -170,7 +170,7 @@ class FrontDoor:
                     headers.setdefault("Cache-Control", "no-store")
             await send(message)
 
-        with structlog.contextvars.bound_contextvars(correlation_id=correlation_id):
+        with log_context(correlation_id=correlation_id):
             if not static:
                 visitor(request).forget_if_older_than(self.settings.session_max_age)
             try:
@@ -205,7 +205,12 @@ class FrontDoor:
             if (back := form_page(path)) != "/" else None)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_served_app() -> FastAPI:
+    """The web front of `forum-ouvert serve web`: its process is its own (see `shared.gc_tuning`)."""
+    return create_app(settle=True)
+
+
+def create_app(settings: Settings | None = None, *, settle: bool = False) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings, "web")
     state = Web(settings=settings, env=make_environment(settings),
@@ -225,6 +230,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await broker.connect()
         await broker.connection.subscribe(MembersChanged.SUBJECT, cb=state.session_checks.heard)
         state.rpc = RpcClient(broker, settings.rpc_timeout)
+        if settle:
+            settle_after_start()
         log.info("web front started", nats=settings.nats_url, url=settings.public_url)
         try:
             yield
