@@ -128,15 +128,14 @@ async def read_page(url_host: str, port: int, name: str, paths: Callable[[random
                     continue
                 t1 = time.perf_counter()
                 out.answered += 1
-                if t0 < measure_from:
-                    continue
-                if status != expect:
-                    out.error(f"HTTP {status}", f"{path}: HTTP {status}: {body[:200]!r}")
-                    continue
-                out.latencies.append(t1 - t0)
-                out.bytes_ += len(body)
-                if think:
-                    await asyncio.sleep(rng.expovariate(1 / think))
+                if t0 >= measure_from:
+                    if status == expect:
+                        out.latencies.append(t1 - t0)
+                        out.bytes_ += len(body)
+                    else:
+                        out.error(f"HTTP {status}", f"{path}: HTTP {status}: {body[:200]!r}")
+                if think:  # during the warm-up too: readers arrive at the pace they will keep (and stop on time)
+                    await asyncio.sleep(min(rng.expovariate(1 / think), max(0.0, stop_at - time.perf_counter())))
         finally:
             await conn.close()
 
