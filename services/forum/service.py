@@ -21,7 +21,7 @@ SERVICE = ServiceDef(
         attendance.attendance, attendance.check_in,
         commitments.list_commitments, commitments.save_commitment, commitments.get_rules, commitments.set_rule,
         decisions.record_decision, decisions.get_decision, decisions.list_decisions, decisions.update_follow_up,
-        votes.open_vote, votes.get_vote, votes.list_votes, votes.cast_ballot, votes.close_vote,
+        votes.open_vote, votes.get_vote, votes.list_votes, votes.list_vote_groups, votes.cast_ballot, votes.close_vote,
         personal_data.export_member_data,
     ],
     consumers=[

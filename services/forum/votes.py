@@ -34,9 +34,9 @@ from services.forum.models import (
 from services.forum.queries import agenda_text, find_session, lock_member, require_secretariat, scalar
 from shared.clock import paris_datetime, utcnow
 from shared.contracts.decisions import (
-    BallotView, CastBallot, CloseVote, Eligibility, GetVote, GradeCount, ListVotes, Method, MyBallot, OpenVote,
-    OptionResult, RuleCheck, VoteCancelled, VoteClosed, VoteInfo, VoteList, VoteOpened, VoteOption, VoteResult,
-    VoteStatus, VoteView,
+    BallotView, CastBallot, CloseVote, Eligibility, GetVote, GradeCount, ListVoteGroups, ListVotes, Method, MyBallot,
+    OpenVote, OptionResult, RuleCheck, VoteCancelled, VoteClosed, VoteGroups, VoteInfo, VoteList, VoteOpened,
+    VoteOption, VoteResult, VoteStatus, VoteView,
 )
 from shared.contracts.envelope import SYSTEM
 from shared.contracts.forum import SessionStatus
@@ -183,29 +183,60 @@ async def get_vote(req: GetVote, ctx: HandlerContext) -> VoteView:
     return view
 
 
+def _conditions(status: VoteStatus | None, session_id: str | None, now: datetime) -> list[Any]:
+    conds: list[Any] = []
+    if session_id:
+        conds.append(ForumVote.session_id == session_id)
+    if status == VoteStatus.CLOSED:  # every ended vote, cancelled ones included
+        conds.append(or_(col(ForumVote.closed_at).is_not(None), col(ForumVote.closes_at) <= now))
+    elif status == VoteStatus.CANCELLED:
+        conds += [col(ForumVote.closed_at).is_not(None), col(ForumVote.result).is_(None)]
+    elif status == VoteStatus.OPEN:
+        conds += [col(ForumVote.closed_at).is_(None), col(ForumVote.opens_at) <= now, col(ForumVote.closes_at) > now]
+    elif status == VoteStatus.UPCOMING:
+        conds += [col(ForumVote.closed_at).is_(None), col(ForumVote.opens_at) > now]
+    return conds
+
+
+async def _page(tx: AsyncSession, conds: list[Any], limit: int, offset: int) -> tuple[list[Any], int]:
+    """A page of (vote, session title) rows, latest opening first, and how many votes match."""
+    stmt = (votes_with_titles().where(*conds).order_by(col(ForumVote.opens_at).desc(), col(ForumVote.id))
+            .offset(offset).limit(limit))
+    rows = list((await tx.exec(stmt)).all())
+    total = scalar((await tx.exec(select(func.count()).select_from(ForumVote)  # type: ignore[call-overload]
+                                  .where(*conds))).one())
+    return rows, total
+
+
+async def _lists(tx: AsyncSession, pages: list[tuple[list[Any], int]], now: datetime, actor_id: str | None
+                 ) -> list[VoteList]:
+    """Pages of rows as vote lists, every vote's view made in one `vote_views` (a fixed number of queries)."""
+    rows = [r for page, _ in pages for r in page]
+    views = iter(await vote_views(tx, [v for v, _ in rows], now, actor_id,
+                                  titles={v.session_id: title for v, title in rows}))
+    return [VoteList(votes=[next(views) for _ in page], total=total) for page, total in pages]
+
+
 async def list_votes(req: ListVotes, ctx: HandlerContext) -> VoteList:
     """Votes, latest opening first, by status (upcoming, open, closed) and session."""
     now = utcnow()
-    conds: list[Any] = []
-    if req.session_id:
-        conds.append(ForumVote.session_id == req.session_id)
-    if req.status == VoteStatus.CLOSED:  # every ended vote, cancelled ones included
-        conds.append(or_(col(ForumVote.closed_at).is_not(None), col(ForumVote.closes_at) <= now))
-    elif req.status == VoteStatus.CANCELLED:
-        conds += [col(ForumVote.closed_at).is_not(None), col(ForumVote.result).is_(None)]
-    elif req.status == VoteStatus.OPEN:
-        conds += [col(ForumVote.closed_at).is_(None), col(ForumVote.opens_at) <= now, col(ForumVote.closes_at) > now]
-    elif req.status == VoteStatus.UPCOMING:
-        conds += [col(ForumVote.closed_at).is_(None), col(ForumVote.opens_at) > now]
-    stmt = (votes_with_titles().where(*conds).order_by(col(ForumVote.opens_at).desc(), col(ForumVote.id))
-            .offset(req.offset).limit(req.limit))
     async with ctx.db.read() as tx:
-        rows = list((await tx.exec(stmt)).all())
-        total = scalar((await tx.exec(select(func.count()).select_from(ForumVote)  # type: ignore[call-overload]
-                                      .where(*conds))).one())
-        views = await vote_views(tx, [v for v, _ in rows], now, req.actor_id,
-                                 titles={v.session_id: title for v, title in rows})
-    return VoteList(votes=views, total=total)
+        page = await _page(tx, _conditions(req.status, req.session_id, now), req.limit, req.offset)
+        [listed] = await _lists(tx, [page], now, req.actor_id)
+    return listed
+
+
+async def list_vote_groups(req: ListVoteGroups, ctx: HandlerContext) -> VoteGroups:
+    """The votes page in one read: the open and upcoming votes (`current`), and a page of the closed ones."""
+    now = utcnow()
+    asked = [(VoteStatus.CLOSED, req.closed_limit, req.closed_offset)]
+    if req.current:
+        asked[:0] = [(VoteStatus.OPEN, req.current_limit, 0), (VoteStatus.UPCOMING, req.current_limit, 0)]
+    async with ctx.db.read() as tx:
+        pages = [await _page(tx, _conditions(status, None, now), limit, offset) for status, limit, offset in asked]
+        lists = await _lists(tx, pages, now, req.actor_id)
+    *current, closed = lists
+    return VoteGroups(open=current[0] if current else None, upcoming=current[1] if current else None, closed=closed)
 
 
 # ================================================================ opening and ballots

@@ -15,6 +15,7 @@ votes. Events the forum publishes and the commands/queries the web front sends o
 | `open-vote`         | `OpenVote`          | `VoteView`       | secretariat                  |
 | `get-vote`          | `GetVote`           | `VoteView`       | anyone (with `actor_id`: my ballot, may I vote) |
 | `list-votes`        | `ListVotes`         | `VoteList`       | anyone                       |
+| `list-vote-groups`  | `ListVoteGroups`    | `VoteGroups`     | anyone (the votes page)      |
 | `cast-ballot`       | `CastBallot`        | `BallotView`     | an eligible member           |
 | `close-vote`        | `CloseVote`         | `VoteView`       | secretariat (closes now)     |
 
@@ -389,6 +390,12 @@ class VoteList(BaseModel):
     total: int
 
 
+class VoteGroups(BaseModel):
+    open: VoteList | None = None      # asked with `current`
+    upcoming: VoteList | None = None  # asked with `current`
+    closed: VoteList
+
+
 class BallotView(BaseModel):
     vote_id: str
     grades: dict[int, Grade]
@@ -525,6 +532,17 @@ class ListVotes(Request[VoteList], op="forum.list-votes"):
     actor_id: str | None = None
     limit: int = Field(default=50, ge=1, le=500)
     offset: int = Field(default=0, ge=0, le=SQL_INT_MAX)
+
+
+class ListVoteGroups(Request[VoteGroups], op="forum.list-vote-groups"):
+    """The votes page at once: with `current`, the open and the upcoming votes (at most `current_limit`
+    each); and a page of the closed ones. `actor_id` as for `ListVotes`."""
+
+    current: bool = True
+    current_limit: int = Field(default=50, ge=1, le=500)
+    closed_limit: int = Field(default=20, ge=1, le=500)
+    closed_offset: int = Field(default=0, ge=0, le=SQL_INT_MAX)
+    actor_id: str | None = None
 
 
 class CastBallot(ActorRequest[BallotView], op="forum.cast-ballot"):

@@ -20,7 +20,8 @@ from services.forum.models import (
 )
 from shared.clock import utcnow
 from shared.contracts.decisions import (
-    GetDecision, ListCommitments, ListDecisions, ListVotes, OptionResult, Rule, RuleCheck, VoteResult,
+    GetDecision, ListCommitments, ListDecisions, ListVoteGroups, ListVotes, OptionResult, Rule, RuleCheck,
+    VoteResult,
 )
 from shared.contracts.forum import ListSessions, RsvpState, SessionKind, SessionPeriod
 from shared.contracts.registry import College
@@ -215,3 +216,24 @@ async def test_vote_list_runs_the_same_statements_for_5_or_50_votes(h: ForumHarn
     await _same_count(log, h, ListVotes(actor_id=actor, limit=20), lambda: _votes(h, 44, session, actor), mixed,
                       at_most=7)
     await _same_count(log, h, ListVotes(limit=20), lambda: _votes(h, 4, session, actor), both, at_most=4)
+
+
+async def test_the_votes_page_is_one_read_the_same_for_5_or_50_votes(h: ForumHarness, log: StatementLog) -> None:
+    actor, *others = await _members(h, 3)
+    [session] = await _sessions(h, 1, actor, others, past=True)
+    await _votes(h, 6, session, actor)
+    ask = ListVoteGroups(actor_id=actor, closed_limit=20)
+
+    def same_as_three_lists(reply: Any) -> None:
+        assert reply.open.votes and reply.closed.votes and reply.upcoming is not None
+        assert all(v.status == "open" for v in reply.open.votes)
+        assert any(v.my_ballot is not None for v in reply.open.votes)  # (other tests' votes have none)
+        assert all(v.status == "closed" for v in reply.closed.votes)
+
+    # per group a page and its total (3 × 2), then the views of them all: ballots counted, electorate, the
+    # member, their check-ins, their ballots
+    await _same_count(log, h, ask, lambda: _votes(h, 44, session, actor), same_as_three_lists, at_most=11)
+    groups = await h.rpc(ask)
+    for status, listed in (("open", groups.open), ("upcoming", groups.upcoming), ("closed", groups.closed)):
+        alone = await h.rpc(ListVotes(status=status, actor_id=actor, limit=50 if status != "closed" else 20))
+        assert listed == alone, status

@@ -9,7 +9,6 @@ the closing. The web front never sees anyone else's ballot.
 """
 from __future__ import annotations
 
-import asyncio
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,7 +21,7 @@ from forumlib.majority_judgment import GRADE_LABELS, GRADES, Grade
 from shared.clock import paris_long
 from shared.contracts.common import ErrorCode
 from shared.contracts.decisions import (
-    ELIGIBILITY_LABELS, MAX_OPTIONS, MIN_OPTIONS, CastBallot, CloseVote, Eligibility, GetVote, ListVotes,
+    ELIGIBILITY_LABELS, MAX_OPTIONS, MIN_OPTIONS, CastBallot, CloseVote, Eligibility, GetVote, ListVoteGroups,
     OpenVote, VoteStatus, VoteView,
 )
 from shared.contracts.registry import COLLEGE_LABELS, MemberStatus
@@ -52,7 +51,6 @@ STATUS_KINDS = {VoteStatus.UPCOMING: "info", VoteStatus.OPEN: "success", VoteSta
 VOTES_BACK = [("/votes", "Voir les votes"), ("/", "Retour à l'accueil")]
 PAGE_SIZE = 20  # closed votes per page
 OPEN_MAX = 50   # open (or upcoming) votes listed at once: a handful in practice
-GROUPS_FIRST = (VoteStatus.OPEN, VoteStatus.UPCOMING)
 GROUP_TITLES = {VoteStatus.OPEN: "Votes ouverts", VoteStatus.UPCOMING: "Votes à venir", VoteStatus.CLOSED: "Votes clos"}
 # Bars of the merit profiles: one class per grade (the colours live in forum.css, no inline style).
 GRADE_CLASSES = {g: f"forum-grade--{g.value.replace('_', '-')}" for g in GRADES}
@@ -220,17 +218,15 @@ async def votes_list(request: Request, page: int = Query(1, ge=1, le=10_000)) ->
     a time."""
     member = await current_member(request)
     actor = member.member_id if member else None
-    client = rpc(request)
-    asks = [ListVotes(status=VoteStatus.CLOSED, actor_id=actor, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)]
-    if page == 1:
-        asks[:0] = [ListVotes(status=status, actor_id=actor, limit=OPEN_MAX) for status in GROUPS_FIRST]
-    listed = await asyncio.gather(*(client(ask) for ask in asks))  # independent lists: one round trip's wait
-    pages = max(1, -(-listed[-1].total // PAGE_SIZE))
+    listed = await rpc(request)(ListVoteGroups(current=page == 1, current_limit=OPEN_MAX, closed_limit=PAGE_SIZE,
+                                               closed_offset=(page - 1) * PAGE_SIZE, actor_id=actor))
+    pages = max(1, -(-listed.closed.total // PAGE_SIZE))
     if page > pages:
         return await error_page(request, 404, "Cette page des votes clos n'existe pas.", title="Page introuvable",
                                 actions=VOTES_BACK)
-    groups = [{"status": ask.status, "title": GROUP_TITLES[ask.status], "votes": one.votes, "total": one.total}
-              for ask, one in zip(asks, listed, strict=True)]
+    shown = [(VoteStatus.OPEN, listed.open), (VoteStatus.UPCOMING, listed.upcoming), (VoteStatus.CLOSED, listed.closed)]
+    groups = [{"status": status, "title": GROUP_TITLES[status], "votes": one.votes, "total": one.total}
+              for status, one in shown if one is not None]
     return await render(request, "votes.html", groups=groups, page=page, pages=pages, **vote_context())
 
 
