@@ -157,7 +157,9 @@ async def test_minutes_from_draft_to_correction(admin: WebMember, crowd: Crowd, 
     n1 = (await rpc(GetDecision(decision_id=d1))).decision.number
     n2 = (await rpc(GetDecision(decision_id=d2))).decision.number
     await minutes_db.wait(session_id=sid, attendees=[alice.member_id, bruno.member_id], decisions=[d1, d2],
-                    secretariat=secretariat)
+                          secretariat=secretariat)
+    # The adopting decision's session too: its fact comes by another consumer, which may lag behind.
+    await minutes_db.wait(session_id=later)
 
     # -- the session's page: no minutes yet; the secretariat is offered to draft them
     page = await crowd.client().get(f"/seances/{sid}")

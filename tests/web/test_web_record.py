@@ -143,8 +143,9 @@ class FakeForum:
         self.located: dict[str, int] = {}
         self.calls: list[tuple[str, Any]] = []
         self.present: list[College | None] = [College.PUBLIC_ACTOR] * 3  # checked in at every session
-        self.ledger.append("member.approved", str(uuid.uuid4()), {"public_id": "0123456789abcdef",
-                                                                   "college": "citizen"})
+        approved = str(uuid.uuid4())  # every record is located by its event, as in the minutes service
+        self.located[approved] = self.ledger.append("member.approved", approved, {"public_id": "0123456789abcdef",
+                                                                                  "college": "citizen"})
 
     def add(self, d: DecisionView, *, in_log: bool = True) -> DecisionView:
         self.decisions.insert(0, d)
@@ -396,6 +397,21 @@ async def test_one_record_shows_json_leaf_and_verified_proof(web: httpx.AsyncCli
     assert 'data-verification="pending"' in r.text  # the browser sets "ok" itself
     assert f'data-event-id="{d.event_id}"' in r.text and "/static/js/preuve.js" in r.text
     assert "&#34;number&#34;: &#34;2026-001&#34;" in r.text or "&quot;number&quot;" in r.text
+    # One request to the public record for the proof (its key and checkpoint come with it).
+    asked = [op for op, _ in forum.calls]
+    assert asked.count("ledger-prove-events") == 1 and "ledger-key" not in asked and "ledger-inclusion" not in asked
+
+
+async def test_a_record_whose_event_is_logged_under_another_index_fails(web: httpx.AsyncClient,
+                                                                        forum: FakeForum) -> None:
+    # A log that broke its own rule (one leaf per event): the event's leaf is not the one shown.
+    event_id = str(uuid.uuid4())
+    first = forum.ledger.append("decision.recorded", event_id, {"decision": {"decision_id": "d1"}})
+    forum.located[event_id] = forum.ledger.append("decision.recorded", event_id, {"decision": {"decision_id": "d1"}})
+    forum.ledger.sign()
+    r = await web.get(f"/registre/{first}")
+    assert r.status_code == 200 and 'data-server-verification="failed"' in r.text
+    assert f"inscrit sous le n° {first + 1}, pas sous le n° {first}" in r.text
 
 
 @pytest.mark.parametrize("path", ["/registre/99", "/registre/abc", "/registre/-1", f"/registre/{2**64}",

@@ -257,7 +257,8 @@ UNAVAILABLE = "Le registre public ne répond pas pour l'instant ; la preuve n'a 
 
 
 async def prove(client: RpcClient, index: int, *, event_id: str | None = None) -> Proof:
-    """Fetch the key, the latest checkpoint and leaf `index`, then its inclusion proof; check them."""
+    """Fetch the key, the latest checkpoint and leaf `index`, then its inclusion proof; check them (for a
+    record that names no event: `prove_events` does it in one request)."""
     try:
         key, cp, page = await asyncio.gather(client(GetVerifierKey()), client(GetCheckpoint()),
                                              client(ListEntries(start=index, end=index + 1)))
@@ -354,9 +355,15 @@ async def one_record(request: Request, index: str) -> Response:
         return await error_page(request, 404, "Cet enregistrement n'existe pas (encore) dans le registre public.",
                                 title="Enregistrement introuvable", actions=BACK)
     entry = page.entries[0]
-    proof = await prove(client, i, event_id=str(entry.record.get("event_id", "")) or None)
-    key, _ = await key_and_checkpoint(client)
+    event_id = str(entry.record.get("event_id", ""))
+    if event_id:  # the usual record: its proof, key and checkpoint in one request
+        _, proof = await prove_events(client, [], event_id)
+        if proof.index is not None and proof.index != i:
+            proof = Proof(status="failed", index=i, message=f"L'événement de cet enregistrement est inscrit sous le "
+                                                            f"n° {proof.index}, pas sous le n° {i}.")
+    else:
+        proof = await prove(client, i)
     return await render(request, "record_entry.html", entry=entry, record=entry.record,
                         label=record_label(entry.record.get("type")), text=describe(entry.record),
                         link=subject_link(entry.record), has_next=any(e.index == i + 1 for e in page.entries),
-                        at=record_time(entry.record), json_text=pretty_json(entry.record), proof=proof, key=key)
+                        at=record_time(entry.record), json_text=pretty_json(entry.record), proof=proof)
