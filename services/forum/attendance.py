@@ -10,7 +10,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.forum import rules
 from services.forum.models import ForumAttendance, ForumMember, ForumRsvp, ForumSession, MemberStanding
-from services.forum.queries import find_session, require_secretariat
+from services.forum.queries import require_secretariat
 from services.forum.seats import lock_session
 from shared.clock import as_utc, utcnow
 from shared.contracts.forum import (
@@ -35,11 +35,15 @@ async def sheets(tx: AsyncSession, session_ids: Sequence[str], member_id: str | 
                 .where(col(ForumAttendance.session_id).in_(session_ids))
                 .group_by(ForumAttendance.session_id, ForumAttendance.college))
         for sid, college, n, me in (await tx.exec(stmt)).all():  # type: ignore[call-overload]
-            key = str(college) if college else rules.NO_COLLEGE
-            out[sid][key] = out[sid].get(key, 0) + n
+            _count(out[sid], college, n)
             if me:
                 mine.add(sid)
     return out, mine
+
+
+def _count(per_college: dict[str, int], college: str | None, n: int) -> None:
+    key = str(college) if college else rules.NO_COLLEGE
+    per_college[key] = per_college.get(key, 0) + n
 
 
 async def by_college(tx: AsyncSession, session_ids: Sequence[str]) -> dict[str, dict[str, int]]:
@@ -71,19 +75,15 @@ async def sheet_now(tx: AsyncSession, session_id: str) -> AttendanceCounts:
         raise NotFound("Séance inconnue.", field="session_id")
     per_college = rules.attendance_by_college([])
     for _, college, n in rows:
-        if n:
-            key = str(college) if college else rules.NO_COLLEGE
-            per_college[key] = per_college.get(key, 0) + n
+        if n:  # (a session nobody checked in at: one row, no college, 0)
+            _count(per_college, college, n)
     return counts(session_id, per_college, final=utcnow() >= as_utc(rows[0][0]))
 
 
 async def attendance(req: GetAttendance, ctx: HandlerContext) -> AttendanceCounts:
     """Attendance per college (`final` once the session has ended)."""
-    now = utcnow()
     async with ctx.db.read() as tx:
-        fs = await find_session(tx, req.session_id)
-        per_college = (await by_college(tx, [fs.id]))[fs.id]
-    return counts(fs.id, per_college, final=now >= fs.ends_at)
+        return await sheet_now(tx, req.session_id)
 
 
 async def check_in(req: CheckIn, ctx: HandlerContext) -> AttendanceView:
