@@ -3,7 +3,7 @@
 When a popular session opens, hundreds of members answer within a minute and every answer needs the
 session's seat lock. One transaction per answer makes the lock the bottleneck: each holder waits for
 its process to get round to its next statement while the other answers queue behind it. The desk
-instead queues the answers per session and lets one task decide them: the answers that arrived while
+(`shared.desk`) instead queues the answers per session and lets one task decide them: the answers that arrived while
 a transaction ran go together in the next one — the members' rows locked (in id order, as every
 member-scoped transaction does), then the session row, the tally counted once, each answer decided in
 arrival order by the same rules as one alone (`rules.allocate`, `rules.next_ticket`), the RSVP rows,
@@ -15,10 +15,6 @@ error and nothing of it is written, exactly as if each had failed alone.
 """
 from __future__ import annotations
 
-import asyncio
-from dataclasses import dataclass, field
-from weakref import WeakKeyDictionary
-
 from pydantic import BaseModel
 from sqlmodel import col, select
 
@@ -29,124 +25,75 @@ from shared.contracts.envelope import SYSTEM
 from shared.contracts.forum import AnswerRsvp, RsvpConfirmed, RsvpState, RsvpView, RsvpWaitlisted
 from shared.errors import DomainError
 from shared.idempotency import KeyTaken, Once, replied_with, store_replies, take_keys
-from shared.service import HandlerContext, Service
+from shared.desk import Pending, desk
+from shared.service import HandlerContext
 
+_Answer = Pending[AnswerRsvp, RsvpView]
 GROUP = 200  # answers decided in one transaction at most
 
 
-@dataclass
-class _Answer:
-    req: AnswerRsvp
-    ctx: HandlerContext
-    done: asyncio.Future[RsvpView] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+async def attend(req: AnswerRsvp, ctx: HandlerContext) -> RsvpView:
+    """Queue a « Je participe » answer at its session's desk; its view once decided."""
+    return await desk(ctx.service, _decide, GROUP).submit(req.session_id, req, ctx)
 
 
-class RsvpDesk:
-    def __init__(self, service: Service) -> None:
-        self.service = service
-        self._waiting: dict[str, list[_Answer]] = {}  # session id -> answers not yet decided, in arrival order
-        self._tasks: set[asyncio.Task[None]] = set()
+async def _decide(session_id: str, group: list[_Answer]) -> None:
+    refused: list[tuple[_Answer, Exception]] = []
+    decided: list[tuple[_Answer, RsvpView]] = []
+    async with group[0].ctx.service.unit_of_work(actor=SYSTEM) as uow:
+        tx = uow.tx
+        keyed = [a for a in group if a.ctx.once is not None]
+        free = await take_keys(tx, [a.ctx.once for a in keyed])  # type: ignore[misc]
+        repeats = {id(a) for i, a in enumerate(keyed) if i not in free}
+        live = [a for a in group if id(a) not in repeats]
+        refused += [(a, KeyTaken()) for a in group if id(a) in repeats]
 
-    async def attend(self, req: AnswerRsvp, ctx: HandlerContext) -> RsvpView:
-        answer = _Answer(req, ctx)
-        queue = self._waiting.get(req.session_id)
-        if queue is None:  # nobody deciding this session's answers: this one starts
-            self._waiting[req.session_id] = [answer]
-            task = asyncio.create_task(self._decide_all(req.session_id))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-        else:
-            queue.append(answer)
-        return await answer.done
-
-    async def _decide_all(self, session_id: str) -> None:
-        try:
-            while queue := self._waiting.get(session_id):
-                group = queue[:GROUP]
-                del queue[:GROUP]
-                try:
-                    await self._decide(session_id, group)
-                except Exception as exc:  # noqa: BLE001 - each waiting handler answers with it
-                    _fail(group, exc)
-                if not queue:
-                    del self._waiting[session_id]
-        except BaseException:  # stopped (the service shuts down): nobody is left waiting for ever
-            _fail(self._waiting.pop(session_id, []), RuntimeError("Le service s'arrête."))
-            raise
-
-    async def _decide(self, session_id: str, group: list[_Answer]) -> None:
-        refused: list[tuple[_Answer, Exception]] = []
-        decided: list[tuple[_Answer, RsvpView]] = []
-        async with self.service.unit_of_work(actor=SYSTEM) as uow:
-            tx = uow.tx
-            keyed = [a for a in group if a.ctx.once is not None]
-            free = await take_keys(tx, [a.ctx.once for a in keyed])  # type: ignore[misc]
-            repeats = {id(a) for i, a in enumerate(keyed) if i not in free}
-            live = [a for a in group if id(a) not in repeats]
-            refused += [(a, KeyTaken()) for a in group if id(a) in repeats]
-
-            member_ids = sorted({a.req.actor_id for a in live})
-            members = {m.member_id: m for m in (await tx.exec(
-                select(ForumMember).where(col(ForumMember.member_id).in_(member_ids))
-                .order_by(col(ForumMember.member_id)).with_for_update(key_share=True))).all()}
-            fs = await seats.lock_session(tx, session_id)
-            held = {r.member_id: r for r in (await tx.exec(select(ForumRsvp).where(
-                ForumRsvp.session_id == session_id, col(ForumRsvp.member_id).in_(member_ids)))).all()}
-            tally = await seats.tally(tx, session_id)
-            for a in live:
-                now = utcnow()  # under the lock: answers are stamped in the order they got their seat or ticket
-                member, rsvp = members.get(a.req.actor_id), held.get(a.req.actor_id)
-                try:
-                    rules.check_approved(member.standing if member else None)
-                    rules.check_rsvp_window(fs.status, fs.starts_at, fs.rsvp_opens_at, fs.rsvp_closes_at, now)
-                    rules.check_answer(rsvp.state if rsvp else None, a.req.answer)
-                except DomainError as exc:
-                    refused.append((a, exc))
-                    continue
-                if rsvp is None:
-                    rsvp = held[a.req.actor_id] = ForumRsvp(session_id=fs.id, member_id=a.req.actor_id,
-                                                            state=RsvpState.DECLINED)
-                rsvp.responded_at = rsvp.updated_at = now
-                rsvp.state = rules.allocate(fs.capacity, tally[RsvpState.CONFIRMED], tally[RsvpState.WAITLISTED])
-                position = None
-                if rsvp.state == RsvpState.CONFIRMED:
-                    rsvp.waitlist_seq, rsvp.confirmed_at = None, now
-                    tally[RsvpState.CONFIRMED] += 1
-                    event: RsvpConfirmed | RsvpWaitlisted = RsvpConfirmed(
-                        session_id=fs.id, member_id=a.req.actor_id,
-                        seats_left=rules.seats_left(fs.capacity, tally[RsvpState.CONFIRMED]))
-                else:
-                    fs.waitlist_seq = rsvp.waitlist_seq = rules.next_ticket(fs.waitlist_seq)
-                    tally[RsvpState.WAITLISTED] += 1
-                    position = tally[RsvpState.WAITLISTED]  # every other ticket is older
-                    event = RsvpWaitlisted(session_id=fs.id, member_id=a.req.actor_id, position=position)
-                tx.add(rsvp)
-                uow.emit(event, actor=a.req.actor_id, correlation_id=a.ctx.correlation_id)
-                decided.append((a, RsvpView(
-                    session_id=fs.id, member_id=a.req.actor_id, state=rsvp.state, waitlist_position=position,
-                    seats_left=rules.seats_left(fs.capacity, tally[RsvpState.CONFIRMED]), responded_at=now)))
-            tx.add(fs)
-            replies: list[tuple[Once, BaseModel]] = [(a.ctx.once, view) for a, view in decided if a.ctx.once]
-            await store_replies(tx, replies, [a.ctx.once for a, _ in refused
-                                              if a.ctx.once and id(a) not in repeats])
-        replied_with(replies)
-        for a, view in decided:
-            a.done.set_result(view)
-        for a, exc in refused:
-            a.done.set_exception(exc)
-
-
-def _fail(answers: list[_Answer], exc: Exception) -> None:
-    for a in answers:
-        if not a.done.done():
-            a.done.set_exception(exc)
-
-
-_desks: WeakKeyDictionary[Service, RsvpDesk] = WeakKeyDictionary()
-
-
-def desk(service: Service) -> RsvpDesk:
-    """The service's desk (one per process: the lock in the database orders several processes)."""
-    if (d := _desks.get(service)) is None:
-        d = _desks[service] = RsvpDesk(service)
-    return d
+        member_ids = sorted({a.req.actor_id for a in live})
+        members = {m.member_id: m for m in (await tx.exec(
+            select(ForumMember).where(col(ForumMember.member_id).in_(member_ids))
+            .order_by(col(ForumMember.member_id)).with_for_update(key_share=True))).all()}
+        fs = await seats.lock_session(tx, session_id)
+        held = {r.member_id: r for r in (await tx.exec(select(ForumRsvp).where(
+            ForumRsvp.session_id == session_id, col(ForumRsvp.member_id).in_(member_ids)))).all()}
+        tally = await seats.tally(tx, session_id)
+        for a in live:
+            now = utcnow()  # under the lock: answers are stamped in the order they got their seat or ticket
+            member, rsvp = members.get(a.req.actor_id), held.get(a.req.actor_id)
+            try:
+                rules.check_approved(member.standing if member else None)
+                rules.check_rsvp_window(fs.status, fs.starts_at, fs.rsvp_opens_at, fs.rsvp_closes_at, now)
+                rules.check_answer(rsvp.state if rsvp else None, a.req.answer)
+            except DomainError as exc:
+                refused.append((a, exc))
+                continue
+            if rsvp is None:
+                rsvp = held[a.req.actor_id] = ForumRsvp(session_id=fs.id, member_id=a.req.actor_id,
+                                                        state=RsvpState.DECLINED)
+            rsvp.responded_at = rsvp.updated_at = now
+            rsvp.state = rules.allocate(fs.capacity, tally[RsvpState.CONFIRMED], tally[RsvpState.WAITLISTED])
+            position = None
+            if rsvp.state == RsvpState.CONFIRMED:
+                rsvp.waitlist_seq, rsvp.confirmed_at = None, now
+                tally[RsvpState.CONFIRMED] += 1
+                event: RsvpConfirmed | RsvpWaitlisted = RsvpConfirmed(
+                    session_id=fs.id, member_id=a.req.actor_id,
+                    seats_left=rules.seats_left(fs.capacity, tally[RsvpState.CONFIRMED]))
+            else:
+                fs.waitlist_seq = rsvp.waitlist_seq = rules.next_ticket(fs.waitlist_seq)
+                tally[RsvpState.WAITLISTED] += 1
+                position = tally[RsvpState.WAITLISTED]  # every other ticket is older
+                event = RsvpWaitlisted(session_id=fs.id, member_id=a.req.actor_id, position=position)
+            tx.add(rsvp)
+            uow.emit(event, actor=a.req.actor_id, correlation_id=a.ctx.correlation_id)
+            decided.append((a, RsvpView(
+                session_id=fs.id, member_id=a.req.actor_id, state=rsvp.state, waitlist_position=position,
+                seats_left=rules.seats_left(fs.capacity, tally[RsvpState.CONFIRMED]), responded_at=now)))
+        tx.add(fs)
+        replies: list[tuple[Once, BaseModel]] = [(a.ctx.once, view) for a, view in decided if a.ctx.once]
+        await store_replies(tx, replies, [a.ctx.once for a, _ in refused
+                                          if a.ctx.once and id(a) not in repeats])
+    replied_with(replies)
+    for a, view in decided:
+        a.settle(view)
+    for a, exc in refused:
+        a.refuse(exc)

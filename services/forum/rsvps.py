@@ -28,7 +28,7 @@ async def answer_rsvp(req: AnswerRsvp, ctx: HandlerContext) -> RsvpView:
     order) or "I decline" (which gives a confirmed seat back to the waitlist's head). "I attend" answers
     to one session are decided in groups (see `rsvp_desk`)."""
     if req.answer == RsvpAnswer.ATTEND:
-        return await rsvp_desk.desk(ctx.service).attend(req, ctx)
+        return await rsvp_desk.attend(req, ctx)
     async with ctx.unit_of_work(actor=req.actor_id) as uow:
         tx = uow.tx
         member = await lock_member(tx, req.actor_id)

@@ -2,6 +2,8 @@
 roles, and the member records the web front reads."""
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
@@ -16,9 +18,13 @@ from shared.contracts.registry import (
     MembersChanged, MemberRejected, MemberStatus, MemberView, ProfileUpdated, Register, Registered,
     RegistrationRepeated, RejectMember, Role, RoleGranted, UpdateProfile, VerifyEmail,
 )
+from shared.desk import Pending, desk
 from shared.errors import NotFound
+from shared.logging import get_logger
 from shared.outbox import UnitOfWork
 from shared.service import HandlerContext
+
+log = get_logger(__name__)
 
 
 def view(m: Member) -> MemberView:
@@ -59,24 +65,52 @@ async def _secretariat(tx: AsyncSession, actor_id: str) -> Member:
 
 
 # ---------------------------------------------------------------- joining
+REGISTRATION_GROUP = 100  # registrations written in one transaction at most
+
+
 async def register(req: Register, ctx: HandlerContext) -> Registered:
     """Register a member; a single-use verification link is mailed to them.
 
     An address already on the register is not an error: the web front shows the same page as for a new
     registration, so the form tells nobody who is a member. The owner of the address is mailed instead
-    (see `_registered_again`), and the reply names the existing account."""
+    (see `_registered_again`), and the reply names the existing account.
+
+    When the forum is announced, registrations come in bursts: those that arrive while one is written go
+    together in the next transaction (`shared.desk`, `_register_group`); one that comes alone is written
+    alone."""
+    return await desk(ctx.service, _register_group, REGISTRATION_GROUP).submit("", req, ctx)
+
+
+async def _register_group(_: str, group: list[Pending[Register, Registered]]) -> None:
+    """Registrations that arrived together, in one transaction (`_register_in`). If it fails — a
+    concurrent registration of one of the addresses elsewhere won the race — each is written again alone,
+    so one address never holds back the others."""
+    if len(group) > 1:
+        try:
+            async with group[0].ctx.unit_of_work() as uow:
+                emails = sorted({rules.normalise_email(p.req.email) for p in group})  # one lock order everywhere
+                known = (await uow.tx.exec(select(Member).where(col(Member.email).in_(emails))
+                                           .order_by(col(Member.email)).with_for_update())).all()
+                answers = await _register_in(uow, [(p.req, p.ctx) for p in group], known)
+        except Exception as exc:  # noqa: BLE001 - written again one by one below
+            log.info("registration group failed, written one by one", size=len(group),
+                     error=f"{type(exc).__name__}: {exc}")
+        else:
+            for p, answer in zip(group, answers, strict=True):
+                p.settle(answer)
+            return
+    for p in group:
+        try:
+            p.settle(await _register_alone(p.req, p.ctx))
+        except Exception as exc:  # noqa: BLE001 - that request's own error
+            p.refuse(exc)
+
+
+async def _register_alone(req: Register, ctx: HandlerContext) -> Registered:
     try:
         async with ctx.unit_of_work() as uow:
-            if (known := await member_by_email(uow.tx, req.email, lock=True)) is not None:
-                await _registered_again(uow, known, ctx)
-                return Registered(member_id=known.id, status=known.status)
-            m = Member(full_name=req.full_name, email=rules.normalise_email(req.email),
-                       organisation=req.organisation, college=req.college, charter_accepted_at=utcnow())
-            uow.tx.add(m)
-            await uow.tx.flush()  # the token row references the member
-            uow.actor = m.id
-            uow.emit(_registered(m))
-            await mail_link(uow, m, rules.VERIFY_EMAIL, ctx.settings, new_member=True)
+            known = await member_by_email(uow.tx, req.email, lock=True)
+            return (await _register_in(uow, [(req, ctx)], [known] if known else []))[0]
     except IntegrityError as exc:  # a concurrent registration with the same address won the race
         if "email" not in str(exc.orig).lower() and "member" not in str(exc.orig).lower():
             raise
@@ -86,7 +120,36 @@ async def register(req: Register, ctx: HandlerContext) -> Registered:
                 raise
             await _registered_again(uow, known, ctx)
             return Registered(member_id=known.id, status=known.status)
-    return Registered(member_id=m.id, status=m.status)
+
+
+async def _register_in(uow: UnitOfWork, requests: list[tuple[Register, HandlerContext]],
+                       known: Sequence[Member]) -> list[Registered]:
+    """Registrations in the caller's transaction, each decided as if alone, in arrival order (a second
+    registration of an address finds the first's member); `known`: the members already holding these
+    addresses, locked by the caller. The new members are inserted together, then their events and links
+    written."""
+    by_email: dict[str | None, Member] = {m.email: m for m in known}
+    new: set[int] = set()
+    for i, (req, _) in enumerate(requests):
+        email = rules.normalise_email(req.email)
+        if email not in by_email:
+            by_email[email] = Member(full_name=req.full_name, email=email, organisation=req.organisation,
+                                     college=req.college, charter_accepted_at=utcnow())
+            uow.tx.add(by_email[email])
+            new.add(i)
+    if new:
+        await uow.tx.flush()  # the token rows reference the members
+    answers = []
+    for i, (req, ctx) in enumerate(requests):
+        m = by_email[rules.normalise_email(req.email)]
+        uow.correlation_id = ctx.correlation_id  # each request's events carry its own
+        if i in new:
+            uow.emit(_registered(m), actor=m.id)
+            await mail_link(uow, m, rules.VERIFY_EMAIL, ctx.settings, new_member=True)
+        else:
+            await _registered_again(uow, m, ctx)
+        answers.append(Registered(member_id=m.id, status=m.status))
+    return answers
 
 
 async def _registered_again(uow: UnitOfWork, m: Member, ctx: HandlerContext) -> None:

@@ -7,7 +7,7 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import bindparam, create_engine, text
 
 from forum_ouvert.launcher import Stack
 from shared.contracts.common import ErrorCode
@@ -114,6 +114,46 @@ async def test_registering_again_makes_no_second_account_even_when_concurrent(rp
         except RpcError as exc:
             assert exc.code == ErrorCode.EXPIRED, exc.error
     assert len(verified) == 1 and verified[0].member_id == results[0].member_id  # type: ignore[union-attr]
+
+
+async def test_a_burst_of_registrations_is_written_together_each_as_if_alone(rpc: RpcClient, forum: Stack) -> None:
+    """Registrations that arrive together share transactions (`members._register_group`): each new address
+    gets its own account and link, an address given twice in the burst one account (the later link
+    the one that works), and a known address no second account."""
+    known = new_email()
+    first = await register(rpc, known)
+    twice = new_email()
+    fresh = [new_email() for _ in range(30)]
+    burst = [*fresh[:15], twice, known, *fresh[15:], twice]
+    results = await asyncio.gather(*[register(rpc, e) for e in burst])
+    by_email: dict[str, set[str]] = {}
+    for email, r in zip(burst, results, strict=True):
+        by_email.setdefault(email, set()).add(r.member_id)
+    assert all(len(ids) == 1 for ids in by_email.values()), by_email
+    assert by_email[known] == {first.member_id}
+    assert len({next(iter(ids)) for ids in by_email.values()}) == len(by_email)  # one account per address
+
+    def stored() -> tuple[list[tuple[str, str]], int]:
+        engine = create_engine(sync_url(forum.database_urls["registry"]))
+        with engine.connect() as c:
+            rows = [(r[0], str(r[1])) for r in c.execute(text(
+                "SELECT email, %s FROM member WHERE email IN :emails" % (
+                    "xmin" if engine.dialect.name == "postgresql" else "'-'")).bindparams(
+                bindparam("emails", expanding=True)), {"emails": [*fresh, twice]})]
+            links = c.execute(text("SELECT count(*) FROM email_token t JOIN member m ON m.id = t.member_id "
+                                   "WHERE m.email = :e AND t.superseded_at IS NULL"), {"e": twice}).scalar_one()
+        engine.dispose()
+        return rows, links
+
+    rows, live_links = await asyncio.to_thread(stored)
+    assert sorted(e for e, _ in rows) == sorted([*fresh, twice])
+    assert live_links == 1  # the address given twice: only its latest link works
+    if forum.database_urls["registry"].startswith("postgresql"):
+        assert len({xid for _, xid in rows}) < len(rows)  # some were inserted by one transaction
+    for email in fresh[:3]:
+        mails = await asyncio.to_thread(caught_mail, forum.mail_dir, email, "Confirmez")
+        assert len(mails) == 1
+    assert len(await asyncio.to_thread(caught_mail, forum.mail_dir, twice, "Confirmez", count=2)) == 2
 
 
 async def test_bad_registration_input_writes_nothing(rpc: RpcClient, forum: Stack) -> None:
