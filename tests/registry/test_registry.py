@@ -156,6 +156,38 @@ async def test_a_burst_of_registrations_is_written_together_each_as_if_alone(rpc
     assert len(await asyncio.to_thread(caught_mail, forum.mail_dir, twice, "Confirmez", count=2)) == 2
 
 
+async def test_two_registry_processes_registering_the_same_addresses_make_one_account_each(
+        rpc: RpcClient, forum: Stack) -> None:
+    """Each registry process groups the registrations it receives; two processes writing groups with the same
+    new addresses meet on the address's unique index, and the losing group is written again one
+    registration at a time (`members._register_group`): every request is answered, each address has one
+    account, and every answer for it names that account."""
+    if not forum.database_urls["registry"].startswith("postgresql"):
+        pytest.skip("several processes of a service share PostgreSQL, not a SQLite file (README)")
+    second = forum.add_instance("registry")
+    logs = [forum.log_dir / "registry.log", forum.log_dir / f"{second}.log"]
+
+    def fallbacks() -> int:
+        return sum(p.read_text().count("registration group failed") for p in logs if p.exists())
+
+    try:
+        await asyncio.to_thread(forum.wait_instance, second)
+        before = fallbacks()
+        for _ in range(10):  # the two processes must receive parts of one burst at the same moment
+            emails = [new_email() for _ in range(25)]
+            burst = [e for _ in range(4) for e in emails]  # each address four times, spread over the burst
+            results = await asyncio.gather(*[register(rpc, e) for e in burst])
+            accounts: dict[str, set[str]] = {}
+            for email, r in zip(burst, results, strict=True):
+                accounts.setdefault(email, set()).add(r.member_id)
+            assert all(len(ids) == 1 for ids in accounts.values()), accounts
+            if fallbacks() > before:
+                break
+        assert fallbacks() > before, "no two groups ever collided: the fallback was not exercised"
+    finally:
+        await asyncio.to_thread(forum.remove_instance, second)
+
+
 async def test_bad_registration_input_writes_nothing(rpc: RpcClient, forum: Stack) -> None:
     email = new_email()
     for payload, field in [
