@@ -41,6 +41,19 @@ class Pending(Generic[Req, Res]):
             self.done.set_exception(exc)
 
 
+Operation = TypeVar("Operation", bound=Callable[..., Any])
+
+
+def at_desk(group: int) -> Callable[[Operation], Operation]:
+    """Marks an operation whose requests wait at a desk deciding up to `group` at once. Waiting there
+    holds no database connection, so the service takes up to `group` such requests at a time rather than
+    `rpc_workers` (`shared.rpc_answers`): a desk can only group the requests it was given."""
+    def mark(operation: Operation) -> Operation:
+        operation.rpc_workers = group  # type: ignore[attr-defined]
+        return operation
+    return mark
+
+
 Decide = Callable[[str, list[Pending[Req, Res]]], Awaitable[None]]
 """Decides one group of one key's requests (its requests' contexts give the service)."""
 

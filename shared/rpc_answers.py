@@ -42,13 +42,15 @@ class RpcAnswers:
         self.workers = workers
         self._under_way: set[asyncio.Task[None]] = set()
 
-    def serve(self, subscriber: Any, subject: str, handler: str, answer: Answer) -> None:
-        """Make FastStream's `subscriber` of `subject` subscribe with `answer` when it starts."""
+    def serve(self, subscriber: Any, subject: str, handler: str, answer: Answer, workers: int = 0) -> None:
+        """Make FastStream's `subscriber` of `subject` subscribe with `answer` when it starts; `workers`:
+        more answers at once than the service's own number (an operation whose requests wait at a desk,
+        `shared.desk.at_desk`)."""
 
         async def subscribe() -> None:
             if subscriber.subscription:
                 return
-            limiter = asyncio.Semaphore(self.workers)
+            limiter = asyncio.Semaphore(max(workers, self.workers))
 
             async def on_request(msg: Msg) -> None:
                 await limiter.acquire()  # nats-py holds the next requests meanwhile

@@ -310,7 +310,7 @@ class Service:
         subscriber = self._rpcs.subscriber(subject, queue=f"{self.name}-rpc", title=f"{subject}:{fn.__name__}",
                                            description=(fn.__doc__ or "").strip() or None)
         subscriber(documented)
-        self._answers.serve(subscriber, subject, fn.__name__, answer)
+        self._answers.serve(subscriber, subject, fn.__name__, answer, workers=getattr(fn, "rpc_workers", 0))
 
     # ------------------------------------------------------------------ events
     def _register_consumer(self, c: Consumer) -> None:

@@ -18,7 +18,7 @@ from shared.contracts.registry import (
     MembersChanged, MemberRejected, MemberStatus, MemberView, ProfileUpdated, Register, Registered,
     RegistrationRepeated, RejectMember, Role, RoleGranted, UpdateProfile, VerifyEmail,
 )
-from shared.desk import Pending, desk
+from shared.desk import Pending, at_desk, desk
 from shared.errors import NotFound
 from shared.logging import get_logger
 from shared.outbox import UnitOfWork
@@ -68,6 +68,7 @@ async def _secretariat(tx: AsyncSession, actor_id: str) -> Member:
 REGISTRATION_GROUP = 100  # registrations written in one transaction at most
 
 
+@at_desk(REGISTRATION_GROUP)
 async def register(req: Register, ctx: HandlerContext) -> Registered:
     """Register a member; a single-use verification link is mailed to them.
 

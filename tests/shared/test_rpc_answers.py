@@ -1,5 +1,6 @@
 """A service's request subjects against a real nats-server and a real database: every request answered
-(data, a typed error, or `internal`), at most `rpc_workers` at once, and the answers under way finished
+(data, a typed error, or `internal`), at most `rpc_workers` at once (more for an operation whose requests wait
+at a desk), and the answers under way finished
 when the service stops."""
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from faststream.nats import NatsBroker
 from pydantic import BaseModel, Field
 
 from shared.contracts.common import ErrorCode, Reply, Request
+from shared.desk import at_desk
 from shared.errors import DomainError
 from shared.migrations import upgrade
 from shared.rpc import RpcClient, RpcError
@@ -32,6 +34,10 @@ class Sleep(Request[Slept], op="forum.test-sleep"):
     seconds: float = Field(ge=0, le=5)
     refuse: bool = False
     crash: bool = False
+
+
+class Nap(Request[Slept], op="forum.test-nap"):
+    seconds: float = Field(ge=0, le=5)
 
 
 class Gauge:
@@ -58,7 +64,17 @@ async def test_requests_are_answered_bounded_and_finished_on_stop(tmp_path: Path
         gauge.done += 1
         return Slept(seconds=req.seconds, correlation_id=ctx.correlation_id)
 
-    definition = ServiceDef("forum", title="test", operations=[sleep])
+    napping = Gauge()
+
+    @at_desk(8)  # its requests would wait at a desk: more of them taken at once than rpc_workers
+    async def nap(req: Nap, ctx: HandlerContext) -> Slept:
+        napping.now += 1
+        napping.most = max(napping.most, napping.now)
+        await asyncio.sleep(req.seconds)
+        napping.now -= 1
+        return Slept(seconds=req.seconds, correlation_id=ctx.correlation_id)
+
+    definition = ServiceDef("forum", title="test", operations=[sleep, nap])
     try:
         with nats_server() as url:
             svc = definition.build(Settings(nats_url=url, database_url=urls["forum"], data_dir=tmp_path, rpc_workers=3))
@@ -92,6 +108,8 @@ async def test_requests_are_answered_bounded_and_finished_on_stop(tmp_path: Path
                     # Ten at once: all answered, never more than rpc_workers under way.
                     answers = await asyncio.gather(*(rpc(Sleep(seconds=0.2)) for _ in range(10)))
                     assert len(answers) == 10 and gauge.most == 3
+                    naps = await asyncio.gather(*(rpc(Nap(seconds=0.2)) for _ in range(10)))
+                    assert len(naps) == 10 and napping.most == 8
 
                     # Requests under way when the service stops are answered before it stops.
                     gauge.most = gauge.done = 0
