@@ -20,6 +20,7 @@ from shared.contracts.registry import (
     Accepted, CheckEmailLink, CheckSession, CheckSignInLink, ConfirmEmail, EndAllSessions, EndSession, MembersChanged,
     MemberStatus, MemberView, RedeemSignIn, RequestSignIn, SignedIn,
 )
+from shared.desk import Pending, at_desk, desk
 from shared.errors import Forbidden, NotFound
 from shared.service import HandlerContext
 from shared.settings import Settings
@@ -91,29 +92,42 @@ async def confirm_email(req: ConfirmEmail, ctx: HandlerContext) -> SignedIn:
     return SignedIn(member=view(m), session=session)
 
 
+CHECK_GROUP = 200  # session checks answered by one query at most
+
+
+@at_desk(CHECK_GROUP)
 async def check_session(req: CheckSession, ctx: HandlerContext) -> MemberView:
     """The member behind a signed-in browser, fresh (status and role may have changed), while its session
     is live; NotFound once it ended, expired, or the account can no longer sign in. The web front calls
-    it on every page of a signed-in visitor, instead of reading the member alone."""
-    async with ctx.db.read() as tx:  # one query, on the connection: every signed-in page may ask it
-        found = (await (await tx.connection()).execute(_SESSION_AND_MEMBER, {
-            "id_hash": rules.hash_token(req.session), "member_id": req.member_id})).first()
-    if found is None:
-        raise NotFound(SESSION_ENDED, field="session")
-    if not (rules.session_live(created_at=found.session_created_at, ended_at=found.session_ended_at,
-                               max_age=ctx.settings.session_max_age, now=utcnow())
-            and rules.can_sign_in(found.status)):
-        raise NotFound(SESSION_ENDED, field="session")
-    return view(found)  # type: ignore[arg-type] # a row with the member's columns
+    it on every page of a signed-in visitor, instead of reading the member alone: when many ask at once
+    (an RSVP rush), the checks that arrived while one query ran are answered by the next (`shared.desk`)."""
+    return await desk(ctx.service, _check_group, CHECK_GROUP).submit("", req, ctx)
+
+
+async def _check_group(_: str, group: list[Pending[CheckSession, MemberView]]) -> None:
+    hashes = {rules.hash_token(p.req.session) for p in group}
+    async with group[0].ctx.db.read() as tx:  # one query, on the connection: columns, no ORM objects
+        found = {r.session_id_hash: r for r in await (await tx.connection()).execute(
+            _SESSIONS_AND_MEMBERS, {"id_hashes": sorted(hashes)})}
+    now = utcnow()
+    for p in group:
+        row = found.get(rules.hash_token(p.req.session))
+        if (row is None or row.id != p.req.member_id
+                or not rules.session_live(created_at=row.session_created_at, ended_at=row.session_ended_at,
+                                          max_age=p.ctx.settings.session_max_age, now=now)
+                or not rules.can_sign_in(row.status)):
+            p.refuse(NotFound(SESSION_ENDED, field="session"))
+        else:
+            p.settle(view(row))  # type: ignore[arg-type] # a row with the member's columns
 
 
 # Built once, as columns rather than ORM objects (no identity map to fill for a read that returns at once).
 _sessions, _members = WebSession.__table__, Member.__table__  # type: ignore[attr-defined]
-_SESSION_AND_MEMBER = (
-    sa.select(*_members.columns, _sessions.c.created_at.label("session_created_at"),
-              _sessions.c.ended_at.label("session_ended_at"))
+_SESSIONS_AND_MEMBERS = (
+    sa.select(*_members.columns, _sessions.c.id_hash.label("session_id_hash"),
+              _sessions.c.created_at.label("session_created_at"), _sessions.c.ended_at.label("session_ended_at"))
     .join_from(_sessions, _members, _members.c.id == _sessions.c.member_id)
-    .where(_sessions.c.id_hash == sa.bindparam("id_hash"), _sessions.c.member_id == sa.bindparam("member_id")))
+    .where(_sessions.c.id_hash.in_(sa.bindparam("id_hashes", expanding=True))))
 
 
 async def end_session(req: EndSession, ctx: HandlerContext) -> Accepted:

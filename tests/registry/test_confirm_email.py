@@ -13,7 +13,7 @@ from shared.contracts.registry import (
     CheckEmailLink, CheckSession, ConfirmEmail, EndSession, GetMember, ListMembers, MemberStatus, RedeemSignIn,
     VerifyEmail,
 )
-from shared.rpc import RpcClient
+from shared.rpc import RpcClient, RpcError
 from tests.registry.test_registry import expect_error, new_email, register, token_from_mail
 
 pytestmark = pytest.mark.integration
@@ -74,3 +74,26 @@ async def test_registrations_awaiting_approval_oldest_first(rpc: RpcClient, foru
     order = [m.member_id for m in oldest.members if m.member_id in ids]
     assert order == ids  # registered first, listed first
     assert [m.member_id for m in newest.members if m.member_id in ids] == ids[::-1]
+
+
+async def test_session_checks_asked_together_each_get_their_own_answer(rpc: RpcClient, forum: Stack) -> None:
+    """Checks that arrive together are answered by one query (`sign_in._check_group`): each still gets its own
+    answer — a live session its member, an ended one, another member's and an unknown one NotFound."""
+    sessions = []
+    for _ in range(3):
+        email = new_email()
+        reg = await register(rpc, email)
+        token = await asyncio.to_thread(token_from_mail, forum, email, "Confirmez", "/inscription/verifier")
+        sessions.append((reg.member_id, (await rpc(ConfirmEmail(token=token))).session))
+    (alice, alice_s), (bob, bob_s), (carol, carol_s) = sessions
+    await rpc(EndSession(member_id=carol, session=carol_s))
+    asked = [CheckSession(member_id=alice, session=alice_s), CheckSession(member_id=bob, session=bob_s),
+             CheckSession(member_id=carol, session=carol_s), CheckSession(member_id=alice, session=bob_s),
+             CheckSession(member_id=bob, session="y" * 43)] * 12
+    answers = await asyncio.gather(*[rpc(c) for c in asked], return_exceptions=True)
+    for check, answer in zip(asked, answers, strict=True):
+        live = (check.member_id, check.session) in {(alice, alice_s), (bob, bob_s)}
+        if live:
+            assert not isinstance(answer, BaseException) and answer.member_id == check.member_id, answer
+        else:
+            assert isinstance(answer, RpcError) and answer.code == ErrorCode.NOT_FOUND, answer
