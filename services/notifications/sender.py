@@ -4,7 +4,9 @@ A drain opens `mail_connections` SMTP connections. Each sends one message at a t
 outcome of the last one to the bookkeeper and gets the next one back. The bookkeeper writes the
 outcomes of every connection and claims their next messages in one transaction (a group commit), so
 a message is marked `sent` as soon as the server answered, and a kill can leave at most one message
-per connection `sending`. At the next start those are queued again and re-sent with the **same**
+per connection `sending`. A connection that finds nothing to send waits while others are still sending
+(what is queued meanwhile goes out over the whole pool, not only over the connections still busy); the
+drain ends when none is. At the next start those are queued again and re-sent with the **same**
 Message-ID (the log says so): the receiving system recognises a repeat, the subscriber gets the
 notice once.
 
@@ -43,6 +45,7 @@ log = get_logger(__name__)
 
 WAITING = (DeliveryState.QUEUED, DeliveryState.DEFERRED)
 GATHER_WAIT = 0.002  # seconds the bookkeeper waits for more connections to share a transaction
+PARKED_POLL = 0.2  # seconds between claims for the connections waiting for work while others send
 
 
 # ---------------------------------------------------------------- after a crash
@@ -169,7 +172,9 @@ class Bookkeeper:
         self.domains = Domains(service.settings)
         self.notices: dict[str, Any] = {}
         self.queue: asyncio.Queue[_Turn] = asyncio.Queue()
+        self.arrived = asyncio.Event()  # set when a turn is queued
         self.sent = 0
+        self.sending = 0  # claims handed to connections whose outcome has not come back
         self.failed: BaseException | None = None  # the database error that stopped the bookkeeper
 
     async def turn(self, outcome: Outcome | None, wants_next: bool = True) -> tuple[Claim, Any] | None:
@@ -177,16 +182,19 @@ class Bookkeeper:
             raise self.failed
         future: asyncio.Future[tuple[Claim, Any] | None] = asyncio.get_running_loop().create_future()
         await self.queue.put(_Turn(outcome, wants_next, future))
+        self.arrived.set()
         return await future
 
     async def run(self) -> None:
+        parked: list[_Turn] = []  # connections that found nothing, waiting while others send
         async with self.service.db.held_connection() as held:
             while True:
-                turns = await self._gather()
+                turns = [*parked, *await self._gather(PARKED_POLL if parked else None)]
+                parked = []
+                outcomes = [t.outcome for t in turns if t.outcome]
                 try:
                     async with held.transaction() as conn:
-                        claims = await self._commit(conn, [t.outcome for t in turns if t.outcome],
-                                                    sum(t.wants_next for t in turns))
+                        claims = await self._commit(conn, outcomes, sum(t.wants_next for t in turns))
                 except Exception as exc:  # noqa: BLE001 - every waiting connection learns it and stops
                     self.failed = exc
                     while not self.queue.empty():
@@ -195,15 +203,35 @@ class Bookkeeper:
                         if not t.answer.done():
                             t.answer.set_exception(exc)
                     raise
+                self.sending -= len(outcomes)
                 for t in turns:
-                    if not t.answer.done():
-                        t.answer.set_result(claims.pop(0) if t.wants_next and claims else None)
+                    if t.answer.done():
+                        continue
+                    if t.wants_next and claims:
+                        self.sending += 1
+                        t.answer.set_result(claims.pop(0))
+                    elif t.wants_next:
+                        t.outcome = None  # recorded
+                        parked.append(t)
+                    else:
+                        t.answer.set_result(None)
+                if not self.sending and self.queue.empty():  # nobody sending, nothing due: the drain ends
+                    for t in parked:
+                        t.answer.set_result(None)
+                    parked = []
 
-    async def _gather(self) -> list[_Turn]:
+    async def _gather(self, at_most: float | None = None) -> list[_Turn]:
         """The turns for the next transaction: the first, then whoever arrives within a millisecond or
         two, up to half the connections. A transaction costs about as much for one message as for
-        ten, and a connection waits for its transaction anyway."""
+        ten, and a connection waits for its transaction anyway. With `at_most`, none after that many
+        seconds (the parked connections then claim again on their own)."""
         loop = asyncio.get_running_loop()
+        if at_most is not None and self.queue.empty():
+            self.arrived.clear()
+            try:  # (an Event, not `wait_for(queue.get())`: see below)
+                await asyncio.wait_for(self.arrived.wait(), at_most)
+            except TimeoutError:
+                return []
         turns = [await self.queue.get()]
         target, deadline = max(1, self.settings.mail_connections // 2), loop.time() + GATHER_WAIT
         while len(turns) < target:

@@ -358,3 +358,24 @@ async def test_a_domain_that_stalls_does_not_hold_up_the_others(start, smtp: Smt
           f"reasons={dict(reasons)} attempts in all for it={sum(d.attempts for d in ds if d.domain == stalled)}")
     assert peak <= service.settings.mail_domain_connections  # the others always had connections left
     assert final.tally.sent == len(others) + len(slow) and {d.status for d in ds} == {DeliveryState.SENT}
+
+
+# ---------------------------------------------------------------- 5. work queued while one connection is stuck
+async def test_what_is_queued_while_a_connection_is_stuck_goes_out_over_the_others(start, smtp: SmtpServer) -> None:
+    """A drain whose connections found nothing keeps them while one is still sending: a notice queued while
+    that one waits on a slow server is sent by the others at once, not after it comes back."""
+    stalled = "lent.example"
+    smtp.stall = {stalled: 20.0}  # shorter than the send timeout: the exchange ends well, but late
+    others = [f"citoyen{i:03d}@{DOMAINS[i % 4]}" for i in range(40)]
+    async with start(mail_send_timeout=30, mail_connections=6, mail_domain_connections=2) as service:
+        rpc = RpcClient(service.broker)
+        await seed(service.db, [f"patient@{stalled}"], id_prefix="0")
+        await announce(rpc, "Première annonce")
+        await eventually(lambda: smtp.stalled_now == 1, 20)  # one connection stuck, the five others idle
+
+        await seed(service.db, others, id_prefix="1")
+        await announce(rpc, "Deuxième annonce")
+        await eventually(lambda: len(smtp.accepted) >= len(others), 15)
+        # Ordering, not timing: the others' messages all left while the first exchange was still stuck.
+        assert smtp.stalled_now >= 1
+        assert sorted(a for _, recipients in smtp.accepted for a in recipients) == sorted(others)
