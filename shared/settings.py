@@ -34,7 +34,9 @@ class Settings(BaseSettings):
                                      "before JetStream hands a message to another consumer: how soon a killed "
                                      "process's messages come back (running handlers signal progress meanwhile).")
     rpc_timeout: float = Field(10.0, description="Seconds the web front waits for a service's reply.")
-    rpc_workers: int = Field(16, description="Concurrent request handlers per RPC subject.")
+    rpc_workers: int = Field(16, description="Concurrent request handlers per RPC subject (one whose "
+                             "requests wait at a desk to be decided together, as « Je participe », takes up "
+                             "to its desk's group: see shared/desk.py).")
     db_pool_size: int = Field(10, description="Database connections per service process (+2 overflow).")
     outbox_relay_enabled: bool = Field(True, description="Run the outbox relay in this process (off only for fault tests).")
     outbox_poll_interval: float = Field(1.0, description="Seconds between outbox sweeps when no commit woke the relay.")
