@@ -6,9 +6,11 @@ all need — the bottleneck. A desk queues the requests per key and lets one tas
 the requests that arrived while a transaction ran go together in the next one (at most `group`). A
 lone request is decided at once, alone: the desk only groups what would otherwise wait.
 
-The decider settles each request (`Pending.settle`, or `Pending.refuse` with that request's own
-error). If it raises, every request of the group it did not settle gets that error. When the service
-stops, the requests still queued are refused: no caller is left waiting.
+An operation declares its grouping once, as its decorator (`Grouped`: the decider and the group's
+size), and hands each request to it (`Grouped.submit`). The decider settles each request
+(`Pending.settle`, or `Pending.refuse` with that request's own error). If it raises, every request of
+the group it did not settle gets that error. When the service stops, the requests still queued are
+refused: no caller is left waiting.
 """
 from __future__ import annotations
 
@@ -41,21 +43,31 @@ class Pending(Generic[Req, Res]):
             self.done.set_exception(exc)
 
 
+Decide = Callable[[str, list[Pending[Req, Res]]], Awaitable[None]]
+"""Decides one group of one key's requests (its requests' contexts give the service)."""
 Operation = TypeVar("Operation", bound=Callable[..., Any])
 
 
-def at_desk(group: int) -> Callable[[Operation], Operation]:
-    """Marks an operation whose requests wait at a desk deciding up to `group` at once. Waiting there
-    holds no database connection, so the service takes up to `group` such requests at a time rather than
-    `rpc_workers` (`shared.rpc_answers`): a desk can only group the requests it was given."""
-    def mark(operation: Operation) -> Operation:
-        operation.rpc_workers = group  # type: ignore[attr-defined]
+@dataclass(frozen=True)
+class Grouped(Generic[Req, Res]):
+    """How an operation's requests are decided together: `decide`, up to `group` at once. Used as the
+    operation's decorator: waiting at its desk holds no database connection, so the service takes up to
+    `group` of its requests at a time rather than `rpc_workers` (`shared.rpc_answers`) — a desk can only
+    group the requests it was given."""
+
+    decide: Decide[Req, Res]
+    group: int
+
+    def __call__(self, operation: Operation) -> Operation:
+        operation.rpc_workers = self.group  # type: ignore[attr-defined]
         return operation
-    return mark
 
-
-Decide = Callable[[str, list[Pending[Req, Res]]], Awaitable[None]]
-"""Decides one group of one key's requests (its requests' contexts give the service)."""
+    async def submit(self, ctx: HandlerContext, key: str, req: Req) -> Res:
+        """Queue `req` at the service's desk for `key`; its result once its group is decided."""
+        desks = _desks.setdefault(ctx.service, {})
+        if (d := desks.get(self)) is None:
+            d = desks[self] = Desk(self.decide, self.group)
+        return await d.submit(key, req, ctx)
 
 
 class Desk(Generic[Req, Res]):
@@ -99,12 +111,5 @@ def _refuse(requests: list[Pending[Any, Any]], exc: BaseException) -> None:
         p.refuse(exc)
 
 
-_desks: WeakKeyDictionary[Service, dict[Any, Desk[Any, Any]]] = WeakKeyDictionary()
-
-
-def desk(service: Service, decide: Decide[Req, Res], group: int) -> Desk[Req, Res]:
-    """The service's desk for `decide` (one per process: the database's locks order several processes)."""
-    desks = _desks.setdefault(service, {})
-    if (d := desks.get(decide)) is None:
-        d = desks[decide] = Desk(decide, group)
-    return d
+_desks: WeakKeyDictionary[Service, dict[Grouped[Any, Any], Desk[Any, Any]]] = WeakKeyDictionary()
+"""Each service's desks (one per process: the database's locks order several processes)."""

@@ -45,7 +45,7 @@ class RpcAnswers:
     def serve(self, subscriber: Any, subject: str, handler: str, answer: Answer, workers: int = 0) -> None:
         """Make FastStream's `subscriber` of `subject` subscribe with `answer` when it starts; `workers`:
         more answers at once than the service's own number (an operation whose requests wait at a desk,
-        `shared.desk.at_desk`)."""
+        `shared.desk.Grouped`)."""
 
         async def subscribe() -> None:
             if subscriber.subscription:

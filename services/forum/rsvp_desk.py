@@ -25,16 +25,9 @@ from shared.contracts.envelope import SYSTEM
 from shared.contracts.forum import AnswerRsvp, RsvpConfirmed, RsvpState, RsvpView, RsvpWaitlisted
 from shared.errors import DomainError
 from shared.idempotency import KeyTaken, Once, replied_with, store_replies, take_keys
-from shared.desk import Pending, desk
-from shared.service import HandlerContext
+from shared.desk import Grouped, Pending
 
 _Answer = Pending[AnswerRsvp, RsvpView]
-GROUP = 200  # answers decided in one transaction at most
-
-
-async def attend(req: AnswerRsvp, ctx: HandlerContext) -> RsvpView:
-    """Queue a « Je participe » answer at its session's desk; its view once decided."""
-    return await desk(ctx.service, _decide, GROUP).submit(req.session_id, req, ctx)
 
 
 async def _decide(session_id: str, group: list[_Answer]) -> None:
@@ -97,3 +90,7 @@ async def _decide(session_id: str, group: list[_Answer]) -> None:
         a.settle(view)
     for a, exc in refused:
         a.refuse(exc)
+
+
+ATTEND: Grouped[AnswerRsvp, RsvpView] = Grouped(_decide, group=200)
+"""« Je participe » answers to one session (the desk's key), up to 200 decided in one transaction."""

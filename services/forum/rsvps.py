@@ -17,20 +17,19 @@ from shared.contracts.forum import (
     AnswerRsvp, AttendanceEntry, ListRsvps, PromotionCause, ReleaseReason, RsvpAnswer, RsvpDeclined, RsvpEntry,
     RsvpList, RsvpState, RsvpView, WithdrawRsvp,
 )
-from shared.desk import at_desk
 from shared.errors import Forbidden
 from shared.idempotency import records_key_first
 from shared.service import HandlerContext
 
 
 @records_key_first
-@at_desk(rsvp_desk.GROUP)
+@rsvp_desk.ATTEND
 async def answer_rsvp(req: AnswerRsvp, ctx: HandlerContext) -> RsvpView:
     """An approved member answers "I attend" (a seat if one is left, else the waitlist, in arrival
     order) or "I decline" (which gives a confirmed seat back to the waitlist's head). "I attend" answers
     to one session are decided in groups (see `rsvp_desk`)."""
     if req.answer == RsvpAnswer.ATTEND:
-        return await rsvp_desk.attend(req, ctx)
+        return await rsvp_desk.ATTEND.submit(ctx, req.session_id, req)
     async with ctx.unit_of_work(actor=req.actor_id) as uow:
         tx = uow.tx
         member = await lock_member(tx, req.actor_id)

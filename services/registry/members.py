@@ -18,7 +18,7 @@ from shared.contracts.registry import (
     MembersChanged, MemberRejected, MemberStatus, MemberView, ProfileUpdated, Register, Registered,
     RegistrationRepeated, RejectMember, Role, RoleGranted, UpdateProfile, VerifyEmail,
 )
-from shared.desk import Pending, at_desk, desk
+from shared.desk import Grouped, Pending
 from shared.errors import NotFound
 from shared.logging import get_logger
 from shared.outbox import UnitOfWork
@@ -65,23 +65,6 @@ async def _secretariat(tx: AsyncSession, actor_id: str) -> Member:
 
 
 # ---------------------------------------------------------------- joining
-REGISTRATION_GROUP = 100  # registrations written in one transaction at most
-
-
-@at_desk(REGISTRATION_GROUP)
-async def register(req: Register, ctx: HandlerContext) -> Registered:
-    """Register a member; a single-use verification link is mailed to them.
-
-    An address already on the register is not an error: the web front shows the same page as for a new
-    registration, so the form tells nobody who is a member. The owner of the address is mailed instead
-    (see `_registered_again`), and the reply names the existing account.
-
-    When the forum is announced, registrations come in bursts: those that arrive while one is written go
-    together in the next transaction (`shared.desk`, `_register_group`); one that comes alone is written
-    alone."""
-    return await desk(ctx.service, _register_group, REGISTRATION_GROUP).submit("", req, ctx)
-
-
 async def _register_group(_: str, group: list[Pending[Register, Registered]]) -> None:
     """Registrations that arrived together, in one transaction (`_register_in`). If it fails — a
     concurrent registration of one of the addresses elsewhere won the race — each is written again alone,
@@ -105,6 +88,24 @@ async def _register_group(_: str, group: list[Pending[Register, Registered]]) ->
             p.settle(await _register_alone(p.req, p.ctx))
         except Exception as exc:  # noqa: BLE001 - that request's own error
             p.refuse(exc)
+
+
+REGISTRATIONS: Grouped[Register, Registered] = Grouped(_register_group, group=100)
+"""Registrations arriving together, up to 100 written in one transaction."""
+
+
+@REGISTRATIONS
+async def register(req: Register, ctx: HandlerContext) -> Registered:
+    """Register a member; a single-use verification link is mailed to them.
+
+    An address already on the register is not an error: the web front shows the same page as for a new
+    registration, so the form tells nobody who is a member. The owner of the address is mailed instead
+    (see `_registered_again`), and the reply names the existing account.
+
+    When the forum is announced, registrations come in bursts: those that arrive while one is written go
+    together in the next transaction (`shared.desk`, `_register_group`); one that comes alone is written
+    alone."""
+    return await REGISTRATIONS.submit(ctx, "", req)
 
 
 async def _register_alone(req: Register, ctx: HandlerContext) -> Registered:

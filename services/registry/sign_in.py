@@ -20,7 +20,7 @@ from shared.contracts.registry import (
     Accepted, CheckEmailLink, CheckSession, CheckSignInLink, ConfirmEmail, EndAllSessions, EndSession, MembersChanged,
     MemberStatus, MemberView, RedeemSignIn, RequestSignIn, SignedIn,
 )
-from shared.desk import Pending, at_desk, desk
+from shared.desk import Grouped, Pending
 from shared.errors import Forbidden, NotFound
 from shared.service import HandlerContext
 from shared.settings import Settings
@@ -92,26 +92,14 @@ async def confirm_email(req: ConfirmEmail, ctx: HandlerContext) -> SignedIn:
     return SignedIn(member=view(m), session=session)
 
 
-CHECK_GROUP = 200  # session checks answered by one query at most
-
-
-@at_desk(CHECK_GROUP)
-async def check_session(req: CheckSession, ctx: HandlerContext) -> MemberView:
-    """The member behind a signed-in browser, fresh (status and role may have changed), while its session
-    is live; NotFound once it ended, expired, or the account can no longer sign in. The web front calls
-    it on every page of a signed-in visitor, instead of reading the member alone: when many ask at once
-    (an RSVP rush), the checks that arrived while one query ran are answered by the next (`shared.desk`)."""
-    return await desk(ctx.service, _check_group, CHECK_GROUP).submit("", req, ctx)
-
-
 async def _check_group(_: str, group: list[Pending[CheckSession, MemberView]]) -> None:
-    hashes = {rules.hash_token(p.req.session) for p in group}
+    asked = [(rules.hash_token(p.req.session), p) for p in group]
     async with group[0].ctx.db.read() as tx:  # one query, on the connection: columns, no ORM objects
         found = {r.session_id_hash: r for r in await (await tx.connection()).execute(
-            _SESSIONS_AND_MEMBERS, {"id_hashes": sorted(hashes)})}
+            _SESSIONS_AND_MEMBERS, {"id_hashes": sorted({h for h, _ in asked})})}
     now = utcnow()
-    for p in group:
-        row = found.get(rules.hash_token(p.req.session))
+    for id_hash, p in asked:
+        row = found.get(id_hash)
         if (row is None or row.id != p.req.member_id
                 or not rules.session_live(created_at=row.session_created_at, ended_at=row.session_ended_at,
                                           max_age=p.ctx.settings.session_max_age, now=now)
@@ -119,6 +107,19 @@ async def _check_group(_: str, group: list[Pending[CheckSession, MemberView]]) -
             p.refuse(NotFound(SESSION_ENDED, field="session"))
         else:
             p.settle(view(row))  # type: ignore[arg-type] # a row with the member's columns
+
+
+SESSION_CHECKS: Grouped[CheckSession, MemberView] = Grouped(_check_group, group=200)
+"""Session checks arriving together, up to 200 answered by one query."""
+
+
+@SESSION_CHECKS
+async def check_session(req: CheckSession, ctx: HandlerContext) -> MemberView:
+    """The member behind a signed-in browser, fresh (status and role may have changed), while its session
+    is live; NotFound once it ended, expired, or the account can no longer sign in. The web front calls
+    it on every page of a signed-in visitor, instead of reading the member alone: when many ask at once
+    (an RSVP rush), the checks that arrived while one query ran are answered by the next (`shared.desk`)."""
+    return await SESSION_CHECKS.submit(ctx, "", req)
 
 
 # Built once, as columns rather than ORM objects (no identity map to fill for a read that returns at once).

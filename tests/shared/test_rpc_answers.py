@@ -14,7 +14,7 @@ from faststream.nats import NatsBroker
 from pydantic import BaseModel, Field
 
 from shared.contracts.common import ErrorCode, Reply, Request
-from shared.desk import at_desk
+from shared.desk import Grouped, Pending
 from shared.errors import DomainError
 from shared.migrations import upgrade
 from shared.rpc import RpcClient, RpcError
@@ -66,13 +66,21 @@ async def test_requests_are_answered_bounded_and_finished_on_stop(tmp_path: Path
 
     napping = Gauge()
 
-    @at_desk(8)  # its requests would wait at a desk: more of them taken at once than rpc_workers
+    async def rest(_: str, group: list[Pending[Nap, Slept]]) -> None:
+        await asyncio.sleep(group[0].req.seconds)
+        for p in group:
+            p.settle(Slept(seconds=p.req.seconds, correlation_id=p.ctx.correlation_id))
+
+    naps = Grouped(rest, group=8)
+
+    @naps  # its requests wait at a desk: more of them taken at once than rpc_workers
     async def nap(req: Nap, ctx: HandlerContext) -> Slept:
         napping.now += 1
         napping.most = max(napping.most, napping.now)
-        await asyncio.sleep(req.seconds)
-        napping.now -= 1
-        return Slept(seconds=req.seconds, correlation_id=ctx.correlation_id)
+        try:
+            return await naps.submit(ctx, "", req)
+        finally:
+            napping.now -= 1
 
     definition = ServiceDef("forum", title="test", operations=[sleep, nap])
     try:
