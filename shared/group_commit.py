@@ -8,7 +8,10 @@ an ack); FastStream's per-message machinery (middlewares, dependency injection) 
 not at all.
 
 While a batch is written, the next one is already being fetched and parsed: at most two batches are in
-flight, written one after the other in stream order.
+flight, written one after the other in stream order. During a burst (the last pull found several messages,
+not a full batch) pulls are spaced by `consumer_gather` seconds, so that a batch holds what arrived in that
+time rather than what arrived while the last one was written: the per-batch cost (a pull, a transaction,
+its preload and inbox statements) is paid a few times a second, not once for every dozen events.
 
 Failures stay per event: a malformed message is parked at once; if the batch's transaction fails, each of
 its events is retried in a transaction of its own, so one bad event never holds back the others, and a
@@ -50,6 +53,9 @@ BUSY_WAIT = 0.25
 while the previous one is written in the same thread, so it takes longer than BURST_WAIT to arrive — a
 pull that gave up early would halve the batches. It returns as soon as the batch is full anyway; only
 the last pull of a burst waits it out."""
+GATHER_FROM = 4
+"""A pull that finds at least this many messages (and not a full batch) means a burst: the next pull waits
+until `consumer_gather` seconds after this one. A lone event, or a backlog (full batches), is pulled at once."""
 IDLE_WAIT = 5.0
 """Seconds one pull request is held open by the server while the stream is idle (it returns at the
 first message)."""
@@ -96,6 +102,7 @@ class BatchConsumer:
         """Messages settled (acked, retried later or parked) so far, in `batches` batches."""
         self.batches = 0
         self._busy = False
+        self._gather_until = 0.0  # (monotonic) a burst's next pull is not made before this
 
     # ------------------------------------------------------------------ the consume loop
     async def run(self, subscriber: Any) -> None:
@@ -120,11 +127,14 @@ class BatchConsumer:
             await asyncio.shield(asyncio.gather(*started, return_exceptions=True))
 
     async def _fetch(self, subscription: Any) -> list[Msg]:
+        pause = self._gather_until - time.monotonic()
+        if pause > 0:
+            await asyncio.sleep(pause)
         wait = BUSY_WAIT if self._busy else BURST_WAIT
         try:
             got: list[Msg] = await subscription.fetch(self.batch_size, timeout=wait)
             self._busy = len(got) * 2 >= self.batch_size
-            return got
+            return self._pulled(got)
         except _FETCH_ERRORS:
             self._busy = False
         except _DISCONNECTED:
@@ -140,7 +150,12 @@ class BatchConsumer:
         if self.batch_size > 1:
             with suppress(*_FETCH_ERRORS, *_DISCONNECTED):
                 first += await subscription.fetch(self.batch_size - 1, timeout=BURST_WAIT)
-        return first
+        return self._pulled(first)
+
+    def _pulled(self, got: list[Msg]) -> list[Msg]:
+        burst = GATHER_FROM <= len(got) < self.batch_size
+        self._gather_until = time.monotonic() + self.service.settings.consumer_gather if burst else 0.0
+        return got
 
     async def _handle_after(self, previous: asyncio.Task[None] | None, messages: list[Msg], lock: Any) -> None:
         with lock:

@@ -33,6 +33,10 @@ class Settings(BaseSettings):
     consumer_ack_wait: float = Field(5.0, gt=0, description="Seconds without an ack or a progress signal "
                                      "before JetStream hands a message to another consumer: how soon a killed "
                                      "process's messages come back (running handlers signal progress meanwhile).")
+    consumer_gather: float = Field(0.25, ge=0, description="During a burst of events, seconds between two "
+                                   "pulls of a batch consumer: its batches then hold what arrived meanwhile, "
+                                   "and their fixed cost (a transaction) is paid less often; a burst's events "
+                                   "wait at most that long. 0: pull again as soon as a batch is handed over.")
     rpc_timeout: float = Field(10.0, description="Seconds the web front waits for a service's reply.")
     rpc_workers: int = Field(16, description="Concurrent request handlers per RPC subject (one whose "
                              "requests wait at a desk to be decided together, as « Je participe », takes up "
