@@ -34,6 +34,9 @@ from typing import Any
 import nats
 from fastapi import FastAPI, Request, Response  # module level: the routes' annotations are resolved here
 
+NO_TELEMETRY: Any = {"tracing": False, "metrics": False, "logs": False, "operation_spans": False}
+"""FastAPI's OpenTelemetry hooks off, as in the web front (`services.web.app.NO_TELEMETRY`)."""
+
 OUTBOX_SCHEMA = """
 CREATE TABLE floor_outbox (id bigserial PRIMARY KEY, event_id text NOT NULL, subject text NOT NULL,
                            payload text NOT NULL, sent_at timestamptz);
@@ -298,7 +301,7 @@ def web_app(kind: str, nats_url: str, prefix: str) -> Any:
         yield
         await conn["nc"].drain()
 
-    app = FastAPI(lifespan=lifespan)
+    app = FastAPI(lifespan=lifespan, telemetry=NO_TELEMETRY)
 
     def csrf_ok(request: Request, form: Any) -> bool:
         token = request.cookies.get("floor_csrf", "")

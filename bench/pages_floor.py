@@ -59,6 +59,8 @@ def web_app(nats_url: str):  # noqa: ANN201 - a FastAPI app
     from fastapi import FastAPI
     from fastapi.responses import HTMLResponse
 
+    from bench.floor_services import NO_TELEMETRY
+
     state: dict[str, object] = {}
 
     @asynccontextmanager
@@ -67,7 +69,7 @@ def web_app(nats_url: str):  # noqa: ANN201 - a FastAPI app
         yield
         await state["nc"].close()  # type: ignore[attr-defined]
 
-    app = FastAPI(lifespan=lifespan)
+    app = FastAPI(lifespan=lifespan, telemetry=NO_TELEMETRY)
 
     @app.get("/floor")
     async def floor() -> HTMLResponse:

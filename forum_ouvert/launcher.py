@@ -549,9 +549,10 @@ async def serve_ledger_api(rpc: RpcClient) -> AsyncIterator[str]:
     import uvicorn
     from fastapi import FastAPI
 
+    from services.web.app import NO_TELEMETRY
     from services.web.routes import ledger
 
-    app = FastAPI(title="Registre public")
+    app = FastAPI(title="Registre public", telemetry=NO_TELEMETRY)
     app.include_router(ledger.router)
     app.state.rpc = rpc
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning",
