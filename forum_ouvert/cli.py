@@ -204,7 +204,9 @@ async def _create_secretariat(email: str, name: str, database_url: str | None = 
     try:
         async with db.transaction() as tx:  # its events leave with the registry's outbox relay
             uow = UnitOfWork(tx, producer="registry", correlation_id=str(uuid.uuid4()))
-            return await create_secretariat(uow, email, name)
+            created = await create_secretariat(uow, email, name)
+            await uow.write_outbox()
+            return created
     finally:
         await db.dispose()
 

@@ -1,6 +1,7 @@
 """Transactional outbox and inbox: nothing accepted is lost, nothing is done twice.
 
-`UnitOfWork.emit()` writes the event into the `outbox` table inside the caller's transaction; the
+`UnitOfWork.emit()` writes the event into the `outbox` table inside the caller's transaction (at its end,
+one statement for all its events: `UnitOfWork.write_outbox`); the
 `OutboxRelay` (run as the service's `outbox-relay` job) publishes committed rows to JetStream with
 `Nats-Msg-Id = event_id` and marks them.
 A crash between publish and mark re-publishes the row, which JetStream's duplicate window drops and
@@ -14,7 +15,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from nats.js import JetStreamContext
-from sqlalchemy import Column, Index, Text, update
+from sqlalchemy import Column, Index, Text, insert, update
 from sqlmodel import col, select
 from sqlmodel import Field, SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -68,6 +69,7 @@ class UnitOfWork:
         self._wake = wake
         self._jobs_to_wake: set[str] = set()
         self.emitted: list[Envelope[Any]] = []
+        self._written = 0  # how many of `emitted` are in the outbox table
         self.after_commit: list[Callable[[], None]] = []
         self.memo: dict[Any, Any] = {}  # what a batch's preload read for its handlers (shared.preload)
 
@@ -85,13 +87,26 @@ class UnitOfWork:
 
     def emit(self, data: EventData, actor: str | None = None, correlation_id: str | None = None) -> Envelope[Any]:
         """`actor` and `correlation_id` default to the unit of work's; a grouped command gives each
-        request's own."""
+        request's own. The event is written to the outbox by `write_outbox`, before the commit."""
         env = make_event(data, producer=self.producer, correlation_id=correlation_id or self.correlation_id,
                          causation_id=self.causation_id, actor=actor or self.actor)
-        self.tx.add(OutboxMessage(event_id=str(env.event_id), subject=env.type,
-                                  correlation_id=env.correlation_id, payload=env.model_dump_json()))
         self.emitted.append(env)
         return env
+
+    def outbox_rows(self) -> list[dict[str, Any]]:
+        """The outbox rows of the events emitted and not written yet, in order of emission."""
+        now = utcnow()
+        return [{"event_id": str(env.event_id), "subject": env.type, "correlation_id": env.correlation_id,
+                 "payload": env.model_dump_json(), "created_at": now} for env in self.emitted[self._written:]]
+
+    async def write_outbox(self) -> None:
+        """Write the events emitted so far into the outbox, in this transaction: one INSERT for them all
+        (Core rows, not ORM objects: this is every command's path). `Service.unit_of_work` calls it just
+        before committing; the relay publishes them in this order (the ids ascend)."""
+        rows = self.outbox_rows()
+        if rows:
+            await self.tx.execute(insert(OutboxMessage.__table__), rows)  # type: ignore[attr-defined]
+            self._written = len(self.emitted)
 
 
 async def already_processed(tx: AsyncSession, consumer: str, event_id: str) -> bool:

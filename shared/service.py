@@ -233,6 +233,7 @@ class Service:
             uow = UnitOfWork(tx, producer=self.name, correlation_id=correlation_id or str(uuid.uuid4()),
                              causation_id=causation_id, actor=actor, settings=self.settings, wake=self.wake)
             yield uow
+            await uow.write_outbox()
         if uow.emitted:
             self.wake(OUTBOX_RELAY)
         for hook in uow.after_commit:

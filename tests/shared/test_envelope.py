@@ -19,20 +19,11 @@ def test_event_envelope_has_every_field_of_the_contract() -> None:
     assert back.data.public_id == "p1" and back.actor == "sec-1"
 
 
-class _RecordingTx:
-    """Stands in for the AsyncSession: `emit` only adds a row to it."""
-
-    def __init__(self) -> None:
-        self.added: list = []
-
-    def add(self, row: object) -> None:
-        self.added.append(row)
-
-
 def test_unit_of_work_writes_events_to_the_outbox_with_causation() -> None:
-    tx = _RecordingTx()
-    uow = UnitOfWork(tx, producer="registry", correlation_id="c", causation_id="e0")  # type: ignore[arg-type]
+    uow = UnitOfWork(None, producer="registry", correlation_id="c", causation_id="e0")  # type: ignore[arg-type]
     env = uow.emit(MemberApproved(member_id="m", public_id="p", college=None))
-    (row,) = tx.added
-    assert row.event_id == str(env.event_id) and row.subject == "registry.member.approved"
-    assert json.loads(row.payload)["causation_id"] == "e0"
+    later = uow.emit(MemberApproved(member_id="m2", public_id="p2", college=None), correlation_id="c2")
+    first, second = uow.outbox_rows()  # in order of emission, as the relay publishes them
+    assert first["event_id"] == str(env.event_id) and first["subject"] == "registry.member.approved"
+    assert json.loads(first["payload"])["causation_id"] == "e0"
+    assert second["event_id"] == str(later.event_id) and second["correlation_id"] == "c2"
