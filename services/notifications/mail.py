@@ -122,7 +122,7 @@ def _written(settings: Settings, subject: str, text: str, html: str, *, list_id:
                       _crlf_body(short_lines(text)))
     html_part = _part(b'Content-Type: text/html; charset="utf-8"\r\nContent-Transfer-Encoding: 8bit\r\n'
                       b"MIME-Version: 1.0\r\n", _crlf_body(short_lines(html)))
-    head = _cached_header("From", settings.mail_from) + _header("Subject", header_text(subject))
+    head = _cached_header("From", settings.mail_from) + _subject_header(subject)
     head += b"Auto-Submitted: auto-generated\r\n"
     if list_id:
         # RFC 8058: a POST with « List-Unsubscribe=One-Click » to the List-Unsubscribe URL unsubscribes.
@@ -150,6 +150,13 @@ def _header(name: str, value: str) -> bytes:
 @lru_cache(maxsize=8)
 def _cached_header(name: str, value: str) -> bytes:
     return _header(name, value)
+
+
+@lru_cache(maxsize=256)
+def _subject_header(subject: str) -> bytes:
+    """Most messages share their subject with many others (every address check, every copy of a notice):
+    folded once each."""
+    return _header("Subject", header_text(subject))
 
 
 def _crlf_body(text: str) -> bytes:
