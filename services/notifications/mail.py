@@ -32,7 +32,8 @@ SUBJECTS = {
     "manage_link": "Gérer votre abonnement — Forum ouvert",
 }
 _env = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates" / "mail"),
-                   autoescape=select_autoescape(["html"]), undefined=StrictUndefined)
+                   autoescape=select_autoescape(["html"]), undefined=StrictUndefined,
+                   auto_reload=False)  # shipped with the code: no file date to check at every e-mail
 
 # Bidirectional overrides and isolates can make a subject read differently from what it says.
 _BIDI_CONTROLS = dict.fromkeys(map(ord, "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"), None)
