@@ -105,7 +105,7 @@ class UnitOfWork:
         before committing; the relay publishes them in this order (the ids ascend)."""
         rows = self.outbox_rows()
         if rows:
-            await self.tx.execute(insert(OutboxMessage.__table__), rows)  # type: ignore[attr-defined]
+            await self.tx.exec(insert(OutboxMessage.__table__), params=rows)  # type: ignore[attr-defined, call-overload]
             self._written = len(self.emitted)
 
 
