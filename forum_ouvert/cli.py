@@ -194,19 +194,14 @@ def create_secretariat(email: str,
 
 
 async def _create_secretariat(email: str, name: str, database_url: str | None = None):  # noqa: ANN202
-    import uuid
-
     from services.registry.members import create_secretariat
     from shared.db import Database
-    from shared.outbox import UnitOfWork
+    from shared.outbox import unit_of_work
 
     db = Database(database_url or get_settings().service_database_url("registry"))
     try:
-        async with db.transaction() as tx:  # its events leave with the registry's outbox relay
-            uow = UnitOfWork(tx, producer="registry", correlation_id=str(uuid.uuid4()))
-            created = await create_secretariat(uow, email, name)
-            await uow.write_outbox()
-            return created
+        async with unit_of_work(db, "registry") as uow:  # its events leave with the registry's outbox relay
+            return await create_secretariat(uow, email, name)
     finally:
         await db.dispose()
 

@@ -1,7 +1,7 @@
 """Transactional outbox and inbox: nothing accepted is lost, nothing is done twice.
 
 `UnitOfWork.emit()` writes the event into the `outbox` table inside the caller's transaction (at its end,
-one statement for all its events: `UnitOfWork.write_outbox`); the
+one statement for all its events: `unit_of_work`); the
 `OutboxRelay` (run as the service's `outbox-relay` job) publishes committed rows to JetStream with
 `Nats-Msg-Id = event_id` and marks them.
 A crash between publish and mark re-publishes the row, which JetStream's duplicate window drops and
@@ -10,7 +10,9 @@ consumers' inboxes ignore. Consumers record processed event ids in `inbox` in th
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -69,7 +71,6 @@ class UnitOfWork:
         self._wake = wake
         self._jobs_to_wake: set[str] = set()
         self.emitted: list[Envelope[Any]] = []
-        self._written = 0  # how many of `emitted` are in the outbox table
         self.after_commit: list[Callable[[], None]] = []
         self.memo: dict[Any, Any] = {}  # what a batch's preload read for its handlers (shared.preload)
 
@@ -87,26 +88,30 @@ class UnitOfWork:
 
     def emit(self, data: EventData, actor: str | None = None, correlation_id: str | None = None) -> Envelope[Any]:
         """`actor` and `correlation_id` default to the unit of work's; a grouped command gives each
-        request's own. The event is written to the outbox by `write_outbox`, before the commit."""
+        request's own. The event goes into the outbox when the unit of work ends (`unit_of_work`)."""
         env = make_event(data, producer=self.producer, correlation_id=correlation_id or self.correlation_id,
                          causation_id=self.causation_id, actor=actor or self.actor)
         self.emitted.append(env)
         return env
 
     def outbox_rows(self) -> list[dict[str, Any]]:
-        """The outbox rows of the events emitted and not written yet, in order of emission."""
+        """The outbox rows of the events emitted, in order of emission."""
         now = utcnow()
         return [{"event_id": str(env.event_id), "subject": env.type, "correlation_id": env.correlation_id,
-                 "payload": env.model_dump_json(), "created_at": now} for env in self.emitted[self._written:]]
+                 "payload": env.model_dump_json(), "created_at": now} for env in self.emitted]
 
-    async def write_outbox(self) -> None:
-        """Write the events emitted so far into the outbox, in this transaction: one INSERT for them all
-        (Core rows, not ORM objects: this is every command's path). `Service.unit_of_work` calls it just
-        before committing; the relay publishes them in this order (the ids ascend)."""
-        rows = self.outbox_rows()
-        if rows:
-            await self.tx.exec(insert(OutboxMessage.__table__), params=rows)  # type: ignore[attr-defined, call-overload]
-            self._written = len(self.emitted)
+
+@asynccontextmanager
+async def unit_of_work(db: Database, producer: str, correlation_id: str | None = None,
+                       **options: Any) -> AsyncIterator[UnitOfWork]:
+    """A transaction of `db` and the events it emits: they are written into the outbox just before it
+    commits, in one INSERT (Core rows, not ORM objects: this is every command's path), in order of
+    emission, which the relay keeps (the ids ascend). `options`: `UnitOfWork`'s keyword arguments."""
+    async with db.transaction() as tx:
+        uow = UnitOfWork(tx, producer, correlation_id or str(uuid.uuid4()), **options)
+        yield uow
+        if rows := uow.outbox_rows():
+            await tx.exec(insert(OutboxMessage.__table__), params=rows)  # type: ignore[attr-defined, call-overload]
 
 
 async def already_processed(tx: AsyncSession, consumer: str, event_id: str) -> bool:

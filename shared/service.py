@@ -43,7 +43,7 @@ from shared.contracts.envelope import SYSTEM, Envelope, EventData
 from shared.db import Database
 from shared.idempotency import Once, run_once
 from shared.logging import configure_logging, get_logger, library_logger, log_context, ms_since
-from shared.outbox import OutboxRelay, UnitOfWork, already_processed
+from shared.outbox import OutboxRelay, UnitOfWork, already_processed, unit_of_work
 from shared.rpc_answers import Answer, RpcAnswers, ok_reply
 from shared.settings import Settings, get_settings
 from shared.streams import DEAD_LETTER_PREFIX, ensure_streams, stream_name
@@ -229,11 +229,9 @@ class Service:
     @asynccontextmanager
     async def unit_of_work(self, correlation_id: str | None = None, causation_id: str | None = None,
                            actor: str = SYSTEM) -> AsyncIterator[UnitOfWork]:
-        async with self.db.transaction() as tx:
-            uow = UnitOfWork(tx, producer=self.name, correlation_id=correlation_id or str(uuid.uuid4()),
-                             causation_id=causation_id, actor=actor, settings=self.settings, wake=self.wake)
+        async with unit_of_work(self.db, self.name, correlation_id, causation_id=causation_id, actor=actor,
+                                settings=self.settings, wake=self.wake) as uow:
             yield uow
-            await uow.write_outbox()
         if uow.emitted:
             self.wake(OUTBOX_RELAY)
         for hook in uow.after_commit:

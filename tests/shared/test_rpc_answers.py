@@ -116,8 +116,8 @@ async def test_requests_are_answered_bounded_and_finished_on_stop(tmp_path: Path
                     # Ten at once: all answered, never more than rpc_workers under way.
                     answers = await asyncio.gather(*(rpc(Sleep(seconds=0.2)) for _ in range(10)))
                     assert len(answers) == 10 and gauge.most == 3
-                    naps = await asyncio.gather(*(rpc(Nap(seconds=0.2)) for _ in range(10)))
-                    assert len(naps) == 10 and napping.most == 8
+                    napped = await asyncio.gather(*(rpc(Nap(seconds=0.2)) for _ in range(10)))
+                    assert len(napped) == 10 and napping.most == 8
 
                     # Requests under way when the service stops are answered before it stops.
                     gauge.most = gauge.done = 0
